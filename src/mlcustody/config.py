@@ -1,0 +1,110 @@
+"""Workspace configuration: ``.custody/config.toml`` plus ``CUSTODY_*`` environment → one frozen Config.
+
+The environment wins over the file so that CI and a shared server can point a checkout at another
+database without editing it. Recognised settings (see docs/cli.md, section Configuration)::
+
+    [core]
+    db_url = "postgresql+psycopg://user@host/db"   # default: SQLite in .custody/metadata.db
+    link_mode = "copy"                             # copy | hardlink | symlink | reflink
+    actor = "alice"                                # default: the login name
+
+``CUSTODY_DB_URL``, ``CUSTODY_LINK_MODE`` and ``CUSTODY_ACTOR`` override the file.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from mlcustody.errors import ConfigError, NotAWorkspace
+
+STORE_DIRNAME = ".custody"
+CONFIG_FILENAME = "config.toml"
+LINK_MODES = ("copy", "hardlink", "symlink", "reflink")
+_KNOWN_KEYS = {"db_url", "link_mode", "actor"}
+
+
+@dataclass(frozen=True)
+class Config:
+    """Where a workspace keeps its data, and how it behaves."""
+
+    root: Path
+    db_url: str
+    link_mode: str
+    actor: str
+
+    @property
+    def store_dir(self) -> Path:
+        return self.root / STORE_DIRNAME
+
+    @property
+    def config_path(self) -> Path:
+        return self.store_dir / CONFIG_FILENAME
+
+
+def default_db_url(root: Path) -> str:
+    return f"sqlite:///{root / STORE_DIRNAME / 'metadata.db'}"
+
+
+def find_root(start: Path) -> Path:
+    """The nearest directory at or above ``start`` that holds a ``.custody`` store."""
+    start = start.resolve()
+    for candidate in (start, *start.parents):
+        if (candidate / STORE_DIRNAME / CONFIG_FILENAME).is_file():
+            return candidate
+    raise NotAWorkspace(f"no mlcustody workspace at {start} or any parent directory")
+
+
+def load(root: Path) -> Config:
+    """Read the config of the workspace at ``root``; a broken file is a ConfigError, never a crash."""
+    path = root / STORE_DIRNAME / CONFIG_FILENAME
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise NotAWorkspace(f"{path} is missing") from exc
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError, OSError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from exc
+    core = data.get("core", {})
+    if not isinstance(core, dict) or set(data) - {"core"} or set(core) - _KNOWN_KEYS:
+        unknown = sorted((set(data) - {"core"}) | (set(core) - _KNOWN_KEYS if isinstance(core, dict) else set()))
+        raise ConfigError(f"{path} has unknown settings {unknown}; known: [core] {sorted(_KNOWN_KEYS)}")
+    settings = {key: str(value) for key, value in core.items()}
+    for key in _KNOWN_KEYS:
+        env = os.environ.get(f"CUSTODY_{key.upper()}")
+        if env:
+            settings[key] = env
+    link_mode = settings.get("link_mode", "copy")
+    if link_mode not in LINK_MODES:
+        raise ConfigError(f"link_mode {link_mode!r} is not one of {', '.join(LINK_MODES)}")
+    return Config(
+        root=root,
+        db_url=settings.get("db_url") or default_db_url(root),
+        link_mode=link_mode,
+        actor=settings.get("actor") or _login_name(),
+    )
+
+
+def write_initial(root: Path, db_url: str | None, link_mode: str) -> None:
+    """Write the config file that ``custody init`` creates; only non-default settings are stored."""
+    if link_mode not in LINK_MODES:
+        raise ConfigError(f"link_mode {link_mode!r} is not one of {', '.join(LINK_MODES)}")
+    lines = ["# mlcustody workspace settings; CUSTODY_* environment variables override them.", "[core]"]
+    if db_url:
+        lines.append(f"db_url = {_toml_string(db_url)}")
+    lines.append(f"link_mode = {_toml_string(link_mode)}")
+    (root / STORE_DIRNAME / CONFIG_FILENAME).write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def _toml_string(value: str) -> str:
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{escaped}"'
+
+
+def _login_name() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return f"uid:{os.getuid()}"

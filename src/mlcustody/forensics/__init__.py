@@ -1,0 +1,1 @@
+"""Layer 6 — forensics: attribution, contamination, profiling, drift and bias investigations."""

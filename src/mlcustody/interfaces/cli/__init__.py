@@ -1,0 +1,1 @@
+"""The `custody` command line: a thin shell over ``interfaces.sdk.Workspace``."""

@@ -1,0 +1,247 @@
+"""The `custody` command: parse arguments, call one Workspace method, render what it returns.
+
+Exit status: 0 success, 1 a check found a problem, 2 bad usage or input (one-line error with the
+fix), 3 an unexpected internal error (traceback with --debug).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import click
+import typer
+
+from mlcustody.errors import CustodyError
+from mlcustody.interfaces import shapes
+from mlcustody.interfaces.cli import output, render
+from mlcustody.interfaces.sdk import Workspace
+
+app = typer.Typer(
+    name="custody",
+    help="Chain of custody for machine-learning models: version data, verify it, trace it.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document (see docs/cli.md).")]
+
+
+class State:
+    directory: Path | None = None
+
+
+@app.callback()
+def _global(
+    directory: Annotated[
+        Path | None, typer.Option("--dir", "-C", help="Workspace directory (default: current or a parent).")
+    ] = None,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks of internal errors.")] = False,
+) -> None:
+    State.directory = directory or (Path(os.environ["CUSTODY_DIR"]) if os.environ.get("CUSTODY_DIR") else None)
+
+
+@contextmanager
+def workspace() -> Iterator[Workspace]:
+    ws = Workspace.open(State.directory)
+    try:
+        yield ws
+    finally:
+        ws.close()
+
+
+def _fail_if(problem_found: bool) -> None:
+    if problem_found:
+        raise typer.Exit(1)
+
+
+@app.command()
+def init(
+    db: Annotated[str | None, typer.Option(help="Metadata database URL (default: SQLite in .custody/).")] = None,
+    link: Annotated[str, typer.Option(help="Link mode: copy, hardlink, symlink or reflink.")] = "copy",
+    as_json: JsonOpt = False,
+) -> None:
+    """Create a workspace store (.custody/) in the current directory or --dir."""
+    db_url = db or os.environ.get("CUSTODY_DB_URL") or None
+    with Workspace.init(State.directory or Path.cwd(), db_url=db_url, link_mode=link) as ws:
+        render.init(ws, as_json)
+
+
+@app.command()
+def migrate(as_json: JsonOpt = False) -> None:
+    """Upgrade the metadata database to this release's schema."""
+    from mlcustody import config
+
+    root = config.find_root(State.directory or Path.cwd())
+    with Workspace(config.load(root)) as ws:
+        render.migrate(ws.migrate(), as_json)
+
+
+@app.command()
+def add(
+    paths: Annotated[list[Path], typer.Argument(help="Files or directories inside the workspace.")],
+    name: Annotated[str | None, typer.Option("--name", "-n", help="Artifact name (default: the path).")] = None,
+    type: Annotated[
+        str | None, typer.Option("--type", "-t", help="dataset, model, config, code, environment, report, other.")
+    ] = None,
+    message: Annotated[str, typer.Option("--message", "-m", help="Why this version exists.")] = "",
+    tag: Annotated[list[str] | None, typer.Option("--tag", help="Tag to attach (repeatable).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Version files or directories: store their bytes and record a new artifact version."""
+    with workspace() as ws:
+        results = ws.add(
+            paths, name=name, type=type, message=message, tags=tag or [], progress=output.progress(not as_json)
+        )
+        render.add(results, as_json)
+
+
+@app.command()
+def status(as_json: JsonOpt = False) -> None:
+    """Compare every artifact's latest version with its path; exit 1 if anything changed."""
+    with workspace() as ws:
+        report = ws.status(progress=output.progress(not as_json))
+        render.status(report, as_json)
+        _fail_if(any(item.state != "unchanged" for item in report))
+
+
+@app.command("ls")
+def ls(
+    all_versions: Annotated[bool, typer.Option("--all", "-a", help="Every version, not only the latest.")] = False,
+    type: Annotated[str | None, typer.Option("--type", "-t", help="Only artifacts of this type.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List artifacts."""
+    with workspace() as ws:
+        render.listing(ws.listing(all_versions=all_versions, type=type), as_json)
+
+
+@app.command()
+def show(
+    ref: Annotated[str, typer.Argument(help="NAME, NAME@VERSION or a digest prefix.")],
+    files: Annotated[bool, typer.Option("--files", help="List the files of a directory version.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show one artifact version and the history of its name."""
+    with workspace() as ws:
+        version = ws.resolve(ref)
+        entries = ws.entries(version) if files else None
+        render.show(version, ws.history(version.name), entries, as_json)
+
+
+@app.command()
+def diff(
+    ref_a: Annotated[str, typer.Argument(help="Old version.")],
+    ref_b: Annotated[str, typer.Argument(help="New version.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Files added, removed and modified between two versions."""
+    with workspace() as ws:
+        render.diff(*ws.diff(ref_a, ref_b), as_json)
+
+
+@app.command()
+def checkout(
+    ref: Annotated[str, typer.Argument(help="NAME, NAME@VERSION or a digest prefix.")],
+    to: Annotated[Path | None, typer.Option("--to", help="Write here instead of the original path.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite changes that are not in the store.")] = False,
+    link: Annotated[str | None, typer.Option(help="Link mode for this checkout (default: config).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Restore a version's files at its path (or --to), never silently losing unsaved data."""
+    with workspace() as ws:
+        version, target, result = ws.checkout(
+            ref, to=to, force=force, link_mode=link, progress=output.progress(not as_json)
+        )
+        render.checkout(version, target, result, as_json)
+
+
+@app.command()
+def verify(as_json: JsonOpt = False) -> None:
+    """Recompute every object, manifest, row and audit event; exit 1 on any mismatch."""
+    with workspace() as ws:
+        report = ws.verify(progress=output.progress(not as_json))
+        render.verify(report, as_json)
+        _fail_if(bool(report.problems))
+
+
+@app.command()
+def log(
+    limit: Annotated[int | None, typer.Option("--limit", "-n", min=1, help="Show at most N events.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """The audit log: every metadata change, newest first."""
+    with workspace() as ws:
+        render.log(ws.log(limit=limit), as_json)
+
+
+@app.command()
+def gc(
+    delete: Annotated[bool, typer.Option("--delete", help="Really delete (default: only report).")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Find objects no version refers to (and stale temp files); delete them with --delete."""
+    with workspace() as ws:
+        found, freed = ws.gc(delete=delete)
+        render.gc(found, freed, delete, as_json)
+
+
+@app.command()
+def demo(
+    directory: Annotated[
+        Path | None, typer.Option("--dir", help="Run in this (new or empty) directory instead of a temp one.")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """A two-minute tour: version a dataset twice, diff, verify, then catch tampering."""
+    from mlcustody.interfaces import demo as tour
+
+    steps, where = tour.run(directory, echo=None if as_json else render.demo_step)
+    if as_json:
+        output.emit_json(shapes.document("demo", workspace=str(where), steps=steps))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the console script: maps every outcome to the documented exit status."""
+    args = sys.argv[1:] if argv is None else argv
+    sys.exit(run(args))
+
+
+def run(args: list[str]) -> int:
+    want_json, debug = "--json" in args, "--debug" in args
+    try:
+        result = typer.main.get_command(app).main(args=args, prog_name="custody", standalone_mode=False)
+        return result if isinstance(result, int) else 0
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.exceptions.Abort:
+        output.error("aborted")
+        return 130
+    except click.UsageError as exc:
+        where = f"custody {exc.ctx.command_path.split(' ', 1)[-1]}" if exc.ctx and " " in exc.ctx.command_path else "custody"
+        output.error(f"{exc.format_message()} — see `{where} --help`")
+        return 2
+    except click.ClickException as exc:
+        output.error(exc.format_message())
+        return exc.exit_code
+    except CustodyError as exc:
+        if debug and exc.exit_code == 3:
+            raise
+        output.error(exc.one_line())
+        if want_json:
+            output.emit_json(shapes.error(exc))
+        return exc.exit_code
+    except KeyboardInterrupt:
+        output.error("interrupted")
+        return 130
+    except Exception as exc:
+        if debug:
+            raise
+        output.error(f"internal error: {type(exc).__name__}: {exc} — rerun with --debug for the traceback")
+        return 3

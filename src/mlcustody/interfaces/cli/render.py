@@ -1,0 +1,188 @@
+"""How each command's result looks: a JSON document from ``shapes``, or a short human view."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from sqlalchemy import make_url
+
+from mlcustody.interfaces import shapes
+from mlcustody.interfaces.cli import output
+from mlcustody.metadata.artifacts import ArtifactVersion
+from mlcustody.metadata.audit import Event
+from mlcustody.metadata.gc import GcPlan
+from mlcustody.storage.checkout import CheckoutResult
+from mlcustody.storage.diff import TreeDiff
+from mlcustody.storage.manifest import Entry
+
+if TYPE_CHECKING:
+    from mlcustody.interfaces.sdk import AddResult, ArtifactStatus, VerifyReport, Workspace
+
+_SHOWN = 20  # changed files listed per category in human output; JSON lists all
+
+
+def init(ws: Workspace, as_json: bool) -> None:
+    db = make_url(ws.config.db_url).render_as_string(hide_password=True)
+    revision = ws.db.revision()
+    if as_json:
+        output.emit_json(
+            shapes.document("init", root=str(ws.root), db=db, link_mode=ws.config.link_mode, revision=revision)
+        )
+        return
+    output.line(f"Initialised mlcustody workspace in {ws.root}")
+    output.line(f"  metadata: {db} (schema {revision}), link mode: {ws.config.link_mode}")
+
+
+def migrate(revision: str, as_json: bool) -> None:
+    if as_json:
+        output.emit_json(shapes.document("migrate", revision=revision))
+    else:
+        output.line(f"Metadata schema is at revision {revision}.")
+
+
+def add(results: list[AddResult], as_json: bool) -> None:
+    if as_json:
+        output.emit_json(
+            shapes.document("add", results=[{"created": r.created, "artifact": shapes.artifact(r.version)} for r in results])
+        )
+        return
+    for result in results:
+        v = result.version
+        what = f"{v.file_count} files, " if v.kind == "dir" else ""
+        if result.created:
+            output.line(f"added {v.ref} ({v.type}, {what}{output.human_size(v.size)})  {v.digest[:16]}")
+        else:
+            output.line(f"unchanged {v.ref}  {v.digest[:16]}")
+
+
+def status(report: list[ArtifactStatus], as_json: bool) -> None:
+    if as_json:
+        items = [
+            {
+                "ref": s.version.ref,
+                "path": s.version.path,
+                "state": s.state,
+                "changes": shapes.diff_summary(s.changes) if s.changes else None,
+            }
+            for s in report
+        ]
+        output.emit_json(shapes.document("status", clean=all(s.state == "unchanged" for s in report), artifacts=items))
+        return
+    if not report:
+        output.line("No artifacts yet; version data with `custody add PATH`.")
+    for s in report:
+        detail = ""
+        if s.changes:
+            c = shapes.diff_summary(s.changes)
+            detail = f"  (+{c['added']} -{c['removed']} ~{c['modified']} files)"
+        style = {"unchanged": None, "modified": "yellow", "missing": "red"}[s.state]
+        output.line(f"{s.state:<10} {s.version.path}  [{s.version.ref}]{detail}", style=style)
+
+
+def listing(versions: list[ArtifactVersion], as_json: bool) -> None:
+    if as_json:
+        output.emit_json(shapes.document("ls", artifacts=[shapes.artifact(v) for v in versions]))
+        return
+    rows = [
+        [v.ref, v.type, v.kind, v.file_count, output.human_size(v.size), v.digest[:12], v.created_at[:19]]
+        for v in versions
+    ]
+    output.table(["ref", "type", "kind", "files", "size", "digest", "created (UTC)"], rows)
+
+
+def show(version: ArtifactVersion, history: list[ArtifactVersion], entries: tuple[Entry, ...] | None, as_json: bool) -> None:
+    if as_json:
+        output.emit_json(
+            shapes.document(
+                "show",
+                artifact=shapes.artifact(version),
+                history=[shapes.history_item(v) for v in history],
+                files=[shapes.file(e) for e in entries] if entries is not None else None,
+            )
+        )
+        return
+    for field in shapes.ARTIFACT_FIELDS:
+        output.line(f"{field:>11}: {getattr(version, field)}")
+    output.line(f"{'history':>11}: " + ", ".join(f"@{v.version} {v.digest[:8]}" for v in history))
+    for entry in entries or ():
+        output.line(f"  {entry.digest[:12]} {entry.size:>12} {entry.mode:o} {entry.path}")
+
+
+def diff(a: ArtifactVersion, b: ArtifactVersion, changes: TreeDiff, as_json: bool) -> None:
+    if as_json:
+        output.emit_json(shapes.document("diff", a=shapes.artifact(a), b=shapes.artifact(b), **shapes.tree_diff(changes)))
+        return
+    summary = shapes.diff_summary(changes)
+    output.line(
+        f"{a.ref} → {b.ref}: {summary['added']} added, {summary['removed']} removed, "
+        f"{summary['modified']} modified, {summary['unchanged']} unchanged"
+    )
+    for sign, style, items in (("+", "green", changes.added), ("-", "red", changes.removed), ("~", "yellow", changes.modified)):
+        for change in items[:_SHOWN]:
+            output.line(f"  {sign} {change.path}", style=style)
+        if len(items) > _SHOWN:
+            output.line(f"  {sign} … and {len(items) - _SHOWN} more (use --json for all)", style=style)
+
+
+def checkout(version: ArtifactVersion, target: Path, result: CheckoutResult, as_json: bool) -> None:
+    if as_json:
+        output.emit_json(shapes.checkout(version, target, result))
+        return
+    output.line(
+        f"checked out {version.ref} to {target}: {result.written} written, {result.deleted} removed, "
+        f"{result.unchanged} already up to date"
+    )
+
+
+def verify(report: VerifyReport, as_json: bool) -> None:
+    if as_json:
+        output.emit_json(
+            shapes.document("verify", ok=not report.problems, checked=report.checked, problems=shapes.problems(report.problems))
+        )
+        return
+    c = report.checked
+    output.line(
+        f"checked {c['events']} audit events, {c['artifact_versions']} artifact versions, "
+        f"{c['objects']} objects ({output.human_size(c['bytes'])})"
+    )
+    if not report.problems:
+        output.line("OK: everything matches.", style="green")
+        return
+    for problem in report.problems:
+        output.line(f"{problem.kind}: {problem.where}: {problem.detail}", style="red")
+    output.line(f"FAILED: {len(report.problems)} problem(s).", style="bold red")
+
+
+def log(events: list[Event], as_json: bool) -> None:
+    if as_json:
+        output.emit_json(shapes.document("log", events=[shapes.event(e) for e in events]))
+        return
+    rows = [[e.seq, e.time[:19], e.actor, e.action, _summary(e), e.digest[:12]] for e in events]
+    output.table(["seq", "time (UTC)", "actor", "action", "subject", "digest"], rows)
+
+
+def _summary(event: Event) -> str:
+    row = event.payload.get("row")
+    if isinstance(row, dict) and "name" in row:
+        return f"{row['name']}@{row.get('version')}"
+    return ", ".join(f"{k}={v}" for k, v in event.payload.items() if not isinstance(v, dict | list))[:60]
+
+
+def gc(found: GcPlan, freed: int, deleted: bool, as_json: bool) -> None:
+    if as_json:
+        output.emit_json(shapes.gc(found, freed, deleted))
+        return
+    verb = "removed" if deleted else "would remove"
+    output.line(
+        f"{verb} {len(found.unreferenced)} unreferenced objects ({output.human_size(found.unreferenced_bytes)}) "
+        f"and {len(found.stale_tmp)} stale temp files; {found.kept} objects referenced"
+    )
+    if not deleted and (found.unreferenced or found.stale_tmp):
+        output.line("run `custody gc --delete` to delete them")
+
+
+def demo_step(title: str, command: str, text: str) -> None:
+    output.markup(f"\n[bold cyan]▶ {title}[/]\n[dim]$ {command}[/]")
+    if text:
+        output.line(text.rstrip())

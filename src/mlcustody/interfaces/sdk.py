@@ -1,0 +1,328 @@
+"""The Workspace: one object through which the CLI, the server and Python users reach every capability.
+
+Each method is the whole of one user-facing operation: it combines the storage layer (bytes) and the
+metadata layer (versions, audit chain) and returns plain values; it never prints. The CLI renders
+what it returns, the server will serialise the same values through ``shapes``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from mlcustody import config as config_module
+from mlcustody._progress import Progress
+from mlcustody.checks import Problem
+from mlcustody.config import STORE_DIRNAME, Config
+from mlcustody.errors import PathError, UsageError, WorkspaceExists
+from mlcustody.metadata import artifacts, audit, gc, migrate, refs, verify
+from mlcustody.metadata.artifacts import ArtifactVersion
+from mlcustody.metadata.engine import Database
+from mlcustody.metadata.schema import store_info
+from mlcustody.storage import links, manifest, snapshot
+from mlcustody.storage.checkout import CheckoutResult, checkout
+from mlcustody.storage.diff import TreeDiff, diff_entries
+from mlcustody.storage.lock import store_lock
+from mlcustody.storage.manifest import Entry
+from mlcustody.storage.objects import ObjectStore
+from mlcustody.storage.statcache import StatCache
+
+
+@dataclass(frozen=True)
+class AddResult:
+    version: ArtifactVersion
+    created: bool  # False when the content equals the latest version, which is returned instead
+
+
+@dataclass(frozen=True)
+class ArtifactStatus:
+    version: ArtifactVersion
+    state: str  # unchanged | modified | missing
+    changes: TreeDiff | None
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    problems: list[Problem]
+    checked: dict[str, int]
+
+
+class Workspace:
+    """A directory under mlcustody's custody: its store (.custody/) and metadata database."""
+
+    def __init__(self, cfg: Config) -> None:
+        self.config = cfg
+        self.root = cfg.root
+        self.db = Database(cfg.db_url)
+        self.objects = ObjectStore(cfg.store_dir)
+        self._cache: StatCache | None = None
+
+    # -- opening ---------------------------------------------------------------------------------
+
+    @classmethod
+    def init(cls, root: Path, *, db_url: str | None = None, link_mode: str = "copy") -> Workspace:
+        """Create a store in ``root``: directories, config, schema (Alembic), first audit event."""
+        root = root.resolve()
+        store = root / STORE_DIRNAME
+        if (store / config_module.CONFIG_FILENAME).exists():
+            raise WorkspaceExists(f"{root} is already an mlcustody workspace")
+        if not root.is_dir():
+            raise PathError(f"{root} is not a directory", hint="create it first, or pass an existing --dir")
+        store.mkdir(exist_ok=True)
+        try:
+            config_module.write_initial(root, db_url, link_mode)
+            ws = cls(config_module.load(root))
+            ws.objects.create()
+            migrate.upgrade(ws.db)
+            ws._record_init()
+        except BaseException:
+            shutil.rmtree(store, ignore_errors=True)  # a failed init leaves nothing behind
+            raise
+        return ws
+
+    @classmethod
+    def open(cls, start: Path | None = None) -> Workspace:
+        """The workspace at or above ``start`` (default: the current directory); checks the schema."""
+        root = config_module.find_root(start or Path.cwd())
+        ws = cls(config_module.load(root))
+        ws.db.check_revision()
+        return ws
+
+    def _record_init(self) -> None:
+        with self.db.write() as conn:
+            existing = conn.execute(sa.select(store_info.c.value).where(store_info.c.key == "store_id")).scalar()
+            store_id = existing or uuid.uuid4().hex
+            if not existing:
+                conn.execute(store_info.insert().values(key="store_id", value=store_id))
+            event = audit.append(
+                conn,
+                actor=self.config.actor,
+                action="workspace.init",
+                payload={"store_id": store_id, "root": str(self.root)},
+            )
+        audit.advance_witness(self._witness, event)
+
+    def migrate(self) -> str:
+        migrate.upgrade(self.db)
+        return self.db.revision() or ""
+
+    def close(self) -> None:
+        if self._cache is not None:
+            self._cache.close()
+        self.db.close()
+
+    def __enter__(self) -> Workspace:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def _witness(self) -> Path:
+        return self.config.store_dir / "audit-head"
+
+    @property
+    def cache(self) -> StatCache:
+        if self._cache is None:
+            self._cache = StatCache(self.config.store_dir / "cache" / "stat.db")
+        return self._cache
+
+    def _lock(self, *, exclusive: bool) -> Any:
+        return store_lock(self.config.store_dir / "gc.lock", exclusive=exclusive)
+
+    # -- paths and references --------------------------------------------------------------------
+
+    def relpath(self, path: Path | str) -> str:
+        """``path`` relative to the workspace root (posix), refusing anything outside it."""
+        absolute = Path(os.path.abspath(path))
+        try:
+            rel = absolute.relative_to(self.root)
+        except ValueError as exc:
+            raise PathError(
+                f"{path} is outside the workspace {self.root}",
+                hint="move or copy it into the workspace, or run custody from a workspace that contains it",
+            ) from exc
+        if rel.parts and rel.parts[0] == STORE_DIRNAME:
+            raise PathError(f"{path} is inside the store itself", hint="add your data, not .custody")
+        if not rel.parts:
+            raise PathError("cannot add the workspace root itself", hint="add its data directories")
+        return rel.as_posix()
+
+    def resolve(self, ref: str) -> ArtifactVersion:
+        """A reference, or failing that a path in the current directory that was added under its name."""
+        with self.db.read() as conn:
+            try:
+                return refs.resolve(conn, ref)
+            except UsageError:
+                candidate = Path(os.path.abspath(ref))
+                if candidate.is_relative_to(self.root) and candidate != self.root:
+                    found = artifacts.latest(conn, candidate.relative_to(self.root).as_posix())
+                    if found is not None:
+                        return found
+                raise
+
+    def entries(self, version: ArtifactVersion) -> tuple[Entry, ...]:
+        """The files of a version (a single entry named after its path for a file)."""
+        if version.kind == "dir":
+            return tuple(manifest.decode(self.objects.read_bytes(version.digest)))
+        name = Path(version.path or version.name).name
+        return (Entry(name, version.size, 0o644, version.digest),)
+
+    # -- operations ------------------------------------------------------------------------------
+
+    def add(
+        self,
+        paths: Sequence[Path | str],
+        *,
+        name: str | None = None,
+        type: str | None = None,
+        message: str = "",
+        tags: Sequence[str] = (),
+        progress: Progress | None = None,
+    ) -> list[AddResult]:
+        """Version each path: store its bytes, then record a new version unless nothing changed."""
+        if not paths:
+            raise UsageError("no path given", hint="name the files or directories to add")
+        if name is not None and len(paths) > 1:
+            raise UsageError("--name applies to a single path", hint="add the paths one at a time")
+        if type is not None and type not in artifacts.TYPES:
+            raise UsageError(f"unknown artifact type {type!r}", hint=f"use one of: {', '.join(artifacts.TYPES)}")
+        targets = [(Path(p), self.relpath(p)) for p in paths]
+        for path, _ in targets:
+            snapshot.scan(path)  # every path is checked before anything is stored
+        results = []
+        with self._lock(exclusive=False):
+            for path, rel in targets:
+                artifacts.validate_name(name or rel)
+                snap = snapshot.take(
+                    path, objects=self.objects, cache=self.cache, link_mode=self.config.link_mode, progress=progress
+                )
+                self._link_workspace(path, snap)
+                self.objects.barrier()
+                results.append(self._record(name or rel, rel, snap, type, message, list(tags)))
+        return results
+
+    def _link_workspace(self, path: Path, snap: snapshot.Snapshot) -> None:
+        """In hardlink/symlink mode, make the workspace files point at the stored objects."""
+        mode = self.config.link_mode
+        if mode not in ("hardlink", "symlink"):
+            return
+        for entry in snap.entries:
+            target = path if snap.kind == "file" else path / entry.path
+            obj = self.objects.path(entry.digest)
+            if mode == "hardlink" and os.stat(target).st_ino == os.stat(obj).st_ino:
+                continue
+            if mode == "symlink" and target.is_symlink() and Path(os.readlink(target)) == obj:
+                continue
+            links.place(obj, target, entry.mode, mode)
+
+    def _record(
+        self, name: str, rel: str, snap: snapshot.Snapshot, type: str | None, message: str, tags: list[str]
+    ) -> AddResult:
+        with self.db.write() as conn:
+            latest = artifacts.latest(conn, name)
+            if latest is not None and latest.digest == snap.digest and (type is None or type == latest.type):
+                return AddResult(latest, created=False)
+            version, event = artifacts.insert(
+                conn,
+                name=name,
+                type=type,
+                kind=snap.kind,
+                path=rel,
+                digest=snap.digest,
+                size=snap.size,
+                file_count=snap.file_count,
+                actor=self.config.actor,
+                message=message,
+                tags=tags,
+            )
+        audit.advance_witness(self._witness, event)
+        return AddResult(version, created=True)
+
+    def status(self, progress: Progress | None = None) -> list[ArtifactStatus]:
+        """How each artifact's latest version compares with what is at its path now."""
+        with self.db.read() as conn:
+            versions = artifacts.listing(conn)
+        report = []
+        for version in versions:
+            target = self.root / (version.path or version.name)
+            if not (target.exists() or target.is_symlink()):
+                report.append(ArtifactStatus(version, "missing", None))
+                continue
+            snap = snapshot.take(target, cache=self.cache, progress=progress)
+            if snap.digest == version.digest and snap.kind == version.kind:
+                report.append(ArtifactStatus(version, "unchanged", None))
+                continue
+            changes = diff_entries(self.entries(version), snap.entries) if version.kind == snap.kind else None
+            report.append(ArtifactStatus(version, "modified", changes))
+        return report
+
+    def listing(self, *, all_versions: bool = False, type: str | None = None) -> list[ArtifactVersion]:
+        with self.db.read() as conn:
+            return artifacts.listing(conn, all_versions=all_versions, type=type)
+
+    def history(self, name: str) -> list[ArtifactVersion]:
+        with self.db.read() as conn:
+            return artifacts.history(conn, name)
+
+    def diff(self, ref_a: str, ref_b: str) -> tuple[ArtifactVersion, ArtifactVersion, TreeDiff]:
+        a, b = self.resolve(ref_a), self.resolve(ref_b)
+        return a, b, diff_entries(self.entries(a), self.entries(b))
+
+    def checkout(
+        self,
+        ref: str,
+        *,
+        to: Path | str | None = None,
+        force: bool = False,
+        link_mode: str | None = None,
+        progress: Progress | None = None,
+    ) -> tuple[ArtifactVersion, Path, CheckoutResult]:
+        """Restore a version at its original path (or ``to``), refusing to destroy unsaved data."""
+        version = self.resolve(ref)
+        mode = link_mode or self.config.link_mode
+        if mode not in config_module.LINK_MODES:
+            raise UsageError(f"unknown link mode {mode!r}", hint=f"use one of: {', '.join(config_module.LINK_MODES)}")
+        if to is not None:
+            target = Path(os.path.abspath(to))
+            if version.kind == "file" and target.is_dir():
+                target = target / Path(version.path or version.name).name
+        else:
+            target = self.root / (version.path or version.name)
+        if STORE_DIRNAME in target.parts:
+            raise PathError(f"{target} is inside the store", hint="check out somewhere else")
+        result = checkout(
+            version.kind,
+            self.entries(version),
+            target,
+            objects=self.objects,
+            cache=self.cache,
+            link_mode=mode,
+            force=force,
+            progress=progress,
+        )
+        return version, target, result
+
+    def verify(self, progress: Progress | None = None) -> VerifyReport:
+        problems, checked = verify.verify_store(self.db, self.objects, self._witness, progress)
+        return VerifyReport(problems, checked)
+
+    def log(self, *, limit: int | None = None, since: int = 0) -> list[audit.Event]:
+        """Audit events, newest first."""
+        with self.db.read() as conn:
+            return list(audit.iter_events(conn, since=since, limit=limit, desc=True))
+
+    def gc(self, *, delete: bool = False) -> tuple[gc.GcPlan, int]:
+        """Unreferenced objects and stale temp files; deleted only when asked. Returns (plan, freed)."""
+        if not delete:
+            return gc.plan(self.db, self.objects), 0
+        with self._lock(exclusive=True):
+            found = gc.plan(self.db, self.objects)
+            return found, gc.collect(self.objects, found)

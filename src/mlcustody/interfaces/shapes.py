@@ -1,0 +1,140 @@
+"""Every JSON document that ``--json`` prints (and the server will return), built in one place.
+
+Each document carries ``"schema": "mlcustody.<kind>/v1"``. ``FIELDS`` documents the top-level fields
+of each kind; docs/cli.md is generated from it and a test checks every command's output against it,
+so the documentation and the output cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from mlcustody.checks import Problem
+from mlcustody.errors import CustodyError
+from mlcustody.metadata.artifacts import ArtifactVersion
+from mlcustody.metadata.audit import Event
+from mlcustody.metadata.gc import GcPlan
+from mlcustody.storage.checkout import CheckoutResult
+from mlcustody.storage.diff import Change, TreeDiff
+from mlcustody.storage.manifest import Entry
+
+ARTIFACT_FIELDS = (
+    "ref name version type kind path digest size file_count meta tags author message created_at"
+).split()
+
+FIELDS: dict[str, dict[str, str]] = {
+    "error": {"error": "{code, message, hint, exit_code}: what went wrong and how to fix it"},
+    "init": {"root": "workspace directory", "db": "metadata database URL (password hidden)",
+             "link_mode": "copy | hardlink | symlink | reflink", "revision": "schema revision"},
+    "migrate": {"revision": "schema revision the database is at now"},
+    "add": {"results": "list of {created: bool, artifact}; created is false when nothing changed "
+                       "and artifact is then the existing latest version"},
+    "status": {"clean": "true when every artifact matches its latest version",
+               "artifacts": "list of {ref, path, state: unchanged|modified|missing, changes: diff summary "
+                            "(as in diff) or null}"},
+    "ls": {"artifacts": "list of artifact (latest version of each name, or every version with --all)"},
+    "show": {"artifact": "the artifact version", "history": "list of {version, digest, created_at, author, "
+             "message} of every version of the name", "files": "list of {path, size, mode, digest}, "
+             "with --files, else null"},
+    "diff": {"a": "artifact", "b": "artifact", "summary": "{added, removed, modified, unchanged} counts",
+             "added": "list of file", "removed": "list of file",
+             "modified": "list of {path, old: file, new: file}"},
+    "checkout": {"artifact": "the version checked out", "target": "absolute path written",
+                 "written": "files written", "deleted": "files removed", "unchanged": "files already right"},
+    "verify": {"ok": "true when no problem was found", "checked": "{events, artifact_versions, objects, bytes}",
+               "problems": "list of {kind, where, detail}"},
+    "log": {"events": "list of {seq, time, actor, action, payload, prev_digest, digest}, newest first"},
+    "gc": {"deleted": "whether anything was removed (--delete)", "unreferenced": "{count, bytes, digests}",
+           "stale_tmp": "temp files left by interrupted commands", "kept": "objects still referenced",
+           "freed_bytes": "bytes removed"},
+    "demo": {"workspace": "directory the demo ran in", "steps": "list of {title, command, exit_code}"},
+}
+# An artifact is {ref, name, version, type, kind, path, digest, size, file_count, meta, tags, author,
+# message, created_at}; a file is {path, size, mode, digest}.
+
+
+def document(kind: str, **fields: Any) -> dict[str, Any]:
+    """A top-level document of ``kind``; refuses fields that FIELDS does not document."""
+    undocumented = set(fields) - set(FIELDS[kind])
+    if undocumented:
+        raise KeyError(f"undocumented fields {sorted(undocumented)} in mlcustody.{kind}/v1")
+    return {"schema": f"mlcustody.{kind}/v1", **fields}
+
+
+def artifact(version: ArtifactVersion) -> dict[str, Any]:
+    return {field: getattr(version, field) for field in ARTIFACT_FIELDS}
+
+
+def file(entry: Entry) -> dict[str, Any]:
+    return {"path": entry.path, "size": entry.size, "mode": f"{entry.mode:o}", "digest": entry.digest}
+
+
+def error(exc: CustodyError) -> dict[str, Any]:
+    return document(
+        "error", error={"code": exc.code, "message": exc.message, "hint": exc.hint, "exit_code": exc.exit_code}
+    )
+
+
+def tree_diff(changes: TreeDiff) -> dict[str, Any]:
+    def modified(change: Change) -> dict[str, Any]:
+        assert change.old is not None and change.new is not None
+        return {"path": change.path, "old": file(change.old), "new": file(change.new)}
+
+    return {
+        "summary": diff_summary(changes),
+        "added": [file(c.new) for c in changes.added if c.new],
+        "removed": [file(c.old) for c in changes.removed if c.old],
+        "modified": [modified(c) for c in changes.modified],
+    }
+
+
+def diff_summary(changes: TreeDiff) -> dict[str, int]:
+    return {
+        "added": len(changes.added),
+        "removed": len(changes.removed),
+        "modified": len(changes.modified),
+        "unchanged": changes.unchanged,
+    }
+
+
+def history_item(version: ArtifactVersion) -> dict[str, Any]:
+    return {
+        "version": version.version,
+        "digest": version.digest,
+        "created_at": version.created_at,
+        "author": version.author,
+        "message": version.message,
+    }
+
+
+def event(item: Event) -> dict[str, Any]:
+    return item.as_dict()
+
+
+def problems(items: Iterable[Problem]) -> list[dict[str, str]]:
+    return [item.as_dict() for item in items]
+
+
+def checkout(version: ArtifactVersion, target: Path, result: CheckoutResult) -> dict[str, Any]:
+    return document(
+        "checkout",
+        artifact=artifact(version),
+        target=str(target),
+        written=result.written,
+        deleted=result.deleted,
+        unchanged=result.unchanged,
+    )
+
+
+def gc(found: GcPlan, freed: int, deleted: bool) -> dict[str, Any]:
+    return document(
+        "gc",
+        deleted=deleted,
+        unreferenced={"count": len(found.unreferenced), "bytes": found.unreferenced_bytes,
+                      "digests": list(found.unreferenced)},
+        stale_tmp=list(found.stale_tmp),
+        kept=found.kept,
+        freed_bytes=freed,
+    )

@@ -1,0 +1,153 @@
+"""Artifact versions: named, typed, numbered pointers to an object (file) or a manifest (directory)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Row
+
+from mlcustody._canonical import canonical_json, utc_now
+from mlcustody.errors import UsageError
+from mlcustody.metadata import audit
+from mlcustody.metadata.schema import artifact_versions as av
+
+TYPES = ("dataset", "model", "config", "code", "environment", "report", "other")
+
+
+@dataclass(frozen=True)
+class ArtifactVersion:
+    name: str
+    version: int
+    type: str
+    kind: str  # "file" | "dir"
+    path: str | None
+    digest: str
+    size: int
+    file_count: int
+    meta: dict[str, Any]
+    tags: list[str]
+    author: str
+    message: str
+    created_at: str
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}@{self.version}"
+
+    @classmethod
+    def from_row(cls, row: Row[Any]) -> ArtifactVersion:
+        m = row._mapping
+        return cls(
+            name=m["name"],
+            version=m["version"],
+            type=m["type"],
+            kind=m["kind"],
+            path=m["path"],
+            digest=m["digest"],
+            size=m["size"],
+            file_count=m["file_count"],
+            meta=json.loads(m["meta"]),
+            tags=json.loads(m["tags"]),
+            author=m["author"],
+            message=m["message"],
+            created_at=m["created_at"],
+        )
+
+
+def validate_name(name: str) -> str:
+    """Names are what references are made of, so they may not contain reference syntax."""
+    bad = [c for c in "@:\n\t" if c in name]
+    if not name or bad or name != name.strip() or len(name) > 300:
+        raise UsageError(
+            f"invalid artifact name {name!r}",
+            hint="use 1–300 characters without '@', ':', tabs, newlines or surrounding spaces",
+        )
+    return name
+
+
+def insert(
+    conn: Connection,
+    *,
+    name: str,
+    type: str | None,
+    kind: str,
+    path: str | None,
+    digest: str,
+    size: int,
+    file_count: int,
+    actor: str,
+    message: str = "",
+    meta: dict[str, Any] | None = None,
+    tags: list[str] | None = None,
+) -> tuple[ArtifactVersion, audit.Event]:
+    """Create the next version of ``name`` (its type is kept from earlier versions)."""
+    previous = latest(conn, name)
+    if type is not None and type not in TYPES:
+        raise UsageError(f"unknown artifact type {type!r}", hint=f"use one of: {', '.join(TYPES)}")
+    if previous and type and type != previous.type:
+        raise UsageError(
+            f"{name} is a {previous.type}, not a {type}",
+            hint="keep the type of earlier versions, or choose another --name",
+        )
+    row = {
+        "name": validate_name(name),
+        "version": previous.version + 1 if previous else 1,
+        "type": type or (previous.type if previous else "other"),
+        "kind": kind,
+        "path": path,
+        "digest": digest,
+        "size": size,
+        "file_count": file_count,
+        "meta": canonical_json(meta or {}).decode("utf-8"),
+        "tags": canonical_json(sorted(set(tags or []))).decode("utf-8"),
+        "author": actor,
+        "message": message,
+        "created_at": utc_now(),
+    }
+    event = audit.record_row(conn, av, row, actor=actor, action="artifact.add")
+    version = get(conn, name, row["version"])
+    assert version is not None
+    return version, event
+
+
+def get(conn: Connection, name: str, version: int) -> ArtifactVersion | None:
+    row = conn.execute(sa.select(av).where(av.c.name == name, av.c.version == version)).first()
+    return ArtifactVersion.from_row(row) if row else None
+
+
+def latest(conn: Connection, name: str) -> ArtifactVersion | None:
+    row = conn.execute(sa.select(av).where(av.c.name == name).order_by(av.c.version.desc()).limit(1)).first()
+    return ArtifactVersion.from_row(row) if row else None
+
+
+def history(conn: Connection, name: str) -> list[ArtifactVersion]:
+    rows = conn.execute(sa.select(av).where(av.c.name == name).order_by(av.c.version))
+    return [ArtifactVersion.from_row(row) for row in rows]
+
+
+def by_digest_prefix(conn: Connection, prefix: str) -> list[ArtifactVersion]:
+    rows = conn.execute(sa.select(av).where(av.c.digest.startswith(prefix)).order_by(av.c.name, av.c.version))
+    return [ArtifactVersion.from_row(row) for row in rows]
+
+
+def listing(conn: Connection, *, all_versions: bool = False, type: str | None = None) -> list[ArtifactVersion]:
+    """Latest version of every name (or every version), ordered by name then version."""
+    query = sa.select(av)
+    if not all_versions:
+        newest = sa.select(av.c.name, sa.func.max(av.c.version).label("v")).group_by(av.c.name).subquery()
+        query = query.join(newest, sa.and_(av.c.name == newest.c.name, av.c.version == newest.c.v))
+    if type:
+        query = query.where(av.c.type == type)
+    return [ArtifactVersion.from_row(row) for row in conn.execute(query.order_by(av.c.name, av.c.version))]
+
+
+def names(conn: Connection) -> list[str]:
+    return list(conn.execute(sa.select(av.c.name).distinct().order_by(av.c.name)).scalars())
+
+
+def stored_digests(conn: Connection) -> list[tuple[str, str]]:
+    """(digest, kind) of every version — what ``gc`` must keep and ``verify`` must find."""
+    return [(row.digest, row.kind) for row in conn.execute(sa.select(av.c.digest, av.c.kind).distinct())]

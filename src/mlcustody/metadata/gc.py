@@ -1,0 +1,56 @@
+"""``gc``: find (and on request delete) objects no metadata refers to, and stale temp files.
+
+Deleting takes the store's exclusive lock, which ``add`` holds shared from its first object write to
+its commit, so an object that an in-flight ``add`` is about to reference is never collected.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+
+from mlcustody.metadata import artifacts
+from mlcustody.metadata.engine import Database
+from mlcustody.storage import manifest
+from mlcustody.storage.objects import ObjectStore
+
+# A temp file this old belongs to a process that died (a live add renames its files in seconds).
+STALE_TMP_SECONDS = 3600
+
+
+@dataclass(frozen=True)
+class GcPlan:
+    unreferenced: tuple[str, ...]
+    unreferenced_bytes: int
+    stale_tmp: tuple[str, ...]
+    kept: int
+
+
+def plan(db: Database, objects: ObjectStore) -> GcPlan:
+    keep: set[str] = set()
+    with db.read() as conn:
+        stored = artifacts.stored_digests(conn)
+    for digest, kind in stored:
+        keep.add(digest)
+        if kind == "dir" and objects.exists(digest):
+            try:
+                keep.update(entry.digest for entry in manifest.decode(objects.read_bytes(digest)))
+            except (ValueError, UnicodeDecodeError):
+                continue  # verify reports the damage; gc must not guess
+    present = list(objects.iter_digests())
+    unreferenced = tuple(sorted(d for d in present if d not in keep))
+    size = sum(os.stat(objects.path(d)).st_size for d in unreferenced)
+    cutoff = time.time() - STALE_TMP_SECONDS
+    stale = tuple(sorted(e.name for e in os.scandir(objects.tmp_dir) if e.stat().st_mtime < cutoff))
+    return GcPlan(unreferenced, size, stale, len(present) - len(unreferenced))
+
+
+def collect(objects: ObjectStore, gc_plan: GcPlan) -> int:
+    """Delete what ``plan`` found; return bytes freed. Call with the store's exclusive lock held."""
+    freed = sum(objects.remove(digest) for digest in gc_plan.unreferenced)
+    for name in gc_plan.stale_tmp:
+        path = objects.tmp_dir / name
+        freed += path.stat().st_size
+        path.unlink()
+    return freed

@@ -1,0 +1,1 @@
+"""Alembic migrations of the metadata schema; run through ``metadata.migrate``, never by hand."""

@@ -1,0 +1,102 @@
+"""``verify``: recompute everything that can be recomputed and name exactly what does not match.
+
+Three passes, each independent of the others' success:
+
+1. the audit chain and every audited row against the events that vouch for it (``audit.verify``);
+2. every artifact version's object or manifest: present, parseable, canonical, and every file the
+   manifest names present with the recorded size;
+3. every object in the store re-hashed (large ones memory-mapped on all cores, small ones on a
+   thread pool) and compared with its name.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from mlcustody._progress import NoProgress, Progress
+from mlcustody.checks import Problem
+from mlcustody.metadata import artifacts, audit
+from mlcustody.metadata.engine import Database
+from mlcustody.storage import manifest
+from mlcustody.storage.hashing import MMAP_THRESHOLD
+from mlcustody.storage.objects import ObjectStore
+
+_WORKERS = min(8, 2 * (os.cpu_count() or 1))
+
+
+def verify_store(
+    db: Database, objects: ObjectStore, witness: Path | None, progress: Progress | None = None
+) -> tuple[list[Problem], dict[str, int]]:
+    """All problems found, and counts of what was checked."""
+    progress = progress or NoProgress()
+    with db.read() as conn:
+        problems = audit.verify(conn, witness)
+        versions = artifacts.listing(conn, all_versions=True)
+        events = sum(1 for _ in audit.iter_events(conn))
+    present = {digest: _size(objects, digest) for digest in objects.iter_digests()}
+    problems += _check_versions(versions, objects, present)
+    problems += _rehash(objects, present, progress)
+    counts = {
+        "events": events,
+        "artifact_versions": len(versions),
+        "objects": len(present),
+        "bytes": sum(present.values()),
+    }
+    return sorted(set(problems)), counts
+
+
+def _size(objects: ObjectStore, digest: str) -> int:
+    try:
+        return os.stat(objects.path(digest)).st_size
+    except OSError:
+        return 0
+
+
+def _check_versions(
+    versions: list[artifacts.ArtifactVersion], objects: ObjectStore, present: dict[str, int]
+) -> list[Problem]:
+    problems: list[Problem] = []
+    checked_manifests: set[str] = set()
+    for version in versions:
+        where = f"artifact_versions[{version.ref}]"
+        if version.digest not in present:
+            what = "manifest" if version.kind == "dir" else "file object"
+            problems.append(Problem("object_missing", where, f"{what} {version.digest} is not in the store"))
+            continue
+        if version.kind != "dir" or version.digest in checked_manifests:
+            continue
+        checked_manifests.add(version.digest)
+        try:
+            entries = manifest.decode(objects.read_bytes(version.digest))
+        except (ValueError, UnicodeDecodeError) as exc:
+            problems.append(Problem("manifest_corrupt", where, str(exc)))
+            continue
+        for entry in entries:
+            size = present.get(entry.digest)
+            if size is None:
+                problems.append(Problem("object_missing", f"{where}/{entry.path}", f"object {entry.digest} is missing"))
+            elif size != entry.size:
+                detail = f"object {entry.digest} has {size} bytes, manifest says {entry.size}"
+                problems.append(Problem("object_corrupt", f"{where}/{entry.path}", detail))
+    return problems
+
+
+def _rehash(objects: ObjectStore, present: dict[str, int], progress: Progress) -> list[Problem]:
+    progress.start("verifying objects", sum(present.values()))
+    small = [d for d, size in present.items() if size < MMAP_THRESHOLD]
+    large = [d for d, size in present.items() if size >= MMAP_THRESHOLD]
+
+    def check(digest: str) -> Problem | None:
+        issue = objects.check(digest)
+        progress.advance(present[digest])
+        if issue is None:
+            return None
+        return Problem("object_corrupt", f"objects/{digest[:2]}/{digest[2:]}", issue)
+
+    with ThreadPoolExecutor(_WORKERS) as pool:
+        found = list(pool.map(check, small, chunksize=64))
+    found += [check(digest) for digest in large]
+    progress.finish()
+    return [problem for problem in found if problem is not None]
