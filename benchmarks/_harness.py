@@ -253,8 +253,7 @@ def render_table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
     materialized = [list(headers), *(list(row) for row in rows)]
     widths = [max(len(row[col]) for row in materialized) for col in range(len(headers))]
     lines = [
-        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-        for row in materialized
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in materialized
     ]
     lines.insert(1, "  ".join("-" * width for width in widths))
     return "\n".join(lines)
@@ -273,9 +272,7 @@ def machine_info() -> dict[str, object]:
 def tool_version(executable: Path, *args: str) -> str | None:
     """The first line a tool prints for its version flag, or None if it will not say."""
     try:
-        done = subprocess.run(
-            [str(executable), *args], check=False, capture_output=True, text=True, timeout=120
-        )
+        done = subprocess.run([str(executable), *args], check=False, capture_output=True, text=True, timeout=120)
     except (OSError, subprocess.TimeoutExpired):
         return None
     lines = (done.stdout or done.stderr).strip().splitlines()

@@ -165,11 +165,7 @@ class Outcome:
 
     def cell(self, value: str) -> str:
         """How this outcome reads in a table cell, given the formatted measurement."""
-        return (
-            value
-            if self.state == "ok"
-            else {"unavailable": "not available", "n/a": "—"}.get(self.state, "FAILED")
-        )
+        return value if self.state == "ok" else {"unavailable": "not available", "n/a": "—"}.get(self.state, "FAILED")
 
 
 NOT_APPLICABLE = Outcome("n/a")
@@ -332,9 +328,7 @@ def isolated_env(home: Path) -> dict[str, str]:
     Postgres URL, a global DVC cache) cannot change what is measured.
     """
     inherited = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("CUSTODY_", "DVC_", "GIT_", "XDG_"))
+        key: value for key, value in os.environ.items() if not key.startswith(("CUSTODY_", "DVC_", "GIT_", "XDG_"))
     }
     identity = {
         f"GIT_{role}_{part}": value
@@ -376,9 +370,7 @@ def prepare_workspace(side: Side, dataset: Dataset, source: Path, base: Path, op
 def run_op(side: Side, op: str, workspace: Workspace, dataset: Dataset, opts: Options) -> RunResult:
     """Time one operation of one side; dirty pages are flushed first so writeback does not interfere."""
     flush_dirty_pages()
-    result = run_measured(
-        resolve(side.ops[op], dataset, opts.tools), workspace.repo, workspace.env, opts.timeout
-    )
+    result = run_measured(resolve(side.ops[op], dataset, opts.tools), workspace.repo, workspace.env, opts.timeout)
     status = "ok" if result.ok else "FAILED"
     log(
         f"  {side.name:<9} {op:<6} {fmt_seconds(result.seconds):>9}  "
@@ -412,9 +404,7 @@ def time_side(
     return runs
 
 
-def run_side(
-    side: Side, dataset: Dataset, ops: Sequence[str], source: Path, opts: Options
-) -> dict[str, Outcome]:
+def run_side(side: Side, dataset: Dataset, ops: Sequence[str], source: Path, opts: Options) -> dict[str, Outcome]:
     """The outcomes of one side on one dataset, with missing tools and setup failures reported."""
     wanted = [op for op in ops if op in side.ops]
     missing = sorted(tool for tool in side.tools if opts.tools.get(tool) is None)
@@ -560,9 +550,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n", 1)[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument(
-        "--quick", action="store_true", help=f"scale every case down {QUICK_FACTOR}x for a smoke run"
-    )
+    parser.add_argument("--quick", action="store_true", help=f"scale every case down {QUICK_FACTOR}x for a smoke run")
     parser.add_argument(
         "--repeat",
         type=int,

@@ -89,8 +89,16 @@ def _write_loans(path: Path, month: str, rng: random.Random) -> None:
             approved = int(amount < income * 0.8 and rng.random() > 0.1)
             day = rng.randint(1, 28)
             writer.writerow(
-                [f"{month}-{i:05d}", f"{month}-{day:02d}", rng.choice(_REGIONS), rng.choice(_PURPOSES),
-                 income, amount, rng.choice((12, 24, 36, 60)), approved]
+                [
+                    f"{month}-{i:05d}",
+                    f"{month}-{day:02d}",
+                    rng.choice(_REGIONS),
+                    rng.choice(_PURPOSES),
+                    income,
+                    amount,
+                    rng.choice((12, 24, 36, 60)),
+                    approved,
+                ]
             )
 
 

@@ -20,35 +20,75 @@ from mlcustody.storage.checkout import CheckoutResult
 from mlcustody.storage.diff import Change, TreeDiff
 from mlcustody.storage.manifest import Entry
 
-ARTIFACT_FIELDS = (
-    "ref name version type kind path digest size file_count meta tags author message created_at"
-).split()
+ARTIFACT_FIELDS = [
+    "ref",
+    "name",
+    "version",
+    "type",
+    "kind",
+    "path",
+    "digest",
+    "size",
+    "file_count",
+    "meta",
+    "tags",
+    "author",
+    "message",
+    "created_at",
+]
 
 FIELDS: dict[str, dict[str, str]] = {
     "error": {"error": "{code, message, hint, exit_code}: what went wrong and how to fix it"},
-    "init": {"root": "workspace directory", "db": "metadata database URL (password hidden)",
-             "link_mode": "copy | hardlink | symlink | reflink", "revision": "schema revision"},
+    "init": {
+        "root": "workspace directory",
+        "db": "metadata database URL (password hidden)",
+        "link_mode": "copy | hardlink | symlink | reflink",
+        "revision": "schema revision",
+    },
     "migrate": {"revision": "schema revision the database is at now"},
-    "add": {"results": "list of {created: bool, artifact}; created is false when nothing changed "
-                       "and artifact is then the existing latest version"},
-    "status": {"clean": "true when every artifact matches its latest version",
-               "artifacts": "list of {ref, path, state: unchanged|modified|missing, changes: diff summary "
-                            "(as in diff) or null}"},
+    "add": {
+        "results": "list of {created: bool, artifact}; created is false when nothing changed "
+        "and artifact is then the existing latest version"
+    },
+    "status": {
+        "clean": "true when every artifact matches its latest version",
+        "artifacts": "list of {ref, path, state: unchanged|modified|missing, changes: diff summary "
+        "(as in diff) or null}",
+    },
     "ls": {"artifacts": "list of artifact (latest version of each name, or every version with --all)"},
-    "show": {"artifact": "the artifact version", "history": "list of {version, digest, created_at, author, "
-             "message} of every version of the name", "files": "list of {path, size, mode, digest}, "
-             "with --files, else null"},
-    "diff": {"a": "artifact", "b": "artifact", "summary": "{added, removed, modified, unchanged} counts",
-             "added": "list of file", "removed": "list of file",
-             "modified": "list of {path, old: file, new: file}"},
-    "checkout": {"artifact": "the version checked out", "target": "absolute path written",
-                 "written": "files written", "deleted": "files removed", "unchanged": "files already right"},
-    "verify": {"ok": "true when no problem was found", "checked": "{events, artifact_versions, objects, bytes}",
-               "problems": "list of {kind, where, detail}"},
+    "show": {
+        "artifact": "the artifact version",
+        "history": "list of {version, digest, created_at, author, message} of every version of the name",
+        "files": "list of {path, size, mode, digest}, with --files, else null",
+    },
+    "diff": {
+        "a": "artifact",
+        "b": "artifact",
+        "summary": "{added, removed, modified, unchanged} counts",
+        "added": "list of file",
+        "removed": "list of file",
+        "modified": "list of {path, old: file, new: file}",
+    },
+    "checkout": {
+        "artifact": "the version checked out",
+        "target": "absolute path written",
+        "written": "files written",
+        "deleted": "files removed",
+        "unchanged": "files already right",
+    },
+    "verify": {
+        "ok": "true when no problem was found",
+        "checked": "{events, artifact_versions, objects, bytes}",
+        "problems": "list of {kind, where, detail}",
+    },
     "log": {"events": "list of {seq, time, actor, action, payload, prev_digest, digest}, newest first"},
-    "gc": {"deleted": "whether anything was removed (--delete)", "unreferenced": "{count, bytes, digests}",
-           "stale_tmp": "temp files left by interrupted commands", "kept": "objects still referenced",
-           "freed_bytes": "bytes removed"},
+    "gc": {
+        "deleted": "whether anything was removed (--delete)",
+        "unreferenced": "{count, bytes, digests}",
+        "stale_tmp": "temp files left by interrupted commands",
+        "kept": "objects still referenced",
+        "freed_bytes": "bytes removed",
+    },
     "demo": {"workspace": "directory the demo ran in", "steps": "list of {title, command, exit_code}"},
 }
 # An artifact is {ref, name, version, type, kind, path, digest, size, file_count, meta, tags, author,
@@ -132,8 +172,11 @@ def gc(found: GcPlan, freed: int, deleted: bool) -> dict[str, Any]:
     return document(
         "gc",
         deleted=deleted,
-        unreferenced={"count": len(found.unreferenced), "bytes": found.unreferenced_bytes,
-                      "digests": list(found.unreferenced)},
+        unreferenced={
+            "count": len(found.unreferenced),
+            "bytes": found.unreferenced_bytes,
+            "digests": list(found.unreferenced),
+        },
         stale_tmp=list(found.stale_tmp),
         kept=found.kept,
         freed_bytes=freed,

@@ -92,9 +92,10 @@ def insert(
             f"{name} is a {previous.type}, not a {type}",
             hint="keep the type of earlier versions, or choose another --name",
         )
+    number = previous.version + 1 if previous else 1
     row = {
         "name": validate_name(name),
-        "version": previous.version + 1 if previous else 1,
+        "version": number,
         "type": type or (previous.type if previous else "other"),
         "kind": kind,
         "path": path,
@@ -108,7 +109,7 @@ def insert(
         "created_at": utc_now(),
     }
     event = audit.record_row(conn, av, row, actor=actor, action="artifact.add")
-    version = get(conn, name, row["version"])
+    version = get(conn, name, number)
     assert version is not None
     return version, event
 

@@ -103,8 +103,7 @@ class Database:
         found = self.revision()
         if found != schema.REVISION:
             raise SchemaError(
-                f"the metadata database is at schema revision {found or 'none'}, "
-                f"this release needs {schema.REVISION}"
+                f"the metadata database is at schema revision {found or 'none'}, this release needs {schema.REVISION}"
             )
 
     def close(self) -> None:

@@ -20,4 +20,3 @@ def hash_file(path: Path | str) -> str:
     hasher = blake3.blake3(max_threads=blake3.blake3.AUTO)
     hasher.update_mmap(path)
     return hasher.hexdigest()
-

@@ -24,7 +24,6 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-
 from mlcustody._canonical import DIGEST_HEX_LEN, digest_bytes
 from mlcustody.errors import PathError, UsageError
 from mlcustody.storage.hashing import MMAP_THRESHOLD, hash_file
@@ -212,4 +211,3 @@ def copy_range(src_fd: int, dst_fd: int) -> None:
             raise
         while chunk := os.read(src_fd, 1 << 20):
             _write_all(dst_fd, chunk)
-

@@ -75,10 +75,7 @@ class StatCache:
         for key in keys:
             hit = found.get((key.dev, key.ino))
             trusted = (
-                hit is not None
-                and hit[0] == key.size
-                and hit[1] == key.mtime_ns
-                and key.mtime_ns + RACY_NS < hit[3]
+                hit is not None and hit[0] == key.size and hit[1] == key.mtime_ns and key.mtime_ns + RACY_NS < hit[3]
             )
             result.append(hit[2] if trusted and hit is not None else None)
         return result

@@ -13,8 +13,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
-import click
 import typer
+from typer.exceptions import TyperException
 
 from mlcustody.errors import CustodyError
 from mlcustody.interfaces import shapes
@@ -218,18 +218,17 @@ def run(args: list[str]) -> int:
     try:
         result = typer.main.get_command(app).main(args=args, prog_name="custody", standalone_mode=False)
         return result if isinstance(result, int) else 0
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         return exc.exit_code
-    except click.exceptions.Abort:
+    except typer.Abort:
         output.error("aborted")
         return 130
-    except click.UsageError as exc:
-        where = f"custody {exc.ctx.command_path.split(' ', 1)[-1]}" if exc.ctx and " " in exc.ctx.command_path else "custody"
+    except TyperException as exc:  # usage errors of the parser: unknown option, missing argument, …
+        code = getattr(exc, "exit_code", 2)
+        ctx = getattr(exc, "ctx", None)
+        where = ctx.command_path if ctx is not None else "custody"
         output.error(f"{exc.format_message()} — see `{where} --help`")
-        return 2
-    except click.ClickException as exc:
-        output.error(exc.format_message())
-        return exc.exit_code
+        return int(code)
     except CustodyError as exc:
         if debug and exc.exit_code == 3:
             raise

@@ -68,8 +68,12 @@ class _Bar:
     def start(self, description: str, total: int) -> None:
         self.finish()
         self._progress = Progress(
-            TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TimeRemainingColumn(),
-            console=stderr, transient=True,
+            TextColumn("{task.description}"),
+            BarColumn(),
+            DownloadColumn(),
+            TimeRemainingColumn(),
+            console=stderr,
+            transient=True,
         )
         self._progress.start()
         self._task = self._progress.add_task(description, total=total)

@@ -44,7 +44,9 @@ def migrate(revision: str, as_json: bool) -> None:
 def add(results: list[AddResult], as_json: bool) -> None:
     if as_json:
         output.emit_json(
-            shapes.document("add", results=[{"created": r.created, "artifact": shapes.artifact(r.version)} for r in results])
+            shapes.document(
+                "add", results=[{"created": r.created, "artifact": shapes.artifact(r.version)} for r in results]
+            )
         )
         return
     for result in results:
@@ -91,7 +93,9 @@ def listing(versions: list[ArtifactVersion], as_json: bool) -> None:
     output.table(["ref", "type", "kind", "files", "size", "digest", "created (UTC)"], rows)
 
 
-def show(version: ArtifactVersion, history: list[ArtifactVersion], entries: tuple[Entry, ...] | None, as_json: bool) -> None:
+def show(
+    version: ArtifactVersion, history: list[ArtifactVersion], entries: tuple[Entry, ...] | None, as_json: bool
+) -> None:
     if as_json:
         output.emit_json(
             shapes.document(
@@ -111,14 +115,20 @@ def show(version: ArtifactVersion, history: list[ArtifactVersion], entries: tupl
 
 def diff(a: ArtifactVersion, b: ArtifactVersion, changes: TreeDiff, as_json: bool) -> None:
     if as_json:
-        output.emit_json(shapes.document("diff", a=shapes.artifact(a), b=shapes.artifact(b), **shapes.tree_diff(changes)))
+        output.emit_json(
+            shapes.document("diff", a=shapes.artifact(a), b=shapes.artifact(b), **shapes.tree_diff(changes))
+        )
         return
     summary = shapes.diff_summary(changes)
     output.line(
         f"{a.ref} → {b.ref}: {summary['added']} added, {summary['removed']} removed, "
         f"{summary['modified']} modified, {summary['unchanged']} unchanged"
     )
-    for sign, style, items in (("+", "green", changes.added), ("-", "red", changes.removed), ("~", "yellow", changes.modified)):
+    for sign, style, items in (
+        ("+", "green", changes.added),
+        ("-", "red", changes.removed),
+        ("~", "yellow", changes.modified),
+    ):
         for change in items[:_SHOWN]:
             output.line(f"  {sign} {change.path}", style=style)
         if len(items) > _SHOWN:
@@ -138,7 +148,9 @@ def checkout(version: ArtifactVersion, target: Path, result: CheckoutResult, as_
 def verify(report: VerifyReport, as_json: bool) -> None:
     if as_json:
         output.emit_json(
-            shapes.document("verify", ok=not report.problems, checked=report.checked, problems=shapes.problems(report.problems))
+            shapes.document(
+                "verify", ok=not report.problems, checked=report.checked, problems=shapes.problems(report.problems)
+            )
         )
         return
     c = report.checked
