@@ -64,6 +64,7 @@ def scan(path: Path) -> tuple[str, list[_Found]]:
         return "file", [_Found(path.name, os.fspath(path), st)]
     found: list[_Found] = []
     _walk(os.fspath(path), "", found)
+    found.sort(key=lambda item: manifest.sort_key(item.rel))
     return "dir", found
 
 

@@ -1,0 +1,87 @@
+"""Run the `custody` CLI as a real subprocess (``python -m mlcustody``), the way a user does.
+
+Every run gets an environment without ``CUSTODY_*`` variables, so the workspace's own config decides
+where its metadata lives, and stdin closed, so nothing can wait for input.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+TIMEOUT = 120
+
+
+def clean_env() -> dict[str, str]:
+    return {key: value for key, value in os.environ.items() if not key.startswith("CUSTODY_")}
+
+
+def command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "mlcustody", *args]
+
+
+@dataclass(frozen=True)
+class Run:
+    args: tuple[str, ...]
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def json(self) -> Any:
+        try:
+            return json.loads(self.stdout)
+        except ValueError as exc:
+            raise AssertionError(f"{self} did not print one JSON document") from exc
+
+    def __str__(self) -> str:
+        return (
+            f"`custody {' '.join(self.args)}` exited {self.returncode}\n"
+            f"--- stdout ---\n{self.stdout[-4000:]}\n--- stderr ---\n{self.stderr[-4000:]}"
+        )
+
+
+def start(cwd: Path, *args: str) -> subprocess.Popen[str]:
+    """Start ``custody ARGS`` in ``cwd`` without waiting for it."""
+    return subprocess.Popen(
+        command(*args),
+        cwd=cwd,
+        env=clean_env(),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def finish(proc: subprocess.Popen[str], timeout: float = TIMEOUT) -> Run:
+    """Wait for a process from :func:`start` and collect its output."""
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        stdout, stderr = proc.communicate()
+        raise AssertionError(f"custody {proc.args!r} did not finish in {timeout} s\n{stderr[-4000:]}") from None
+    args = tuple(str(a) for a in proc.args[3:])  # type: ignore[index]
+    return Run(args, proc.returncode, stdout, stderr)
+
+
+def run(cwd: Path, *args: str, timeout: float = TIMEOUT) -> Run:
+    return finish(start(cwd, *args), timeout)
+
+
+def ok(cwd: Path, *args: str, timeout: float = TIMEOUT) -> Run:
+    """``custody ARGS`` that must exit 0."""
+    result = run(cwd, *args, timeout=timeout)
+    assert result.returncode == 0, str(result)
+    return result
+
+
+def ok_json(cwd: Path, *args: str, timeout: float = TIMEOUT) -> Any:
+    """The JSON document of ``custody ARGS --json``, which must exit 0."""
+    return ok(cwd, *args, "--json", timeout=timeout).json

@@ -1,0 +1,51 @@
+"""The rules the code base keeps: lint, strict typing, the layer order, and the public SDK surface."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import mlcustody
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def _run(*command: str) -> None:
+    proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False, timeout=240)
+    assert proc.returncode == 0, f"{' '.join(command)} failed:\n{proc.stdout}\n{proc.stderr}"
+
+
+def test_exported_members_are_pinned() -> None:
+    assert mlcustody.__all__ == sorted(mlcustody.__all__)
+    assert set(mlcustody.__all__) == {
+        "AmbiguousRef",
+        "ConfigError",
+        "CustodyError",
+        "NotAWorkspace",
+        "PathError",
+        "SchemaError",
+        "StoreBusy",
+        "UnknownRef",
+        "UsageError",
+        "Workspace",
+        "WorkspaceExists",
+        "WouldOverwrite",
+        "__version__",
+    }
+
+
+def test_ruff() -> None:
+    _run(sys.executable, "-m", "ruff", "check", "src", "tests", "benchmarks")
+
+
+def test_layers_contract() -> None:
+    _run(str(BIN / "lint-imports"))
+
+
+@pytest.mark.slow
+def test_mypy_strict() -> None:
+    _run(sys.executable, "-m", "mypy")
