@@ -195,12 +195,13 @@ class Workspace:
         if type is not None and type not in artifacts.TYPES:
             raise UsageError(f"unknown artifact type {type!r}", hint=f"use one of: {', '.join(artifacts.TYPES)}")
         targets = [(Path(p), self.relpath(p)) for p in paths]
-        for path, _ in targets:
-            snapshot.scan(path)  # every path is checked before anything is stored
+        for path, rel in targets:  # every path is checked before anything is stored
+            if not os.access(path, os.R_OK):
+                raise PathError(f"{path} does not exist" if not path.exists() else f"cannot read {path}")
+            artifacts.validate_name(name or rel)
         results = []
         with self._lock(exclusive=False):
             for path, rel in targets:
-                artifacts.validate_name(name or rel)
                 snap = snapshot.take(
                     path, objects=self.objects, cache=self.cache, link_mode=self.config.link_mode, progress=progress
                 )

@@ -24,7 +24,8 @@ from mlcustody.storage.objects import ObjectStore
 from mlcustody.storage.statcache import NoStatCache, StatCache, StatKey
 
 IGNORED_NAMES = frozenset({".custody", ".git"})
-_WORKERS = min(8, 2 * (os.cpu_count() or 1))
+# Measured on 2 cores: more threads than cores + 1 only add GIL contention for small files.
+_WORKERS = (os.cpu_count() or 1) + 1
 _BATCH = 256
 
 

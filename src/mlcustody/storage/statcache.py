@@ -21,7 +21,7 @@ from typing import NamedTuple
 
 # Coarse filesystem clocks tick every few milliseconds; stay well clear of them.
 RACY_NS = 50_000_000
-_CHUNK = 500
+_CHUNK = 900  # stays under SQLite's default limit of 999 bound parameters on old builds
 
 
 class StatKey(NamedTuple):
@@ -46,11 +46,11 @@ class StatCache:
     def _open(path: Path) -> sqlite3.Connection:
         db = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
         try:
-            db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=OFF")
+            db.execute("PRAGMA journal_mode=WAL")
             db.execute(
-                "CREATE TABLE IF NOT EXISTS stat (dev INTEGER, ino INTEGER, size INTEGER, mtime_ns INTEGER,"
-                " digest TEXT, hashed_ns INTEGER, PRIMARY KEY (dev, ino)) WITHOUT ROWID"
+                "CREATE TABLE IF NOT EXISTS entries (ino INTEGER, dev INTEGER, size INTEGER, mtime_ns INTEGER,"
+                " digest TEXT, hashed_ns INTEGER, PRIMARY KEY (ino, dev)) WITHOUT ROWID"
             )
         except sqlite3.DatabaseError:
             db.close()
@@ -63,13 +63,12 @@ class StatCache:
         found: dict[tuple[int, int], tuple[int, int, str, int]] = {}
         for start in range(0, len(keys), _CHUNK):
             chunk = keys[start : start + _CHUNK]
-            marks = ",".join("(?,?)" for _ in chunk)
-            params = [value for key in chunk for value in (key.dev, key.ino)]
             rows = self._db.execute(
-                f"SELECT dev, ino, size, mtime_ns, digest, hashed_ns FROM stat WHERE (dev, ino) IN ({marks})",
-                params,
+                "SELECT ino, dev, size, mtime_ns, digest, hashed_ns FROM entries"
+                f" WHERE ino IN ({','.join('?' * len(chunk))})",
+                [key.ino for key in chunk],
             )
-            for dev, ino, size, mtime_ns, digest, hashed_ns in rows:
+            for ino, dev, size, mtime_ns, digest, hashed_ns in rows:
                 found[(dev, ino)] = (size, mtime_ns, digest, hashed_ns)
         result: list[str | None] = []
         for key in keys:
@@ -83,10 +82,10 @@ class StatCache:
     def put_many(self, items: Iterable[tuple[StatKey, str]], hashed_ns: int | None = None) -> None:
         """Remember digests of files whose stat was taken before they were hashed at ``hashed_ns``."""
         when = hashed_ns if hashed_ns is not None else time.time_ns()
-        rows = [(k.dev, k.ino, k.size, k.mtime_ns, digest, when) for k, digest in items]
+        rows = [(k.ino, k.dev, k.size, k.mtime_ns, digest, when) for k, digest in items]
         if rows:
             self._db.execute("BEGIN")
-            self._db.executemany("INSERT OR REPLACE INTO stat VALUES (?,?,?,?,?,?)", rows)
+            self._db.executemany("INSERT OR REPLACE INTO entries VALUES (?,?,?,?,?,?)", rows)
             self._db.execute("COMMIT")
 
     def close(self) -> None:
