@@ -118,3 +118,90 @@ def assert_history(cwd: Path, expected: dict[str, int]) -> list[dict[str, Any]]:
     assert report.json["checked"]["events"] == len(events)
     assert report.json["checked"]["artifact_versions"] == len(artifacts)
     return artifacts
+
+
+_SERVER = r"""
+import json, os, sys, tempfile, traceback
+
+from mlcustody.interfaces.cli import app  # what every fresh `custody` process imports first
+
+replies = sys.stdout
+for line in sys.stdin:
+    request = json.loads(line)
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        replies.flush()
+        pid = os.fork()
+        if pid == 0:  # the command runs in its own process, as if `custody` had just started
+            code = 99
+            try:
+                os.chdir(request["cwd"])
+                os.dup2(out.fileno(), 1)
+                os.dup2(err.fileno(), 2)
+                code = app.run(request["args"])
+            except BaseException:
+                traceback.print_exc()
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        out.seek(0)
+        err.seek(0)
+        reply = {
+            "returncode": os.waitstatus_to_exitcode(status),
+            "stdout": out.read().decode("utf-8", "replace"),
+            "stderr": err.read().decode("utf-8", "replace"),
+        }
+    replies.write(json.dumps(reply) + "\n")
+    replies.flush()
+"""
+
+
+class Forkserver:
+    """Runs `custody` commands in processes forked from one that has already imported mlcustody.
+
+    A fresh ``python -m mlcustody`` spends most of its ~0.6 s importing; tests that run hundreds of
+    read-only checks (verify, status, ls, gc) use this to pay that once. Each command still runs in
+    a process of its own, through the same entry point (``cli.app.run``) as the console script, with
+    the same clean environment; only the import is shared. Not thread-safe: one per thread.
+    """
+
+    def __init__(self) -> None:
+        self._proc = subprocess.Popen(
+            [sys.executable, "-c", _SERVER],
+            env=clean_env(),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+
+    def run(self, cwd: Path, *args: str) -> Run:
+        assert self._proc.stdin is not None and self._proc.stdout is not None
+        self._proc.stdin.write(json.dumps({"cwd": str(cwd), "args": list(args)}) + "\n")
+        self._proc.stdin.flush()
+        line = self._proc.stdout.readline()
+        assert line, "the custody fork server died"
+        reply = json.loads(line)
+        return Run(tuple(args), reply["returncode"], reply["stdout"], reply["stderr"])
+
+    def ok(self, cwd: Path, *args: str) -> Run:
+        result = self.run(cwd, *args)
+        assert result.returncode == 0, str(result)
+        return result
+
+    def ok_json(self, cwd: Path, *args: str) -> Any:
+        return self.ok(cwd, *args, "--json").json
+
+    def close(self) -> None:
+        assert self._proc.stdin is not None and self._proc.stdout is not None
+        self._proc.stdin.close()
+        try:
+            self._proc.wait(timeout=TIMEOUT)
+        finally:
+            self._proc.stdout.close()
+
+    def __enter__(self) -> Forkserver:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -3,7 +3,9 @@
 SQLite runs in WAL mode with a 30 s busy timeout and full fsync on commit; write transactions start
 with ``BEGIN IMMEDIATE`` so two processes queue for the write lock instead of failing halfway
 through (a deferred transaction that later upgrades to a writer gets SQLITE_BUSY with no retry).
-On PostgreSQL, writers serialise on the audit head row (``SELECT … FOR UPDATE``).
+On PostgreSQL a write transaction starts by taking a transaction-scoped advisory lock, so writers
+queue exactly as on SQLite: a version number or audit sequence read inside the transaction cannot be
+taken by another writer before it commits. Readers are never blocked.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from mlcustody.errors import ConfigError, SchemaError, StoreBusy
 from mlcustody.metadata import schema
 
 _WRITE = "custody_write"
+# Key of the advisory lock that serialises writers on PostgreSQL ("custody" in ASCII).
+_WRITER_LOCK = 0x637573746F6479
 
 
 def make_engine(url: str) -> Engine:
@@ -77,6 +81,8 @@ class Database:
         with self._connect() as conn:
             conn.execution_options(**{_WRITE: True})
             with conn.begin():
+                if not self.is_sqlite:
+                    conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _WRITER_LOCK})
                 yield conn
 
     @contextmanager
