@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
+import resource
 import shutil
 import signal
 import subprocess
@@ -38,6 +39,8 @@ class RunResult:
     argv: tuple[str, ...]
     seconds: float
     peak_rss_bytes: int
+    cpu_seconds: float  # user + system, of the command and the descendants it waited for
+    contention: float  # CPUs kept busy by every other process meanwhile, on average (0.0 when quiet)
     returncode: int
     stdout_tail: str
     stderr_tail: str
@@ -73,6 +76,10 @@ class Summary:
     def peak_rss_bytes(self) -> int:
         return max(run.peak_rss_bytes for run in self.runs)
 
+    @property
+    def max_contention(self) -> float:
+        return max(run.contention for run in self.runs)
+
 
 def _tail(handle: IO[bytes]) -> str:
     """The last few thousand characters a child wrote to a temporary file (its JSON may be large)."""
@@ -82,7 +89,7 @@ def _tail(handle: IO[bytes]) -> str:
 
 
 # Run as ``python -I -S -c _LAUNCHER FD ARGV...``: a fresh, small interpreter that forks the command,
-# reaps it with os.wait4 and writes "seconds peak_kib exit_code" to FD. See run_measured for why.
+# reaps it with os.wait4 and writes "seconds peak_kib cpu_seconds exit_code" to FD. See run_measured for why.
 _LAUNCHER = """\
 import os, sys, time
 report_fd, argv = int(sys.argv[1]), sys.argv[2:]
@@ -97,7 +104,8 @@ if pid == 0:
     os._exit(127)
 _, status, usage = os.wait4(pid, 0)
 elapsed = time.perf_counter() - start
-os.write(report_fd, f"{elapsed!r} {usage.ru_maxrss} {os.waitstatus_to_exitcode(status)}".encode())
+cpu = usage.ru_utime + usage.ru_stime
+os.write(report_fd, f"{elapsed!r} {usage.ru_maxrss} {cpu!r} {os.waitstatus_to_exitcode(status)}".encode())
 """
 
 
@@ -132,22 +140,34 @@ def run_measured(
             )
         finally:
             os.close(write_fd)
-        started = time.perf_counter()
+        started, busy_before, own_before = time.perf_counter(), cpu_busy_seconds(), _own_cpu_seconds()
         timed_out = _wait_or_kill(launcher, timeout)
+        others = cpu_busy_seconds() - busy_before - (_own_cpu_seconds() - own_before)
+        window = time.perf_counter() - started
         fields = report.read().split()
-        if len(fields) == 3 and not timed_out:
-            seconds, peak_kib, returncode = float(fields[0]), int(fields[1]), int(fields[2])
+        if len(fields) == 4 and not timed_out:
+            seconds, peak_kib, cpu_seconds = float(fields[0]), int(fields[1]), float(fields[2])
+            returncode = int(fields[3])
         else:  # killed, or the launcher itself failed
-            seconds, peak_kib, returncode = time.perf_counter() - started, 0, launcher.returncode
+            seconds, peak_kib, cpu_seconds = time.perf_counter() - started, 0, 0.0
+            returncode = launcher.returncode
         return RunResult(
             argv=tuple(argv),
             seconds=seconds,
             peak_rss_bytes=peak_kib * 1024,  # Linux reports kibibytes
+            cpu_seconds=cpu_seconds,
+            contention=max(0.0, others) / window if window > 0 else 0.0,
             returncode=returncode,
             stdout_tail=_tail(out),
             stderr_tail=_tail(err),
             timed_out=timed_out,
         )
+
+
+def _own_cpu_seconds() -> float:
+    """CPU used by this process and its reaped children (the launcher, and through it the command)."""
+    usages = (resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN))
+    return sum(usage.ru_utime + usage.ru_stime for usage in usages)
 
 
 def _wait_or_kill(proc: subprocess.Popen[bytes], timeout: float | None) -> bool:
@@ -208,8 +228,12 @@ def copy_tree(source: Path, destination: Path) -> None:
 
 
 def drop_tree(path: Path) -> None:
-    """Remove a workspace; benchmarks call this between sides to keep the disk footprint bounded."""
-    shutil.rmtree(path, ignore_errors=True)
+    """Remove a workspace; benchmarks call this between sides to keep the disk footprint bounded.
+
+    ``rm -rf`` because ``shutil.rmtree`` takes minutes on the 200,000-odd files of a small-file case.
+    """
+    if path.exists():
+        subprocess.run(["rm", "-rf", "--", str(path)], check=True)
 
 
 def flush_dirty_pages() -> None:
@@ -267,6 +291,21 @@ def machine_info() -> dict[str, object]:
         "machine": platform.machine(),
         "python": platform.python_version(),
     }
+
+
+def cpu_busy_seconds() -> float:
+    """CPU time all processes on the machine have used since boot (user, system, irq…; not idle or
+    iowait), from /proc/stat; 0.0 where it cannot be read.
+
+    The difference over a run, minus the run's own CPU time, is what *other* processes took meanwhile:
+    on a shared 2-core development machine that is the main source of noise, so it is reported.
+    """
+    try:
+        fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return 0.0
+    idle = sum(fields[3:5])  # idle, iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")  # guest time is already in user
 
 
 def tool_version(executable: Path, *args: str) -> str | None:

@@ -46,6 +46,8 @@ from _harness import (
 SUBJECT = "mlcustody"
 QUICK_FACTOR = 20
 DEFAULT_TIMEOUT_S = 3600.0
+# Flag a figure when other processes kept this many CPUs busy on average while it was measured.
+CONTENTION_WARNING = 0.25
 
 # A command template: argv[0] names a tool resolved at start-up, "{target}" is the dataset's path.
 Command = tuple[str, ...]
@@ -194,7 +196,9 @@ class Target(Protocol):
 def _unjudgeable(outcomes: Mapping[str, Outcome], *names: str) -> Verdict | None:
     """A 'pending'/'failed' verdict when a side the target needs has no measurement, else None."""
     for name in names:
-        outcome = outcomes.get(name, NOT_APPLICABLE)
+        outcome = outcomes.get(name)
+        if outcome is None:
+            return Verdict(f"{name} not run", None)
         if outcome.state != "ok":
             label = "pending" if outcome.state == "unavailable" else outcome.state
             return Verdict(f"{name} {label}", None)
@@ -466,6 +470,21 @@ def _ratio_cells(outcomes: Mapping[str, Outcome], references: Sequence[str]) -> 
     return [fmt_ratio(ratio(subject, outcomes.get(ref, NOT_APPLICABLE).seconds)) for ref in references]
 
 
+def _notes(cases: Sequence[Case], results: Mapping[str, Mapping[str, Outcome]]) -> list[str]:
+    """Why a cell is empty, and which figures were taken while other processes competed for CPUs."""
+    missing = {
+        f"{name}: {outcome.note}" for outcomes in results.values() for name, outcome in outcomes.items() if outcome.note
+    }
+    busy = [
+        f"{name}, {case.title}: other processes kept {outcome.summary.max_contention:.1f} CPUs busy "
+        "meanwhile; the time is likely inflated"
+        for case in cases
+        for name, outcome in results[case.key].items()
+        if outcome.summary and outcome.summary.max_contention > CONTENTION_WARNING
+    ]
+    return [*sorted(missing), *busy]
+
+
 def render_report(
     cases: Sequence[Case], results: Mapping[str, Mapping[str, Outcome]], names: Sequence[str], repeat: int
 ) -> str:
@@ -485,14 +504,7 @@ def render_report(
         for target in case.targets:
             verdict = target.judge(results[case.key], case.dataset)
             target_rows.append([case.title, target.text, verdict.measured, verdict.word])
-    notes = sorted(
-        {
-            f"{name}: {outcome.note}"
-            for outcomes in results.values()
-            for name, outcome in outcomes.items()
-            if outcome.note
-        }
-    )
+    notes = _notes(cases, results)
     sections = [
         f"Wall time, best of {repeat} (ratio = {SUBJECT} ÷ other)",
         render_table(["case", *names, *(f"÷ {ref}" for ref in references)], time_rows),
@@ -513,7 +525,15 @@ def _outcome_json(outcome: Outcome) -> dict[str, object]:
         "note": outcome.note or None,
         "best_seconds": outcome.seconds,
         "peak_rss_bytes": outcome.peak_rss,
-        "runs": [{"seconds": run.seconds, "peak_rss_bytes": run.peak_rss_bytes} for run in runs],
+        "runs": [
+            {
+                "seconds": run.seconds,
+                "peak_rss_bytes": run.peak_rss_bytes,
+                "cpu_seconds": run.cpu_seconds,
+                "contention": run.contention,
+            }
+            for run in runs
+        ],
     }
 
 

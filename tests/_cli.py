@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -87,15 +88,24 @@ def ok_json(cwd: Path, *args: str, timeout: float = TIMEOUT) -> Any:
     return ok(cwd, *args, "--json", timeout=timeout).json
 
 
-def assert_history(cwd: Path, expected: dict[str, int]) -> list[dict[str, Any]]:
+def assert_history(
+    cwd: Path, expected: dict[str, int], runner: Callable[..., Run] | None = None
+) -> list[dict[str, Any]]:
     """The store's versions and audit log are exactly consistent; returns ``ls --all`` artifacts.
 
     ``expected`` maps each artifact name to its number of versions: they must be numbered 1..n
     with no gap or duplicate, the audit log must run 1..N with each event linked to the one before,
     hold one ``artifact.add`` event per version and nothing else besides ``workspace.init``, and
-    ``custody verify`` must find no problem.
+    ``custody verify`` must find no problem. ``runner`` runs one command (default :func:`run`).
     """
-    artifacts = ok_json(cwd, "ls", "--all")["artifacts"]
+    runner = runner or run
+
+    def document(*args: str) -> Any:
+        result = runner(cwd, *args, "--json")
+        assert result.returncode == 0, str(result)
+        return result.json
+
+    artifacts = document("ls", "--all")["artifacts"]
     numbers: dict[str, list[int]] = {}
     for item in artifacts:
         numbers.setdefault(item["name"], []).append(item["version"])
@@ -103,7 +113,7 @@ def assert_history(cwd: Path, expected: dict[str, int]) -> list[dict[str, Any]]:
         name: list(range(1, count + 1)) for name, count in expected.items()
     }, f"versions are not numbered 1..n without gaps or duplicates: {numbers}"
 
-    events = list(reversed(ok_json(cwd, "log")["events"]))  # oldest first
+    events = list(reversed(document("log")["events"]))  # oldest first
     assert [e["seq"] for e in events] == list(range(1, len(events) + 1)), "audit seq numbers are not consecutive"
     previous = "0" * 64
     for event in events:
@@ -113,7 +123,7 @@ def assert_history(cwd: Path, expected: dict[str, int]) -> list[dict[str, Any]]:
     recorded = sorted((e["payload"]["row"]["name"], e["payload"]["row"]["version"]) for e in events[1:])
     assert recorded == sorted((a["name"], a["version"]) for a in artifacts)
 
-    report = run(cwd, "verify", "--json")
+    report = runner(cwd, "verify", "--json")
     assert report.returncode == 0 and report.json["ok"] is True, str(report)
     assert report.json["checked"]["events"] == len(events)
     assert report.json["checked"]["artifact_versions"] == len(artifacts)
