@@ -378,7 +378,7 @@ def run_op(side: Side, op: str, workspace: Workspace, dataset: Dataset, opts: Op
     status = "ok" if result.ok else "FAILED"
     log(
         f"  {side.name:<9} {op:<6} {fmt_seconds(result.seconds):>9}  "
-        f"peak RSS {fmt_bytes(result.peak_rss_bytes):>9}  {status}"
+        f"peak RSS {fmt_bytes(result.peak_rss_bytes):>9}  others used {result.contention:.1f} CPUs  {status}"
     )
     return result
 
@@ -448,7 +448,7 @@ def run_cases(cases: Sequence[Case], sides: Sequence[Side], opts: Options) -> di
         ops = [op for op in OP_ORDER if op == "add" or any(case.op == op for case in own)]
         by_side = run_dataset(dataset, ops, sides, opts)
         for case in own:
-            results[case.key] = {name: ops.get(case.op, NOT_APPLICABLE) for name, ops in by_side.items()}
+            results[case.key] = {name: per_op.get(case.op, NOT_APPLICABLE) for name, per_op in by_side.items()}
     return results
 
 
@@ -460,7 +460,10 @@ def _side_cells(outcomes: Mapping[str, Outcome], names: Sequence[str], metric: s
     cells = []
     for name in names:
         outcome = outcomes.get(name, NOT_APPLICABLE)
-        value = fmt_seconds(outcome.seconds) if metric == "time" else fmt_bytes(outcome.peak_rss)
+        if metric == "time":
+            value = fmt_seconds(outcome.seconds) + ("*" if _busy(outcome) else "")
+        else:
+            value = fmt_bytes(outcome.peak_rss)
         cells.append(outcome.cell(value))
     return cells
 
@@ -475,14 +478,25 @@ def _notes(cases: Sequence[Case], results: Mapping[str, Mapping[str, Outcome]]) 
     missing = {
         f"{name}: {outcome.note}" for outcomes in results.values() for name, outcome in outcomes.items() if outcome.note
     }
-    busy = [
-        f"{name}, {case.title}: other processes kept {outcome.summary.max_contention:.1f} CPUs busy "
-        "meanwhile; the time is likely inflated"
-        for case in cases
-        for name, outcome in results[case.key].items()
-        if outcome.summary and outcome.summary.max_contention > CONTENTION_WARNING
-    ]
+    worst = max((_contention(outcome) for outcomes in results.values() for outcome in outcomes.values()), default=0)
+    busy = (
+        [
+            f"* measured while other processes kept more than {CONTENTION_WARNING} CPUs busy on average "
+            f"(worst {worst:.1f} of {os.cpu_count()}): likely inflated; rerun on a quiet machine"
+        ]
+        if worst > CONTENTION_WARNING
+        else []
+    )
     return [*sorted(missing), *busy]
+
+
+def _contention(outcome: Outcome) -> float:
+    return outcome.summary.max_contention if outcome.summary else 0.0
+
+
+def _busy(outcome: Outcome) -> bool:
+    """Whether other processes competed for the CPUs enough to distrust this time."""
+    return _contention(outcome) > CONTENTION_WARNING
 
 
 def render_report(

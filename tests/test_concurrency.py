@@ -9,16 +9,23 @@ SQLite store and on PostgreSQL (`custody init --db URL`).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from mlcustody.interfaces.sdk import Workspace
+from mlcustody.metadata import artifacts
+
 try:  # tests/ is a plain directory: pytest put it on sys.path
-    from _cli import Run, assert_history, finish, ok, start
+    from _cli import Forkserver, Run, assert_history, finish, ok, start
 except ModuleNotFoundError:  # tests/ is a package
-    from tests._cli import Run, assert_history, finish, ok, start
+    from tests._cli import Forkserver, Run, assert_history, finish, ok, start
 
 pytestmark = pytest.mark.slow
 
@@ -71,6 +78,13 @@ def add_concurrently(root: Path, *paths: str) -> list[Run]:
     return runs
 
 
+def check_store(root: Path, expected: dict[str, int]) -> None:
+    """Versions 1..n per name, an unbroken audit chain with consecutive seqs, verify and status pass."""
+    with Forkserver() as cli:
+        assert_history(root, expected, cli.run)
+        cli.ok(root, "status")
+
+
 def test_concurrent_adds_of_different_data(workspace: Path) -> None:
     rng = random.Random(1001)
     for name in ("alpha", "beta"):
@@ -84,8 +98,7 @@ def test_concurrent_adds_of_different_data(workspace: Path) -> None:
             (item,) = result.json["results"]
             assert item["created"] is True, str(result)
             assert item["artifact"]["ref"] == f"{name}@{round_}", str(result)
-    assert_history(workspace, {"alpha": ROUNDS, "beta": ROUNDS})
-    ok(workspace, "status")
+    check_store(workspace, {"alpha": ROUNDS, "beta": ROUNDS})
 
 
 def test_concurrent_adds_of_the_same_path(workspace: Path) -> None:
@@ -100,8 +113,7 @@ def test_concurrent_adds_of_the_same_path(workspace: Path) -> None:
         assert sorted(item["created"] for item in items) == [False, True], items
         assert {item["artifact"]["ref"] for item in items} == {f"shared@{round_}"}, items
         assert len({item["artifact"]["digest"] for item in items}) == 1, items
-    assert_history(workspace, {"shared": ROUNDS})
-    ok(workspace, "status")
+    check_store(workspace, {"shared": ROUNDS})
 
 
 def test_concurrent_adds_of_different_and_same_paths_together(workspace: Path) -> None:
@@ -118,4 +130,73 @@ def test_concurrent_adds_of_different_and_same_paths_together(workspace: Path) -
         assert sorted(item["created"] for item in left) == [False, True], left
         assert {item["artifact"]["ref"] for item in left} == {f"left@{round_}"}, left
         assert runs[1].json["results"][0]["artifact"]["ref"] == f"right@{round_}"
-    assert_history(workspace, {"left": 3, "right": 3})
+    check_store(workspace, {"left": 3, "right": 3})
+
+
+# --- the same race, made deterministic in-process -------------------------------------------------
+
+BARRIER_SECONDS = 1.5
+
+
+@pytest.mark.parametrize(
+    "backend",
+    [pytest.param("sqlite", id="sqlite"), pytest.param("postgres", id="postgres", marks=pytest.mark.postgres)],
+)
+def test_two_writers_of_one_name_cannot_both_read_the_latest_version(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, backend: str
+) -> None:
+    """Two Workspaces (each with its own engine) add the same path from two threads.
+
+    Each writer's first ``artifacts.latest`` waits at a barrier for the other writer's. A store that
+    serialises writers before that read (SQLite's BEGIN IMMEDIATE) never lets the second one get
+    there while the first is in its transaction, so the barrier times out after BARRIER_SECONDS
+    and the first commits alone; a store that lets both read the same latest version now makes
+    them insert the same version number.
+    """
+    for key in list(os.environ):
+        if key.startswith("CUSTODY_"):
+            monkeypatch.delenv(key)
+    root = tmp_path / "ws"
+    root.mkdir()
+    rng = random.Random(4004)
+    data = root / "shared"
+    for i in range(20):
+        (data / f"f{i}").parent.mkdir(exist_ok=True)
+        (data / f"f{i}").write_bytes(os.urandom(rng.randint(100, 4000)))
+    url = request.getfixturevalue("postgres_url") if backend == "postgres" else None
+    Workspace.init(root, db_url=url).close()
+
+    real_latest = artifacts.latest
+    local = threading.local()
+    barrier = threading.Barrier(2)
+
+    def latest(conn: Any, name: str) -> Any:
+        found = real_latest(conn, name)
+        if not getattr(local, "waited", False):
+            local.waited = True
+            with contextlib.suppress(threading.BrokenBarrierError):
+                barrier.wait(timeout=BARRIER_SECONDS)
+        return found
+
+    monkeypatch.setattr(artifacts, "latest", latest)
+
+    def add() -> Any:
+        local.waited = False
+        with Workspace.open(root) as ws:
+            return ws.add([data])
+
+    for round_ in (1, 2):
+        if round_ > 1:
+            (data / "f0").write_bytes(os.urandom(5000))
+        barrier.reset()
+        with ThreadPoolExecutor(2) as pool:
+            futures = [pool.submit(add) for _ in range(2)]
+            results = [future.result()[0] for future in futures]  # re-raises a writer's exception
+        assert sorted(r.created for r in results) == [False, True]
+        assert {r.version.ref for r in results} == {f"shared@{round_}"}
+
+    monkeypatch.undo()
+    with Workspace.open(root) as ws:
+        assert [v.ref for v in ws.listing(all_versions=True)] == ["shared@1", "shared@2"]
+        assert [e.seq for e in ws.log()] == [3, 2, 1]
+        assert ws.verify().problems == []

@@ -44,7 +44,7 @@ except ModuleNotFoundError:  # tests/ is a package
 
 SEED = 20_240_917
 KILLS_PER_INPUT = 10  # two kinds of input: 20 SIGKILLs in all
-MAX_ATTEMPTS = 20  # an add that finishes before its kill time does not count as a kill
+MAX_ATTEMPTS = 30  # an add that finishes before its kill time does not count as a kill
 MiB = 1 << 20
 STALE_SECONDS = 3600  # gc's threshold for temp files (metadata/gc.py)
 
@@ -152,16 +152,28 @@ def crash_campaign(root: Path, kind: Input, rng: random.Random, ready: threading
     versions = 1
     ready.wait()  # calibrate under the load the kills will see: both inputs running
 
-    # Calibrate: how long a command takes to start (open the store and do nothing), and how long a
-    # normal add of a little new content takes. Half the kill times are drawn from the whole add,
-    # half from after start-up, where the add is storing objects and committing.
+    # Calibrate on normal adds of a little new content: how long one takes in all, and when it
+    # commits (the witness file is rewritten right after the commit). Every re-add below is such an
+    # add too, so the last three keep the estimates current if the machine's load changes. Half the
+    # kill times are drawn from the whole add; the other half from between start-up (a command that
+    # only opens the store) and the commit, where objects are stored and metadata is written.
+    witness = root / ".custody" / "audit-head"
+
+    def normal_add(when: str = "calibrating") -> Any:
+        started, wall = time.monotonic(), time.time()
+        result = run(root, "add", "data", "--json")
+        took = time.monotonic() - started
+        assert result.returncode == 0, f"add ({when}):\n{result}"
+        if result.json["results"][0]["created"]:
+            timings.append((took, min(took, max(0.0, witness.stat().st_mtime - wall))))
+        return result
+
     startup = timed(lambda: ok(root, "ls", "--json"))
-    durations = []
+    timings: list[tuple[float, float]] = []
     for _ in range(3):
         kind.change(data, rng)
-        durations.append(timed(lambda: ok(root, "add", "data", "--json")))
+        normal_add()
         versions += 1
-    normal = sorted(durations)[1]
 
     outcomes: Counter[str] = Counter()
     kills = 0
@@ -170,8 +182,12 @@ def crash_campaign(root: Path, kind: Input, rng: random.Random, ready: threading
             if kills == KILLS_PER_INPUT:
                 break
             kind.change(data, rng)
-            low = 0.0 if attempt % 2 == 0 else 0.9 * min(startup, normal)
-            delay = rng.uniform(low, normal)
+            normal = sorted(took for took, _ in timings[-3:])[1]
+            commit = sorted(at for _, at in timings[-3:])[1]
+            if attempt % 2 == 0:
+                delay = rng.uniform(0.0, normal)
+            else:
+                delay = rng.uniform(min(0.9 * startup, commit), commit)
             objects_before, temp_before = object_count(root), temp_files(root)
 
             proc = start(root, "add", "data", "--json")
@@ -198,8 +214,7 @@ def crash_campaign(root: Path, kind: Input, rng: random.Random, ready: threading
                 else:
                     outcomes["before storing"] += 1
 
-            again = run(root, "add", "data", "--json")
-            assert again.returncode == 0, f"re-add after {when}:\n{again}"
+            again = normal_add(f"the re-add after {when}")
             (item,) = again.json["results"]
             # The re-run records exactly the version the killed add did not get to record.
             assert item["created"] is (committed == 0), f"re-add after {when}:\n{again}"
@@ -211,7 +226,7 @@ def crash_campaign(root: Path, kind: Input, rng: random.Random, ready: threading
 
         assert kills == KILLS_PER_INPUT, (
             f"{kind.name}: only {kills} of {MAX_ATTEMPTS} adds were still running at their kill time "
-            f"(start-up {startup:.3f} s, normal add {normal:.3f} s): {dict(outcomes)}"
+            f"(start-up {startup:.3f} s, adds took/committed at {timings} s): {dict(outcomes)}"
         )
         check_stray_temp_files(cli, root)
         assert_history(root, {"data": versions}, cli.run)

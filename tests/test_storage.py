@@ -182,21 +182,25 @@ def test_snapshot_of_a_directory_is_its_manifest_digest(tmp_path: Path, objects:
     assert snapshot.take(data).digest == snap.digest  # hashing alone agrees with storing
 
 
-def test_snapshot_uses_the_stat_cache_instead_of_reading(tmp_path: Path, objects: ObjectStore) -> None:
+def test_snapshot_uses_the_stat_cache_instead_of_reading(
+    tmp_path: Path, objects: ObjectStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
     data = write_tree(tmp_path / "data", {f"f{i}.txt": str(i) for i in range(300)})
     old = time.time_ns() - 10 * RACY_NS
     for path in data.iterdir():
         os.utime(path, ns=(old, old))
     cache = StatCache(tmp_path / "stat.db")
     first = snapshot.take(data, objects=objects, cache=cache)
-    for path in data.iterdir():
-        path.chmod(0)  # unreadable: only the cache can answer now
-    try:
-        assert snapshot.take(data, cache=cache).digest == first.digest
-    finally:
-        for path in data.iterdir():
-            path.chmod(0o644)
-        cache.close()
+
+    def no_reading(path: object) -> str:
+        raise AssertionError(f"{path} was read although the stat cache knew it")
+
+    monkeypatch.setattr(snapshot, "hash_file", no_reading)
+    assert snapshot.take(data, cache=cache).digest == first.digest
+    (data / "f7.txt").write_text("changed")  # a changed file must be read again
+    with pytest.raises(AssertionError, match="f7.txt"):
+        snapshot.take(data, cache=cache)
+    cache.close()
 
 
 def test_snapshot_errors_name_the_path(tmp_path: Path) -> None:
