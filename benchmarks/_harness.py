@@ -308,11 +308,21 @@ def cpu_busy_seconds() -> float:
     return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")  # guest time is already in user
 
 
-def tool_version(executable: Path, *args: str) -> str | None:
-    """The first line a tool prints for its version flag, or None if it will not say."""
+def _first_line(argv: Sequence[str]) -> str | None:
+    """The first line a quick informational command prints, or None if it fails or says nothing."""
     try:
-        done = subprocess.run([str(executable), *args], check=False, capture_output=True, text=True, timeout=120)
+        done = subprocess.run(list(argv), check=False, capture_output=True, text=True, timeout=120)
     except (OSError, subprocess.TimeoutExpired):
         return None
     lines = (done.stdout or done.stderr).strip().splitlines()
     return lines[0] if done.returncode == 0 and lines else None
+
+
+def tool_version(executable: Path, *args: str) -> str | None:
+    """What a tool prints for its version flag, or None if it will not say."""
+    return _first_line([str(executable), *args])
+
+
+def source_revision(directory: Path) -> str | None:
+    """``git describe --always --dirty`` of the checkout holding ``directory``, or None outside git."""
+    return _first_line(["git", "-C", str(directory), "describe", "--always", "--dirty"])

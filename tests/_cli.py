@@ -105,7 +105,7 @@ def assert_history(
         assert result.returncode == 0, str(result)
         return result.json
 
-    artifacts = document("ls", "--all")["artifacts"]
+    artifacts: list[dict[str, Any]] = document("ls", "--all")["artifacts"]
     numbers: dict[str, list[int]] = {}
     for item in artifacts:
         numbers.setdefault(item["name"], []).append(item["version"])

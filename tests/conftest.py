@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from mlcustody import Workspace
+from mlcustody.interfaces import shapes
+from mlcustody.interfaces.cli.app import run
 
 try:  # tests/ is a plain directory: pytest put it on sys.path
     from _postgres import postgres_session, temporary_database
@@ -73,3 +77,36 @@ def write_tree(root: Path, files: dict[str, bytes | str]) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(content.encode() if isinstance(content, str) else content)
     return root
+
+
+# --- The CLI, in-process ---------------------------------------------------------------
+
+
+class Cli:
+    """Runs `custody` in-process in a directory and captures what it prints."""
+
+    def __init__(self, cwd: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+        self.cwd, self.capsys, self.monkeypatch = cwd, capsys, monkeypatch
+
+    def __call__(self, *args: str, code: int = 0) -> tuple[str, str]:
+        self.monkeypatch.chdir(self.cwd)
+        self.capsys.readouterr()
+        status = run(list(args))
+        out, err = self.capsys.readouterr()
+        assert status == code, f"custody {' '.join(args)} exited {status}, expected {code}\n{out}\n{err}"
+        return out, err
+
+    def json(self, *args: str, code: int = 0) -> dict[str, Any]:
+        out, _ = self(*args, "--json", code=code)
+        doc = json.loads(out)  # exactly one document
+        kind = doc["schema"].removeprefix("mlcustody.").removesuffix("/v1")
+        assert set(doc) == {"schema", *shapes.FIELDS[kind]}, f"{kind} output differs from docs/cli.md"
+        return doc
+
+
+@pytest.fixture
+def cli(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Cli:
+    for key in ("CUSTODY_DB_URL", "CUSTODY_LINK_MODE", "CUSTODY_ACTOR", "CUSTODY_DIR"):
+        monkeypatch.delenv(key, raising=False)
+    (tmp_path / "ws").mkdir()
+    return Cli(tmp_path / "ws", capsys, monkeypatch)

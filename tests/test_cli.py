@@ -9,46 +9,14 @@ import sqlite3
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from conftest import write_tree
+from conftest import Cli, write_tree
 from mlcustody.interfaces import shapes
 from mlcustody.interfaces.cli import docs
-from mlcustody.interfaces.cli.app import run
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-class Cli:
-    """Runs `custody` in-process in a directory and captures what it prints."""
-
-    def __init__(self, cwd: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
-        self.cwd, self.capsys, self.monkeypatch = cwd, capsys, monkeypatch
-
-    def __call__(self, *args: str, code: int = 0) -> tuple[str, str]:
-        self.monkeypatch.chdir(self.cwd)
-        self.capsys.readouterr()
-        status = run(list(args))
-        out, err = self.capsys.readouterr()
-        assert status == code, f"custody {' '.join(args)} exited {status}, expected {code}\n{out}\n{err}"
-        return out, err
-
-    def json(self, *args: str, code: int = 0) -> dict[str, Any]:
-        out, _ = self(*args, "--json", code=code)
-        doc = json.loads(out)  # exactly one document
-        kind = doc["schema"].removeprefix("mlcustody.").removesuffix("/v1")
-        assert set(doc) == {"schema", *shapes.FIELDS[kind]}, f"{kind} output differs from docs/cli.md"
-        return doc
-
-
-@pytest.fixture
-def cli(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Cli:
-    for key in ("CUSTODY_DB_URL", "CUSTODY_LINK_MODE", "CUSTODY_ACTOR", "CUSTODY_DIR"):
-        monkeypatch.delenv(key, raising=False)
-    (tmp_path / "ws").mkdir()
-    return Cli(tmp_path / "ws", capsys, monkeypatch)
 
 
 def test_every_command_round_trip_with_json(cli: Cli) -> None:

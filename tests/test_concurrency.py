@@ -4,7 +4,13 @@ Each round starts two real CLI processes back to back and only then waits for bo
 snapshots, object writes and metadata transactions overlap. Afterwards every process must have
 exited 0, each artifact's versions must run 1..n without a gap or a duplicate, the audit log must be
 one unbroken chain with consecutive seq numbers and `custody verify` must pass — on the embedded
-SQLite store and on PostgreSQL (`custody init --db URL`).
+SQLite store and on PostgreSQL (`custody init --db URL`). Two processes adding the same path must
+agree: one records the version, the other finds it recorded.
+
+Process timing makes the same-name race likely but not certain, so
+``test_two_writers_of_one_name_cannot_both_read_the_latest_version`` forces the interleaving
+in-process: it fails every time on a store that lets two writers read the latest version number
+at once (PostgreSQL before writers took a lock at the start of the transaction).
 """
 
 from __future__ import annotations

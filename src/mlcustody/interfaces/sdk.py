@@ -32,6 +32,10 @@ from mlcustody.storage.diff import TreeDiff, diff_entries
 from mlcustody.storage.lock import store_lock
 from mlcustody.storage.manifest import Entry
 from mlcustody.storage.objects import ObjectStore
+from mlcustody.storage.records import diff as record_diff
+from mlcustody.storage.records import lookup, readers
+from mlcustody.storage.records import manifest as record_manifest
+from mlcustody.storage.records.stats import compare_stats
 from mlcustody.storage.statcache import StatCache
 
 
@@ -39,6 +43,28 @@ from mlcustody.storage.statcache import StatCache
 class AddResult:
     version: ArtifactVersion
     created: bool  # False when the content equals the latest version, which is returned instead
+
+
+@dataclass(frozen=True)
+class RecordSpec:
+    """Ask ``add`` for a record manifest: optional key columns and format (default: by suffix)."""
+
+    key: tuple[str, ...] | None = None
+    format: str | None = None
+
+
+@dataclass(frozen=True)
+class FoundRecord:
+    hit: lookup.Hit
+    values: dict[str, Any]
+    verified: bool  # the values re-read from the raw bytes hash to the manifest's fingerprint
+
+
+@dataclass(frozen=True)
+class RecordDiffReport:
+    diff: record_diff.RecordDiff
+    schema: dict[str, Any]
+    stats: dict[str, dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -156,14 +182,14 @@ class Workspace:
         return rel.as_posix()
 
     def resolve(self, ref: str) -> ArtifactVersion:
-        """A reference, or failing that a path in the current directory that was added under its name."""
+        """A reference, or failing that a workspace path something was added from (its latest version)."""
         with self.db.read() as conn:
             try:
                 return refs.resolve(conn, ref)
             except UsageError:
                 candidate = Path(os.path.abspath(ref))
                 if candidate.is_relative_to(self.root) and candidate != self.root:
-                    found = artifacts.latest(conn, candidate.relative_to(self.root).as_posix())
+                    found = artifacts.latest_at_path(conn, candidate.relative_to(self.root).as_posix())
                     if found is not None:
                         return found
                 raise
@@ -185,9 +211,11 @@ class Workspace:
         type: str | None = None,
         message: str = "",
         tags: Sequence[str] = (),
+        records: RecordSpec | None = None,
         progress: Progress | None = None,
     ) -> list[AddResult]:
-        """Version each path: store its bytes, then record a new version unless nothing changed."""
+        """Version each path: store its bytes (and, asked, a record manifest), then record a new version
+        unless nothing changed."""
         if not paths:
             raise UsageError("no path given", hint="name the files or directories to add")
         if name is not None and len(paths) > 1:
@@ -198,7 +226,7 @@ class Workspace:
         for path, rel in targets:  # every path is checked before anything is stored
             if not os.access(path, os.R_OK):
                 raise PathError(f"{path} does not exist" if not path.exists() else f"cannot read {path}")
-            artifacts.validate_name(name or rel)
+            artifacts.validate_name(name or default_name(path, rel))
         results = []
         with self._lock(exclusive=False):
             for path, rel in targets:
@@ -206,8 +234,10 @@ class Workspace:
                     path, objects=self.objects, cache=self.cache, link_mode=self.config.link_mode, progress=progress
                 )
                 self._link_workspace(path, snap)
+                meta = {"records": self._build_records(rel, snap, records).as_meta()} if records else {}
                 self.objects.barrier()
-                results.append(self._record(name or rel, rel, snap, type, message, list(tags)))
+                chosen = name or default_name(path, rel)
+                results.append(self._record(chosen, rel, snap, type, message, list(tags), meta))
         return results
 
     def _link_workspace(self, path: Path, snap: snapshot.Snapshot) -> None:
@@ -224,12 +254,30 @@ class Workspace:
                 continue
             links.place(obj, target, entry.mode, mode)
 
+    def _build_records(self, rel: str, snap: snapshot.Snapshot, spec: RecordSpec) -> record_manifest.RecordManifest:
+        """Fingerprint the records of the bytes just stored (not of the workspace, which may move on)."""
+        if snap.kind == "file":
+            fmt = readers.detect_format(Path(rel), spec.format)
+            sources = [record_manifest.RecordSource(rel, self.objects.path(snap.digest))]
+        else:
+            fmt, chosen = _record_files(rel, snap.entries, spec.format)
+            sources = [record_manifest.RecordSource(f"{rel}/{e.path}", self.objects.path(e.digest)) for e in chosen]
+        return record_manifest.build(sources, fmt, spec.key, self.objects)
+
     def _record(
-        self, name: str, rel: str, snap: snapshot.Snapshot, type: str | None, message: str, tags: list[str]
+        self,
+        name: str,
+        rel: str,
+        snap: snapshot.Snapshot,
+        type: str | None,
+        message: str,
+        tags: list[str],
+        meta: dict[str, Any],
     ) -> AddResult:
         with self.db.write() as conn:
             latest = artifacts.latest(conn, name)
-            if latest is not None and latest.digest == snap.digest and (type is None or type == latest.type):
+            same = latest is not None and latest.digest == snap.digest and latest.meta == meta
+            if latest is not None and same and (type is None or type == latest.type):
                 return AddResult(latest, created=False)
             version, event = artifacts.insert(
                 conn,
@@ -243,6 +291,7 @@ class Workspace:
                 actor=self.config.actor,
                 message=message,
                 tags=tags,
+                meta=meta,
             )
         audit.advance_witness(self._witness, event)
         return AddResult(version, created=True)
@@ -311,6 +360,46 @@ class Workspace:
         )
         return version, target, result
 
+    # -- records -----------------------------------------------------------------------------------
+
+    def record_manifest(self, version: ArtifactVersion) -> dict[str, Any]:
+        """The record manifest summary of a version; a usage error when it was added without --records."""
+        if version.records is None:
+            raise UsageError(
+                f"{version.ref} has no record manifest",
+                hint=f"add it again with records: `custody add {version.path or version.name} --records`",
+            )
+        return version.records
+
+    def record_diff(self, ref_a: str, ref_b: str) -> tuple[ArtifactVersion, ArtifactVersion, RecordDiffReport]:
+        """Records added, removed and changed, schema changes and statistic shifts between two versions."""
+        a, b = self.resolve(ref_a), self.resolve(ref_b)
+        old, new = self.record_manifest(a), self.record_manifest(b)
+        keyed = bool(old["key"]) and old["key"] == new["key"]
+        found = record_diff.diff(self.objects.path(old["manifest"]), self.objects.path(new["manifest"]), keyed=keyed)
+        schema_changes, stat_shifts = compare_stats(old, new)
+        return a, b, RecordDiffReport(found, schema_changes, stat_shifts)
+
+    def find_records(
+        self, ref: str, *, record_id: str | None = None, fingerprint: str | None = None
+    ) -> tuple[ArtifactVersion, list[FoundRecord]]:
+        """A record by id or fingerprint: its locator and its values re-read from the stored raw bytes."""
+        version = self.resolve(ref)
+        summary = self.record_manifest(version)
+        path = self.objects.path(summary["manifest"])
+        hits = lookup.find(path, record_id=record_id, fingerprint=fingerprint)
+        if not hits:
+            what = f"record id {record_id!r}" if record_id is not None else f"fingerprint {fingerprint!r}"
+            raise UsageError(f"{version.ref} has no {what}", hint="record ids are shown by `custody diff --records`")
+        schema = record_manifest.values_schema(path)
+        files = {f"{version.path}/{e.path}": e.digest for e in self.entries(version)} if version.kind == "dir" else {}
+        found = []
+        for hit in hits:
+            raw = self.objects.path(files.get(hit.rel, version.digest))
+            values, verified = lookup.read_values(raw, summary["format"], hit, schema)
+            found.append(FoundRecord(hit, values, verified))
+        return version, found
+
     def verify(self, progress: Progress | None = None) -> VerifyReport:
         problems, checked = verify.verify_store(self.db, self.objects, self._witness, progress)
         return VerifyReport(problems, checked)
@@ -327,3 +416,34 @@ class Workspace:
         with self._lock(exclusive=True):
             found = gc.plan(self.db, self.objects)
             return found, gc.collect(self.objects, found)
+
+
+def default_name(path: Path, rel: str) -> str:
+    """A directory is named by its path, a file by its path without the extension (loans.csv → loans)."""
+    if path.is_dir():
+        return rel
+    stem = rel.rsplit("/", 1)[-1]
+    if "." in stem.lstrip("."):
+        return rel[: rel.rindex(".")]
+    return rel
+
+
+def _record_files(rel: str, entries: tuple[Entry, ...], fmt: str | None) -> tuple[str, list[Entry]]:
+    """The files of a directory that hold records, all of one format."""
+    by_format: dict[str, list[Entry]] = {}
+    for entry in entries:
+        detected = readers.SUFFIXES.get(Path(entry.path).suffix.lower())
+        if detected is not None:
+            by_format.setdefault(detected, []).append(entry)
+    if fmt is not None:
+        readers.detect_format(Path(rel), fmt)
+        if fmt not in by_format:
+            raise UsageError(f"{rel} holds no {fmt} files", hint="check --format, or add the files themselves")
+        return fmt, by_format[fmt]
+    if len(by_format) != 1:
+        found = ", ".join(sorted(by_format)) or "none"
+        raise UsageError(
+            f"{rel} must hold record files of one format (found: {found})",
+            hint="pass --format to choose one",
+        )
+    return next(iter(by_format.items()))

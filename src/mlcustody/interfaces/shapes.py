@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlcustody.checks import Problem
 from mlcustody.errors import CustodyError
@@ -19,6 +19,9 @@ from mlcustody.metadata.gc import GcPlan
 from mlcustody.storage.checkout import CheckoutResult
 from mlcustody.storage.diff import Change, TreeDiff
 from mlcustody.storage.manifest import Entry
+
+if TYPE_CHECKING:
+    from mlcustody.interfaces.sdk import FoundRecord, RecordDiffReport
 
 ARTIFACT_FIELDS = [
     "ref",
@@ -57,9 +60,22 @@ FIELDS: dict[str, dict[str, str]] = {
     },
     "ls": {"artifacts": "list of artifact (latest version of each name, or every version with --all)"},
     "show": {
-        "artifact": "the artifact version",
+        "artifact": "the artifact version (artifact.meta.records summarises a record manifest: manifest digest, "
+        "scheme, count, format, key, columns, stats)",
         "history": "list of {version, digest, created_at, author, message} of every version of the name",
         "files": "list of {path, size, mode, digest}, with --files, else null",
+        "stats": "with --stats: {column: {type, arrow_type, count, nulls, distinct_approx, min, max, mean, std, "
+        "quantiles, top}}, else null",
+        "found": "with --record/--fingerprint: list of {record_id, fingerprint, source, values, verified}, else null",
+    },
+    "record_diff": {
+        "a": "artifact",
+        "b": "artifact",
+        "matched_by": "record_id (both versions keyed alike) or fingerprint (multiset match)",
+        "summary": "{added, removed, changed, unchanged} record counts",
+        "examples": "{added, removed, changed}: first records of each, with ids, fingerprints and sources",
+        "columns": "schema changes: {added_columns, removed_columns, type_changes}",
+        "stats": "{column: {statistic: [old, new]}} for statistics that moved",
     },
     "diff": {
         "a": "artifact",
@@ -180,4 +196,34 @@ def gc(found: GcPlan, freed: int, deleted: bool) -> dict[str, Any]:
         stale_tmp=list(found.stale_tmp),
         kept=found.kept,
         freed_bytes=freed,
+    )
+
+
+def found_record(item: FoundRecord) -> dict[str, Any]:
+    """One record found by ``show --record/--fingerprint``."""
+    return {
+        "record_id": item.hit.record_id,
+        "fingerprint": item.hit.fingerprint,
+        "source": item.hit.source,
+        "values": item.values,
+        "verified": item.verified,
+    }
+
+
+def record_diff(a: ArtifactVersion, b: ArtifactVersion, report: RecordDiffReport) -> dict[str, Any]:
+    found = report.diff
+    return document(
+        "record_diff",
+        a=artifact(a),
+        b=artifact(b),
+        matched_by=found.matched_by,
+        summary={
+            "added": found.added,
+            "removed": found.removed,
+            "changed": found.changed,
+            "unchanged": found.unchanged,
+        },
+        examples=found.examples,
+        columns=report.schema,
+        stats=report.stats,
     )

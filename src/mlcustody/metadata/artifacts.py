@@ -37,6 +37,19 @@ class ArtifactVersion:
     def ref(self) -> str:
         return f"{self.name}@{self.version}"
 
+    @property
+    def records(self) -> dict[str, Any] | None:
+        """The record manifest summary (digest, count, key, columns, stats) when one was built."""
+        found = self.meta.get("records")
+        return found if isinstance(found, dict) else None
+
+    def objects(self) -> list[tuple[str, str]]:
+        """(digest, role) of every object this version refers to directly: content, record manifest."""
+        found = [(self.digest, "manifest" if self.kind == "dir" else "file object")]
+        if self.records:
+            found.append((self.records["manifest"], "record manifest"))
+        return found
+
     @classmethod
     def from_row(cls, row: Row[Any]) -> ArtifactVersion:
         m = row._mapping
@@ -124,6 +137,13 @@ def latest(conn: Connection, name: str) -> ArtifactVersion | None:
     return ArtifactVersion.from_row(row) if row else None
 
 
+def latest_at_path(conn: Connection, path: str) -> ArtifactVersion | None:
+    """The newest version added from workspace path ``path`` (whatever its name)."""
+    query = sa.select(av).where(av.c.path == path).order_by(av.c.created_at.desc(), av.c.id.desc()).limit(1)
+    row = conn.execute(query).first()
+    return ArtifactVersion.from_row(row) if row else None
+
+
 def history(conn: Connection, name: str) -> list[ArtifactVersion]:
     rows = conn.execute(sa.select(av).where(av.c.name == name).order_by(av.c.version))
     return [ArtifactVersion.from_row(row) for row in rows]
@@ -149,6 +169,6 @@ def names(conn: Connection) -> list[str]:
     return list(conn.execute(sa.select(av.c.name).distinct().order_by(av.c.name)).scalars())
 
 
-def stored_digests(conn: Connection) -> list[tuple[str, str]]:
-    """(digest, kind) of every version — what ``gc`` must keep and ``verify`` must find."""
-    return [(row.digest, row.kind) for row in conn.execute(sa.select(av.c.digest, av.c.kind).distinct())]
+def stored_digests(conn: Connection) -> set[tuple[str, str]]:
+    """(digest, role) of every object a version refers to directly — what ``gc`` must keep."""
+    return {item for version in listing(conn, all_versions=True) for item in version.objects()}

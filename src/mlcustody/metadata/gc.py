@@ -31,9 +31,9 @@ def plan(db: Database, objects: ObjectStore) -> GcPlan:
     keep: set[str] = set()
     with db.read() as conn:
         stored = artifacts.stored_digests(conn)
-    for digest, kind in stored:
+    for digest, role in stored:
         keep.add(digest)
-        if kind == "dir" and objects.exists(digest):
+        if role == "manifest" and objects.exists(digest):
             try:
                 keep.update(entry.digest for entry in manifest.decode(objects.read_bytes(digest)))
             except (ValueError, UnicodeDecodeError):

@@ -61,11 +61,10 @@ def _check_versions(
     checked_manifests: set[str] = set()
     for version in versions:
         where = f"artifact_versions[{version.ref}]"
-        if version.digest not in present:
-            what = "manifest" if version.kind == "dir" else "file object"
-            problems.append(Problem("object_missing", where, f"{what} {version.digest} is not in the store"))
-            continue
-        if version.kind != "dir" or version.digest in checked_manifests:
+        missing = [(d, role) for d, role in version.objects() if d not in present]
+        for digest, role in missing:
+            problems.append(Problem("object_missing", where, f"{role} {digest} is not in the store"))
+        if version.kind != "dir" or version.digest in checked_manifests or version.digest not in present:
             continue
         checked_manifests.add(version.digest)
         try:

@@ -19,7 +19,7 @@ from typer.exceptions import TyperException
 from mlcustody.errors import CustodyError
 from mlcustody.interfaces import shapes
 from mlcustody.interfaces.cli import output, render
-from mlcustody.interfaces.sdk import Workspace
+from mlcustody.interfaces.sdk import RecordSpec, Workspace
 
 app = typer.Typer(
     name="custody",
@@ -86,18 +86,37 @@ def migrate(as_json: JsonOpt = False) -> None:
 @app.command()
 def add(
     paths: Annotated[list[Path], typer.Argument(help="Files or directories inside the workspace.")],
-    name: Annotated[str | None, typer.Option("--name", "-n", help="Artifact name (default: the path).")] = None,
+    name: Annotated[
+        str | None,
+        typer.Option("--name", "-n", help="Artifact name (default: the path; a file without its extension)."),
+    ] = None,
     type: Annotated[
         str | None, typer.Option("--type", "-t", help="dataset, model, config, code, environment, report, other.")
     ] = None,
     message: Annotated[str, typer.Option("--message", "-m", help="Why this version exists.")] = "",
     tag: Annotated[list[str] | None, typer.Option("--tag", help="Tag to attach (repeatable).")] = None,
+    records: Annotated[
+        bool, typer.Option("--records", help="Also build a record manifest (ids, fingerprints, statistics).")
+    ] = False,
+    key: Annotated[str | None, typer.Option("--key", help="Key column(s) of the records, comma-separated.")] = None,
+    fmt: Annotated[
+        str | None, typer.Option("--format", help="Record format: csv, tsv, parquet, jsonl, text (default: suffix).")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Version files or directories: store their bytes and record a new artifact version."""
+    spec = None
+    if records or key or fmt:
+        spec = RecordSpec(key=tuple(k.strip() for k in key.split(",") if k.strip()) if key else None, format=fmt)
     with workspace() as ws:
         results = ws.add(
-            paths, name=name, type=type, message=message, tags=tag or [], progress=output.progress(not as_json)
+            paths,
+            name=name,
+            type=type,
+            message=message,
+            tags=tag or [],
+            records=spec,
+            progress=output.progress(not as_json),
         )
         render.add(results, as_json)
 
@@ -126,24 +145,42 @@ def ls(
 def show(
     ref: Annotated[str, typer.Argument(help="NAME, NAME@VERSION or a digest prefix.")],
     files: Annotated[bool, typer.Option("--files", help="List the files of a directory version.")] = False,
+    stats: Annotated[bool, typer.Option("--stats", help="Per-column statistics of the records.")] = False,
+    record: Annotated[str | None, typer.Option("--record", help="Show the record with this id.")] = None,
+    fingerprint: Annotated[
+        str | None, typer.Option("--fingerprint", help="Show records with this fingerprint.")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Show one artifact version and the history of its name."""
+    """Show one artifact version, the history of its name, and optionally its files, stats or a record."""
     with workspace() as ws:
         version = ws.resolve(ref)
-        entries = ws.entries(version) if files else None
-        render.show(version, ws.history(version.name), entries, as_json)
+        found = None
+        if record is not None or fingerprint is not None:
+            version, found = ws.find_records(ref, record_id=record, fingerprint=fingerprint)
+        details = render.ShowDetails(
+            files=ws.entries(version) if files else None,
+            stats=ws.record_manifest(version)["stats"] if stats else None,
+            found=found,
+        )
+        render.show(version, ws.history(version.name), details, as_json)
 
 
 @app.command()
 def diff(
     ref_a: Annotated[str, typer.Argument(help="Old version.")],
     ref_b: Annotated[str, typer.Argument(help="New version.")],
+    records: Annotated[
+        bool, typer.Option("--records", help="Compare records (added, removed, changed), schema and statistics.")
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Files added, removed and modified between two versions."""
+    """Files (or, with --records, records) added, removed and modified between two versions."""
     with workspace() as ws:
-        render.diff(*ws.diff(ref_a, ref_b), as_json)
+        if records:
+            render.record_diff(*ws.record_diff(ref_a, ref_b), as_json)
+        else:
+            render.diff(*ws.diff(ref_a, ref_b), as_json)
 
 
 @app.command()

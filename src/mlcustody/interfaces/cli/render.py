@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import make_url
 
@@ -17,7 +18,14 @@ from mlcustody.storage.diff import TreeDiff
 from mlcustody.storage.manifest import Entry
 
 if TYPE_CHECKING:
-    from mlcustody.interfaces.sdk import AddResult, ArtifactStatus, VerifyReport, Workspace
+    from mlcustody.interfaces.sdk import (
+        AddResult,
+        ArtifactStatus,
+        FoundRecord,
+        RecordDiffReport,
+        VerifyReport,
+        Workspace,
+    )
 
 _SHOWN = 20  # changed files listed per category in human output; JSON lists all
 
@@ -93,24 +101,99 @@ def listing(versions: list[ArtifactVersion], as_json: bool) -> None:
     output.table(["ref", "type", "kind", "files", "size", "digest", "created (UTC)"], rows)
 
 
-def show(
-    version: ArtifactVersion, history: list[ArtifactVersion], entries: tuple[Entry, ...] | None, as_json: bool
-) -> None:
+@dataclass(frozen=True)
+class ShowDetails:
+    """The optional parts of ``show``: files, column statistics, records found."""
+
+    files: tuple[Entry, ...] | None = None
+    stats: dict[str, dict[str, Any]] | None = None
+    found: list[FoundRecord] | None = None
+
+
+def show(version: ArtifactVersion, history: list[ArtifactVersion], details: ShowDetails, as_json: bool) -> None:
     if as_json:
         output.emit_json(
             shapes.document(
                 "show",
                 artifact=shapes.artifact(version),
                 history=[shapes.history_item(v) for v in history],
-                files=[shapes.file(e) for e in entries] if entries is not None else None,
+                files=[shapes.file(e) for e in details.files] if details.files is not None else None,
+                stats=details.stats,
+                found=[shapes.found_record(f) for f in details.found] if details.found is not None else None,
             )
         )
         return
+    if details.found is not None:
+        _found(version, details.found)
+        return
     for field in shapes.ARTIFACT_FIELDS:
-        output.line(f"{field:>11}: {getattr(version, field)}")
+        value = getattr(version, field)
+        if field == "meta" and version.records:
+            value = {**version.meta, "records": {k: v for k, v in version.records.items() if k != "stats"}}
+        output.line(f"{field:>11}: {value}")
     output.line(f"{'history':>11}: " + ", ".join(f"@{v.version} {v.digest[:8]}" for v in history))
-    for entry in entries or ():
+    for entry in details.files or ():
         output.line(f"  {entry.digest[:12]} {entry.size:>12} {entry.mode:o} {entry.path}")
+    if details.stats is not None:
+        _stats(details.stats)
+
+
+def _found(version: ArtifactVersion, found: list[FoundRecord]) -> None:
+    for item in found:
+        check = "fingerprint verified against the raw bytes" if item.verified else "FINGERPRINT MISMATCH"
+        output.line(f"{version.ref} record {item.hit.record_id}")
+        output.line(f"  source:      {item.hit.source}")
+        output.line(f"  fingerprint: {item.hit.fingerprint} ({check})")
+        for name, value in item.values.items():
+            output.line(f"  {name:>12} = {value!r}")
+
+
+def _stats(stats: dict[str, dict[str, Any]]) -> None:
+    rows = [
+        [
+            name,
+            s["type"],
+            s["count"],
+            s["nulls"],
+            s["distinct_approx"],
+            s.get("min", ""),
+            s.get("max", ""),
+            _fmt(s.get("mean")),
+            _fmt(s.get("std")),
+        ]
+        for name, s in stats.items()
+    ]
+    output.table(["column", "type", "count", "nulls", "distinct≈", "min", "max", "mean", "std"], rows)
+
+
+def _fmt(value: float | None) -> str:
+    return "" if value is None else f"{value:.4g}"
+
+
+def record_diff(a: ArtifactVersion, b: ArtifactVersion, report: RecordDiffReport, as_json: bool) -> None:
+    if as_json:
+        output.emit_json(shapes.record_diff(a, b, report))
+        return
+    d = report.diff
+    output.line(
+        f"{a.ref} → {b.ref} (records matched by {d.matched_by}): {d.added} added, {d.removed} removed, "
+        f"{d.changed} changed, {d.unchanged} unchanged"
+    )
+    for kind, style in (("added", "green"), ("removed", "red"), ("changed", "yellow")):
+        for row in d.examples[kind]:
+            ident = row.get("record_id") or row.get("new_id") or row.get("old_id")
+            where = row.get("new_source") or row.get("old_source")
+            output.line(f"  {kind[0].upper()} {ident}  ({where})", style=style)
+    schema = report.schema
+    if schema["added_columns"] or schema["removed_columns"] or schema["type_changes"]:
+        output.line(f"schema: +{schema['added_columns']} -{schema['removed_columns']} ~{schema['type_changes']}")
+    for column, moved in report.stats.items():
+        shown = ", ".join(f"{k} {_short(v[0])} → {_short(v[1])}" for k, v in moved.items())
+        output.line(f"  {column}: {shown}")
+
+
+def _short(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def diff(a: ArtifactVersion, b: ArtifactVersion, changes: TreeDiff, as_json: bool) -> None:
