@@ -48,12 +48,16 @@ def run(directory: Path | None, echo: Echo | None) -> tuple[list[dict[str, Any]]
     for month in ("2024-01", "2024-02", "2024-03"):
         _write_loans(where / "data" / f"loans_{month}.csv", month, rng)
     step("Create a workspace", "init")
-    step("Version the raw loan applications", "add", "data", "--type", "dataset", "-m", "raw applications Jan–Mar")
+    add = ("add", "data", "--records", "--key", "loan_id")
+    step("Version the raw loan applications, record by record", *add, "--type", "dataset", "-m", "Jan–Mar")
     _write_loans(where / "data" / "loans_2024-04.csv", "2024-04", rng)
-    _edit_row(where / "data" / "loans_2024-02.csv")
-    step("April arrives and a February row is corrected: status notices", "status", expect=1)
-    step("Version the new state", "add", "data", "-m", "April added, February correction")
-    step("What changed between the versions, file by file", "diff", "data@1", "data@2")
+    _edit_row(where / "data" / "loans_2024-02.csv", 42)
+    _delete_row(where / "data" / "loans_2024-01.csv", 7)
+    step("April arrives, a February row is corrected, a January row withdrawn: status notices", "status", expect=1)
+    step("Version the new state", *add, "-m", "April added, February correction, January withdrawal")
+    step("What changed, file by file", "diff", "data@1", "data@2")
+    step("What changed, record by record (with schema and statistic shifts)", "diff", "data@1", "data@2", "--records")
+    step("The corrected record, read back from its source line", "show", "data@2", "--record", "2024-02-00041")
     step("Verify every object, row and audit event", "verify")
     step("The audit log: who changed what, hash-chained", "log")
     shutil.rmtree(where / "data")
@@ -102,11 +106,17 @@ def _write_loans(path: Path, month: str, rng: random.Random) -> None:
             )
 
 
-def _edit_row(path: Path) -> None:
+def _edit_row(path: Path, index: int) -> None:
     lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
-    fields = lines[42].split(",")
+    fields = lines[index].split(",")
     fields[4] = "99999.0"
-    lines[42] = ",".join(fields)
+    lines[index] = ",".join(fields)
+    path.write_text("".join(lines), encoding="utf-8")
+
+
+def _delete_row(path: Path, index: int) -> None:
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    del lines[index]
     path.write_text("".join(lines), encoding="utf-8")
 
 

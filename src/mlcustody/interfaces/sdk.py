@@ -56,8 +56,7 @@ class RecordSpec:
 @dataclass(frozen=True)
 class FoundRecord:
     hit: lookup.Hit
-    values: dict[str, Any]
-    verified: bool  # the values re-read from the raw bytes hash to the manifest's fingerprint
+    record: lookup.Record
 
 
 @dataclass(frozen=True)
@@ -396,8 +395,7 @@ class Workspace:
         found = []
         for hit in hits:
             raw = self.objects.path(files.get(hit.rel, version.digest))
-            values, verified = lookup.read_values(raw, summary["format"], hit, schema)
-            found.append(FoundRecord(hit, values, verified))
+            found.append(FoundRecord(hit, lookup.read_record(raw, summary["format"], hit, schema)))
         return version, found
 
     def verify(self, progress: Progress | None = None) -> VerifyReport:

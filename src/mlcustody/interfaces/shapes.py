@@ -66,7 +66,8 @@ FIELDS: dict[str, dict[str, str]] = {
         "files": "list of {path, size, mode, digest}, with --files, else null",
         "stats": "with --stats: {column: {type, arrow_type, count, nulls, distinct_approx, min, max, mean, std, "
         "quantiles, top}}, else null",
-        "found": "with --record/--fingerprint: list of {record_id, fingerprint, source, values, verified}, else null",
+        "found": "with --record/--fingerprint: list of {record_id, fingerprint, source, values, raw (the line, "
+        "for line formats), verified}, else null",
     },
     "record_diff": {
         "a": "artifact",
@@ -205,8 +206,9 @@ def found_record(item: FoundRecord) -> dict[str, Any]:
         "record_id": item.hit.record_id,
         "fingerprint": item.hit.fingerprint,
         "source": item.hit.source,
-        "values": item.values,
-        "verified": item.verified,
+        "values": item.record.values,
+        "raw": item.record.raw,
+        "verified": item.record.verified,
     }
 
 

@@ -140,11 +140,13 @@ def show(version: ArtifactVersion, history: list[ArtifactVersion], details: Show
 
 def _found(version: ArtifactVersion, found: list[FoundRecord]) -> None:
     for item in found:
-        check = "fingerprint verified against the raw bytes" if item.verified else "FINGERPRINT MISMATCH"
+        check = "verified against the raw bytes" if item.record.verified else "MISMATCH with the raw bytes"
         output.line(f"{version.ref} record {item.hit.record_id}")
         output.line(f"  source:      {item.hit.source}")
+        if item.record.raw is not None:
+            output.line(f"  line:        {item.record.raw}")
         output.line(f"  fingerprint: {item.hit.fingerprint} ({check})")
-        for name, value in item.values.items():
+        for name, value in item.record.values.items():
             output.line(f"  {name:>12} = {value!r}")
 
 

@@ -45,12 +45,19 @@ def find(manifest: Path, *, record_id: str | None = None, fingerprint: str | Non
     return [Hit(*row) for row in rows]
 
 
-def read_values(raw: Path, fmt: str, hit: Hit, schema: pa.Schema) -> tuple[dict[str, Any], bool]:
-    """The record's values as parsed with the version's schema, and whether its fingerprint matches."""
-    table = readers.read_one(raw, fmt, hit.rel, schema, hit.offset)
+@dataclass(frozen=True)
+class Record:
+    values: dict[str, Any]
+    raw: str | None  # the record's text in the file (line formats)
+    verified: bool  # the values re-read from the raw bytes hash to the manifest's fingerprint
+
+
+def read_record(raw: Path, fmt: str, hit: Hit, schema: pa.Schema) -> Record:
+    """The record at ``hit``, parsed with the version's schema, checked against its fingerprint."""
+    table, text = readers.read_one(raw, fmt, hit.rel, schema, hit.offset)
     verified = fp.fingerprints(table)[0].as_py() == hit.fingerprint
     row = table.to_pylist()[0]
-    return {name: _jsonable(value) for name, value in row.items()}, verified
+    return Record({name: _jsonable(value) for name, value in row.items()}, text, verified)
 
 
 def _jsonable(value: Any) -> Any:

@@ -113,7 +113,8 @@ def _encode_ints(arr: pa.Array) -> Encoded:
                 tails[i] = _decimal_tail(int(raw[i]), 0)
             return Encoded(tags, payload, pa.array(tails, pa.large_binary()))
         return Encoded(_tags(valid, INT), np.where(valid, raw, 0).astype(np.int64), None)
-    values = values_of(arr, arr.type.to_pandas_dtype()).astype(np.int64)
+    storage = f"{'i' if pa.types.is_signed_integer(arr.type) else 'u'}{arr.type.bit_width // 8}"
+    values = values_of(arr, storage).astype(np.int64)
     return Encoded(_tags(valid, INT), np.where(valid, values, 0), None)
 
 

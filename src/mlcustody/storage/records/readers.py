@@ -92,15 +92,16 @@ def read(path: Path, fmt: str, rel: str, schema: pa.Schema | None = None) -> Par
         return _read_text(data, rel)
 
 
-def read_one(path: Path, fmt: str, rel: str, schema: pa.Schema, offset: int) -> pa.Table:
-    """Exactly one record — the one at byte ``offset`` (row index for Parquet) — typed by ``schema``."""
+def read_one(path: Path, fmt: str, rel: str, schema: pa.Schema, offset: int) -> tuple[pa.Table, str | None]:
+    """Exactly one record — the one at byte ``offset`` (row index for Parquet) — typed by ``schema``,
+    with its raw text for line formats."""
     if fmt == "parquet":
         handle = pq.ParquetFile(path)
         first = 0
         for group in range(handle.num_row_groups):
             rows = handle.metadata.row_group(group).num_rows
             if offset < first + rows:
-                return handle.read_row_group(group).slice(offset - first, 1)
+                return handle.read_row_group(group).slice(offset - first, 1), None
             first += rows
         raise UsageError(f"{rel}#{offset} is past the end of the file", hint="the record manifest is damaged")
     with _mapped(path) as data:
@@ -114,7 +115,7 @@ def read_one(path: Path, fmt: str, rel: str, schema: pa.Schema, offset: int) -> 
             part = _read_jsonl(memoryview(record), rel, schema)
         else:
             part = _read_text(memoryview(record), rel)
-    return part.table
+    return part.table, record.decode("utf-8").rstrip("\r\n")
 
 
 @contextmanager
