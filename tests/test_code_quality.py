@@ -23,7 +23,7 @@ def test_exported_members_are_pinned() -> None:
     """Changing the SDK surface must be a deliberate edit of this line."""
     pinned = (
         "AmbiguousRef ConfigError CustodyError NotAWorkspace PathError SchemaError StoreBusy UnknownRef UsageError"
-        " Workspace WorkspaceExists WouldOverwrite __version__"
+        " Workspace WorkspaceExists WouldOverwrite __version__ fingerprint"
     )
     assert mlcustody.__all__ == pinned.split()
 

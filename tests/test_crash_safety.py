@@ -66,11 +66,10 @@ def make_large(data: Path, rng: random.Random) -> None:
 
 
 def change_large(data: Path, rng: random.Random) -> None:
-    """Overwrite a block in one or two of the big files: each becomes a new 24 MiB object."""
-    for path in rng.sample(sorted(data.iterdir()), rng.randint(1, 2)):
-        with path.open("r+b") as handle:
-            handle.seek(rng.randrange(24 * MiB - 65536))
-            handle.write(os.urandom(65536))
+    """Overwrite a block in one of the big files: it becomes a new 24 MiB object."""
+    with rng.choice(sorted(data.iterdir())).open("r+b") as handle:
+        handle.seek(rng.randrange(24 * MiB - 65536))
+        handle.write(os.urandom(65536))
 
 
 def make_small(data: Path, rng: random.Random) -> None:
@@ -138,17 +137,23 @@ def assert_same_tree(expected: Path, actual: Path) -> None:
 def crash_campaign(root: Path, kind: Input, rng: random.Random, ready: threading.Barrier) -> Counter[str]:
     """Kill `custody add data` KILLS_PER_INPUT times; check the store after each kill and at the end.
 
-    Every add that is killed is a fresh ``python -m mlcustody`` process. The re-run adds (but every
-    fourth) and the checks (verify, status, gc, ...) run through a :class:`Forkserver`: each in a
-    process of its own, forked from one that has already imported mlcustody, which keeps 20 kills
-    and ~100 other commands within a minute on two cores.
+    Every add that is killed is a fresh ``python -m mlcustody`` process, and so are the adds that
+    calibrate the kill times. The other commands (set-up, the re-run adds but every fourth, verify,
+    status, gc, ...) run through a :class:`Forkserver`: each in a process of its own, forked from
+    one that has already imported mlcustody, which keeps 20 kills and ~100 other commands within a
+    minute on two cores.
     """
+    with Forkserver() as cli:
+        return _campaign(cli, root, kind, rng, ready)
+
+
+def _campaign(cli: Forkserver, root: Path, kind: Input, rng: random.Random, ready: threading.Barrier) -> Counter[str]:
     data = root / "data"
     root.mkdir()
     try:
         kind.make(data, rng)
-        ok(root, "init")
-        ok(root, "add", "data")
+        cli.ok(root, "init")
+        cli.ok(root, "add", "data")
     except BaseException:
         ready.abort()  # the other input must not wait for this one
         raise
@@ -176,71 +181,70 @@ def crash_campaign(root: Path, kind: Input, rng: random.Random, ready: threading
             timings.append(timing(took, wall))
         return result
 
-    with Forkserver() as cli:
-        startup = timed(lambda: ok(root, "ls", "--json"))
-        for _ in range(3):
-            kind.change(data, rng)
-            normal_add(run, "calibrating")
-            versions += 1
+    startup = timed(lambda: ok(root, "ls", "--json"))
+    for _ in range(3):
+        kind.change(data, rng)
+        normal_add(run, "calibrating")
+        versions += 1
 
-        outcomes: Counter[str] = Counter()
-        kills = 0
-        for attempt in range(MAX_ATTEMPTS):
-            if kills == KILLS_PER_INPUT:
-                break
-            kind.change(data, rng)
-            normal = sorted(took for took, _ in timings[-3:])[1]
-            commit = sorted(at for _, at in timings[-3:])[1]
-            low, high = (0.0, normal) if attempt % 2 == 0 else (min(0.9 * startup, commit), commit)
-            delay = rng.uniform(low, high)
-            objects_before, temp_before = object_count(root), temp_files(root)
+    outcomes: Counter[str] = Counter()
+    kills = 0
+    for attempt in range(MAX_ATTEMPTS):
+        if kills == KILLS_PER_INPUT:
+            break
+        kind.change(data, rng)
+        normal = sorted(took for took, _ in timings[-3:])[1]
+        commit = sorted(at for _, at in timings[-3:])[1]
+        low, high = (0.0, normal) if attempt % 2 == 0 else (min(0.9 * startup, commit), commit)
+        delay = rng.uniform(low, high)
+        objects_before, temp_before = object_count(root), temp_files(root)
 
-            started, wall = time.monotonic(), time.time()
-            proc = start(root, "add", "data", "--json")
-            try:
-                proc.communicate(timeout=delay)
-            except subprocess.TimeoutExpired:
-                proc.kill()  # SIGKILL
-            killed_run = finish(proc)
-            took = time.monotonic() - started
-            killed = killed_run.returncode == -signal.SIGKILL
-            assert killed or killed_run.returncode == 0, str(killed_run)
-            when = f"{kind.name} attempt {attempt}: killed after {delay:.3f} s" if killed else "a completed add"
+        started, wall = time.monotonic(), time.time()
+        proc = start(root, "add", "data", "--json")
+        try:
+            proc.communicate(timeout=delay)
+        except subprocess.TimeoutExpired:
+            proc.kill()  # SIGKILL
+        killed_run = finish(proc)
+        took = time.monotonic() - started
+        killed = killed_run.returncode == -signal.SIGKILL
+        assert killed or killed_run.returncode == 0, str(killed_run)
+        when = f"{kind.name} attempt {attempt}: killed after {delay:.3f} s" if killed else "a completed add"
 
-            state = assert_verifies(cli, root, f"after {when}")
-            committed = state["checked"]["artifact_versions"] - versions
-            assert committed in (0, 1), f"{when} left {committed} new versions"
-            if not killed:
-                outcomes["finished first"] += 1
-                timings.append(timing(took, wall))
+        state = assert_verifies(cli, root, f"after {when}")
+        committed = state["checked"]["artifact_versions"] - versions
+        assert committed in (0, 1), f"{when} left {committed} new versions"
+        if not killed:
+            outcomes["finished first"] += 1
+            timings.append(timing(took, wall))
+        else:
+            kills += 1
+            if committed:
+                outcomes["after commit"] += 1
+            elif object_count(root) > objects_before or temp_files(root) - temp_before:
+                outcomes["while storing"] += 1
             else:
-                kills += 1
-                if committed:
-                    outcomes["after commit"] += 1
-                elif object_count(root) > objects_before or temp_files(root) - temp_before:
-                    outcomes["while storing"] += 1
-                else:
-                    outcomes["before storing"] += 1
+                outcomes["before storing"] += 1
 
-            again = normal_add(run if attempt % 4 == 3 else cli.run, f"the re-add after {when}")
-            (item,) = again.json["results"]
-            # The re-run records exactly the version the killed add did not get to record.
-            assert item["created"] is (committed == 0), f"re-add after {when}:\n{again}"
-            assert item["artifact"]["version"] == versions + 1, f"re-add after {when}:\n{again}"
-            versions += 1
-            assert_verifies(cli, root, f"after the re-add ({when})")
-            status = cli.run(root, "status", "--json")
-            assert status.returncode == 0 and status.json["clean"] is True, f"status after re-add ({when}):\n{status}"
+        again = normal_add(run if attempt % 4 == 3 else cli.run, f"the re-add after {when}")
+        (item,) = again.json["results"]
+        # The re-run records exactly the version the killed add did not get to record.
+        assert item["created"] is (committed == 0), f"re-add after {when}:\n{again}"
+        assert item["artifact"]["version"] == versions + 1, f"re-add after {when}:\n{again}"
+        versions += 1
+        assert_verifies(cli, root, f"after the re-add ({when})")
+        status = cli.run(root, "status", "--json")
+        assert status.returncode == 0 and status.json["clean"] is True, f"status after re-add ({when}):\n{status}"
 
-        assert kills == KILLS_PER_INPUT, (
-            f"{kind.name}: only {kills} of {MAX_ATTEMPTS} adds were still running at their kill time "
-            f"(start-up {startup:.3f} s, adds took/committed at {timings} s): {dict(outcomes)}"
-        )
-        check_stray_temp_files(cli, root)
-        assert_history(root, {"data": versions}, cli.run)
-        cli.ok(root, "status")
-        restored = root / "restored"
-        cli.ok(root, "checkout", "data", "--to", str(restored))
+    assert kills == KILLS_PER_INPUT, (
+        f"{kind.name}: only {kills} of {MAX_ATTEMPTS} adds were still running at their kill time "
+        f"(start-up {startup:.3f} s, adds took/committed at {timings} s): {dict(outcomes)}"
+    )
+    check_stray_temp_files(cli, root)
+    assert_history(root, {"data": versions}, cli.run)
+    cli.ok(root, "status")
+    restored = root / "restored"
+    cli.ok(root, "checkout", "data", "--to", str(restored))
     assert_same_tree(data, restored)
     return outcomes
 

@@ -1,7 +1,8 @@
 """mlcustody: the chain of custody of machine-learning models.
 
-The SDK surface is the :class:`Workspace` and the error tree; everything else is reached through
-them. ``custody`` (the CLI) is a thin shell over the same library.
+The SDK surface is the :class:`Workspace`, :func:`fingerprint` (stable record fingerprints of any
+pyarrow, polars or pandas frame) and the error tree; everything else is reached through them.
+``custody`` (the CLI) is a thin shell over the same library.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from mlcustody.errors import (
     WouldOverwrite,
 )
 from mlcustody.interfaces.sdk import Workspace
+from mlcustody.storage.records.fingerprint import fingerprint
 
 try:
     __version__ = version("mlcustody")
@@ -42,4 +44,5 @@ __all__ = [
     "WorkspaceExists",
     "WouldOverwrite",
     "__version__",
+    "fingerprint",
 ]

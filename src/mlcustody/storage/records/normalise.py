@@ -237,7 +237,10 @@ def normalise_strings(arr: pa.Array) -> pa.Array:
         return arr
     counts = np.concatenate(([0], np.cumsum(suspect, dtype=np.int64)))
     rows = np.flatnonzero(counts[offsets[1:] - offsets[0]] > counts[offsets[:-1] - offsets[0]])
-    normalised = pc.utf8_normalize(arr.take(pa.array(rows)), form="NFC")
+    # Python's unicodedata, not pc.utf8_normalize: the latter silently returns its input in some
+    # pyarrow releases (18.x), and the standard library is there on every install.
+    suspects = arr.take(pa.array(rows)).to_pylist()
+    normalised = pa.array([None if t is None else unicodedata.normalize("NFC", t) for t in suspects], pa.large_string())
     mask = np.zeros(len(arr), dtype=bool)
     mask[rows] = True
     return pc.replace_with_mask(arr, pa.array(mask), normalised)
