@@ -369,6 +369,7 @@ def make_data(data: Path, rng: random.Random, files: int = 40) -> None:
     (data / "weights.bin").write_bytes(os.urandom(5 * MiB))  # above the 4 MiB large-file threshold
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("backend", "where"),
     [
