@@ -419,11 +419,13 @@ def test_sigkill_at_a_chosen_point(request: pytest.FixtureRequest, tmp_path: Pat
         assert state["checked"]["artifact_versions"] == (2 if committed else 1)
         assert state["checked"]["events"] == (3 if committed else 2)
         assert (root / ".custody" / "audit-head").read_text() == witness  # the witness only trails the chain
-        if where.endswith("object"):
+        if where == "large object":
             # The half-written object stays a temp file (never an object), which gc leaves alone
             # while it is fresh: it could belong to a running add.
             assert len(temp_files(root)) == 1
             assert cli.ok_json(root, "gc")["stale_tmp"] == []
+        if where == "small object":  # written to an anonymous O_TMPFILE inode: nothing named is left
+            assert temp_files(root) == set()
 
         again = ok_json(root, "add", "data")
         (item,) = again["results"]

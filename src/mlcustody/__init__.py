@@ -8,6 +8,7 @@ pyarrow, polars or pandas frame) and the error tree; everything else is reached 
 from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
 
 from mlcustody.errors import (
     AmbiguousRef,
@@ -23,7 +24,20 @@ from mlcustody.errors import (
     WouldOverwrite,
 )
 from mlcustody.interfaces.sdk import Workspace
-from mlcustody.storage.records.fingerprint import fingerprint
+
+if TYPE_CHECKING:
+    from mlcustody.storage.records.fingerprint import fingerprint
+
+
+def __getattr__(name: str) -> Any:
+    """``fingerprint`` is imported on first use: the record layer needs pyarrow, DuckDB and polars,
+    which the rest of the package (and ``custody --help``) should not pay for."""
+    if name == "fingerprint":
+        from mlcustody.storage.records.fingerprint import fingerprint
+
+        return fingerprint
+    raise AttributeError(f"module 'mlcustody' has no attribute {name!r}")
+
 
 try:
     __version__ = version("mlcustody")

@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
@@ -22,7 +22,7 @@ from mlcustody._progress import Progress
 from mlcustody.checks import Problem
 from mlcustody.config import STORE_DIRNAME, Config
 from mlcustody.errors import PathError, UsageError, WorkspaceExists
-from mlcustody.metadata import artifacts, audit, gc, migrate, refs, verify
+from mlcustody.metadata import artifacts, audit, gc, refs, verify
 from mlcustody.metadata.artifacts import ArtifactVersion
 from mlcustody.metadata.engine import Database
 from mlcustody.metadata.schema import store_info
@@ -32,11 +32,12 @@ from mlcustody.storage.diff import TreeDiff, diff_entries
 from mlcustody.storage.lock import store_lock
 from mlcustody.storage.manifest import Entry
 from mlcustody.storage.objects import ObjectStore
-from mlcustody.storage.records import diff as record_diff
-from mlcustody.storage.records import lookup, readers
-from mlcustody.storage.records import manifest as record_manifest
-from mlcustody.storage.records.stats import compare_stats
 from mlcustody.storage.statcache import StatCache
+
+if TYPE_CHECKING:  # the record layer pulls in pyarrow, DuckDB and polars: imported when first used
+    from mlcustody.storage.records import diff as record_diff
+    from mlcustody.storage.records import lookup
+    from mlcustody.storage.records import manifest as record_manifest
 
 
 @dataclass(frozen=True)
@@ -105,7 +106,7 @@ class Workspace:
             config_module.write_initial(root, db_url, link_mode)
             ws = cls(config_module.load(root))
             ws.objects.create()
-            migrate.upgrade(ws.db)
+            ws.migrate()
             ws._record_init()
         except BaseException:
             shutil.rmtree(store, ignore_errors=True)  # a failed init leaves nothing behind
@@ -135,6 +136,8 @@ class Workspace:
         audit.advance_witness(self._witness, event)
 
     def migrate(self) -> str:
+        from mlcustody.metadata import migrate  # Alembic is needed only to create or upgrade
+
         migrate.upgrade(self.db)
         return self.db.revision() or ""
 
@@ -255,6 +258,9 @@ class Workspace:
 
     def _build_records(self, rel: str, snap: snapshot.Snapshot, spec: RecordSpec) -> record_manifest.RecordManifest:
         """Fingerprint the records of the bytes just stored (not of the workspace, which may move on)."""
+        from mlcustody.storage.records import manifest as record_manifest
+        from mlcustody.storage.records import readers
+
         if snap.kind == "file":
             fmt = readers.detect_format(Path(rel), spec.format)
             sources = [record_manifest.RecordSource(rel, self.objects.path(snap.digest))]
@@ -372,6 +378,9 @@ class Workspace:
 
     def record_diff(self, ref_a: str, ref_b: str) -> tuple[ArtifactVersion, ArtifactVersion, RecordDiffReport]:
         """Records added, removed and changed, schema changes and statistic shifts between two versions."""
+        from mlcustody.storage.records import diff as record_diff
+        from mlcustody.storage.records.stats import compare_stats
+
         a, b = self.resolve(ref_a), self.resolve(ref_b)
         old, new = self.record_manifest(a), self.record_manifest(b)
         keyed = bool(old["key"]) and old["key"] == new["key"]
@@ -383,6 +392,9 @@ class Workspace:
         self, ref: str, *, record_id: str | None = None, fingerprint: str | None = None
     ) -> tuple[ArtifactVersion, list[FoundRecord]]:
         """A record by id or fingerprint: its locator and its values re-read from the stored raw bytes."""
+        from mlcustody.storage.records import lookup
+        from mlcustody.storage.records import manifest as record_manifest
+
         version = self.resolve(ref)
         summary = self.record_manifest(version)
         path = self.objects.path(summary["manifest"])
@@ -428,6 +440,8 @@ def default_name(path: Path, rel: str) -> str:
 
 def _record_files(rel: str, entries: tuple[Entry, ...], fmt: str | None) -> tuple[str, list[Entry]]:
     """The files of a directory that hold records, all of one format."""
+    from mlcustody.storage.records import readers
+
     by_format: dict[str, list[Entry]] = {}
     for entry in entries:
         detected = readers.SUFFIXES.get(Path(entry.path).suffix.lower())

@@ -188,6 +188,6 @@ def advance_witness(path: Path, event: Event) -> None:
         fcntl.flock(handle, fcntl.LOCK_EX)
         current = read_witness(path)
         if current is None or current[0] < event.seq:
-            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            tmp = path.parent / "tmp" / f"{path.name}.{os.getpid()}.tmp"  # gc removes it if we die here
             tmp.write_text(f"{event.seq} {event.digest}\n", encoding="ascii")
             os.replace(tmp, path)

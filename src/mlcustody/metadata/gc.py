@@ -7,6 +7,7 @@ its commit, so an object that an in-flight ``add`` is about to reference is neve
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from dataclasses import dataclass
 
@@ -42,8 +43,19 @@ def plan(db: Database, objects: ObjectStore) -> GcPlan:
     unreferenced = tuple(sorted(d for d in present if d not in keep))
     size = sum(os.stat(objects.path(d)).st_size for d in unreferenced)
     cutoff = time.time() - STALE_TMP_SECONDS
-    stale = tuple(sorted(e.name for e in os.scandir(objects.tmp_dir) if e.stat().st_mtime < cutoff))
+    stale = tuple(sorted(name for name, mtime in _tmp_entries(objects) if mtime < cutoff))
     return GcPlan(unreferenced, size, stale, len(present) - len(unreferenced))
+
+
+def _tmp_entries(objects: ObjectStore) -> list[tuple[str, float]]:
+    """Names and mtimes in tmp/; entries a running command renames away meanwhile are skipped."""
+    found = []
+    for entry in os.scandir(objects.tmp_dir):
+        try:
+            found.append((entry.name, entry.stat().st_mtime))
+        except FileNotFoundError:
+            continue
+    return found
 
 
 def collect(objects: ObjectStore, gc_plan: GcPlan) -> int:
@@ -51,6 +63,10 @@ def collect(objects: ObjectStore, gc_plan: GcPlan) -> int:
     freed = sum(objects.remove(digest) for digest in gc_plan.unreferenced)
     for name in gc_plan.stale_tmp:
         path = objects.tmp_dir / name
-        freed += path.stat().st_size
-        path.unlink()
+        if path.is_dir():  # scratch space of an interrupted record-manifest build
+            freed += sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+            shutil.rmtree(path)
+        else:
+            freed += path.stat().st_size
+            path.unlink()
     return freed

@@ -12,16 +12,17 @@ values, which is what re-reading one record exactly needs.
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import os
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+import duckdb
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from mlcustody.errors import UsageError
@@ -35,6 +36,7 @@ MANIFEST_SCHEMA = pa.schema(
     [("record_id", pa.string()), ("fingerprint", pa.string()), ("source", pa.string()), ("offset", pa.int64())]
 )
 _SHOWN_DUPLICATES = 5
+_counter = itertools.count()
 
 
 @dataclass(frozen=True)
@@ -68,71 +70,135 @@ class RecordManifest:
 
 
 def build(sources: Sequence[RecordSource], fmt: str, key: Sequence[str] | None, objects: ObjectStore) -> RecordManifest:
-    """Read every source, fingerprint its records and store the manifest; nothing is stored on error."""
-    parts: list[pa.Table] = []
-    values: list[pa.Table] = []
-    for source in sources:
-        part = readers.read(source.path, fmt, source.rel)
-        if part.table.num_columns == 0:
-            continue  # an empty file: no records, no columns
-        if values and part.table.column_names != values[0].column_names:
-            raise UsageError(
-                f"{source.rel} has columns {part.table.column_names}, {sources[0].rel} has {values[0].column_names}",
-                hint="version files with different columns as separate artifacts",
-            )
-        locators = part.locators(source.rel)
-        ids = fp.record_ids(part.table, key) if key else locators
-        prints = fp.fingerprints(part.table)
-        parts.append(pa.table([ids, prints, locators, pa.array(part.offsets, pa.int64())], schema=MANIFEST_SCHEMA))
-        values.append(part.table)
-    table = pa.concat_tables(parts) if parts else MANIFEST_SCHEMA.empty_table()
-    table = table.sort_by("record_id")
+    """Read every source, fingerprint its records and store the manifest; nothing is stored on error.
+
+    Records stream through in batches (memory stays bounded by the batch, not the dataset): each
+    batch's ids, fingerprints and locators go to a temporary Parquet file, its values to another,
+    then DuckDB sorts the first into the manifest (out of core) and computes statistics from the
+    second. When later records widen a column type, the read starts over with the widened schema.
+    """
+    schema: pa.Schema | None = None
+    while True:
+        with _Scratch(objects) as scratch:
+            try:
+                return _build_once(sources, fmt, key, objects, scratch, schema)
+            except readers.Retype as retype:
+                schema = retype.schema
+
+
+class _Scratch:
+    """A private temporary directory inside the store (same filesystem), removed on exit."""
+
+    def __init__(self, objects: ObjectStore) -> None:
+        self.path = objects.tmp_dir / f"records-{os.getpid()}-{next(_counter)}"
+
+    def __enter__(self) -> Path:
+        self.path.mkdir()
+        return self.path
+
+    def __exit__(self, *exc: object) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
+
+
+def _build_once(
+    sources: Sequence[RecordSource],
+    fmt: str,
+    key: Sequence[str] | None,
+    objects: ObjectStore,
+    scratch: Path,
+    schema: pa.Schema | None,
+) -> RecordManifest:
+    rows = pq.ParquetWriter(scratch / "rows.parquet", MANIFEST_SCHEMA)
+    values: pq.ParquetWriter | None = None
+    first_rel = ""
+    try:
+        for source in sources:
+            for part in readers.iter_parts(source.path, fmt, source.rel, schema):
+                if part.table.num_columns == 0:
+                    continue  # an empty file: no records, no columns
+                if values is None:
+                    values, first_rel = pq.ParquetWriter(scratch / "values.parquet", part.table.schema), source.rel
+                _check_columns(values.schema, part.table.schema, source.rel, first_rel)
+                if part.table.schema != values.schema:
+                    raise readers.Retype(
+                        pa.unify_schemas([values.schema, part.table.schema], promote_options="permissive")
+                    )
+                locators = part.locators(source.rel)
+                ids = fp.record_ids(part.table, key) if key else locators
+                prints = fp.fingerprints(part.table)
+                rows.write_table(
+                    pa.table([ids, prints, locators, pa.array(part.offsets, pa.int64())], schema=MANIFEST_SCHEMA)
+                )
+                values.write_table(part.table)
+    finally:
+        rows.close()
+        if values is not None:
+            values.close()
+    value_schema = values.schema if values is not None else pa.schema([])
+    final = scratch / "manifest.parquet"
+    count = _sort(scratch / "rows.parquet", final, value_schema, fmt, key)
     if key:
-        _refuse_duplicates(table, key)
-    merged = pa.concat_tables(values, promote_options="permissive") if values else pa.table({})
-    columns = [{"name": f.name, "type": kind_of(f.type), "arrow_type": str(f.type)} for f in merged.schema]
-    digest = _store(table, merged.schema, fmt, key, objects)
-    return RecordManifest(digest, table.num_rows, fmt, tuple(key) if key else None, columns, column_stats(merged))
+        _refuse_duplicates(final, key)
+    columns = [{"name": f.name, "type": kind_of(f.type), "arrow_type": str(f.type)} for f in value_schema]
+    stats = column_stats(scratch / "values.parquet") if values is not None else {}
+    digest, _ = objects.put_file(final)
+    return RecordManifest(digest, count, fmt, tuple(key) if key else None, columns, stats)
 
 
-def _refuse_duplicates(table: pa.Table, key: Sequence[str]) -> None:
-    ids = table.column("record_id")
-    if len(ids) < 2:
+def _check_columns(expected: pa.Schema, found: pa.Schema, rel: str, first_rel: str) -> None:
+    if found.names != expected.names:
+        raise UsageError(
+            f"{rel} has columns {found.names}, {first_rel} has {expected.names}",
+            hint="version files with different columns as separate artifacts",
+        )
+
+
+def _sort(rows: Path, final: Path, values: pa.Schema, fmt: str, key: Sequence[str] | None) -> int:
+    """Sort the manifest rows by record_id into the final Parquet file (DuckDB spills to disk if needed)."""
+    meta = {
+        "mlcustody.scheme": fp.SCHEME,
+        "mlcustody.format": fmt,
+        "mlcustody.key": json.dumps(list(key) if key else None),
+        "mlcustody.values_schema": base64.b64encode(values.serialize().to_pybytes()).decode("ascii"),
+    }
+    kv = ", ".join(f"'{k}': '{v}'" for k, v in meta.items())
+    con = duckdb.connect()
+    try:
+        con.execute("SET threads TO 2")
+        con.execute("SET preserve_insertion_order = true")
+        con.execute(f"SET temp_directory = '{_sql_path(rows.parent / 'spill')}'")
+        con.execute(
+            f"COPY (SELECT * FROM read_parquet('{_sql_path(rows)}') ORDER BY record_id) TO '{_sql_path(final)}'"
+            f" (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE {ROW_GROUP}, KV_METADATA {{{kv}}})"
+        )
+        counted = con.execute(f"SELECT count(*) FROM read_parquet('{_sql_path(final)}')").fetchone()
+    finally:
+        con.close()
+    assert counted is not None
+    return int(counted[0])
+
+
+def _sql_path(path: Path) -> str:
+    return str(path).replace("'", "''")
+
+
+def _refuse_duplicates(final: Path, key: Sequence[str]) -> None:
+    con = duckdb.connect()
+    try:
+        found = con.execute(
+            "SELECT record_id, list(source ORDER BY source), count(*) OVER () FROM read_parquet(?)"
+            " GROUP BY record_id HAVING count(*) > 1 ORDER BY record_id LIMIT ?",
+            [str(final), _SHOWN_DUPLICATES],
+        ).fetchall()
+    finally:
+        con.close()
+    if not found:
         return
-    same = pc.equal(ids.slice(1), ids.slice(0, len(ids) - 1)).to_numpy(zero_copy_only=False)
-    where = np.flatnonzero(same)
-    if where.size == 0:
-        return
-    shown = []
-    for index in where[:_SHOWN_DUPLICATES].tolist():
-        sources = table.column("source")
-        shown.append(f"{ids[index + 1].as_py()} ({sources[index].as_py()}, {sources[index + 1].as_py()})")
+    shown = "; ".join(f"{record_id} ({', '.join(sources)})" for record_id, sources, _ in found)
     raise UsageError(
-        f"{where.size} duplicate values of key {','.join(key)}: {'; '.join(shown)}",
+        f"{found[0][2]} duplicate values of key {','.join(key)}: {shown}",
         hint="choose key columns that identify each record (add columns with --key a,b), or omit --key",
     )
-
-
-def _store(table: pa.Table, values: pa.Schema, fmt: str, key: Sequence[str] | None, objects: ObjectStore) -> str:
-    meta = {
-        b"mlcustody.scheme": fp.SCHEME.encode(),
-        b"mlcustody.format": fmt.encode(),
-        b"mlcustody.key": json.dumps(list(key) if key else None).encode(),
-        b"mlcustody.values_schema": base64.b64encode(values.serialize().to_pybytes()),
-    }
-    tmp = objects.tmp_dir / f"records-{os.getpid()}-{id(table)}.parquet"
-    try:
-        pq.write_table(
-            table.replace_schema_metadata(meta),
-            tmp,
-            row_group_size=ROW_GROUP,
-            compression="zstd",
-            write_statistics=["record_id", "fingerprint"],
-        )
-        digest, _ = objects.put_file(tmp)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return digest
 
 
 def values_schema(path: Path) -> pa.Schema:

@@ -25,6 +25,7 @@ from typing import Literal
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.json as pajson
 import pyarrow.parquet as pq
@@ -44,6 +45,7 @@ SUFFIXES = {
     ".log": "text",
 }
 _SCAN_CHUNK = 64 << 20
+_CHUNK_BYTES = 64 << 20
 _CONVERSION = re.compile(r"In CSV column #(\d+): .*CSV conversion error")
 
 
@@ -56,10 +58,11 @@ class Part:
     offsets: np.ndarray  # byte offset of each record; row index for Parquet
 
     def locators(self, rel: str) -> pa.Array:
-        """``rel:LINE`` for line formats, ``rel#ROW`` for Parquet."""
-        if self.lines is None:
-            return pa.array([f"{rel}#{row}" for row in self.offsets.tolist()], pa.string())
-        return pa.array([f"{rel}:{line}" for line in self.lines.tolist()], pa.string())
+        """``rel:LINE`` for line formats, ``rel#ROW`` for Parquet (built vectorised)."""
+        numbers = self.offsets if self.lines is None else self.lines
+        mark = "#" if self.lines is None else ":"
+        text = pc.cast(pa.array(numbers, pa.int64()), pa.string())
+        return pc.binary_join_element_wise(pa.scalar(rel + mark), text, "")
 
 
 def detect_format(path: Path, given: str | None) -> str:
@@ -76,20 +79,29 @@ def detect_format(path: Path, given: str | None) -> str:
     return found
 
 
-def read(path: Path, fmt: str, rel: str, schema: pa.Schema | None = None) -> Part:
-    """All records of one file; ``schema`` forces column types (used to re-read one record exactly)."""
+class Retype(Exception):
+    """Records contradict the types inferred from earlier ones: the whole read starts over with ``schema``.
+
+    pyarrow infers column types from the first block; a later ``n/a`` in an integer column, a file whose
+    column is float where the first file's was integer, or a JSON field that appears late all widen the
+    schema, and every record must then be read with the widened one so fingerprints stay comparable.
+    """
+
+    def __init__(self, schema: pa.Schema) -> None:
+        super().__init__(str(schema))
+        self.schema = schema
+
+
+def iter_parts(path: Path, fmt: str, rel: str, schema: pa.Schema | None = None) -> Iterator[Part]:
+    """The records of one file in batches of about 64 MiB (or 1 Mi Parquet rows), in file order.
+
+    ``schema`` forces the column types; without it they are inferred from the first batch.
+    """
     if fmt == "parquet":
-        try:
-            table = pq.read_table(path)
-        except (pa.ArrowInvalid, OSError) as exc:
-            raise UsageError(f"{rel}: not a readable Parquet file ({exc})", hint="check the file or --format") from exc
-        return Part(table, None, np.arange(table.num_rows, dtype=np.int64))
+        yield from _iter_parquet(path, rel, schema)
+        return
     with _mapped(path) as data:
-        if fmt in ("csv", "tsv"):
-            return _read_delimited(data, fmt, rel, schema)
-        if fmt == "jsonl":
-            return _read_jsonl(data, rel, schema)
-        return _read_text(data, rel)
+        yield from _iter_line_records(data, fmt, rel, schema)
 
 
 def read_one(path: Path, fmt: str, rel: str, schema: pa.Schema, offset: int) -> tuple[pa.Table, str | None]:
@@ -108,14 +120,122 @@ def read_one(path: Path, fmt: str, rel: str, schema: pa.Schema, offset: int) -> 
         starts, _ = record_starts(data[offset : offset + (16 << 20)], quoted=fmt == "csv")
         end = offset + int(starts[1]) if starts.size > 1 else len(data)
         record = bytes(data[offset:end])
-        if fmt in ("csv", "tsv"):
-            header_end = int(record_starts(data[: 1 << 20], quoted=fmt == "csv")[0][1])
-            part = _read_delimited(memoryview(bytes(data[:header_end]) + record), fmt, rel, schema)
-        elif fmt == "jsonl":
-            part = _read_jsonl(memoryview(record), rel, schema)
-        else:
-            part = _read_text(memoryview(record), rel)
+        header = _header(data, fmt)
+    part = next(_iter_line_records(memoryview(header + record), fmt, rel, schema))
     return part.table, record.decode("utf-8").rstrip("\r\n")
+
+
+def _iter_parquet(path: Path, rel: str, schema: pa.Schema | None) -> Iterator[Part]:
+    try:
+        handle = pq.ParquetFile(path)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise UsageError(f"{rel}: not a readable Parquet file ({exc})", hint="check the file or --format") from exc
+    row = 0
+    for batch in handle.iter_batches(batch_size=1 << 20):
+        table = pa.Table.from_batches([batch])
+        if schema is not None and table.schema != schema:
+            table = table.cast(schema)
+        yield Part(table, None, np.arange(row, row + table.num_rows, dtype=np.int64))
+        row += table.num_rows
+    if row == 0:
+        yield Part(schema.empty_table() if schema else handle.schema_arrow.empty_table(), None, np.empty(0, np.int64))
+
+
+def _header(data: memoryview, fmt: str) -> bytes:
+    """The header line of a delimited file (with its line end); nothing for other formats."""
+    if fmt not in ("csv", "tsv") or len(data) == 0:
+        return b""
+    starts, _ = record_starts(data[: 1 << 20], quoted=fmt == "csv")
+    header = bytes(data[: int(starts[1])]) if starts.size > 1 else bytes(data[: 1 << 20])
+    return header if header.endswith(b"\n") else header + b"\n"
+
+
+def _iter_line_records(data: memoryview, fmt: str, rel: str, schema: pa.Schema | None) -> Iterator[Part]:
+    try:
+        starts, lines = record_starts(data, quoted=fmt == "csv")
+    except Misquoted as err:
+        raise UsageError(
+            f"{rel}:{err.line}: a closing quote must be followed by a comma or the end of the line",
+            hint='fix the quoting on that line (a quote inside a quoted field is written "")',
+        ) from err
+    header = _header(data, fmt)
+    if header:
+        starts, lines = starts[1:], lines[1:]
+    if starts.size == 0:
+        if header:  # a header and no records: the columns are known, the records are none
+            yield Part(_parse(fmt, header, rel, schema, data), np.empty(0, np.int64), np.empty(0, np.int64))
+        return
+    ends = np.append(starts[1:], len(data))
+    begin = 0
+    while begin < starts.size:
+        stop = max(begin + 1, int(np.searchsorted(starts, starts[begin] + _CHUNK_BYTES)))
+        buffer = header + bytes(data[int(starts[begin]) : int(ends[stop - 1])])
+        table = _parse(fmt, buffer, rel, schema, data)
+        if table.num_rows != stop - begin:
+            raise _diagnose(fmt, data, rel, None)
+        if schema is None:
+            schema = table.schema  # later batches must fit the types of the first
+        yield Part(table, lines[begin:stop], starts[begin:stop])
+        begin = stop
+
+
+def _parse(fmt: str, buffer: bytes, rel: str, schema: pa.Schema | None, data: memoryview) -> pa.Table:
+    """One batch of records; ``data`` (the whole file) is only used to diagnose an error exactly."""
+    if fmt in ("csv", "tsv"):
+        return _parse_delimited(buffer, fmt, rel, schema, data)
+    if fmt == "jsonl":
+        options = pajson.ParseOptions(explicit_schema=schema) if schema is not None else None
+        try:
+            table = pajson.read_json(pa.BufferReader(pa.py_buffer(buffer)), parse_options=options)
+        except pa.ArrowInvalid as exc:
+            raise _diagnose(fmt, data, rel, exc) from exc
+        if schema is not None and table.schema != schema:
+            raise Retype(pa.unify_schemas([schema, table.schema], promote_options="permissive"))
+        return table
+    try:
+        text = buffer.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise _diagnose(fmt, data, rel, exc) from exc
+    records = [line.rstrip("\r") for line in text.split("\n") if line not in ("", "\r")]
+    return pa.table({"line": pa.array(records, pa.string())})
+
+
+def _parse_delimited(buffer: bytes, fmt: str, rel: str, schema: pa.Schema | None, data: memoryview) -> pa.Table:
+    delimiter, quoted = ("," if fmt == "csv" else "\t"), fmt == "csv"
+    parse = pacsv.ParseOptions(delimiter=delimiter, quote_char='"' if quoted else False)
+    column_types = dict(zip(schema.names, schema.types, strict=True)) if schema is not None else {}
+    while True:
+        convert = pacsv.ConvertOptions(column_types=column_types, strings_can_be_null=False)
+        try:
+            table = pacsv.read_csv(pa.py_buffer(buffer), parse_options=parse, convert_options=convert)
+            break
+        except pa.ArrowInvalid as exc:
+            column = _conversion_column(exc, buffer, delimiter, quoted)
+            if column is None or column_types.get(column) == pa.string():
+                raise _diagnose(fmt, data, rel, exc) from exc
+            if schema is not None:  # types were fixed by earlier records: widen and start over
+                index = schema.get_field_index(column)
+                raise Retype(schema.set(index, pa.field(column, pa.string()))) from exc
+            column_types[column] = pa.string()  # contradicted within the first batch
+    if schema is None and any(pa.types.is_binary(t) or pa.types.is_large_binary(t) for t in table.schema.types):
+        raise _diagnose(fmt, data, rel, None)  # pyarrow falls back to binary for invalid UTF-8
+    return table
+
+
+def _diagnose(fmt: str, data: memoryview, rel: str, exc: Exception | None) -> UsageError:
+    if fmt in ("csv", "tsv"):
+        return _diagnose_delimited(data, rel, "," if fmt == "csv" else "\t", fmt == "csv", exc)
+    bad = _first_undecodable(data)
+    if bad is not None:
+        return _undecodable(data, rel, bad)
+    if fmt == "jsonl":
+        return _diagnose_jsonl(data, rel, exc)
+    return UsageError(f"{rel}: cannot read ({exc})", hint="check the file, or pass --format")
+
+
+def _undecodable(data: memoryview, rel: str, offset: int) -> UsageError:
+    line = int(np.count_nonzero(np.frombuffer(data[:offset], dtype=np.uint8) == 0x0A)) + 1
+    return UsageError(f"{rel}:{line}: bytes that are not UTF-8", hint="re-encode the file as UTF-8")
 
 
 @contextmanager
@@ -187,37 +307,7 @@ def _check_closing_quotes(raw: np.ndarray, quote_at: np.ndarray, newlines: np.nd
         raise Misquoted(int(np.searchsorted(newlines, position)) + 1)
 
 
-def _read_delimited(data: memoryview, fmt: str, rel: str, schema: pa.Schema | None) -> Part:
-    delimiter = "," if fmt == "csv" else "\t"
-    quoted = fmt == "csv"
-    try:
-        starts, lines = record_starts(data, quoted=quoted)
-    except Misquoted as err:
-        raise UsageError(
-            f"{rel}:{err.line}: a closing quote must be followed by a comma or the end of the line",
-            hint='fix the quoting on that line (a quote inside a quoted field is written "")',
-        ) from err
-    if starts.size == 0:
-        return Part(pa.table({}), np.empty(0, np.int64), np.empty(0, np.int64))
-    column_types = dict(zip(schema.names, schema.types, strict=True)) if schema is not None else {}
-    parse = pacsv.ParseOptions(delimiter=delimiter, quote_char='"' if quoted else False)
-    while True:
-        convert = pacsv.ConvertOptions(column_types=column_types, strings_can_be_null=False)
-        try:
-            table = pacsv.read_csv(pa.py_buffer(data), parse_options=parse, convert_options=convert)
-            break
-        except pa.ArrowInvalid as exc:
-            column = _conversion_column(exc, data, delimiter, quoted)
-            if column is None or column in column_types:
-                raise _diagnose_delimited(data, rel, delimiter, quoted, exc) from exc
-            column_types[column] = pa.string()  # inferred from the first block, contradicted later
-    undecodable = any(pa.types.is_binary(t) or pa.types.is_large_binary(t) for t in table.schema.types)
-    if table.num_rows != starts.size - 1 or (undecodable and schema is None):
-        raise _diagnose_delimited(data, rel, delimiter, quoted, None)
-    return Part(table, lines[1:], starts[1:])
-
-
-def _conversion_column(exc: Exception, data: memoryview, delimiter: str, quoted: bool) -> str | None:
+def _conversion_column(exc: Exception, data: bytes | memoryview, delimiter: str, quoted: bool) -> str | None:
     match = _CONVERSION.search(str(exc))
     if not match:
         return None
@@ -226,7 +316,7 @@ def _conversion_column(exc: Exception, data: memoryview, delimiter: str, quoted:
     return header[index] if index < len(header) else None
 
 
-def _first_line(data: memoryview) -> str:
+def _first_line(data: bytes | memoryview) -> str:
     end = bytes(data[: 1 << 20]).find(b"\n")
     return bytes(data[: end if end >= 0 else 1 << 20]).decode("utf-8", errors="replace")
 
@@ -239,8 +329,7 @@ def _diagnose_delimited(data: memoryview, rel: str, delimiter: str, quoted: bool
     """Find the first bad line exactly (slow path, only on error) and say what is wrong with it."""
     bad = _first_undecodable(data)
     if bad is not None:
-        line = int(np.count_nonzero(np.frombuffer(data[:bad], dtype=np.uint8) == 0x0A)) + 1
-        return UsageError(f"{rel}:{line}: bytes that are not UTF-8", hint="re-encode the file as UTF-8")
+        return _undecodable(data, rel, bad)
     text = io.StringIO(codecs.decode(bytes(data), "utf-8"), newline="")
     reader = csv.reader(text, delimiter=delimiter, quoting=_quoting(quoted), strict=True)
     expected = None
@@ -270,23 +359,8 @@ def _first_undecodable(data: memoryview) -> int | None:
     return None
 
 
-def _read_jsonl(data: memoryview, rel: str, schema: pa.Schema | None) -> Part:
+def _diagnose_jsonl(data: memoryview, rel: str, exc: Exception | None) -> UsageError:
     starts, lines = record_starts(data, quoted=False)
-    if starts.size == 0:
-        return Part(pa.table({}), np.empty(0, np.int64), np.empty(0, np.int64))
-    options = pajson.ParseOptions(explicit_schema=schema) if schema is not None else None
-    try:
-        table = pajson.read_json(pa.BufferReader(pa.py_buffer(data)), parse_options=options)
-    except pa.ArrowInvalid as exc:
-        raise _diagnose_jsonl(data, rel, starts, lines, exc) from exc
-    if table.num_rows != starts.size:
-        raise _diagnose_jsonl(data, rel, starts, lines, None)
-    return Part(table, lines, starts)
-
-
-def _diagnose_jsonl(
-    data: memoryview, rel: str, starts: np.ndarray, lines: np.ndarray, exc: Exception | None
-) -> UsageError:
     ends = [*starts[1:].tolist(), len(data)]
     for start, end, line in zip(starts.tolist(), ends, lines.tolist(), strict=True):
         try:
@@ -299,14 +373,3 @@ def _diagnose_jsonl(
             return UsageError(f"{rel}:{line}: a JSON Lines record must be an object", hint="fix that line")
     detail = str(exc).splitlines()[0] if exc else "records and lines disagree"
     return UsageError(f"{rel}: cannot read JSON Lines ({detail})", hint="make every line one JSON object")
-
-
-def _read_text(data: memoryview, rel: str) -> Part:
-    bad = _first_undecodable(data)
-    if bad is not None:
-        line = int(np.count_nonzero(np.frombuffer(data[:bad], dtype=np.uint8) == 0x0A)) + 1
-        raise UsageError(f"{rel}:{line}: bytes that are not UTF-8", hint="re-encode the file as UTF-8")
-    starts, lines = record_starts(data, quoted=False)
-    text = codecs.decode(bytes(data), "utf-8")
-    records = [line.rstrip("\r") for line in text.split("\n") if line not in ("", "\r")]
-    return Part(pa.table({"line": pa.array(records, pa.string())}), lines, starts)

@@ -1,17 +1,19 @@
 """Per-column statistics of a dataset version, computed by DuckDB over the Arrow records.
 
 For every column: rows, nulls, approximate distinct count (HyperLogLog), min and max, and for numeric
-columns mean, standard deviation and the 5/25/50/75/95 % quantiles, the five most frequent values,
+columns mean, standard deviation and approximate (t-digest) 5/25/50/75/95 % quantiles, the five most frequent values,
 and the inferred type. Values are JSON-ready (numbers stay numbers; other values become strings).
 """
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import duckdb
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 TOP = 5
@@ -37,15 +39,14 @@ def kind_of(dtype: pa.DataType) -> str:
     return next((name for check, name in checks if check(dtype)), "other")
 
 
-def column_stats(table: pa.Table) -> dict[str, dict[str, Any]]:
-    """Statistics of every column of ``table`` (one DuckDB pass for the aggregates)."""
-    if table.num_columns == 0:
-        return {}
+def column_stats(values: Path) -> dict[str, dict[str, Any]]:
+    """Statistics of every column of the Parquet file ``values`` (one DuckDB aggregate pass per column)."""
+    schema = pq.read_schema(values)
     con = duckdb.connect()
     try:
         con.execute("SET threads TO 2")
-        con.register("records", table)
-        return {name: _one(con, name, table.schema.field(name).type) for name in table.column_names}
+        con.execute(f"CREATE VIEW records AS SELECT * FROM read_parquet('{str(values).replace(chr(39), chr(39) * 2)}')")
+        return {field.name: _one(con, field.name, field.type) for field in schema}
     finally:
         con.close()
 
@@ -61,7 +62,7 @@ def _one(con: duckdb.DuckDBPyConnection, name: str, dtype: pa.DataType) -> dict[
     if numeric:
         finite = f"CASE WHEN isfinite({col}::DOUBLE) THEN {col}::DOUBLE END"
         parts += [f"avg({finite})", f"stddev_samp({finite})"]
-        parts += [f"quantile_cont({finite}, {q})" for q in QUANTILES]
+        parts += [f"approx_quantile({finite}, {q})" for q in QUANTILES]
     row = con.execute(f"SELECT {', '.join(parts)} FROM records").fetchone()
     assert row is not None
     stats: dict[str, Any] = {
