@@ -109,7 +109,7 @@ class Columns:
 
 def _rows(rng: np.random.Generator, ids: np.ndarray) -> Columns:
     n = len(ids)
-    values = {
+    values: dict[str, np.ndarray] = {
         "id": ids.astype(np.int64),
         "amount": rng.normal(0.0, 1_000.0, n),
         "price": np.round(rng.uniform(0.0, 10_000.0, n), 2),

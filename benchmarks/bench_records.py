@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import sys
@@ -30,6 +31,7 @@ from typing import Any
 from _harness import (
     GB,
     RunResult,
+    cpu_busy_seconds,
     drop_tree,
     find_executable,
     flush_dirty_pages,
@@ -302,14 +304,25 @@ def run_dvc(fmt: str, data: Path, base: Path, res: Results, tools: Mapping[str, 
 
 def interleaved(repeat: int, calls: Mapping[str, Callable[[], object]]) -> dict[str, dict[str, Any]]:
     """Time each call ``repeat`` times, alternating between them so that a burst of load from other
-    processes hits every contender alike; the best run of each is its figure."""
+    processes hits every contender alike; the best run of each is its figure. Each run also records
+    how many CPUs other processes kept busy meanwhile (as the harness does for whole commands)."""
     times: dict[str, list[float]] = {name: [] for name in calls}
+    contention: dict[str, list[float]] = {name: [] for name in calls}
     for _ in range(repeat):
         for name, call in calls.items():
+            busy, own = cpu_busy_seconds(), _own_cpu_seconds()
             started = time.perf_counter()
             call()
-            times[name].append(time.perf_counter() - started)
-    return {name: {"seconds": min(runs), "runs": runs} for name, runs in times.items()}
+            elapsed = time.perf_counter() - started
+            others = cpu_busy_seconds() - busy - (_own_cpu_seconds() - own)
+            times[name].append(elapsed)
+            contention[name].append(max(0.0, others) / elapsed if elapsed > 0 else 0.0)
+    return {name: {"seconds": min(runs), "runs": runs, "contention": contention[name]} for name, runs in times.items()}
+
+
+def _own_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def fingerprint_in_process(parquet: Path, res: Results) -> None:
@@ -345,6 +358,8 @@ def fingerprint_in_process(parquet: Path, res: Results) -> None:
             "fingerprints_pandas": lambda: fingerprints(frame),
         },
     )
+    pairs = zip(out["hash_pandas_object"]["runs"], out["fingerprints_arrow"]["runs"], strict=True)
+    out["speedup_per_pair"] = [pandas_s / ours for pandas_s, ours in pairs]
     for name in ("fingerprints_arrow", "hash_pandas_object", "fingerprint_with_ids", "fingerprints_pandas"):
         log(f"  {name:<22} {fmt_seconds(out[name]['seconds'])}")
     res.inproc = out
@@ -397,7 +412,9 @@ def inproc_rows(res: Results) -> list[list[str]]:
     )
     for key, label in labels:
         if key in data:
-            out.append([label, fmt_seconds(data[key]["seconds"]), _rate(ratio(rows, data[key]["seconds"]))])
+            runs, busy = data[key]["runs"], data[key]["contention"]
+            star = "*" if busy[runs.index(min(runs))] > CONTENTION_WARNING else ""
+            out.append([label, fmt_seconds(data[key]["seconds"]) + star, _rate(ratio(rows, data[key]["seconds"]))])
     for fmt, lookup in res.lookups.items():
         out.append([f"Workspace.find_records, {fmt}, first call", _ms(lookup["first_seconds"]), "—"])
         warm = f"Workspace.find_records, {fmt}, warm median of {LOOKUP_CALLS}"
@@ -426,11 +443,13 @@ def target_rows(res: Results) -> list[list[Any]]:
         ]
     )
     speedup = ratio(hpo, fp)
+    pairs = data.get("speedup_per_pair") or []
+    spread = f" (pairs {min(pairs):.2f}–{max(pairs):.2f}×)" if len(pairs) > 1 else ""
     out.append(
         [
             "fingerprint vs hash_pandas_object",
             f"≥ {VERSUS_PANDAS:.1f}× faster",
-            fmt_ratio(speedup),
+            fmt_ratio(speedup) + spread,
             verdict(speedup, lambda v: v >= VERSUS_PANDAS),
             speedup,
         ]
@@ -526,7 +545,12 @@ def render_report(res: Results) -> str:
     ]
     notes = list(res.notes)
     notes += [f"{s.name} ({s.fmt}): {s.note}" for s in res.steps if s.note]
-    if any(s.busy for s in res.steps):
+    inproc_busy = any(
+        max(v["contention"]) > CONTENTION_WARNING
+        for v in res.inproc.values()
+        if isinstance(v, dict) and "contention" in v
+    )
+    if inproc_busy or any(s.busy for s in res.steps):
         notes.append(
             f"* other processes kept > {CONTENTION_WARNING} CPUs busy on average during that measurement "
             f"({os.cpu_count()} CPUs): likely inflated"

@@ -8,6 +8,7 @@ normalise.py run at memory speed; the layout itself is specified in docs/record-
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -16,7 +17,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-EMPTY = pa.scalar(b"", pa.large_binary())
+
+@functools.cache
+def empty() -> pa.Scalar:
+    """The empty large-binary scalar (made on first use: ``pa.scalar`` imports pandas when present)."""
+    return pa.scalar(b"", pa.large_binary())
 
 
 @dataclass
@@ -79,4 +84,4 @@ def join(parts: Sequence[pa.Array | pa.Scalar]) -> pa.Array:
     """Row-wise concatenation of large_binary arrays (nulls count as empty)."""
     if len(parts) == 1 and isinstance(parts[0], pa.Array):
         return parts[0]
-    return pc.binary_join_element_wise(*parts, EMPTY, null_handling="replace", null_replacement=b"")
+    return pc.binary_join_element_wise(*parts, empty(), null_handling="replace", null_replacement=b"")

@@ -22,7 +22,9 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from mlcustody.errors import UsageError
@@ -165,6 +167,7 @@ def _sort(rows: Path, final: Path, values: pa.Schema, fmt: str, key: Sequence[st
     con = duckdb.connect()
     try:
         con.execute("SET threads TO 2")
+        con.execute("SET memory_limit = '1GB'")  # spill the sort to disk rather than grow past it
         con.execute("SET preserve_insertion_order = true")
         con.execute(f"SET temp_directory = '{_sql_path(rows.parent / 'spill')}'")
         con.execute(
@@ -183,22 +186,29 @@ def _sql_path(path: Path) -> str:
 
 
 def _refuse_duplicates(final: Path, key: Sequence[str]) -> None:
-    con = duckdb.connect()
-    try:
-        found = con.execute(
-            "SELECT record_id, list(source ORDER BY source), count(*) OVER () FROM read_parquet(?)"
-            " GROUP BY record_id HAVING count(*) > 1 ORDER BY record_id LIMIT ?",
-            [str(final), _SHOWN_DUPLICATES],
-        ).fetchall()
-    finally:
-        con.close()
-    if not found:
-        return
-    shown = "; ".join(f"{record_id} ({', '.join(sources)})" for record_id, sources, _ in found)
-    raise UsageError(
-        f"{found[0][2]} duplicate values of key {','.join(key)}: {shown}",
-        hint="choose key columns that identify each record (add columns with --key a,b), or omit --key",
-    )
+    """Equal ids are neighbours in the sorted manifest: compare them row group by row group."""
+    handle = pq.ParquetFile(final)
+    shown: list[str] = []
+    total = 0
+    previous: tuple[str, str] | None = None
+    for group in range(handle.num_row_groups):
+        table = handle.read_row_group(group, columns=["record_id", "source"])
+        ids, sources = table.column("record_id"), table.column("source")
+        if previous is not None and len(ids) and ids[0].as_py() == previous[0]:
+            total += 1
+            shown.append(f"{previous[0]} ({previous[1]}, {sources[0].as_py()})")
+        same = pc.equal(ids.slice(1), ids.slice(0, len(ids) - 1)).to_numpy(zero_copy_only=False)
+        where = np.flatnonzero(same)
+        total += int(where.size)
+        for index in where[: max(0, _SHOWN_DUPLICATES - len(shown))].tolist():
+            shown.append(f"{ids[index + 1].as_py()} ({sources[index].as_py()}, {sources[index + 1].as_py()})")
+        if len(ids):
+            previous = (ids[-1].as_py(), sources[-1].as_py())
+    if total:
+        raise UsageError(
+            f"{total} duplicate values of key {','.join(key)}: {'; '.join(shown[:_SHOWN_DUPLICATES])}",
+            hint="choose key columns that identify each record (add columns with --key a,b), or omit --key",
+        )
 
 
 def values_schema(path: Path) -> pa.Schema:

@@ -25,8 +25,8 @@ import pyarrow.compute as pc
 
 from mlcustody.errors import UsageError
 from mlcustody.storage.records.layout import (
-    EMPTY,
     Encoded,
+    empty,
     join,
     large_binary,
     offsets_of,
@@ -319,7 +319,7 @@ def _encode_structs(arr: pa.Array) -> Encoded:
         parts += [pa.scalar(string_bytes(name), pa.large_binary()), value_pieces(fields[name])]
     tail = join(parts) if parts else pa.array([b""] * len(arr), pa.large_binary())
     if not valid.all():
-        tail = pc.if_else(pa.array(valid), tail, EMPTY)
+        tail = pc.if_else(pa.array(valid), tail, empty())
     lengths = np.where(valid, np.diff(offsets_of(tail)), 0)
     return Encoded(_tags(valid, STRUCT), lengths, tail)
 

@@ -297,13 +297,12 @@ def _check_closing_quotes(raw: np.ndarray, quote_at: np.ndarray, newlines: np.nd
     escaped quote (``""``) instead. pyarrow accepts ``"x"y`` silently, so this check is ours.
     """
     closing = quote_at[1::2]
-    closing = closing[~np.isin(closing + 1, quote_at)]
-    after = closing + 1
-    inside = after < raw.size
-    follower = raw[after[inside]]
-    bad = ~np.isin(follower, np.array([0x2C, 0x0A, 0x0D], dtype=np.uint8))
+    after = closing[closing + 1 < raw.size] + 1
+    follower = raw[after]
+    # A doubled quote is an escape; anything else after a closing quote must end the field.
+    bad = (follower != 0x22) & (follower != 0x2C) & (follower != 0x0A) & (follower != 0x0D)
     if bad.any():
-        position = int(after[inside][np.argmax(bad)])
+        position = int(after[np.argmax(bad)])
         raise Misquoted(int(np.searchsorted(newlines, position)) + 1)
 
 
