@@ -65,7 +65,7 @@ FIELDS: dict[str, dict[str, str]] = {
         "history": "list of {version, digest, created_at, author, message} of every version of the name",
         "files": "list of {path, size, mode, digest}, with --files, else null",
         "stats": "with --stats: {column: {type, arrow_type, count, nulls, distinct_approx, min, max, mean, std, "
-        "quantiles, top}}, else null",
+        "quantiles, top (null for mostly-distinct columns)}}, else null",
         "found": "with --record/--fingerprint: list of {record_id, fingerprint, source, values, raw (the line, "
         "for line formats), verified}, else null",
     },

@@ -1,8 +1,9 @@
-"""Per-column statistics of a dataset version, computed by DuckDB over the Arrow records.
+"""Per-column statistics of a dataset version, computed by DuckDB over the stored values.
 
-For every column: rows, nulls, approximate distinct count (HyperLogLog), min and max, and for numeric
-columns mean, standard deviation and approximate (t-digest) 5/25/50/75/95 % quantiles, the five most frequent values,
-and the inferred type. Values are JSON-ready (numbers stay numbers; other values become strings).
+For every column: rows, nulls, approximate distinct count (HyperLogLog), min and max; for numeric
+columns mean, standard deviation and approximate (t-digest) 5/25/50/75/95 % quantiles; the five most
+frequent values (none for mostly-distinct columns such as ids); and the inferred type. Values are
+JSON-ready (numbers stay numbers; other values become strings).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import pyarrow.parquet as pq
 
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 TOP = 5
+# Columns whose approximate distinct count exceeds this share of their values get no top five.
+_UNIQUE_SHARE = 0.5
 
 
 def kind_of(dtype: pa.DataType) -> str:
@@ -80,7 +83,9 @@ def _one(con: duckdb.DuckDBPyConnection, name: str, dtype: pa.DataType) -> dict[
     if numeric:
         stats["mean"], stats["std"] = _number(rest[0]), _number(rest[1])
         stats["quantiles"] = {str(q): _number(v) for q, v in zip(QUANTILES, rest[2:], strict=True)}
-    if orderable:
+    if orderable and stats["distinct_approx"] > _UNIQUE_SHARE * max(1, row[1]):
+        stats["top"] = None  # mostly distinct values (ids, names): a top five would be arbitrary
+    elif orderable:
         top = con.execute(
             f"SELECT {col}::VARCHAR, count(*) AS n FROM records WHERE {col} IS NOT NULL "
             f"GROUP BY 1 ORDER BY n DESC, 1 LIMIT {TOP}"
