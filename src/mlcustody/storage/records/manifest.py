@@ -136,6 +136,7 @@ def _build_once(
         rows.close()
         if values is not None:
             values.close()
+    pa.default_memory_pool().release_unused()  # the batches are gone; DuckDB needs the memory next
     value_schema = values.schema if values is not None else pa.schema([])
     final = scratch / "manifest.parquet"
     count = _sort(scratch / "rows.parquet", final, value_schema, fmt, key)
@@ -167,7 +168,7 @@ def _sort(rows: Path, final: Path, values: pa.Schema, fmt: str, key: Sequence[st
     con = duckdb.connect()
     try:
         con.execute("SET threads TO 2")
-        con.execute("SET memory_limit = '1GB'")  # spill the sort to disk rather than grow past it
+        con.execute("SET memory_limit = '512MB'")  # spill the sort to disk rather than grow past it
         con.execute("SET preserve_insertion_order = true")
         con.execute(f"SET temp_directory = '{_sql_path(rows.parent / 'spill')}'")
         con.execute(

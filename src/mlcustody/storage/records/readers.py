@@ -176,6 +176,7 @@ def _iter_line_records(data: memoryview, fmt: str, rel: str, schema: pa.Schema |
         if schema is None:
             schema = table.schema  # later batches must fit the types of the first
         yield Part(table, lines[begin:stop], starts[begin:stop])
+        _drop_pages(data, int(starts[begin]), int(ends[stop - 1]))
         begin = stop
 
 
@@ -251,6 +252,17 @@ def _mapped(path: Path) -> Iterator[memoryview]:
     yield memoryview(mapped)
 
 
+def _drop_pages(data: memoryview, start: int, end: int) -> None:
+    """Tell the kernel this process is done with part of a mapped file: the pages leave our resident
+    set (they stay in the page cache), so scanning a 10 GB CSV does not look like 10 GB of memory."""
+    owner = data.obj
+    if not isinstance(owner, mmap.mmap) or len(data) != len(owner):
+        return
+    start -= start % mmap.PAGESIZE
+    if end > start:
+        owner.madvise(mmap.MADV_DONTNEED, start, end - start)
+
+
 def record_starts(data: memoryview, *, quoted: bool) -> tuple[np.ndarray, np.ndarray]:
     """Byte offsets and 1-based line numbers where records start (empty lines skipped).
 
@@ -265,6 +277,7 @@ def record_starts(data: memoryview, *, quoted: bool) -> tuple[np.ndarray, np.nda
         newlines.append(np.flatnonzero(chunk == 0x0A) + start)
         if quoted:
             quotes.append(np.flatnonzero(chunk == 0x22) + start)
+        _drop_pages(data, start, start + chunk.size)
     every_newline = np.concatenate(newlines) if newlines else np.empty(0, np.int64)
     ends = every_newline
     if quoted and quotes:
@@ -274,12 +287,22 @@ def record_starts(data: memoryview, *, quoted: bool) -> tuple[np.ndarray, np.nda
     starts = np.concatenate([np.zeros(1, np.int64), ends.astype(np.int64) + 1])
     starts = starts[starts < size]
     if starts.size:
-        first = raw[starts]
-        second = raw[np.minimum(starts + 1, size - 1)]
-        empty = (first == 0x0A) | ((first == 0x0D) & (second == 0x0A))
-        starts = starts[~empty]
+        starts = starts[~_empty_lines(raw, starts, every_newline)]
     lines = np.searchsorted(every_newline, starts, side="left") + 1
     return starts, lines
+
+
+def _empty_lines(raw: np.ndarray, starts: np.ndarray, newlines: np.ndarray) -> np.ndarray:
+    """Which record starts begin an empty line (``\\n`` or ``\\r\\n``), found from the newline positions
+    so that the file's pages are not touched again (only one-byte lines are looked at)."""
+    at = np.searchsorted(newlines, starts)
+    found = at < newlines.size
+    following = np.full(starts.size, -1, dtype=np.int64)
+    following[found] = newlines[at[found]]
+    crlf = np.flatnonzero(following == starts + 1)
+    empty: np.ndarray = following == starts
+    empty[crlf] = raw[starts[crlf]] == 0x0D
+    return empty
 
 
 class Misquoted(ValueError):

@@ -48,7 +48,7 @@ def column_stats(values: Path) -> dict[str, dict[str, Any]]:
     con = duckdb.connect()
     try:
         con.execute("SET threads TO 2")
-        con.execute("SET memory_limit = '1GB'")
+        con.execute("SET memory_limit = '512MB'")
         con.execute(f"CREATE VIEW records AS SELECT * FROM read_parquet('{str(values).replace(chr(39), chr(39) * 2)}')")
         return {field.name: _one(con, field.name, field.type) for field in schema}
     finally:
