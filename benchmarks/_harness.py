@@ -8,6 +8,7 @@ Nothing here imports mlcustody: the benchmarks measure the installed CLI as a us
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import platform
@@ -326,3 +327,20 @@ def tool_version(executable: Path, *args: str) -> str | None:
 def source_revision(directory: Path) -> str | None:
     """``git describe --always --dirty`` of the checkout holding ``directory``, or None outside git."""
     return _first_line(["git", "-C", str(directory), "describe", "--always", "--dirty"])
+
+
+DEFAULT_TIMEOUT_S = 3600.0
+
+
+def add_common_options(parser: argparse.ArgumentParser, *, workdir_help: str) -> None:
+    """The options every benchmark takes: where to work, where to write numbers, keep, time-out."""
+    parser.add_argument("--workdir", type=Path, help=workdir_help)
+    parser.add_argument("--json", type=Path, metavar="FILE", help="also write the raw numbers here")
+    parser.add_argument("--keep", action="store_true", help="keep data and workspaces (with --workdir)")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT_S,
+        metavar="S",
+        help=f"kill a single command after S seconds (default {DEFAULT_TIMEOUT_S:.0f})",
+    )

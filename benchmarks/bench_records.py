@@ -31,6 +31,7 @@ from typing import Any
 from _harness import (
     GB,
     RunResult,
+    add_common_options,
     cpu_busy_seconds,
     drop_tree,
     find_executable,
@@ -49,7 +50,6 @@ from _records_data import write_version
 
 DEFAULT_ROWS = 10_000_000
 QUICK_ROWS = 1_000_000
-DEFAULT_TIMEOUT_S = 3600.0
 FORMATS = ("parquet", "csv")
 SHOW_REPEAT = 3  # `custody show --record` is cheap: best of this many processes
 LOOKUP_CALLS = 5  # warm in-process find_records calls
@@ -619,19 +619,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--rows", type=int, default=DEFAULT_ROWS, metavar="N", help=f"rows of version 1 (default {DEFAULT_ROWS:,})"
     )
     size.add_argument("--quick", action="store_true", help=f"{QUICK_ROWS:,} rows: a smoke run")
-    parser.add_argument("--workdir", type=Path, help="where to write data and workspaces (default: a temporary dir)")
-    parser.add_argument("--json", type=Path, metavar="FILE", help="also write the raw numbers here")
-    parser.add_argument("--keep", action="store_true", help="keep data and workspaces (with --workdir)")
+    add_common_options(parser, workdir_help="where to write data and workspaces (default: a temporary dir)")
     parser.add_argument("--formats", default=",".join(FORMATS), help="comma-separated subset of: parquet,csv")
     parser.add_argument("--no-dvc", action="store_true", help="skip the dvc add reference")
     parser.add_argument("--no-inprocess", action="store_true", help="skip the in-process fingerprint comparison")
-    parser.add_argument(
-        "--timeout",
-        type=float,
-        default=DEFAULT_TIMEOUT_S,
-        metavar="S",
-        help=f"kill a single command after S seconds (default {DEFAULT_TIMEOUT_S:.0f})",
-    )
     args = parser.parse_args(argv)
     if args.quick:
         args.rows = QUICK_ROWS

@@ -27,6 +27,7 @@ from _harness import (
     MB,
     RunResult,
     Summary,
+    add_common_options,
     copy_tree,
     drop_tree,
     find_executable,
@@ -46,7 +47,6 @@ from _harness import (
 
 SUBJECT = "mlcustody"
 QUICK_FACTOR = 20
-DEFAULT_TIMEOUT_S = 3600.0
 # Flag a figure when other processes kept this many CPUs busy on average while it was measured.
 CONTENTION_WARNING = 0.25
 
@@ -589,19 +589,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         metavar="N",
         help="run each command N times per side and report the minimum (default 1)",
     )
-    parser.add_argument("--workdir", type=Path, help="where to write data (default: a temporary dir)")
-    parser.add_argument("--json", type=Path, metavar="FILE", help="also write the raw numbers here")
-    parser.add_argument("--keep", action="store_true", help="keep data and workspaces (with --workdir)")
+    add_common_options(parser, workdir_help="where to write data (default: a temporary dir)")
     parser.add_argument("--only", metavar="KEYS", help=f"comma-separated subset of: {','.join(case_keys)}")
     parser.add_argument(
         "--sides", metavar="NAMES", help=f"comma-separated subset of: {','.join(side.name for side in SIDES)}"
-    )
-    parser.add_argument(
-        "--timeout",
-        type=float,
-        default=DEFAULT_TIMEOUT_S,
-        metavar="S",
-        help=f"kill a single command after S seconds (default {DEFAULT_TIMEOUT_S:.0f})",
     )
     args = parser.parse_args(argv)
     if args.repeat < 1:

@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 from mlcustody.errors import UsageError
 from mlcustody.storage.records.fingerprint_sql import duckdb_fingerprint_sql
 from mlcustody.storage.records.layout import join, offsets_of, slot_matrix
-from mlcustody.storage.records.normalise import SCHEME, encode, ordered_names, record_header
+from mlcustody.storage.records.normalise import SCHEME, encode, kept_columns, record_header
 from mlcustody.storage.records.record_text import record_ids
 
 __all__ = ["SCHEME", "duckdb_fingerprint_sql", "fingerprint", "fingerprints", "record_ids", "to_arrow"]
@@ -84,16 +84,9 @@ def _from_polars(frame: Any) -> pa.Table:
 
 def record_columns(table: pa.Table, exclude: Sequence[str] = ()) -> list[str]:
     """The columns that make up a record, in record order (code points of the NFC names)."""
-    excluded = [exclude] if isinstance(exclude, str) else list(exclude)
-    unknown = [name for name in excluded if name not in table.column_names]
-    if unknown:
-        raise UsageError(
-            f"cannot exclude unknown column(s) {', '.join(map(repr, unknown))}",
-            hint=f"the columns are: {', '.join(table.column_names)}",
-        )
     if len(set(table.column_names)) != len(table.column_names):
         raise UsageError("the table has duplicate column names", hint="rename the duplicate columns")
-    return ordered_names([name for name in table.column_names if name not in excluded], "columns")
+    return kept_columns(table.column_names, exclude)
 
 
 def fingerprints(table: pa.Table, *, exclude: Sequence[str] = ()) -> pa.StringArray:

@@ -32,6 +32,7 @@ from mlcustody.storage.records.normalise import (
     TS_NS,
     TS_US,
     is_list_like,
+    kept_columns,
     ordered_names,
     record_header,
     string_bytes,
@@ -47,14 +48,7 @@ _TWO_52 = "4503599627370496.0"
 
 def duckdb_fingerprint_sql(schema: pa.Schema, *, exclude: Sequence[str] = ()) -> str:
     """A DuckDB expression giving each row's fingerprint (lowercase hex) over a table with ``schema``."""
-    exclude = [exclude] if isinstance(exclude, str) else list(exclude)
-    unknown = [name for name in exclude if name not in schema.names]
-    if unknown:
-        raise UsageError(
-            f"cannot exclude unknown column(s) {', '.join(map(repr, unknown))}",
-            hint=f"the columns are: {', '.join(schema.names)}",
-        )
-    names = ordered_names([name for name in schema.names if name not in exclude], "columns")
+    names = kept_columns(schema.names, exclude)
     slots, tails = [f"'{record_header(names).hex()}'"], []
     for name in names:
         encoder = _Encoder(name)

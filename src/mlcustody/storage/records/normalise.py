@@ -388,3 +388,15 @@ def is_list_like(kind: pa.DataType) -> bool:
     """Lists of any layout (plain, large, fixed-size, view) encode alike."""
     checks = ("is_list", "is_large_list", "is_fixed_size_list", "is_list_view", "is_large_list_view")
     return any(getattr(pa.types, check, lambda _: False)(kind) for check in checks)
+
+
+def kept_columns(names: Sequence[str], exclude: Sequence[str] | str) -> list[str]:
+    """The column names that make up a record, in record order, refusing unknown exclusions."""
+    excluded = [exclude] if isinstance(exclude, str) else list(exclude)
+    unknown = [name for name in excluded if name not in names]
+    if unknown:
+        raise UsageError(
+            f"cannot exclude unknown column(s) {', '.join(map(repr, unknown))}",
+            hint=f"the columns are: {', '.join(names)}",
+        )
+    return ordered_names([name for name in names if name not in excluded], "columns")
