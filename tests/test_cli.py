@@ -109,6 +109,12 @@ def test_acceptance_checkout_restores_and_tampering_is_detected(cli: Cli) -> Non
         (("add", "data", "--bogus"), "No such option"),
         (("frobnicate",), "No such command"),
         (("init",), "already an mlcustody workspace"),
+        (("log", "-n", "0"), "--limit"),
+        (("status", "extra"), "unexpected extra argument"),
+        (("verify", "--bogus"), "No such option"),
+        (("gc", "--bogus"), "No such option"),
+        (("ls", "--type"), "requires an argument"),
+        (("migrate", "extra"), "unexpected extra argument"),
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_changes_nothing(cli: Cli, args: tuple[str, ...], message: str) -> None:
@@ -121,6 +127,11 @@ def test_bad_input_is_one_line_exit_2_and_changes_nothing(cli: Cli, args: tuple[
     assert err.startswith("error: ") and err.count("\n") == 1 and message in err and " — " in err
     assert "Traceback" not in err
     assert cli.json("log")["events"] == before
+
+
+def test_migrate_on_a_current_store_reports_its_revision(cli: Cli) -> None:
+    cli("init")
+    assert cli.json("migrate")["revision"] == "0001"
 
 
 def test_errors_with_json_also_print_an_error_document(cli: Cli) -> None:

@@ -15,10 +15,13 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import sqlalchemy as sa
+
 from mlcustody._progress import NoProgress, Progress
 from mlcustody.checks import Problem
 from mlcustody.metadata import artifacts, audit
 from mlcustody.metadata.engine import Database
+from mlcustody.metadata.schema import audit_events
 from mlcustody.storage import manifest
 from mlcustody.storage.hashing import MMAP_THRESHOLD
 from mlcustody.storage.objects import ObjectStore
@@ -34,7 +37,7 @@ def verify_store(
     with db.read() as conn:
         problems = audit.verify(conn, witness)
         versions = artifacts.listing(conn, all_versions=True)
-        events = sum(1 for _ in audit.iter_events(conn))
+        events = conn.execute(sa.select(sa.func.count()).select_from(audit_events)).scalar_one()
     present = {digest: _size(objects, digest) for digest in objects.iter_digests()}
     problems += _check_versions(versions, objects, present)
     problems += _rehash(objects, present, progress)
