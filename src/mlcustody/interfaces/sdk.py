@@ -222,23 +222,22 @@ class Workspace:
             raise UsageError("no path given", hint="name the files or directories to add")
         if name is not None and len(paths) > 1:
             raise UsageError("--name applies to a single path", hint="add the paths one at a time")
-        if type is not None and type not in artifacts.TYPES:
-            raise UsageError(f"unknown artifact type {type!r}", hint=f"use one of: {', '.join(artifacts.TYPES)}")
+        artifacts.validate_type(type)
         targets = [(Path(p), self.relpath(p)) for p in paths]
-        for path, rel in targets:  # every path is checked before anything is stored
+        names = [name or default_name(path, rel) for path, rel in targets]
+        for (path, _), chosen in zip(targets, names, strict=True):  # checked before anything is stored
             if not os.access(path, os.R_OK):
                 raise PathError(f"{path} does not exist" if not path.exists() else f"cannot read {path}")
-            artifacts.validate_name(name or default_name(path, rel))
+            artifacts.validate_name(chosen)
         results = []
         with self._lock(exclusive=False):
-            for path, rel in targets:
+            for (path, rel), chosen in zip(targets, names, strict=True):
                 snap = snapshot.take(
                     path, objects=self.objects, cache=self.cache, link_mode=self.config.link_mode, progress=progress
                 )
                 self._link_workspace(path, snap)
                 meta = {"records": self._build_records(rel, snap, records).as_meta()} if records else {}
                 self.objects.barrier()
-                chosen = name or default_name(path, rel)
                 results.append(self._record(chosen, rel, snap, type, message, list(tags), meta))
         return results
 

@@ -81,6 +81,11 @@ def validate_name(name: str) -> str:
     return name
 
 
+def validate_type(type: str | None) -> None:
+    if type is not None and type not in TYPES:
+        raise UsageError(f"unknown artifact type {type!r}", hint=f"use one of: {', '.join(TYPES)}")
+
+
 def insert(
     conn: Connection,
     *,
@@ -98,8 +103,7 @@ def insert(
 ) -> tuple[ArtifactVersion, audit.Event]:
     """Create the next version of ``name`` (its type is kept from earlier versions)."""
     previous = latest(conn, name)
-    if type is not None and type not in TYPES:
-        raise UsageError(f"unknown artifact type {type!r}", hint=f"use one of: {', '.join(TYPES)}")
+    validate_type(type)
     if previous and type and type != previous.type:
         raise UsageError(
             f"{name} is a {previous.type}, not a {type}",
