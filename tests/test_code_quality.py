@@ -22,8 +22,9 @@ def _run(*command: str) -> None:
 def test_exported_members_are_pinned() -> None:
     """Changing the SDK surface must be a deliberate edit of this line."""
     pinned = (
-        "AmbiguousRef ConfigError CustodyError NotAWorkspace PathError SchemaError StoreBusy UnknownRef UsageError"
-        " Workspace WorkspaceExists WouldOverwrite __version__ fingerprint"
+        "AmbiguousRef ConfigError CustodyError NotAWorkspace PathError Run SchemaError StoreBusy UnknownRef UsageError"
+        " Workspace WorkspaceExists WouldOverwrite __version__ active_run fingerprint load_model log_metric log_metrics"
+        " log_param log_params save_model set_tags start_run"
     )
     assert mlcustody.__all__ == pinned.split()
 

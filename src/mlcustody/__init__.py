@@ -1,7 +1,9 @@
 """mlcustody: the chain of custody of machine-learning models.
 
-The SDK surface is the :class:`Workspace`, :func:`fingerprint` (stable record fingerprints of any
-pyarrow, polars or pandas frame) and the error tree; everything else is reached through them.
+The SDK surface is the :class:`Workspace`, run tracking on the workspace of the current directory
+(:func:`start_run`, :func:`active_run`, :func:`log_metric`, …, :func:`save_model`, :func:`load_model`
+in safe formats), :func:`fingerprint` (stable record fingerprints of any pyarrow, polars or pandas
+frame) and the error tree; everything else is reached through them.
 ``custody`` (the CLI) is a thin shell over the same library.
 """
 
@@ -23,7 +25,19 @@ from mlcustody.errors import (
     WorkspaceExists,
     WouldOverwrite,
 )
+from mlcustody.interfaces.fluent import (
+    active_run,
+    load_model,
+    log_metric,
+    log_metrics,
+    log_param,
+    log_params,
+    save_model,
+    set_tags,
+    start_run,
+)
 from mlcustody.interfaces.sdk import Workspace
+from mlcustody.interfaces.tracking import Run
 
 if TYPE_CHECKING:
     from mlcustody.storage.records.fingerprint import fingerprint
@@ -50,6 +64,7 @@ __all__ = [
     "CustodyError",
     "NotAWorkspace",
     "PathError",
+    "Run",
     "SchemaError",
     "StoreBusy",
     "UnknownRef",
@@ -58,5 +73,14 @@ __all__ = [
     "WorkspaceExists",
     "WouldOverwrite",
     "__version__",
+    "active_run",
     "fingerprint",
+    "load_model",
+    "log_metric",
+    "log_metrics",
+    "log_param",
+    "log_params",
+    "save_model",
+    "set_tags",
+    "start_run",
 ]

@@ -8,6 +8,9 @@ database without editing it. Recognised settings (see docs/cli.md, section Confi
     link_mode = "copy"                             # copy | hardlink | symlink | reflink
     actor = "alice"                                # default: the login name
 
+    [capture]
+    env = ["MY_SEED"]          # environment variables runs record, besides the built-in allow-list
+
 ``CUSTODY_DB_URL``, ``CUSTODY_LINK_MODE`` and ``CUSTODY_ACTOR`` override the file.
 """
 
@@ -35,6 +38,7 @@ class Config:
     db_url: str
     link_mode: str
     actor: str
+    capture_env: tuple[str, ...] = ()
 
     @property
     def store_dir(self) -> Path:
@@ -67,10 +71,20 @@ def load(root: Path) -> Config:
         raise NotAWorkspace(f"{path} is missing") from exc
     except (tomllib.TOMLDecodeError, UnicodeDecodeError, OSError) as exc:
         raise ConfigError(f"cannot read {path}: {exc}") from exc
-    core = data.get("core", {})
-    if not isinstance(core, dict) or set(data) - {"core"} or set(core) - _KNOWN_KEYS:
-        unknown = sorted((set(data) - {"core"}) | (set(core) - _KNOWN_KEYS if isinstance(core, dict) else set()))
-        raise ConfigError(f"{path} has unknown settings {unknown}; known: [core] {sorted(_KNOWN_KEYS)}")
+    core, capture = data.get("core", {}), data.get("capture", {})
+    sections_ok = isinstance(core, dict) and isinstance(capture, dict)
+    if not sections_ok or set(data) - {"core", "capture"} or set(core) - _KNOWN_KEYS or set(capture) - {"env"}:
+        unknown = sorted(
+            (set(data) - {"core", "capture"})
+            | (set(core) - _KNOWN_KEYS if isinstance(core, dict) else set())
+            | ({f"capture.{k}" for k in capture} - {"capture.env"} if isinstance(capture, dict) else set())
+        )
+        raise ConfigError(
+            f"{path} has unknown settings {unknown}; known: [core] {sorted(_KNOWN_KEYS)}, [capture] env"
+        )
+    capture_env = capture.get("env", [])
+    if not isinstance(capture_env, list) or not all(isinstance(name, str) for name in capture_env):
+        raise ConfigError(f"{path}: [capture] env must be a list of variable names, e.g. env = [\"MY_SEED\"]")
     settings = {key: str(value) for key, value in core.items()}
     for key in _KNOWN_KEYS:
         env = os.environ.get(f"CUSTODY_{key.upper()}")
@@ -84,6 +98,7 @@ def load(root: Path) -> Config:
         db_url=settings.get("db_url") or default_db_url(root),
         link_mode=link_mode,
         actor=settings.get("actor") or _login_name(),
+        capture_env=tuple(capture_env),
     )
 
 

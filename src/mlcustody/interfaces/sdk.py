@@ -7,6 +7,7 @@ what it returns, the server will serialise the same values through ``shapes``.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import uuid
@@ -18,11 +19,13 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from mlcustody import config as config_module
+from mlcustody._canonical import canonical_json
 from mlcustody._progress import Progress
 from mlcustody.checks import Problem
 from mlcustody.config import STORE_DIRNAME, Config
-from mlcustody.errors import PathError, UsageError, WorkspaceExists
-from mlcustody.metadata import artifacts, audit, gc, refs, verify
+from mlcustody.errors import PathError, UnknownRef, UsageError, WorkspaceExists
+from mlcustody.interfaces import tracking
+from mlcustody.metadata import artifacts, audit, gc, refs, run_diff, run_query, runs, verify
 from mlcustody.metadata.artifacts import ArtifactVersion
 from mlcustody.metadata.engine import Database
 from mlcustody.metadata.schema import store_info
@@ -72,6 +75,15 @@ class ArtifactStatus:
     version: ArtifactVersion
     state: str  # unchanged | modified | missing
     changes: TreeDiff | None
+
+
+@dataclass(frozen=True)
+class RunDetails:
+    run: runs.Run
+    code: dict[str, Any]
+    environment: dict[str, Any] | None  # None while running, or for a run found killed
+    metric_history: list[runs.Metric]
+    children: list[str]
 
 
 @dataclass(frozen=True)
@@ -133,7 +145,7 @@ class Workspace:
                 action="workspace.init",
                 payload={"store_id": store_id, "root": str(self.root)},
             )
-        audit.advance_witness(self._witness, event)
+        audit.advance_witness(self.witness, event)
 
     def migrate(self) -> str:
         from mlcustody.metadata import migrate  # Alembic is needed only to create or upgrade
@@ -153,8 +165,16 @@ class Workspace:
         self.close()
 
     @property
-    def _witness(self) -> Path:
+    def witness(self) -> Path:
+        """The file that remembers the last audit event this workspace committed (see ``audit``)."""
         return self.config.store_dir / "audit-head"
+
+    def store_json(self, value: Any) -> str:
+        """Store ``value`` as a canonical JSON object; its digest is the digest of the value."""
+        return self.objects.put_bytes(canonical_json(value))
+
+    def read_json(self, digest: str) -> Any:
+        return json.loads(self.objects.read_bytes(digest))
 
     @property
     def cache(self) -> StatCache:
@@ -214,10 +234,11 @@ class Workspace:
         message: str = "",
         tags: Sequence[str] = (),
         records: RecordSpec | None = None,
+        generated_by: str | None = None,
         progress: Progress | None = None,
     ) -> list[AddResult]:
         """Version each path: store its bytes (and, asked, a record manifest), then record a new version
-        unless nothing changed."""
+        unless nothing changed. ``generated_by`` names the run that produced the bytes."""
         if not paths:
             raise UsageError("no path given", hint="name the files or directories to add")
         if name is not None and len(paths) > 1:
@@ -236,7 +257,9 @@ class Workspace:
                     path, objects=self.objects, cache=self.cache, link_mode=self.config.link_mode, progress=progress
                 )
                 self._link_workspace(path, snap)
-                meta = {"records": self._build_records(rel, snap, records).as_meta()} if records else {}
+                meta: dict[str, Any] = {"run": generated_by} if generated_by else {}
+                if records:
+                    meta["records"] = self._build_records(rel, snap, records).as_meta()
                 self.objects.barrier()
                 results.append(self._record(chosen, rel, snap, type, message, list(tags), meta))
         return results
@@ -297,7 +320,7 @@ class Workspace:
                 tags=tags,
                 meta=meta,
             )
-        audit.advance_witness(self._witness, event)
+        audit.advance_witness(self.witness, event)
         return AddResult(version, created=True)
 
     def status(self, progress: Progress | None = None) -> list[ArtifactStatus]:
@@ -409,8 +432,103 @@ class Workspace:
             found.append(FoundRecord(hit, lookup.read_record(raw, summary["format"], hit, schema)))
         return version, found
 
+    # -- runs ----------------------------------------------------------------------------------------
+
+    def start_run(
+        self,
+        name: str = "run",
+        *,
+        params: dict[str, Any] | None = None,
+        tags: dict[str, str] | None = None,
+        parent: str | None = None,
+    ) -> tracking.Run:
+        """Start a tracked run in this process (use it as a context manager to end it)."""
+        return tracking.start_run(self, name, params=params, tags=tags, parent=parent)
+
+    def run_command(
+        self,
+        command: Sequence[str],
+        *,
+        name: str | None = None,
+        inputs: Sequence[str | Path] = (),
+        outputs: Sequence[str | Path] = (),
+        params: dict[str, Any] | None = None,
+        stdout_to_stderr: bool = False,
+    ) -> tracking.CommandResult:
+        """Run a command as a tracked run, capturing the files it reads and writes."""
+        return tracking.run_command(
+            self,
+            command,
+            name=name,
+            inputs=inputs,
+            outputs=outputs,
+            params=params,
+            stdout_to_stderr=stdout_to_stderr,
+        )
+
+    def is_run(self, ref: str) -> bool:
+        """Whether ``ref`` names a run rather than an artifact (an artifact wins unless ``run:`` is written)."""
+        if ref.startswith("run:"):
+            return True
+        try:
+            self.resolve(ref)
+            return False
+        except UnknownRef:
+            with self.db.read() as conn:
+                try:
+                    runs.resolve(conn, ref)
+                except UnknownRef:
+                    return False
+            return True
+
+    def runs(
+        self,
+        *,
+        name: str | None = None,
+        where: str | None = None,
+        sort: str | None = None,
+        limit: int | None = 1000,
+    ) -> list[runs.Run]:
+        """Runs matching ``where`` (see ``run_query``), newest first unless ``sort`` says otherwise."""
+        conditions = run_query.parse_where(where) if where else []
+        order = run_query.parse_sort(sort) if sort else None
+        with self.db.read() as conn:
+            ids = run_query.search(conn, name=name, where=conditions, sort=order, limit=limit)
+            return runs.load(conn, ids)
+
+    def run(self, ref: str) -> RunDetails:
+        """One run with its code and environment records, metric history and child runs."""
+        with self.db.read() as conn:
+            run = runs.get(conn, runs.resolve(conn, ref))
+            history = runs.metric_history(conn, run.id)
+            children = runs.children(conn, run.id)
+        environment = self.read_json(run.end.environment) if run.end and run.end.environment else None
+        return RunDetails(run, self.read_json(run.start.code), environment, history, children)
+
+    def run_diff(self, ref_a: str, ref_b: str) -> tuple[RunDetails, RunDetails, dict[str, Any]]:
+        a, b = self.run(ref_a), self.run(ref_b)
+        return a, b, run_diff.compare(a, b)
+
+    def materialise(self, version: ArtifactVersion) -> Path:
+        """Where ``version``'s bytes can be read: its workspace path if unchanged, else a cached copy."""
+        target = self.root / (version.path or version.name)
+        if target.exists() and snapshot.take(target, cache=self.cache).digest == version.digest:
+            return target
+        copy = self.config.store_dir / "cache" / "versions" / version.digest / target.name
+        if not copy.exists():
+            checkout(
+                version.kind,
+                self.entries(version),
+                copy,
+                objects=self.objects,
+                cache=self.cache,
+                link_mode="copy",
+                force=True,
+            )
+        return copy
+
     def verify(self, progress: Progress | None = None) -> VerifyReport:
-        problems, checked = verify.verify_store(self.db, self.objects, self._witness, progress)
+        problems, checked = verify.verify_store(self.db, self.objects, self.witness, progress)
         return VerifyReport(problems, checked)
 
     def log(self, *, limit: int | None = None, since: int = 0) -> list[audit.Event]:

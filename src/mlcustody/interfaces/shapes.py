@@ -8,6 +8,7 @@ so the documentation and the output cannot drift apart.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,12 +17,13 @@ from mlcustody.errors import CustodyError
 from mlcustody.metadata.artifacts import ArtifactVersion
 from mlcustody.metadata.audit import Event
 from mlcustody.metadata.gc import GcPlan
+from mlcustody.metadata.runs import IO, Run, json_number
 from mlcustody.storage.checkout import CheckoutResult
 from mlcustody.storage.diff import Change, TreeDiff
 from mlcustody.storage.manifest import Entry
 
 if TYPE_CHECKING:
-    from mlcustody.interfaces.sdk import FoundRecord, RecordDiffReport
+    from mlcustody.interfaces.sdk import FoundRecord, RecordDiffReport, RunDetails
 
 ARTIFACT_FIELDS = [
     "ref",
@@ -95,7 +97,7 @@ FIELDS: dict[str, dict[str, str]] = {
     },
     "verify": {
         "ok": "true when no problem was found",
-        "checked": "{events, artifact_versions, objects, bytes}",
+        "checked": "{events, artifact_versions, sealed_runs, objects, bytes}",
         "problems": "list of {kind, where, detail}",
     },
     "log": {"events": "list of {seq, time, actor, action, payload, prev_digest, digest}, newest first"},
@@ -107,6 +109,28 @@ FIELDS: dict[str, dict[str, str]] = {
         "freed_bytes": "bytes removed",
     },
     "demo": {"workspace": "directory the demo ran in", "steps": "list of {title, command, exit_code}"},
+    "run": {
+        "run": "run summary: {id, name, status (running|finished|failed|killed), parent, started_at, ended_at, "
+        "duration_seconds, exit_status, error, actor, host, command, seal, params, metrics}",
+        "tags": "{key: value}",
+        "metrics": "{key: {value, step, min, max, count}}: latest value of each metric and its range "
+        "(NaN and infinities as the strings NaN, Infinity, -Infinity)",
+        "inputs": "list of {path, kind, digest, size, artifact (NAME@VERSION or null), source: declared|captured|sdk}",
+        "outputs": "list of {path, kind, digest, size, artifact, source}",
+        "code": "{git: {commit, branch, remote, dirty, changed, diff (object digest of the dirty diff), root} "
+        "or null, entry: {path, digest, size} or null}",
+        "environment": "{python: {version, implementation, executable, packages: {name: version}} or null, os, "
+        "hardware, container, files: {name: digest}, variables}; null while running or when the run was killed",
+        "processes": "commands the run started (argv lists)",
+        "children": "ids of runs started inside this one",
+    },
+    "runs": {"runs": "list of run summary (as in run.run), newest first unless --sort"},
+    "run_diff": {
+        "a": "run summary",
+        "b": "run summary",
+        "differences": "{status, params, metrics, code, python, packages, inputs, outputs}: each {key: [a, b]} "
+        "listing only what differs",
+    },
 }
 # An artifact is {ref, name, version, type, kind, path, digest, size, file_count, meta, tags, author,
 # message, created_at}; a file is {path, size, mode, digest}.
@@ -198,6 +222,68 @@ def gc(found: GcPlan, freed: int, deleted: bool) -> dict[str, Any]:
         kept=found.kept,
         freed_bytes=freed,
     )
+
+
+def run_summary(item: Run) -> dict[str, Any]:
+    start, end = item.start, item.end
+    return {
+        "id": start.id,
+        "name": start.name,
+        "status": item.status,
+        "parent": start.parent_id,
+        "started_at": start.started_at,
+        "ended_at": end.ended_at if end else None,
+        "duration_seconds": _seconds(start.started_at, end.ended_at) if end else None,
+        "exit_status": end.exit_status if end else None,
+        "error": end.error if end else "",
+        "actor": start.actor,
+        "host": start.host,
+        "command": start.command,
+        "seal": end.seal if end else None,
+        "params": item.params,
+        "metrics": {key: json_number(summary.value) for key, summary in sorted(item.metrics.items())},
+    }
+
+
+def run(details: RunDetails) -> dict[str, Any]:
+    item = details.run
+    return document(
+        "run",
+        run=run_summary(item),
+        tags=item.tags,
+        metrics={
+            key: {
+                "value": json_number(m.value),
+                "step": m.step,
+                "min": json_number(m.min),
+                "max": json_number(m.max),
+                "count": m.count,
+            }
+            for key, m in sorted(item.metrics.items())
+        },
+        inputs=[_io(x) for x in item.files("input")],
+        outputs=[_io(x) for x in item.files("output")],
+        code=details.code,
+        environment=details.environment,
+        processes=item.end.processes if item.end else [],
+        children=details.children,
+    )
+
+
+def run_diff(a: RunDetails, b: RunDetails, differences: dict[str, Any]) -> dict[str, Any]:
+    metrics = {k: [json_number(x) if isinstance(x, float) else x for x in v] for k, v in differences["metrics"].items()}
+    return document(
+        "run_diff", a=run_summary(a.run), b=run_summary(b.run), differences={**differences, "metrics": metrics}
+    )
+
+
+def _io(item: IO) -> dict[str, Any]:
+    return {k: v for k, v in item.__dict__.items() if k != "role"}
+
+
+def _seconds(start: str, end: str) -> float:
+    begin = datetime.fromisoformat(start.replace("Z", "+00:00"))
+    return round((datetime.fromisoformat(end.replace("Z", "+00:00")) - begin).total_seconds(), 6)
 
 
 def found_record(item: FoundRecord) -> dict[str, Any]:

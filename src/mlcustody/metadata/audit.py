@@ -151,7 +151,7 @@ def _check_witness(conn: Connection, witness: Path) -> list[Problem]:
 
 def _check_rows(conn: Connection, table: sa.Table, expected: dict[tuple[Any, ...], dict[str, Any]]) -> list[Problem]:
     key_cols = schema.AUDITED[table.name]
-    columns = [c for c in table.columns if c.name not in schema.SURROGATE_COLUMNS]
+    columns = schema.hashed_columns(table)
     problems: list[Problem] = []
     seen: set[tuple[Any, ...]] = set()
     for row in conn.execute(sa.select(*columns)):

@@ -6,12 +6,13 @@ its commit, so an object that an in-flight ``add`` is about to reference is neve
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
 from dataclasses import dataclass
 
-from mlcustody.metadata import artifacts
+from mlcustody.metadata import artifacts, runs
 from mlcustody.metadata.engine import Database
 from mlcustody.storage import manifest
 from mlcustody.storage.objects import ObjectStore
@@ -31,12 +32,12 @@ class GcPlan:
 def plan(db: Database, objects: ObjectStore) -> GcPlan:
     keep: set[str] = set()
     with db.read() as conn:
-        stored = artifacts.stored_digests(conn)
+        stored = artifacts.stored_digests(conn) | runs.stored_digests(conn)
     for digest, role in stored:
         keep.add(digest)
-        if role == "manifest" and objects.exists(digest):
+        if role in ("manifest", "run code") and objects.exists(digest):
             try:
-                keep.update(entry.digest for entry in manifest.decode(objects.read_bytes(digest)))
+                keep.update(_referenced(objects.read_bytes(digest), role))
             except (ValueError, UnicodeDecodeError):
                 continue  # verify reports the damage; gc must not guess
     present = list(objects.iter_digests())
@@ -45,6 +46,13 @@ def plan(db: Database, objects: ObjectStore) -> GcPlan:
     cutoff = time.time() - STALE_TMP_SECONDS
     stale = tuple(sorted(name for name, mtime in _tmp_entries(objects) if mtime < cutoff))
     return GcPlan(unreferenced, size, stale, len(present) - len(unreferenced))
+
+
+def _referenced(data: bytes, role: str) -> list[str]:
+    """Objects a manifest or a run's code record names (its dirty diff and entry script)."""
+    if role == "manifest":
+        return [entry.digest for entry in manifest.decode(data)]
+    return runs.code_objects(json.loads(data))
 
 
 def _tmp_entries(objects: ObjectStore) -> list[tuple[str, float]]:

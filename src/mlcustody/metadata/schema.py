@@ -9,6 +9,7 @@ from __future__ import annotations
 from sqlalchemy import (
     BigInteger,
     Column,
+    Float,
     Index,
     Integer,
     MetaData,
@@ -19,7 +20,7 @@ from sqlalchemy import (
 )
 
 # Alembic revision this release's code expects; tests check it is the single head.
-REVISION = "0001"
+REVISION = "0002"
 
 metadata = MetaData(
     naming_convention={
@@ -77,9 +78,111 @@ artifact_versions = Table(
     Index(None, "digest"),
 )
 
+# A run's start: written once when it begins and never changed (its end is a separate row), so it
+# can be audited like any insert-only table. ``code`` is the digest of a canonical JSON object in
+# the store (git commit, branch, remote, dirty diff, entry script).
+runs = Table(
+    "runs",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("name", String(300), nullable=False),
+    Column("parent_id", String(32), nullable=True),
+    Column("command", Text, nullable=False),
+    Column("code", String(64), nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("host", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("started_at", String(32), nullable=False),
+    Index(None, "name"),
+    Index(None, "started_at"),
+)
+
+# A run's end and seal: the digest of its canonical record (an object in the store), which covers
+# every param, tag, metric and input/output row below; ``verify`` recomputes it from those rows.
+# ``environment`` (interpreter, packages, OS, hardware) is known for sure only once the command ran,
+# so it is recorded here; one environment object is shared by every run that had it ("" if unknown).
+run_ends = Table(
+    "run_ends",
+    metadata,
+    Column("run_id", String(32), primary_key=True),
+    Column("status", String(10), nullable=False),
+    Column("exit_status", Integer, nullable=True),
+    Column("error", Text, nullable=False),
+    Column("ended_at", String(32), nullable=False),
+    Column("processes", Text, nullable=False),
+    Column("environment", String(64), nullable=False),
+    Column("seal", String(64), nullable=False),
+)
+
+run_params = Table(
+    "run_params",
+    metadata,
+    Column("run_id", String(32), primary_key=True),
+    Column("key", String(250), primary_key=True),
+    Column("value", Text, nullable=False),
+    Column("number", Float, nullable=True),
+)
+
+run_tags = Table(
+    "run_tags",
+    metadata,
+    Column("run_id", String(32), primary_key=True),
+    Column("key", String(250), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+# One row per logged value; NaN is stored as NULL (SQLite cannot hold it) and read back as NaN.
+run_metrics = Table(
+    "run_metrics",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", String(32), nullable=False),
+    Column("key", String(250), nullable=False),
+    Column("step", BigInteger, nullable=False),
+    Column("timestamp", BigInteger, nullable=False),
+    Column("value", Float, nullable=True),
+    Index(None, "run_id", "key"),
+)
+
+# The latest value, range and count of each metric of each run, kept by the run's writer so that
+# searching thousands of runs by a metric is one indexed join, not a scan of every logged value.
+run_metric_latest = Table(
+    "run_metric_latest",
+    metadata,
+    Column("run_id", String(32), primary_key=True),
+    Column("key", String(250), primary_key=True),
+    Column("value", Float, nullable=True),
+    Column("step", BigInteger, nullable=False),
+    Column("timestamp", BigInteger, nullable=False),
+    Column("min", Float, nullable=True),
+    Column("max", Float, nullable=True),
+    Column("count", BigInteger, nullable=False),
+    Index(None, "key", "value"),
+)
+
+# Files and artifact versions a run read (role "input") or produced (role "output"). ``source`` says
+# how it was learnt: declared by the user, captured from the process's file I/O, or through the SDK.
+run_io = Table(
+    "run_io",
+    metadata,
+    Column("run_id", String(32), primary_key=True),
+    Column("role", String(10), primary_key=True),
+    Column("path", Text, primary_key=True),
+    Column("kind", String(10), nullable=False),
+    Column("digest", String(64), nullable=True),
+    Column("size", BigInteger, nullable=False),
+    Column("artifact", String(310), nullable=True),
+    Column("source", String(10), nullable=False),
+    Index(None, "digest"),
+)
+
 # Tables whose every row is written through ``audit.record_row`` and re-checked by ``verify``,
-# with the columns that identify a row (surrogate ids are not part of what is hashed).
+# with the columns that identify a row. An autoincrement surrogate id is assigned by the database
+# after the event is built, so it is not part of what is hashed.
 AUDITED: dict[str, tuple[str, ...]] = {
     "artifact_versions": ("name", "version"),
+    "runs": ("id",),
+    "run_ends": ("run_id",),
 }
-SURROGATE_COLUMNS = frozenset({"id"})
+def hashed_columns(table: Table) -> list[Column[object]]:
+    return [c for c in table.columns if not (c.primary_key and c.autoincrement is True)]

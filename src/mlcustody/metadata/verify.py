@@ -3,9 +3,10 @@
 Three passes, each independent of the others' success:
 
 1. the audit chain and every audited row against the events that vouch for it (``audit.verify``);
-2. every artifact version's object or manifest: present, parseable, canonical, and every file the
-   manifest names present with the recorded size;
-3. every object in the store re-hashed (large ones memory-mapped on all cores, small ones on a
+2. every sealed run's record rebuilt from its rows and compared with its seal (``runs.verify``);
+3. every artifact version's object or manifest, and every object a run refers to: present,
+   parseable, and every file a manifest names present with the recorded size;
+4. every object in the store re-hashed (large ones memory-mapped on all cores, small ones on a
    thread pool) and compared with its name.
 """
 
@@ -19,7 +20,7 @@ import sqlalchemy as sa
 
 from mlcustody._progress import NoProgress, Progress
 from mlcustody.checks import Problem
-from mlcustody.metadata import artifacts, audit
+from mlcustody.metadata import artifacts, audit, runs
 from mlcustody.metadata.engine import Database
 from mlcustody.metadata.schema import audit_events
 from mlcustody.storage import manifest
@@ -36,14 +37,23 @@ def verify_store(
     progress = progress or NoProgress()
     with db.read() as conn:
         problems = audit.verify(conn, witness)
+        run_problems, sealed = runs.verify(conn, objects)
+        run_objects = runs.stored_digests(conn)
         versions = artifacts.listing(conn, all_versions=True)
         events = conn.execute(sa.select(sa.func.count()).select_from(audit_events)).scalar_one()
+    problems += run_problems
     present = {digest: _size(objects, digest) for digest in objects.iter_digests()}
     problems += _check_versions(versions, objects, present)
+    problems += [
+        Problem("object_missing", f"runs/{role}", f"{digest} is not in the store")
+        for digest, role in run_objects
+        if digest not in present
+    ]
     problems += _rehash(objects, present, progress)
     counts = {
         "events": events,
         "artifact_versions": len(versions),
+        "sealed_runs": sealed,
         "objects": len(present),
         "bytes": sum(present.values()),
     }

@@ -103,13 +103,56 @@ def take(
     progress: Progress | None = None,
 ) -> Snapshot:
     """Digest ``path``; with ``objects``, also store every file (and the manifest) in the store."""
-    cache = cache if cache is not None else NoStatCache()
     progress = progress or NoProgress()
     kind, found = scan(path)
+    progress.start(f"{'adding' if objects else 'checking'} {path.name}", sum(f.st.st_size for f in found))
+    digests = _digest_all(found, objects, cache, link_mode, progress)
+    progress.finish()
+    entries = tuple(
+        Entry(item.rel, item.st.st_size, manifest.normal_mode(item.st.st_mode), digest)
+        for item, digest in zip(found, digests, strict=True)
+    )
+    size = sum(entry.size for entry in entries)
+    if kind == "file":
+        return Snapshot("file", entries[0].digest, size, entries)
+    data = manifest.encode(entries)
+    digest = objects.put_bytes(data) if objects is not None else digest_bytes(data)
+    return Snapshot("dir", digest, size, entries)
+
+
+def take_files(
+    paths: list[Path], *, objects: ObjectStore, cache: StatCache | NoStatCache | None = None
+) -> list[tuple[str, int] | None]:
+    """Store many single files at once: (digest, size) of each, None for one that is gone or unreadable."""
+    found: list[_Found] = []
+    where: list[int | None] = []
+    for path in paths:
+        try:
+            st = os.stat(path)
+        except OSError:
+            where.append(None)
+            continue
+        if not os.path.isfile(path):
+            where.append(None)
+            continue
+        where.append(len(found))
+        found.append(_Found(path.name, os.fspath(path), st))
+    digests = _digest_all(found, objects, cache, "copy", NoProgress())
+    return [None if i is None else (digests[i], found[i].st.st_size) for i in where]
+
+
+def _digest_all(
+    found: list[_Found],
+    objects: ObjectStore | None,
+    cache: StatCache | NoStatCache | None,
+    link_mode: str,
+    progress: Progress,
+) -> list[str]:
+    """Digest (and with ``objects`` store) each file, skipping what the stat cache already knows."""
+    cache = cache if cache is not None else NoStatCache()
     keys = [StatKey.of(item.st) for item in found]
     known = cache.get_many(keys)
     started_ns = time.time_ns()
-    progress.start(f"{'adding' if objects else 'checking'} {path.name}", sum(f.st.st_size for f in found))
 
     def digest_one(index: int) -> str:
         item = found[index]
@@ -124,18 +167,8 @@ def take(
         return result
 
     digests = _run_all(digest_one, found)
-    progress.finish()
     _remember(cache, found, keys, known, digests, started_ns)
-    entries = tuple(
-        Entry(item.rel, item.st.st_size, manifest.normal_mode(item.st.st_mode), digest)
-        for item, digest in zip(found, digests, strict=True)
-    )
-    size = sum(entry.size for entry in entries)
-    if kind == "file":
-        return Snapshot("file", entries[0].digest, size, entries)
-    data = manifest.encode(entries)
-    digest = objects.put_bytes(data) if objects is not None else digest_bytes(data)
-    return Snapshot("dir", digest, size, entries)
+    return digests
 
 
 def _run_all(digest_one: Callable[[int], str], found: list[_Found]) -> list[str]:

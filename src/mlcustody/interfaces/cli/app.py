@@ -6,19 +6,20 @@ fix), 3 an unexpected internal error (traceback with --debug).
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from typer.exceptions import TyperException
 
-from mlcustody.errors import CustodyError
+from mlcustody.errors import CustodyError, UsageError
 from mlcustody.interfaces import shapes
-from mlcustody.interfaces.cli import output, render
+from mlcustody.interfaces.cli import output, render, render_runs
 from mlcustody.interfaces.sdk import RecordSpec, Workspace
 
 app = typer.Typer(
@@ -143,7 +144,7 @@ def ls(
 
 @app.command()
 def show(
-    ref: Annotated[str, typer.Argument(help="NAME, NAME@VERSION or a digest prefix.")],
+    ref: Annotated[str, typer.Argument(help="NAME, NAME@VERSION, a digest prefix, or a run id (prefix).")],
     files: Annotated[bool, typer.Option("--files", help="List the files of a directory version.")] = False,
     stats: Annotated[bool, typer.Option("--stats", help="Per-column statistics of the records.")] = False,
     record: Annotated[str | None, typer.Option("--record", help="Show the record with this id.")] = None,
@@ -152,8 +153,11 @@ def show(
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Show one artifact version, the history of its name, and optionally its files, stats or a record."""
+    """Show one artifact version (its history, files, stats or a record), or one run."""
     with workspace() as ws:
+        if ws.is_run(ref):
+            render_runs.show(ws.run(ref), as_json)
+            return
         version = ws.resolve(ref)
         found = None
         if record is not None or fingerprint is not None:
@@ -168,16 +172,19 @@ def show(
 
 @app.command()
 def diff(
-    ref_a: Annotated[str, typer.Argument(help="Old version.")],
-    ref_b: Annotated[str, typer.Argument(help="New version.")],
+    ref_a: Annotated[str, typer.Argument(help="Old version (or run).")],
+    ref_b: Annotated[str, typer.Argument(help="New version (or run).")],
     records: Annotated[
         bool, typer.Option("--records", help="Compare records (added, removed, changed), schema and statistics.")
     ] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Files (or, with --records, records) added, removed and modified between two versions."""
+    """Files (or, with --records, records) added, removed and modified between two versions, or what
+    differs between two runs (params, metrics, code, packages, inputs, outputs)."""
     with workspace() as ws:
-        if records:
+        if ws.is_run(ref_a) and ws.is_run(ref_b):
+            render_runs.diff(*ws.run_diff(ref_a, ref_b), as_json)
+        elif records:
             render.record_diff(*ws.record_diff(ref_a, ref_b), as_json)
         else:
             render.diff(*ws.diff(ref_a, ref_b), as_json)
@@ -197,6 +204,69 @@ def checkout(
             ref, to=to, force=force, link_mode=link, progress=output.progress(not as_json)
         )
         render.checkout(version, target, result, as_json)
+
+
+@app.command("run", context_settings={"allow_interspersed_args": False, "ignore_unknown_options": True})
+def run_command(
+    command: Annotated[list[str] | None, typer.Argument(help="The command to run, after --.")] = None,
+    name: Annotated[str | None, typer.Option("--name", "-n", help="Run name (default: the program's name).")] = None,
+    inputs: Annotated[
+        list[Path] | None, typer.Option("--in", help="Input path, stored before the command runs (repeatable).")
+    ] = None,
+    outputs: Annotated[
+        list[Path] | None, typer.Option("--out", help="Output path, versioned after the command ran (repeatable).")
+    ] = None,
+    param: Annotated[
+        list[str] | None, typer.Option("--param", "-p", help="KEY=VALUE recorded as a param (repeatable).")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run a command as a tracked run: code, environment, files read and written, exit status.
+
+    Python commands are watched through an audit hook (every file opened under the workspace and
+    every process started); for other commands declare --in and --out. The command's exit status
+    is passed through; with --json its standard output goes to standard error.
+    """
+    with workspace() as ws:
+        result = ws.run_command(
+            command or [],
+            name=name,
+            inputs=inputs or [],
+            outputs=outputs or [],
+            params=_params(param or []),
+            stdout_to_stderr=as_json,
+        )
+        render_runs.show(ws.run(result.run.id), as_json)
+    raise typer.Exit(result.exit_status)
+
+
+def _params(items: list[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` pairs; a value that parses as JSON (0.1, true, [1,2]) is kept typed."""
+    found: dict[str, Any] = {}
+    for item in items:
+        key, eq, value = item.partition("=")
+        if not eq or not key:
+            raise UsageError(f"--param {item!r} is not KEY=VALUE", hint="write e.g. --param lr=0.1")
+        try:
+            found[key] = json.loads(value)
+        except ValueError:
+            found[key] = value
+    return found
+
+
+@app.command()
+def runs(
+    name: Annotated[str | None, typer.Option("--name", "-n", help="Only runs with this name.")] = None,
+    where: Annotated[
+        str | None, typer.Option("--where", "-w", help="Filter, e.g. \"metrics.auc > 0.9 and params.lr < 0.1\".")
+    ] = None,
+    sort: Annotated[str | None, typer.Option("--sort", "-s", help="Order by a field; -FIELD for descending.")] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="Show at most N runs.")] = 1000,
+    as_json: JsonOpt = False,
+) -> None:
+    """List and search runs (newest first unless --sort)."""
+    with workspace() as ws:
+        render_runs.listing(ws.runs(name=name, where=where, sort=sort, limit=limit), as_json)
 
 
 @app.command()
@@ -251,7 +321,8 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def run(args: list[str]) -> int:
-    want_json, debug = "--json" in args, "--debug" in args
+    ours = args[: args.index("--")] if "--" in args else args  # what follows -- belongs to `custody run`'s command
+    want_json, debug = "--json" in ours, "--debug" in ours
     try:
         result = typer.main.get_command(app).main(args=args, prog_name="custody", standalone_mode=False)
         return result if isinstance(result, int) else 0
