@@ -15,12 +15,13 @@ import pytest
 from conftest import Cli, write_tree
 from mlcustody.interfaces import shapes
 from mlcustody.interfaces.cli import docs
+from mlcustody.metadata import schema
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_every_command_round_trip_with_json(cli: Cli) -> None:
-    assert cli.json("init")["revision"] == "0001"
+    assert cli.json("init")["revision"] == schema.REVISION
     write_tree(cli.cwd / "data", {"a.csv": "x,y\n1,2\n", "b/c.txt": "c"})
     added = cli.json("add", "data", "--type", "dataset", "-m", "first", "--tag", "raw")
     artifact = added["results"][0]["artifact"]
@@ -131,7 +132,7 @@ def test_bad_input_is_one_line_exit_2_and_changes_nothing(cli: Cli, args: tuple[
 
 def test_migrate_on_a_current_store_reports_its_revision(cli: Cli) -> None:
     cli("init")
-    assert cli.json("migrate")["revision"] == "0001"
+    assert cli.json("migrate")["revision"] == schema.REVISION
 
 
 def test_errors_with_json_also_print_an_error_document(cli: Cli) -> None:

@@ -482,7 +482,7 @@ def test_error_inside_the_write_transaction_commits_nothing(
     ws = workspace
     data = ws.root / "data"
     versions, events = ws.listing(all_versions=True), ws.log()
-    witness = ws._witness.read_text()
+    witness = ws.witness.read_text()
     make_data(data, random.Random(SEED + 1))
     manifest_digest = snapshot.take(data).digest
 
@@ -493,7 +493,7 @@ def test_error_inside_the_write_transaction_commits_nothing(
 
     assert ws.listing(all_versions=True) == versions  # no version
     assert ws.log() == events  # no event
-    assert ws._witness.read_text() == witness
+    assert ws.witness.read_text() == witness
     assert ws.verify().problems == []
     plan, _ = ws.gc()  # the bytes were stored before the transaction; nothing refers to them
     assert manifest_digest in plan.unreferenced
@@ -507,7 +507,7 @@ def test_error_inside_the_write_transaction_commits_nothing(
 def test_error_after_commit_before_the_witness(workspace: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
     ws = workspace
     data = ws.root / "data"
-    witness = ws._witness.read_text()
+    witness = ws.witness.read_text()
     make_data(data, random.Random(SEED + 1))
 
     with monkeypatch.context() as patch:
@@ -517,12 +517,12 @@ def test_error_after_commit_before_the_witness(workspace: Workspace, monkeypatch
 
     assert [v.ref for v in ws.listing(all_versions=True)] == ["data@1", "data@2"]  # committed
     assert [e.seq for e in ws.log()] == [3, 2, 1]
-    assert ws._witness.read_text() == witness  # trailing the chain is allowed
+    assert ws.witness.read_text() == witness  # trailing the chain is allowed
     assert ws.verify().problems == []
 
     make_data(data, random.Random(SEED + 2))
     (result,) = ws.add([data])
     assert result.version.ref == "data@3"
     (head,) = ws.log(limit=1)
-    assert ws._witness.read_text().split() == [str(head.seq), head.digest]
+    assert ws.witness.read_text().split() == [str(head.seq), head.digest]
     assert ws.verify().problems == []

@@ -16,6 +16,7 @@ from mlcustody.errors import UsageError
 from mlcustody.interfaces import tracking
 from mlcustody.interfaces.sdk import Workspace
 
+
 def default_workspace(where: Workspace | str | Path | None = None) -> Workspace:
     """``where`` itself, the workspace at that directory, or the process's default one."""
     if isinstance(where, Workspace):

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 
 _HOST = socket.gethostname()
 _ACTIVE: list[Run] = []
+_TERMINATED: list[int] = []  # signals that ended this process (SystemExit does not reach excepthook)
 
 
 class Run:
@@ -459,13 +460,14 @@ def _install_process_hooks() -> None:
     if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
 
         def terminated(signum: int, _frame: FrameType | None) -> None:
+            _TERMINATED.append(signum)
             raise _Terminated(128 + signum)
 
         signal.signal(signal.SIGTERM, terminated)
 
 
 def _end_all(exc: BaseException | None = None) -> None:
-    status, error, code = _outcome(exc)
+    status, error, code = _outcome(exc if exc is not None or not _TERMINATED else _Terminated(128 + _TERMINATED[0]))
     for run in reversed(list(_ACTIVE)):
         try:
             run.end(status, error=error, exit_status=code)

@@ -51,6 +51,7 @@ class Condition:
     field: str
     op: str
     value: str | float
+    text: str  # the value as written (unquoted): what tags and names are compared with
 
 
 def parse_where(text: str) -> list[Condition]:
@@ -68,7 +69,8 @@ def parse_where(text: str) -> list[Condition]:
             op = "like"
         elif kind_o != "op":
             raise UsageError(f"expected an operator after {field!r} in --where, found {op!r}", hint=_HINT)
-        conditions.append(Condition(_check_field(field), op, _literal(kind_v, value)))
+        literal = _literal(kind_v, value)
+        conditions.append(Condition(_check_field(field), op, literal, value[1:-1] if kind_v == "string" else value))
         i += 3
         if i < len(tokens):
             if tokens[i][0] != "field" or tokens[i][1].lower() != "and":
@@ -163,7 +165,7 @@ def _condition(condition: Condition) -> ColumnElement[bool]:
     compare = _OPS[condition.op]
     value = condition.value
     if "." not in condition.field:
-        return sa.and_(compare(_attribute(condition.field), value))
+        return sa.and_(compare(_attribute(condition.field), condition.text))
     family, key = _split(condition.field)
     if family == "metrics":
         if not isinstance(value, float):
@@ -177,7 +179,7 @@ def _condition(condition: Condition) -> ColumnElement[bool]:
         )
         return sa.exists().where(param.run_id == runs.c.id, param.key == key, compare(column, bound))
     tag = run_tags.c
-    return sa.exists().where(tag.run_id == runs.c.id, tag.key == key, compare(tag.value, str(value)))
+    return sa.exists().where(tag.run_id == runs.c.id, tag.key == key, compare(tag.value, condition.text))
 
 
 def _sort_column(field: str) -> ColumnElement[Any]:
