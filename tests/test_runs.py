@@ -50,7 +50,7 @@ def test_a_run_records_params_metrics_tags_inputs_outputs_and_is_sealed(workspac
     # the seal is the digest of a canonical record stored in the object store
     record = workspace.read_json(run.end.seal)
     assert record["schema"] == "mlcustody-run/v1" and record["params"] == run.params
-    assert record["metrics"]["count"] == 6
+    assert {key: series["count"] for key, series in record["metrics"].items()} == {"auc": 1, "loss": 5}
     assert workspace.verify().problems == []
     assert workspace.verify().checked["sealed_runs"] == 1
 
@@ -58,17 +58,23 @@ def test_a_run_records_params_metrics_tags_inputs_outputs_and_is_sealed(workspac
 @pytest.mark.parametrize(
     ("statement", "detail"),
     [
-        ("UPDATE run_metrics SET value = 0.99 WHERE key = 'loss' AND step = 2", "metric rows"),
-        ("DELETE FROM run_metrics WHERE key = 'loss' AND step = 0", "metric rows"),
+        (
+            "UPDATE run_metrics SET value = 0.99 WHERE key = 'loss' AND step = 2",
+            "metric loss: logged values changed (5 rows now, 5 sealed)",
+        ),
+        ("DELETE FROM run_metrics WHERE key = 'loss' AND step = 0", "metric loss: logged values changed (4 rows now"),
         (
             "INSERT INTO run_metrics (run_id, key, step, timestamp, value) "
             "SELECT run_id, key, 9, timestamp, 0.0 FROM run_metrics WHERE key = 'auc'",
-            "metric rows",
+            "metric auc: logged values changed (2 rows now, 1 sealed)",
         ),
         ("UPDATE run_params SET value = '0.5', number = 0.5 WHERE key = 'lr'", "params.lr is 0.5, sealed as 0.1"),
         ("DELETE FROM run_tags", 'tags.team is null, sealed as "risk"'),
         ("UPDATE run_io SET digest = NULL WHERE role = 'input'", "inputs/outputs differ"),
-        ("UPDATE run_metric_latest SET value = 0.99 WHERE key = 'auc'", "metrics.latest"),
+        (
+            "UPDATE run_metric_latest SET value = 0.99 WHERE key = 'auc'",
+            "metric auc: latest value is 0.99, sealed as 0.91",
+        ),
     ],
 )
 def test_verify_names_an_edited_param_metric_tag_or_file_row_of_a_sealed_run(
@@ -118,7 +124,8 @@ def test_bad_input_is_refused_with_a_usage_error(workspace: Workspace) -> None:
     assert run.ended is not None and run.ended.status == "finished"
     finished = workspace.run(run.id).run
     assert math.isnan(finished.metrics["nan"].value) and finished.metrics["inf"].value == math.inf
-    assert workspace.read_json(finished.end.seal)["metrics"]["latest"] == {"inf": "Infinity", "nan": "NaN"}  # type: ignore[union-attr]
+    sealed = workspace.read_json(finished.end.seal)["metrics"]  # type: ignore[union-attr]
+    assert (sealed["inf"]["latest"], sealed["nan"]["latest"]) == ("Infinity", "NaN")
     with pytest.raises(UsageError, match="has ended"):
         run.log_metric("late", 1.0)
     with pytest.raises(UnknownRef, match="no run with id"):

@@ -7,6 +7,7 @@ an end-to-end smoke test of the installed package.
 from __future__ import annotations
 
 import csv
+import json
 import os
 import random
 import shlex
@@ -33,10 +34,7 @@ def run(directory: Path | None, echo: Echo | None) -> tuple[list[dict[str, Any]]
 
     def step(title: str, *args: str, cwd: Path = where, expect: int = 0) -> str:
         command = "custody " + " ".join(shlex.quote(a) for a in args)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("CUSTODY_")}
-        proc = subprocess.run(
-            [sys.executable, "-m", "mlcustody", *args], cwd=cwd, env=env, capture_output=True, text=True, check=False
-        )
+        proc = _custody(cwd, *args)
         steps.append({"title": title, "command": command, "exit_code": proc.returncode})
         if echo:
             echo(title, command + ("" if cwd == where else f"   (in {cwd.name}/)"), proc.stdout + proc.stderr)
@@ -63,13 +61,74 @@ def run(directory: Path | None, echo: Echo | None) -> tuple[list[dict[str, Any]]
     shutil.rmtree(where / "data")
     step("Data lost? Restore version 1 byte for byte", "checkout", "data@1")
 
+    (where / "train.py").write_text(_TRAIN, encoding="utf-8")
+    _commit_code(where)
+    train = ("run", "--name", "train", "-p", "C=0.5", "--", sys.executable, "train.py")
+    step("Train a model through `custody run`: code, environment, data read and model written are captured", *train)
+    step("Runs are searchable by metric and param", "runs", "--where", "metrics.accuracy > 0.5 and params.C = 0.5")
+    run_id = json.loads(_quiet(where, "runs", "--json"))["runs"][0]["id"]
+    step("Which data versions and which model bytes stand behind that run", "show", run_id[:12])
+
     byte_copy = _copy_workspace(where, "tampered-object")
     _flip_byte(byte_copy)
     step("Tamper: flip one byte of a stored object in a copy — verify names it", "verify", cwd=byte_copy, expect=1)
     row_copy = _copy_workspace(where, "tampered-row")
     _edit_metadata(row_copy)
     step("Tamper: edit an artifact row with sqlite3 in a copy — verify names it", "verify", cwd=row_copy, expect=1)
+    metric_copy = _copy_workspace(where, "tampered-metric")
+    with sqlite3.connect(metric_copy / ".custody" / "metadata.db") as db:
+        db.execute("UPDATE run_metrics SET value = 0.99 WHERE key = 'accuracy'")
+    db.close()
+    step("Tamper: polish the run's accuracy in a copy — the run's seal no longer matches", "verify", cwd=metric_copy,
+         expect=1)
     return steps, where
+
+
+# A small training script: reads the loan files it finds, fits a logistic regression, saves it with skops.
+_TRAIN = """\
+import csv
+import glob
+
+import mlcustody as mc
+from sklearn.linear_model import LogisticRegression
+
+rows = []
+for path in sorted(glob.glob("data/*.csv")):
+    with open(path, newline="") as handle:
+        rows += list(csv.DictReader(handle))
+features = [[float(r["income"]) / 1e4, float(r["amount"]) / 1e4, int(r["term_months"]) / 12] for r in rows]
+labels = [int(r["approved"]) for r in rows]
+run = mc.active_run()
+model = LogisticRegression(C=run.params["C"] if run and "C" in run.params else 1.0, max_iter=1000)
+model.fit(features, labels)
+mc.log_metric("accuracy", model.score(features, labels))
+mc.save_model(model, "model.skops")
+print(f"trained on {len(rows)} loan applications")
+"""
+
+
+def _commit_code(where: Path) -> None:
+    """Make the demo directory a git repository holding the training script, when git is installed."""
+    if shutil.which("git") is None:
+        return
+    env = {**os.environ, "GIT_AUTHOR_NAME": "demo", "GIT_AUTHOR_EMAIL": "demo@example.org"}
+    env |= {"GIT_COMMITTER_NAME": "demo", "GIT_COMMITTER_EMAIL": "demo@example.org"}
+    for args in (["init", "-q"], ["add", "train.py"], ["commit", "-q", "-m", "training script"]):
+        subprocess.run(["git", *args], cwd=where, env=env, capture_output=True, check=False)
+
+
+def _quiet(where: Path, *args: str) -> str:
+    proc = _custody(where, *args)
+    if proc.returncode != 0:
+        raise RuntimeError(f"demo step custody {' '.join(args)} failed: {proc.stderr}")
+    return proc.stdout
+
+
+def _custody(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """The installed CLI, run as a user would, with the workspace's own config (no CUSTODY_* overrides)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CUSTODY_")}
+    command = [sys.executable, "-m", "mlcustody", *args]
+    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, check=False)
 
 
 def _prepare(directory: Path | None) -> Path:

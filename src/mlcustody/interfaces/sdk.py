@@ -115,6 +115,8 @@ class Workspace:
             raise PathError(f"{root} is not a directory", hint="create it first, or pass an existing --dir")
         store.mkdir(exist_ok=True)
         try:
+            # Git keeps the settings, not the data (as DVC does for .dvc/): the store is not source code.
+            (store / ".gitignore").write_text("/*\n!/.gitignore\n!/config.toml\n", encoding="utf-8")
             config_module.write_initial(root, db_url, link_mode)
             ws = cls(config_module.load(root))
             ws.objects.create()

@@ -65,6 +65,13 @@ class Run:
     def name(self) -> str:
         return self.start.name
 
+    @property
+    def params(self) -> dict[str, Any]:
+        """The params recorded so far, including those given to ``custody run --param``."""
+        self._writer.flush()
+        with self.workspace.db.read() as conn:
+            return runs.get(conn, self.id).params
+
     # -- logging ------------------------------------------------------------------------------------
 
     def log_metric(self, key: str, value: float, step: int = 0, timestamp: int | None = None) -> None:
@@ -364,36 +371,37 @@ def _captured_io(ws: Workspace, captured: iolog.Captured, declared_in: set[str],
 
 
 class _ArtifactLinker:
-    """Which artifact version holds a file with given bytes: one at its path, or a directory above it."""
+    """Which artifact version holds a file with given bytes: a version at its path, or a version of a
+    directory above it (newest first), so a run that read an older checkout links to that version."""
 
     def __init__(self, ws: Workspace, conn: Connection) -> None:
         self.ws = ws
         self.conn = conn
-        self._entries: dict[str, tuple[str, dict[str, str]] | None] = {}
+        self._versions: dict[str, list[tuple[str, dict[str, str]]]] = {}
 
     def ref(self, rel: str, digest: str | None) -> str | None:
         if digest is None:
             return None
-        version = artifacts.latest_at_path(self.conn, rel)
-        if version is not None and version.digest == digest:
-            return version.ref
         parts = rel.split("/")
-        for depth in range(len(parts) - 1, 0, -1):
-            directory = "/".join(parts[:depth])
-            found = self._directory(directory)
-            if found is not None and found[1].get("/".join(parts[depth:])) == digest:
-                return found[0]
+        for depth in range(len(parts), 0, -1):
+            inside = "/".join(parts[depth:]) or None
+            for ref, files in self._at("/".join(parts[:depth])):
+                if files.get(inside or "") == digest:
+                    return ref
         return None
 
-    def _directory(self, directory: str) -> tuple[str, dict[str, str]] | None:
-        if directory not in self._entries:
-            version = artifacts.latest_at_path(self.conn, directory)
-            if version is None or version.kind != "dir":
-                self._entries[directory] = None
-            else:
-                entries = manifest.decode(self.ws.objects.read_bytes(version.digest))
-                self._entries[directory] = (version.ref, {e.path: e.digest for e in entries})
-        return self._entries[directory]
+    def _at(self, path: str) -> list[tuple[str, dict[str, str]]]:
+        """(ref, {path inside: digest}) of each version at ``path``; a file's own entry is keyed ""."""
+        if path not in self._versions:
+            found = []
+            for version in artifacts.at_path(self.conn, path):
+                if version.kind == "file":
+                    found.append((version.ref, {"": version.digest}))
+                else:
+                    entries = manifest.decode(self.ws.objects.read_bytes(version.digest))
+                    found.append((version.ref, {e.path: e.digest for e in entries}))
+            self._versions[path] = found
+        return self._versions[path]
 
 
 # -- shared pieces -----------------------------------------------------------------------------------

@@ -143,9 +143,14 @@ def latest(conn: Connection, name: str) -> ArtifactVersion | None:
 
 def latest_at_path(conn: Connection, path: str) -> ArtifactVersion | None:
     """The newest version added from workspace path ``path`` (whatever its name)."""
-    query = sa.select(av).where(av.c.path == path).order_by(av.c.created_at.desc(), av.c.id.desc()).limit(1)
-    row = conn.execute(query).first()
-    return ArtifactVersion.from_row(row) if row else None
+    found = at_path(conn, path, limit=1)
+    return found[0] if found else None
+
+
+def at_path(conn: Connection, path: str, *, limit: int | None = None) -> list[ArtifactVersion]:
+    """Every version added from workspace path ``path``, newest first."""
+    query = sa.select(av).where(av.c.path == path).order_by(av.c.created_at.desc(), av.c.id.desc()).limit(limit)
+    return [ArtifactVersion.from_row(row) for row in conn.execute(query)]
 
 
 def history(conn: Connection, name: str) -> list[ArtifactVersion]:

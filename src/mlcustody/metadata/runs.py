@@ -361,12 +361,24 @@ def canonical_record(conn: Connection, run_id: str, end: RunEnd) -> dict[str, An
         "end": {k: v for k, v in end.__dict__.items() if k != "seal"},
         "params": run.params,
         "tags": run.tags,
-        "metrics": {
-            "count": len(history),
-            "digest": digest_json([[m.key, m.step, m.timestamp, json_number(m.value)] for m in history]),
-            "latest": {key: json_number(s.value) for key, s in sorted(run.metrics.items())},
-        },
+        "metrics": {key: _series(rows, run.metrics.get(key)) for key, rows in _by_key(history).items()},
         "io": [item.__dict__ for item in run.io],
+    }
+
+
+def _by_key(history: list[Metric]) -> dict[str, list[Metric]]:
+    found: dict[str, list[Metric]] = {}
+    for metric in history:
+        found.setdefault(metric.key, []).append(metric)
+    return found
+
+
+def _series(rows: list[Metric], latest: MetricSummary | None) -> dict[str, Any]:
+    """One metric in the record: how many values, the digest of all of them, and the latest."""
+    return {
+        "count": len(rows),
+        "digest": digest_json([[m.step, m.timestamp, json_number(m.value)] for m in rows]),
+        "latest": json_number(latest.value) if latest else None,
     }
 
 
@@ -406,12 +418,25 @@ def _differences(sealed: dict[str, Any], now: dict[str, Any]) -> list[str]:
     for section in ("run", "end", "params", "tags", "metrics"):
         old, new = sealed.get(section, {}), now.get(section, {})
         for key in sorted(set(old) | set(new)):
-            if old.get(key) != new.get(key):
-                name = "metric rows" if (section, key) == ("metrics", "digest") else f"{section}.{key}"
-                found.append(f"{name} is {_short(new.get(key))}, sealed as {_short(old.get(key))}")
+            before, after = old.get(key), new.get(key)
+            if before == after:
+                continue
+            if section == "metrics" and before and after:
+                found += _metric_change(key, before, after)
+            else:
+                found.append(f"{section}.{key} is {_short(after)}, sealed as {_short(before)}")
     if sealed.get("io") != now.get("io"):
         found.append("inputs/outputs differ from the sealed record")
     return found or ["rows no longer match the seal"]
+
+
+def _metric_change(key: str, before: dict[str, Any], after: dict[str, Any]) -> list[str]:
+    found = []
+    if before["digest"] != after["digest"]:
+        found.append(f"metric {key}: logged values changed ({after['count']} rows now, {before['count']} sealed)")
+    if before["latest"] != after["latest"]:
+        found.append(f"metric {key}: latest value is {_short(after['latest'])}, sealed as {_short(before['latest'])}")
+    return found
 
 
 def _short(value: Any) -> str:

@@ -240,8 +240,8 @@ def verify(report: VerifyReport, as_json: bool) -> None:
         return
     c = report.checked
     output.line(
-        f"checked {c['events']} audit events, {c['artifact_versions']} artifact versions, "
-        f"{c['objects']} objects ({output.human_size(c['bytes'])})"
+        f"checked {c['events']} audit events, {c['artifact_versions']} artifact versions, {c['sealed_runs']} sealed "
+        f"runs, {c['objects']} objects ({output.human_size(c['bytes'])})"
     )
     if not report.problems:
         output.line("OK: everything matches.", style="green")
@@ -261,8 +261,11 @@ def log(events: list[Event], as_json: bool) -> None:
 
 def _summary(event: Event) -> str:
     row = event.payload.get("row")
-    if isinstance(row, dict) and "name" in row:
-        return f"{row['name']}@{row.get('version')}"
+    if isinstance(row, dict) and "version" in row:
+        return f"{row['name']}@{row['version']}"
+    if isinstance(row, dict) and ("run_id" in row or "id" in row):
+        run_id = row.get("run_id") or row["id"]
+        return f"run {run_id[:12]}" + (f" ({row['name']})" if "name" in row else f" seal {row['seal'][:12]}")
     return ", ".join(f"{k}={v}" for k, v in event.payload.items() if not isinstance(v, dict | list))[:60]
 
 
