@@ -196,7 +196,8 @@ def test_a_process_that_vanished_is_sealed_as_killed_by_the_next_run(workspace: 
     with workspace.start_run("first") as first:
         first.log_metric("x", 1.0)
     # a run whose process died without ending it: a start row with a pid that no longer exists
-    dead = runs.RunStart("f" * 32, "ghost", None, ["x"], first.start.code, "me", first.start.host, 2**22 + 7, "t")
+    recorded = workspace.run(first.id).run.start
+    dead = runs.RunStart("f" * 32, "ghost", None, ["x"], recorded.code, "me", recorded.host, 2**22 + 7, "t")
     with workspace.db.write() as conn:
         runs.insert_start(conn, dead)
     with workspace.start_run("next"):

@@ -9,7 +9,7 @@ frame) and the error tree; everything else is reached through them.
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
+import importlib
 from typing import TYPE_CHECKING, Any
 
 from mlcustody.errors import (
@@ -25,38 +25,66 @@ from mlcustody.errors import (
     WorkspaceExists,
     WouldOverwrite,
 )
-from mlcustody.interfaces.fluent import (
-    active_run,
-    load_model,
-    log_metric,
-    log_metrics,
-    log_param,
-    log_params,
-    save_model,
-    set_tags,
-    start_run,
-)
-from mlcustody.interfaces.sdk import Workspace
-from mlcustody.interfaces.tracking import Run
 
 if TYPE_CHECKING:
+    from mlcustody.interfaces.fluent import (
+        active_run,
+        load_model,
+        log_metric,
+        log_metrics,
+        log_param,
+        log_params,
+        save_model,
+        set_tags,
+        start_run,
+    )
+    from mlcustody.interfaces.sdk import Workspace
+    from mlcustody.interfaces.tracking import Run
     from mlcustody.storage.records.fingerprint import fingerprint
+
+# Exports imported on first use: the database layer (SQLAlchemy) and the record layer (pyarrow,
+# DuckDB, polars) cost a third of a second to import, which `custody run` must not pay before it
+# starts the user's command, nor `custody --help` at all.
+_LAZY = {
+    "Workspace": "mlcustody.interfaces.sdk",
+    "Run": "mlcustody.interfaces.tracking",
+    "fingerprint": "mlcustody.storage.records.fingerprint",
+    **dict.fromkeys(
+        [
+            "active_run",
+            "load_model",
+            "log_metric",
+            "log_metrics",
+            "log_param",
+            "log_params",
+            "save_model",
+            "set_tags",
+            "start_run",
+        ],
+        "mlcustody.interfaces.fluent",
+    ),
+}
 
 
 def __getattr__(name: str) -> Any:
-    """``fingerprint`` is imported on first use: the record layer needs pyarrow, DuckDB and polars,
-    which the rest of the package (and ``custody --help``) should not pay for."""
-    if name == "fingerprint":
-        from mlcustody.storage.records.fingerprint import fingerprint
+    if name == "__version__":
+        return _version()
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'mlcustody' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
 
-        return fingerprint
-    raise AttributeError(f"module 'mlcustody' has no attribute {name!r}")
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
 
-try:
-    __version__ = version("mlcustody")
-except PackageNotFoundError:  # running from a source tree that was never installed
-    __version__ = "0+unknown"
+    try:
+        return version("mlcustody")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return "0+unknown"
+
 
 __all__ = [
     "AmbiguousRef",

@@ -10,6 +10,7 @@ Digests are BLAKE3-256, written as 64 lowercase hex characters. See docs/canonic
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 from typing import Any
 
@@ -51,3 +52,12 @@ def digest_json(value: Any) -> str:
 def utc_now() -> str:
     """The current time in the one timestamp form mlcustody stores and hashes (RFC 3339, UTC, µs)."""
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def json_number(value: float) -> float | str:
+    """A float as JSON can hold it: NaN and infinities become the strings NaN, Infinity, -Infinity."""
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "Infinity" if value > 0 else "-Infinity"
+    return value

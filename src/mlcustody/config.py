@@ -22,7 +22,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from mlcustody.errors import ConfigError, NotAWorkspace
+from mlcustody.errors import ConfigError, NotAWorkspace, PathError
 
 STORE_DIRNAME = ".custody"
 CONFIG_FILENAME = "config.toml"
@@ -47,6 +47,26 @@ class Config:
     @property
     def config_path(self) -> Path:
         return self.store_dir / CONFIG_FILENAME
+
+    @property
+    def stat_cache_path(self) -> Path:
+        return self.store_dir / "cache" / "stat.db"
+
+    def relpath(self, path: Path | str) -> str:
+        """``path`` relative to the workspace root (posix), refusing anything outside it."""
+        absolute = Path(os.path.abspath(path))
+        try:
+            rel = absolute.relative_to(self.root)
+        except ValueError as exc:
+            raise PathError(
+                f"{path} is outside the workspace {self.root}",
+                hint="move or copy it into the workspace, or run custody from a workspace that contains it",
+            ) from exc
+        if rel.parts and rel.parts[0] == STORE_DIRNAME:
+            raise PathError(f"{path} is inside the store itself", hint="add your data, not .custody")
+        if not rel.parts:
+            raise PathError("cannot add the workspace root itself", hint="add its data directories")
+        return rel.as_posix()
 
 
 def default_db_url(root: Path) -> str:

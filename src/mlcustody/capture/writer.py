@@ -14,7 +14,7 @@ import threading
 from typing import Any
 
 from mlcustody.errors import UsageError
-from mlcustody.metadata import runs
+from mlcustody.metadata import run_values, runs
 from mlcustody.metadata.engine import Database
 from mlcustody.metadata.runs import IO, Batch, Metric
 
@@ -40,8 +40,8 @@ class RunWriter:
     # -- called by the run (any thread) --------------------------------------------------------------
 
     def param(self, key: str, value: Any) -> None:
-        runs.validate_key(key, "param")
-        text = runs.param_text(key, value)
+        run_values.validate_key(key, "param")
+        text = run_values.param_text(key, value)
         with self._lock:
             self._check()
             known = self._params.get(key)
@@ -54,7 +54,7 @@ class RunWriter:
         self._started()
 
     def tag(self, key: str, value: str) -> None:
-        runs.validate_key(key, "tag")
+        run_values.validate_key(key, "tag")
         with self._lock:
             self._check()
             self._batch.tags[key] = str(value)

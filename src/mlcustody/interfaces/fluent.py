@@ -8,11 +8,11 @@ the logging functions attach to the command's run when no run was started in-pro
 from __future__ import annotations
 
 import functools
+import sys
 from pathlib import Path
 from typing import Any
 
 from mlcustody.capture import models
-from mlcustody.errors import UsageError
 from mlcustody.interfaces import tracking
 from mlcustody.interfaces.sdk import Workspace
 
@@ -48,9 +48,11 @@ def active_run(workspace: Workspace | str | Path | None = None) -> tracking.Run 
 
 
 def _current() -> tracking.Run:
+    """The active run; as in MLflow, logging with none starts one (named after the script, ended at exit)."""
     found = active_run()
     if found is None:
-        raise UsageError("no active run", hint="start one with mlcustody.start_run(), or run under `custody run`")
+        script = Path(sys.argv[0]).stem if sys.argv and sys.argv[0] not in ("", "-c", "-m") else "run"
+        found = start_run(script or "run")
     return found
 
 

@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from mlcustody import config as config_module
 from mlcustody._canonical import canonical_json
 from mlcustody._progress import Progress
+from mlcustody.capture import launch
 from mlcustody.checks import Problem
 from mlcustody.config import STORE_DIRNAME, Config
 from mlcustody.errors import PathError, UnknownRef, UsageError, WorkspaceExists
@@ -181,7 +182,7 @@ class Workspace:
     @property
     def cache(self) -> StatCache:
         if self._cache is None:
-            self._cache = StatCache(self.config.store_dir / "cache" / "stat.db")
+            self._cache = StatCache(self.config.stat_cache_path)
         return self._cache
 
     def _lock(self, *, exclusive: bool) -> Any:
@@ -191,19 +192,7 @@ class Workspace:
 
     def relpath(self, path: Path | str) -> str:
         """``path`` relative to the workspace root (posix), refusing anything outside it."""
-        absolute = Path(os.path.abspath(path))
-        try:
-            rel = absolute.relative_to(self.root)
-        except ValueError as exc:
-            raise PathError(
-                f"{path} is outside the workspace {self.root}",
-                hint="move or copy it into the workspace, or run custody from a workspace that contains it",
-            ) from exc
-        if rel.parts and rel.parts[0] == STORE_DIRNAME:
-            raise PathError(f"{path} is inside the store itself", hint="add your data, not .custody")
-        if not rel.parts:
-            raise PathError("cannot add the workspace root itself", hint="add its data directories")
-        return rel.as_posix()
+        return self.config.relpath(path)
 
     def resolve(self, ref: str) -> ArtifactVersion:
         """A reference, or failing that a workspace path something was added from (its latest version)."""
@@ -458,8 +447,8 @@ class Workspace:
         stdout_to_stderr: bool = False,
     ) -> tracking.CommandResult:
         """Run a command as a tracked run, capturing the files it reads and writes."""
-        return tracking.run_command(
-            self,
+        started = launch.start(
+            self.config,
             command,
             name=name,
             inputs=inputs,
@@ -467,6 +456,12 @@ class Workspace:
             params=params,
             stdout_to_stderr=stdout_to_stderr,
         )
+        return self.finish_command(started)
+
+    def finish_command(self, started: launch.Launch) -> tracking.CommandResult:
+        """Record and seal the run of a command already started by ``launch.start``."""
+        with launch.stopped_on_error(started):
+            return tracking.finish_command(self, started)
 
     def is_run(self, ref: str) -> bool:
         """Whether ``ref`` names a run rather than an artifact (an artifact wins unless ``run:`` is written)."""

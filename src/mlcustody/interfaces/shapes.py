@@ -12,18 +12,19 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mlcustody.checks import Problem
-from mlcustody.errors import CustodyError
-from mlcustody.metadata.artifacts import ArtifactVersion
-from mlcustody.metadata.audit import Event
-from mlcustody.metadata.gc import GcPlan
-from mlcustody.metadata.runs import IO, Run, json_number
-from mlcustody.storage.checkout import CheckoutResult
-from mlcustody.storage.diff import Change, TreeDiff
-from mlcustody.storage.manifest import Entry
+from mlcustody._canonical import json_number
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the CLI imports this module before it knows whether it needs the database layer
+    from mlcustody.checks import Problem
+    from mlcustody.errors import CustodyError
     from mlcustody.interfaces.sdk import FoundRecord, RecordDiffReport, RunDetails
+    from mlcustody.metadata.artifacts import ArtifactVersion
+    from mlcustody.metadata.audit import Event
+    from mlcustody.metadata.gc import GcPlan
+    from mlcustody.metadata.runs import IO, Run
+    from mlcustody.storage.checkout import CheckoutResult
+    from mlcustody.storage.diff import Change, TreeDiff
+    from mlcustody.storage.manifest import Entry
 
 ARTIFACT_FIELDS = [
     "ref",

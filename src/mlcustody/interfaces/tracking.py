@@ -11,17 +11,16 @@ from __future__ import annotations
 
 import atexit
 import functools
+import json
 import os
-import shutil
 import signal
 import socket
-import subprocess
 import sys
 import threading
 import time
 import traceback
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType, TracebackType
@@ -29,9 +28,10 @@ from typing import TYPE_CHECKING, Any
 
 from mlcustody._canonical import utc_now
 from mlcustody.capture import context, iolog, models
+from mlcustody.capture.launch import Launch
 from mlcustody.capture.writer import RunWriter
-from mlcustody.errors import CustodyError, PathError, UsageError
-from mlcustody.metadata import artifacts, audit, runs
+from mlcustody.errors import CustodyError, UsageError
+from mlcustody.metadata import artifacts, audit, run_values, runs
 from mlcustody.metadata.artifacts import ArtifactVersion
 from mlcustody.metadata.runs import IO, Metric, RunEnd, RunStart
 from mlcustody.storage import manifest, snapshot
@@ -49,37 +49,41 @@ _TERMINATED: list[int] = []  # signals that ended this process (SystemExit does 
 class Run:
     """An active run: log to it, declare what it used and produced, end it (or use it as a context)."""
 
-    def __init__(self, ws: Workspace, start: RunStart, environment: str, *, owned: bool = True) -> None:
+    def __init__(
+        self,
+        ws: Workspace,
+        run_id: str,
+        name: str,
+        environment: str,
+        *,
+        owned: bool = True,
+        given: Mapping[str, Any] | None = None,
+    ) -> None:
         self.workspace = ws
-        self.start = start
+        self.id = run_id
+        self.name = name
         self.environment = environment
-        self._owned = owned
-        self._writer = RunWriter(ws.db, start.id)
+        self._owned = owned  # False when attached to the run of `custody run`, which seals it
+        self._given = dict(given or {})
+        self._writer = RunWriter(ws.db, run_id)
         self.ended: RunEnd | None = None
-
-    @property
-    def id(self) -> str:
-        return self.start.id
-
-    @property
-    def name(self) -> str:
-        return self.start.name
 
     @property
     def params(self) -> dict[str, Any]:
         """The params recorded so far, including those given to ``custody run --param``."""
         self._writer.flush()
         with self.workspace.db.read() as conn:
-            return runs.get(conn, self.id).params
+            found = runs.load(conn, [self.id])
+        return {**self._given, **(found[0].params if found else {})}
 
     # -- logging ------------------------------------------------------------------------------------
 
     def log_metric(self, key: str, value: float, step: int = 0, timestamp: int | None = None) -> None:
-        runs.validate_key(key, "metric")
+        run_values.validate_key(key, "metric")
         if isinstance(step, bool) or not isinstance(step, int):
             raise UsageError(f"metric {key!r} step {step!r} is not an integer", hint="pass step=0, 1, 2, …")
         when = int(time.time() * 1000) if timestamp is None else timestamp
-        self._writer.metric(Metric(key, runs.metric_value(key, value), step, when))
+        self._writer.metric(Metric(key, run_values.metric_value(key, value), step, when))
 
     def log_metrics(self, metrics: Mapping[str, float], step: int = 0) -> None:
         for key, value in metrics.items():
@@ -169,14 +173,26 @@ def start_run(
     parent: str | None = None,
 ) -> Run:
     """Start a run in this process: capture code and environment, record the start, return the run."""
-    runs.validate_key(name, "run")
+    run_values.validate_key(name, "run")
     reap(ws)
     entry = Path(sys.argv[0]) if sys.argv and sys.argv[0] not in ("", "-c", "-m") else None
     code = context.capture_code(ws.root, entry)
     environment = context.capture_environment(ws.root, context.Interpreter.current(), ws.config.capture_env)
     parent = parent or (_ACTIVE[-1].id if _ACTIVE else os.environ.get("CUSTODY_RUN_ID"))
-    start = _record_start(ws, name, parent, list(sys.argv), code)
-    run = Run(ws, start, ws.store_json(environment))
+    _store_code(ws, code)
+    start = RunStart(
+        uuid.uuid4().hex,
+        name,
+        parent,
+        list(sys.argv),
+        ws.store_json(code.value),
+        ws.config.actor,
+        _HOST,
+        os.getpid(),
+        utc_now(),
+    )
+    _record_start(ws, start)
+    run = Run(ws, start.id, name, ws.store_json(environment))
     _ACTIVE.append(run)
     _install_process_hooks()
     if params:
@@ -193,11 +209,8 @@ def active_run(ws: Workspace) -> Run | None:
     run_id = os.environ.get("CUSTODY_RUN_ID")
     if not run_id:
         return None
-    with ws.db.read() as conn:
-        found = runs.load(conn, [run_id])
-    if not found or found[0].end is not None:
-        return None
-    attached = Run(ws, found[0].start, "", owned=False)
+    given = json.loads(os.environ.get("CUSTODY_RUN_PARAMS") or "{}")
+    attached = Run(ws, run_id, os.environ.get("CUSTODY_RUN_NAME", "run"), "", owned=False, given=given)
     _ACTIVE.append(attached)
     _install_process_hooks()
     return attached
@@ -228,43 +241,36 @@ def reap(ws: Workspace) -> list[str]:
 # -- custody run -- CMD ------------------------------------------------------------------------------
 
 
-def run_command(
-    ws: Workspace,
-    command: Sequence[str],
-    *,
-    name: str | None = None,
-    inputs: Sequence[str | Path] = (),
-    outputs: Sequence[str | Path] = (),
-    params: Mapping[str, Any] | None = None,
-    stdout_to_stderr: bool = False,
-) -> CommandResult:
-    """Run ``command`` as a tracked run; its exit status is returned for the caller to pass on."""
-    if not command:
-        raise UsageError("no command given", hint="write the command after --, e.g. custody run -- python train.py")
-    if shutil.which(command[0]) is None:
-        raise UsageError(f"command not found: {command[0]}", hint="check the spelling, or give its path")
-    name = runs.validate_key(name or Path(command[0]).name, "run")
-    declared_in = [ws.relpath(p) for p in inputs]
-    declared_out = [ws.relpath(p) for p in outputs]
-    for rel in declared_in:
-        if not (ws.root / rel).exists():
-            raise PathError(f"input {rel} does not exist", hint="create it first, or drop --in")
+def finish_command(ws: Workspace, launch: Launch) -> CommandResult:
+    """Record the run of a command started by ``launch.start`` while it runs, then seal it when it ends."""
     reap(ws)
-    before = _snapshot_inputs(ws, declared_in)
-    code = context.capture_code(ws.root, _entry_script(command, ws.root))
-    start = _record_start(ws, name, os.environ.get("CUSTODY_RUN_ID"), list(command), code)
-    log = ws.config.store_dir / "tmp" / f"run-{start.id}.log"
+    _store_code(ws, launch.code)
+    start = RunStart(
+        launch.run_id,
+        launch.name,
+        os.environ.get("CUSTODY_RUN_ID"),
+        launch.command,
+        ws.store_json(launch.code.value),
+        ws.config.actor,
+        _HOST,
+        os.getpid(),
+        launch.started_at,
+    )
+    _record_start(ws, start)
     writer = RunWriter(ws.db, start.id)
-    for key, value in (params or {}).items():
+    for key, value in launch.params.items():
         writer.param(key, value)
-    for item in before:
+    with ws.db.read() as conn:
+        for rel, snap in launch.inputs:
+            version = artifacts.latest_at_path(conn, rel)
+            ref = version.ref if version is not None and version.digest == snap.digest else None
+            writer.io(IO("input", rel, snap.kind, snap.digest, snap.size, ref, "declared"))
+    exit_status, signalled = launch.wait()
+    captured = iolog.read_log(launch.log, ws.root)
+    declared = {rel for rel, _ in launch.inputs} | set(launch.outputs)
+    for item in _captured_io(ws, captured, declared):
         writer.io(item)
-    child_env = iolog.child_environment(log, ws.root, start.id, os.environ)
-    exit_status, signalled = _execute(command, child_env, stdout_to_stderr)
-    captured = iolog.read_log(log, ws.root)
-    for item in _captured_io(ws, captured, set(declared_in), set(declared_out)):
-        writer.io(item)
-    for rel in declared_out:
+    for rel in launch.outputs:
         if (ws.root / rel).exists():
             version = ws.add([ws.root / rel], generated_by=start.id)[0].version
             writer.io(_io_of(version, "output", "declared"))
@@ -273,34 +279,9 @@ def run_command(
     environment = ws.store_json(context.capture_environment(ws.root, interpreter, ws.config.capture_env))
     status, error = _command_outcome(exit_status, signalled)
     seal(ws, start.id, RunEnd(status, exit_status, error, utc_now(), captured.processes, environment))
-    log.unlink(missing_ok=True)
+    launch.log.unlink(missing_ok=True)
     with ws.db.read() as conn:
         return CommandResult(runs.get(conn, start.id), exit_status)
-
-
-def _execute(command: Sequence[str], env: dict[str, str], stdout_to_stderr: bool) -> tuple[int, bool]:
-    """Run the child with our stdio; SIGINT/SIGTERM/SIGHUP sent to us are passed on to it."""
-    received: list[int] = []
-    stdout = sys.stderr if stdout_to_stderr else None
-    child = subprocess.Popen(list(command), env=env, stdout=stdout)
-
-    def forward(signum: int, _frame: FrameType | None) -> None:
-        received.append(signum)
-        if child.poll() is None:
-            child.send_signal(signum)
-
-    previous = {}
-    if threading.current_thread() is threading.main_thread():
-        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            previous[signum] = signal.signal(signum, forward)
-    try:
-        code = child.wait()
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-    if code < 0:
-        return 128 - code, True
-    return code, bool(received)
 
 
 def _command_outcome(exit_status: int, signalled: bool) -> tuple[str, str]:
@@ -312,40 +293,11 @@ def _command_outcome(exit_status: int, signalled: bool) -> tuple[str, str]:
     return "failed", f"exited with status {exit_status}"
 
 
-def _entry_script(command: Sequence[str], root: Path) -> Path | None:
-    """The script a command runs: ``python [opts] script.py`` → script.py; ``./train.sh`` → itself."""
-    program = Path(command[0]).name
-    if program.startswith("python"):
-        args = iter(command[1:])
-        for arg in args:
-            if arg in ("-m", "-c"):
-                return None
-            if arg in ("-W", "-X"):
-                next(args, None)
-            elif not arg.startswith("-"):
-                return Path(arg)
-        return None
-    candidate = Path(command[0])
-    return candidate if "/" in command[0] and candidate.is_file() else None
-
-
-def _snapshot_inputs(ws: Workspace, declared: Sequence[str]) -> list[IO]:
-    """Store the declared inputs as they are before the command runs; link each to its artifact."""
-    found = []
-    for rel in declared:
-        snap = snapshot.take(ws.root / rel, objects=ws.objects, cache=ws.cache)
-        with ws.db.read() as conn:
-            version = artifacts.latest_at_path(conn, rel)
-        ref = version.ref if version is not None and version.digest == snap.digest else None
-        found.append(IO("input", rel, snap.kind, snap.digest, snap.size, ref, "declared"))
-    ws.objects.barrier()
-    return found
-
-
-def _captured_io(ws: Workspace, captured: iolog.Captured, declared_in: set[str], declared_out: set[str]) -> list[IO]:
-    """Files the process read (stored if unchanged since it opened them) and wrote (stored as they are)."""
-    reads = [rel for rel in sorted(captured.reads) if rel not in declared_in]
-    writes = [rel for rel in sorted(captured.writes) if rel not in declared_out and (ws.root / rel).is_file()]
+def _captured_io(ws: Workspace, captured: iolog.Captured, declared: set[str]) -> list[IO]:
+    """Files the process read (stored if unchanged since it opened them) and wrote (stored as they are);
+    paths declared with --in/--out are recorded as declared instead."""
+    reads = [rel for rel in sorted(captured.reads) if rel not in declared]
+    writes = [rel for rel in sorted(captured.writes) if rel not in declared and (ws.root / rel).is_file()]
     unchanged = [rel for rel in reads if captured.reads[rel].unchanged(ws.root / rel)]
     stored = dict(
         zip(
@@ -407,18 +359,16 @@ class _ArtifactLinker:
 # -- shared pieces -----------------------------------------------------------------------------------
 
 
-def _record_start(ws: Workspace, name: str, parent: str | None, command: list[str], code: context.Code) -> RunStart:
+def _store_code(ws: Workspace, code: context.Code) -> None:
     for blob in code.blobs:
         ws.objects.put_bytes(blob)
-    code_digest = ws.store_json(code.value)
-    ws.objects.barrier()
-    start = RunStart(
-        uuid.uuid4().hex, name, parent, command, code_digest, ws.config.actor, _HOST, os.getpid(), utc_now()
-    )
+
+
+def _record_start(ws: Workspace, start: RunStart) -> None:
+    ws.objects.barrier()  # the code objects are durable before the row that names them commits
     with ws.db.write() as conn:
         event = runs.insert_start(conn, start)
     audit.advance_witness(ws.witness, event)
-    return start
 
 
 def _io_of(version: ArtifactVersion, role: str, source: str) -> IO:

@@ -22,17 +22,17 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from mlcustody._canonical import canonical_json, digest_json
+from mlcustody._canonical import canonical_json, digest_json, json_number
 from mlcustody.checks import Problem
 from mlcustody.errors import AmbiguousRef, UnknownRef, UsageError
 from mlcustody.metadata import audit
+from mlcustody.metadata.run_values import param_text
 from mlcustody.metadata.schema import run_ends, run_io, run_metric_latest, run_metrics, run_params, run_tags, runs
 from mlcustody.storage.objects import ObjectStore
 
 RECORD_SCHEMA = "mlcustody-run/v1"
 STATUSES = ("running", "finished", "failed", "killed")
 _ID_PREFIX = re.compile(r"[0-9a-f]{4,32}")
-_KEY = re.compile(r"[A-Za-z0-9_.\-/ ]{1,250}")
 
 
 @dataclass(frozen=True)
@@ -136,42 +136,6 @@ class Run:
 
     def files(self, role: str) -> list[IO]:
         return [item for item in self.io if item.role == role]
-
-
-# -- validation ------------------------------------------------------------------------------------
-
-
-def validate_key(key: object, what: str) -> str:
-    if not isinstance(key, str) or not _KEY.fullmatch(key):
-        raise UsageError(
-            f"{what} name {key!r} is not valid",
-            hint="use 1–250 letters, digits, spaces and _ . - /",
-        )
-    return key
-
-
-def metric_value(key: str, value: object) -> float:
-    """A metric value as a float; booleans, strings and other objects are refused like MLflow does."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        try:
-            import numpy as np
-
-            if isinstance(value, np.number) and not isinstance(value, np.complexfloating):
-                return float(value)
-        except ImportError:  # pragma: no cover - numpy is a dependency
-            pass
-        raise UsageError(f"metric {key!r} value {value!r} is not a number", hint="log an int or a float")
-    return float(value)
-
-
-def param_text(key: str, value: Any) -> str:
-    try:
-        return canonical_json(value).decode("utf-8")
-    except (TypeError, ValueError) as exc:
-        raise UsageError(
-            f"param {key!r} value {value!r} cannot be recorded: {exc}",
-            hint="params are JSON values: strings, finite numbers, booleans, null, lists and objects",
-        ) from exc
 
 
 # -- writing ---------------------------------------------------------------------------------------
@@ -483,15 +447,6 @@ def _storable(value: float) -> float | None:
 
 def _readable(value: float | None) -> float:
     return math.nan if value is None else value
-
-
-def json_number(value: float) -> float | str:
-    """A float as JSON can hold it: NaN and infinities become the strings NaN, Infinity, -Infinity."""
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "Infinity" if value > 0 else "-Infinity"
-    return value
 
 
 def _metric_order(m: Metric) -> tuple[str, int, int, bool, float]:

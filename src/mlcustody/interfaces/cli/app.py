@@ -12,7 +12,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from typer.exceptions import TyperException
@@ -20,7 +20,9 @@ from typer.exceptions import TyperException
 from mlcustody.errors import CustodyError, UsageError
 from mlcustody.interfaces import shapes
 from mlcustody.interfaces.cli import output, render, render_runs
-from mlcustody.interfaces.sdk import RecordSpec, Workspace
+
+if TYPE_CHECKING:  # the database layer is imported by the commands that use it (see `run`)
+    from mlcustody.interfaces.sdk import Workspace
 
 app = typer.Typer(
     name="custody",
@@ -50,6 +52,8 @@ def _global(
 
 @contextmanager
 def workspace() -> Iterator[Workspace]:
+    from mlcustody.interfaces.sdk import Workspace
+
     ws = Workspace.open(State.directory)
     try:
         yield ws
@@ -69,6 +73,8 @@ def init(
     as_json: JsonOpt = False,
 ) -> None:
     """Create a workspace store (.custody/) in the current directory or --dir."""
+    from mlcustody.interfaces.sdk import Workspace
+
     db_url = db or os.environ.get("CUSTODY_DB_URL") or None
     with Workspace.init(State.directory or Path.cwd(), db_url=db_url, link_mode=link) as ws:
         render.init(ws, as_json)
@@ -78,6 +84,7 @@ def init(
 def migrate(as_json: JsonOpt = False) -> None:
     """Upgrade the metadata database to this release's schema."""
     from mlcustody import config
+    from mlcustody.interfaces.sdk import Workspace
 
     root = config.find_root(State.directory or Path.cwd())
     with Workspace(config.load(root)) as ws:
@@ -106,6 +113,8 @@ def add(
     as_json: JsonOpt = False,
 ) -> None:
     """Version files or directories: store their bytes and record a new artifact version."""
+    from mlcustody.interfaces.sdk import RecordSpec
+
     spec = None
     if records or key or fmt:
         spec = RecordSpec(key=tuple(k.strip() for k in key.split(",") if k.strip()) if key else None, format=fmt)
@@ -227,15 +236,21 @@ def run_command(
     every process started); for other commands declare --in and --out. The command's exit status
     is passed through; with --json its standard output goes to standard error.
     """
-    with workspace() as ws:
-        result = ws.run_command(
-            command or [],
-            name=name,
-            inputs=inputs or [],
-            outputs=outputs or [],
-            params=_params(param or []),
-            stdout_to_stderr=as_json,
-        )
+    from mlcustody import config
+    from mlcustody.capture import launch
+
+    cfg = config.load(config.find_root(State.directory or Path.cwd()))
+    started = launch.start(
+        cfg,
+        command or [],
+        name=name,
+        inputs=inputs or [],
+        outputs=outputs or [],
+        params=_params(param or []),
+        stdout_to_stderr=as_json,
+    )
+    with launch.stopped_on_error(started), workspace() as ws:  # the database layer loads while it runs
+        result = ws.finish_command(started)
         render_runs.show(ws.run(result.run.id), as_json)
     raise typer.Exit(result.exit_status)
 

@@ -6,16 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import make_url
-
 from mlcustody.interfaces import shapes
 from mlcustody.interfaces.cli import output
-from mlcustody.metadata.artifacts import ArtifactVersion
-from mlcustody.metadata.audit import Event
-from mlcustody.metadata.gc import GcPlan
-from mlcustody.storage.checkout import CheckoutResult
-from mlcustody.storage.diff import TreeDiff
-from mlcustody.storage.manifest import Entry
 
 if TYPE_CHECKING:
     from mlcustody.interfaces.sdk import (
@@ -26,11 +18,19 @@ if TYPE_CHECKING:
         VerifyReport,
         Workspace,
     )
+    from mlcustody.metadata.artifacts import ArtifactVersion
+    from mlcustody.metadata.audit import Event
+    from mlcustody.metadata.gc import GcPlan
+    from mlcustody.storage.checkout import CheckoutResult
+    from mlcustody.storage.diff import TreeDiff
+    from mlcustody.storage.manifest import Entry
 
 _SHOWN = 20  # changed files listed per category in human output; JSON lists all
 
 
 def init(ws: Workspace, as_json: bool) -> None:
+    from sqlalchemy import make_url
+
     db = make_url(ws.config.db_url).render_as_string(hide_password=True)
     revision = ws.db.revision()
     if as_json:

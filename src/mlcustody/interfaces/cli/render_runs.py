@@ -6,10 +6,10 @@ from typing import TYPE_CHECKING, Any
 
 from mlcustody.interfaces import shapes
 from mlcustody.interfaces.cli import output
-from mlcustody.metadata.runs import IO, Run
 
 if TYPE_CHECKING:
     from mlcustody.interfaces.sdk import RunDetails
+    from mlcustody.metadata.runs import IO, Run
 
 _STYLE = {"finished": "green", "failed": "red", "killed": "red", "running": "yellow"}
 _PACKAGES_SHOWN = 8

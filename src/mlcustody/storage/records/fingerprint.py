@@ -12,6 +12,7 @@ The encoding is specified in docs/record-fingerprint.md and mirrored as SQL by
 from __future__ import annotations
 
 import threading
+import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, cast
@@ -63,7 +64,11 @@ def _from_pandas(frame: Any) -> pa.Table:
     if len(set(names)) != len(names):
         raise UsageError("the pandas DataFrame has duplicate column names", hint="rename the duplicate columns")
     try:
-        return pa.Table.from_pandas(frame, preserve_index=False)
+        with warnings.catch_warnings():
+            # pyarrow reads tz-aware columns through Series.values, which pandas 3.1 deprecates; the
+            # values it gets are the UTC instants we want, so the warning is about pyarrow, not us.
+            warnings.filterwarnings("ignore", message="Series.values returning an ndarray that drops timezone")
+            return pa.Table.from_pandas(frame, preserve_index=False)
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
         raise UsageError(
             f"a pandas column cannot be read as typed values: {exc}",
