@@ -270,3 +270,25 @@ def _wait_for_line(stream: Any, expected: str, timeout: float = 60) -> None:
         if expected in line:
             return
     raise AssertionError(f"no {expected!r} within {timeout} s")
+
+
+@pytest.mark.slow
+def test_killing_custody_run_at_any_moment_leaves_a_consistent_store(project: Path) -> None:
+    write_tree(project, {"step.py": "import time\nopen('data/loans.csv').read()\ntime.sleep(0.3)\nopen('o.txt', 'w')\n"})
+    for delay in (0.05, 0.15, 0.25, 0.4, 0.6, 0.8, 1.0, 1.3):
+        proc = subprocess.Popen(
+            [PY, "-m", "mlcustody", "run", "--", PY, "step.py"],
+            cwd=project,
+            env=clean_env(),
+            start_new_session=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        time.sleep(delay)
+        os.killpg(proc.pid, signal.SIGKILL)  # custody and the command it runs
+        proc.wait()
+        assert ok_json(project, "verify")["ok"], f"inconsistent after a kill at {delay} s"
+    ok(project, "run", "--", "true")  # reaps the runs whose custody process died
+    statuses = {r["status"] for r in ok_json(project, "runs")["runs"]}
+    assert statuses <= {"finished", "killed"}, statuses
+    assert ok_json(project, "verify")["ok"]
