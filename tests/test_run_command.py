@@ -274,7 +274,8 @@ def _wait_for_line(stream: Any, expected: str, timeout: float = 60) -> None:
 
 @pytest.mark.slow
 def test_killing_custody_run_at_any_moment_leaves_a_consistent_store(project: Path) -> None:
-    write_tree(project, {"step.py": "import time\nopen('data/loans.csv').read()\ntime.sleep(0.3)\nopen('o.txt', 'w')\n"})
+    step = "import time\nopen('data/loans.csv').read()\ntime.sleep(0.3)\nopen('o.txt', 'w')\n"
+    write_tree(project, {"step.py": step})
     for delay in (0.05, 0.15, 0.25, 0.4, 0.6, 0.8, 1.0, 1.3):
         proc = subprocess.Popen(
             [PY, "-m", "mlcustody", "run", "--", PY, "step.py"],
@@ -291,4 +292,14 @@ def test_killing_custody_run_at_any_moment_leaves_a_consistent_store(project: Pa
     ok(project, "run", "--", "true")  # reaps the runs whose custody process died
     statuses = {r["status"] for r in ok_json(project, "runs")["runs"]}
     assert statuses <= {"finished", "killed"}, statuses
+    assert ok_json(project, "verify")["ok"]
+
+
+def test_gc_keeps_every_object_a_run_refers_to(project: Path) -> None:
+    (project / "train.py").write_text(TRAIN + "# tuned\n")  # a dirty tree: the diff is stored
+    doc = _tracked(project, "--", PY, "train.py")
+    assert doc["code"]["git"]["dirty"] and doc["code"]["git"]["diff"]
+    plan = ok_json(project, "gc")
+    assert plan["unreferenced"]["count"] == 0, plan
+    ok(project, "gc", "--delete")
     assert ok_json(project, "verify")["ok"]

@@ -99,12 +99,10 @@ def load(root: Path) -> Config:
             | (set(core) - _KNOWN_KEYS if isinstance(core, dict) else set())
             | ({f"capture.{k}" for k in capture} - {"capture.env"} if isinstance(capture, dict) else set())
         )
-        raise ConfigError(
-            f"{path} has unknown settings {unknown}; known: [core] {sorted(_KNOWN_KEYS)}, [capture] env"
-        )
+        raise ConfigError(f"{path} has unknown settings {unknown}; known: [core] {sorted(_KNOWN_KEYS)}, [capture] env")
     capture_env = capture.get("env", [])
     if not isinstance(capture_env, list) or not all(isinstance(name, str) for name in capture_env):
-        raise ConfigError(f"{path}: [capture] env must be a list of variable names, e.g. env = [\"MY_SEED\"]")
+        raise ConfigError(f'{path}: [capture] env must be a list of variable names, e.g. env = ["MY_SEED"]')
     settings = {key: str(value) for key, value in core.items()}
     for key in _KNOWN_KEYS:
         env = os.environ.get(f"CUSTODY_{key.upper()}")

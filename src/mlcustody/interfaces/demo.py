@@ -79,8 +79,12 @@ def run(directory: Path | None, echo: Echo | None) -> tuple[list[dict[str, Any]]
     with sqlite3.connect(metric_copy / ".custody" / "metadata.db") as db:
         db.execute("UPDATE run_metrics SET value = 0.99 WHERE key = 'accuracy'")
     db.close()
-    step("Tamper: polish the run's accuracy in a copy — the run's seal no longer matches", "verify", cwd=metric_copy,
-         expect=1)
+    step(
+        "Tamper: polish the run's accuracy in a copy — the run's seal no longer matches",
+        "verify",
+        cwd=metric_copy,
+        expect=1,
+    )
     return steps, where
 
 

@@ -184,5 +184,7 @@ AUDITED: dict[str, tuple[str, ...]] = {
     "runs": ("id",),
     "run_ends": ("run_id",),
 }
+
+
 def hashed_columns(table: Table) -> list[Column[object]]:
     return [c for c in table.columns if not (c.primary_key and c.autoincrement is True)]

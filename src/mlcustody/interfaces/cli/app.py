@@ -273,7 +273,7 @@ def _params(items: list[str]) -> dict[str, Any]:
 def runs(
     name: Annotated[str | None, typer.Option("--name", "-n", help="Only runs with this name.")] = None,
     where: Annotated[
-        str | None, typer.Option("--where", "-w", help="Filter, e.g. \"metrics.auc > 0.9 and params.lr < 0.1\".")
+        str | None, typer.Option("--where", "-w", help='Filter, e.g. "metrics.auc > 0.9 and params.lr < 0.1".')
     ] = None,
     sort: Annotated[str | None, typer.Option("--sort", "-s", help="Order by a field; -FIELD for descending.")] = None,
     limit: Annotated[int, typer.Option("--limit", min=1, help="Show at most N runs.")] = 1000,
