@@ -16,7 +16,7 @@ from typing import Any
 from mlcustody.errors import UsageError
 from mlcustody.metadata import run_values, runs
 from mlcustody.metadata.engine import Database
-from mlcustody.metadata.runs import IO, Batch, Metric
+from mlcustody.metadata.runs import IO, Batch, ColumnLink, Metric, RecordLink
 
 FLUSH_SECONDS = 1.0
 _EARLY_FLUSH_ROWS = 50_000
@@ -74,6 +74,13 @@ class RunWriter:
             self._batch.io[(item.role, item.path)] = item
         self._started()
 
+    def lineage(self, records: list[RecordLink], columns: list[ColumnLink]) -> None:
+        with self._lock:
+            self._check()
+            self._batch.records.update({(r.output, r.input): r for r in records})
+            self._batch.columns.update(columns)
+        self._started()
+
     def flush(self) -> None:
         """Write everything logged so far, now, in one transaction."""
         with self._flush_lock:
@@ -98,6 +105,8 @@ class RunWriter:
             self._batch.tags.update(newer.tags)
             self._batch.metrics.extend(newer.metrics)
             self._batch.io.update(newer.io)
+            self._batch.records.update(newer.records)
+            self._batch.columns.update(newer.columns)
 
     def close(self) -> None:
         """Stop the thread and write the rest; raises what a background write raised."""

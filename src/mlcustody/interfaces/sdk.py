@@ -39,6 +39,9 @@ from mlcustody.storage.objects import ObjectStore
 from mlcustody.storage.statcache import StatCache
 
 if TYPE_CHECKING:  # the record layer pulls in pyarrow, DuckDB and polars: imported when first used
+    import pyarrow as pa
+
+    from mlcustody.lineage import records as record_trace
     from mlcustody.storage.records import diff as record_diff
     from mlcustody.storage.records import lookup
     from mlcustody.storage.records import manifest as record_manifest
@@ -423,6 +426,28 @@ class Workspace:
             found.append(FoundRecord(hit, lookup.read_record(raw, summary["format"], hit, schema)))
         return version, found
 
+    def record_table(self, version: ArtifactVersion) -> pa.Table:
+        """Every record of a version (added with records) with its record id, read from the stored bytes."""
+        from mlcustody.storage.records import manifest as record_manifest
+        from mlcustody.storage.records import table as record_table
+
+        summary = self.record_manifest(version)
+        schema = record_manifest.values_schema(self.objects.path(summary["manifest"]))
+        if version.kind == "file":
+            sources = [record_manifest.RecordSource(version.path or version.name, self.objects.path(version.digest))]
+        else:
+            _, chosen = _record_files(version.path or version.name, self.entries(version), summary["format"])
+            rel = version.path or version.name
+            sources = [record_manifest.RecordSource(f"{rel}/{e.path}", self.objects.path(e.digest)) for e in chosen]
+        return record_table.read_records(sources, summary["format"], summary["key"], schema)
+
+    def trace_record(self, ref: str, ident: str, *, down: bool = False, depth: int = 64) -> record_trace.Trace:
+        """Follow a record (id or fingerprint) back to its raw source lines, or down to what it reached."""
+        from mlcustody.lineage import records as trace
+
+        with self.db.read() as conn:
+            return trace.trace(conn, self.objects, ref, ident, down=down, depth=depth)
+
     # -- runs ----------------------------------------------------------------------------------------
 
     def start_run(
@@ -505,6 +530,15 @@ class Workspace:
     def run_diff(self, ref_a: str, ref_b: str) -> tuple[RunDetails, RunDetails, dict[str, Any]]:
         a, b = self.run(ref_a), self.run(ref_b)
         return a, b, run_diff.compare(a, b)
+
+    def current_version(self, path: Path, *, records: bool = False) -> ArtifactVersion | None:
+        """The latest version added from ``path`` if its bytes (and, asked, a record manifest) are what is
+        there now; else None. Costs a stat per file when nothing changed (the stat cache)."""
+        with self.db.read() as conn:
+            found = artifacts.latest_at_path(conn, self.relpath(path))
+        if found is None or (records and found.records is None):
+            return None
+        return found if snapshot.take(path, cache=self.cache).digest == found.digest else None
 
     def materialise(self, version: ArtifactVersion) -> Path:
         """Where ``version``'s bytes can be read: its workspace path if unchanged, else a cached copy."""

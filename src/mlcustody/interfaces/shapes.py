@@ -18,6 +18,7 @@ if TYPE_CHECKING:  # the CLI imports this module before it knows whether it need
     from mlcustody.checks import Problem
     from mlcustody.errors import CustodyError
     from mlcustody.interfaces.sdk import FoundRecord, RecordDiffReport, RunDetails
+    from mlcustody.lineage.records import RecordNode, Trace
     from mlcustody.metadata.artifacts import ArtifactVersion
     from mlcustody.metadata.audit import Event
     from mlcustody.metadata.gc import GcPlan
@@ -126,6 +127,14 @@ FIELDS: dict[str, dict[str, str]] = {
         "children": "ids of runs started inside this one",
     },
     "runs": {"runs": "list of run summary (as in run.run), newest first unless --sort"},
+    "trace_record": {
+        "direction": "back (to raw sources) or down (to everything the record reached)",
+        "records": "list of trace nodes, one per record matched (a fingerprint can match several): {ref, record_id, "
+        "source (file:LINE or file#ROW of a source record, else null), step ({run, run_name, commit, relation} "
+        "linking it to the next nodes, or null), links: [trace node]}",
+        "sources": "back: the distinct source records reached, as {ref, record_id, source}; down: []",
+        "models": "down: model versions trained on a dataset version the record reached; back: []",
+    },
     "run_diff": {
         "a": "run summary",
         "b": "run summary",
@@ -276,6 +285,30 @@ def run_diff(a: RunDetails, b: RunDetails, differences: dict[str, Any]) -> dict[
     return document(
         "run_diff", a=run_summary(a.run), b=run_summary(b.run), differences={**differences, "metrics": metrics}
     )
+
+
+def trace_record(found: Trace, down: bool) -> dict[str, Any]:
+    ends = {(n.ref, n.record_id): n for root in found.roots for n in root.sources()} if not down else {}
+    return document(
+        "trace_record",
+        direction="down" if down else "back",
+        records=[_trace_node(root) for root in found.roots],
+        sources=[{"ref": n.ref, "record_id": n.record_id, "source": n.source} for _, n in sorted(ends.items())],
+        models=found.models,
+    )
+
+
+def _trace_node(node: RecordNode) -> dict[str, Any]:
+    step = node.step
+    return {
+        "ref": node.ref,
+        "record_id": node.record_id,
+        "source": node.source,
+        "step": {"run": step.run_id, "run_name": step.run_name, "commit": step.commit, "relation": step.relation}
+        if step
+        else None,
+        "links": [_trace_node(link) for link in node.links],
+    }
 
 
 def _io(item: IO) -> dict[str, Any]:

@@ -27,7 +27,17 @@ from mlcustody.checks import Problem
 from mlcustody.errors import AmbiguousRef, UnknownRef, UsageError
 from mlcustody.metadata import audit
 from mlcustody.metadata.run_values import param_text
-from mlcustody.metadata.schema import run_ends, run_io, run_metric_latest, run_metrics, run_params, run_tags, runs
+from mlcustody.metadata.schema import (
+    column_lineage,
+    record_lineage,
+    run_ends,
+    run_io,
+    run_metric_latest,
+    run_metrics,
+    run_params,
+    run_tags,
+    runs,
+)
 from mlcustody.storage.objects import ObjectStore
 
 RECORD_SCHEMA = "mlcustody-run/v1"
@@ -104,6 +114,25 @@ class IO:
     source: str  # "declared" | "captured" | "sdk"
 
 
+@dataclass(frozen=True, order=True)
+class RecordLink:
+    """Which records of ``input`` each record of ``output`` came from: a Parquet object of links."""
+
+    output: str  # NAME@VERSION
+    input: str
+    relation: str  # map | filter | join | aggregate | concat | explode | declared
+    links: str  # object digest: (output_id, input_id) rows sorted by output_id
+    count: int
+
+
+@dataclass(frozen=True, order=True)
+class ColumnLink:
+    output: str
+    column: str
+    input: str
+    input_column: str
+
+
 @dataclass
 class Batch:
     """What a run's writer accumulated since its last flush."""
@@ -112,9 +141,11 @@ class Batch:
     tags: dict[str, str] = field(default_factory=dict)
     metrics: list[Metric] = field(default_factory=list)
     io: dict[tuple[str, str], IO] = field(default_factory=dict)
+    records: dict[tuple[str, str], RecordLink] = field(default_factory=dict)
+    columns: set[ColumnLink] = field(default_factory=set)
 
     def __bool__(self) -> bool:
-        return bool(self.params or self.tags or self.metrics or self.io)
+        return bool(self.params or self.tags or self.metrics or self.io or self.records or self.columns)
 
 
 @dataclass(frozen=True)
@@ -148,25 +179,7 @@ def insert_start(conn: Connection, start: RunStart) -> audit.Event:
 def write_batch(conn: Connection, run_id: str, batch: Batch) -> list[str]:
     """Insert a writer's batch. A param already recorded with another value (by another process) is
     left as it was and described in the returned list, so the rest of the batch is never lost."""
-    conflicts = []
-    if batch.params:
-        known = dict(
-            conn.execute(
-                sa.select(run_params.c.key, run_params.c.value).where(
-                    run_params.c.run_id == run_id, run_params.c.key.in_(list(batch.params))
-                )
-            ).all()
-        )
-        new = []
-        for key, value in batch.params.items():
-            text = param_text(key, value)
-            if key in known and known[key] != text:
-                conflicts.append(f"param {key!r} was already logged as {known[key]}, cannot change it to {text}")
-            elif key not in known:
-                number = float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
-                new.append({"run_id": run_id, "key": key, "value": text, "number": number})
-        if new:
-            conn.execute(run_params.insert(), new)
+    conflicts = _write_params(conn, run_id, batch.params) if batch.params else []
     if batch.tags:
         conn.execute(run_tags.delete().where(run_tags.c.run_id == run_id, run_tags.c.key.in_(list(batch.tags))))
         conn.execute(run_tags.insert(), [{"run_id": run_id, "key": k, "value": v} for k, v in batch.tags.items()])
@@ -174,9 +187,46 @@ def write_batch(conn: Connection, run_id: str, batch: Batch) -> list[str]:
         _write_metrics(conn, run_id, batch.metrics)
     if batch.io:
         for role, path in batch.io:
-            conn.execute(run_io.delete().where(run_io.c.run_id == run_id, run_io.c.role == role, run_io.c.path == path))
+            conn.execute(
+                run_io.delete().where(run_io.c.run_id == run_id, run_io.c.role == role, run_io.c.path == path)
+            )
         conn.execute(run_io.insert(), [{"run_id": run_id, **item.__dict__} for item in batch.io.values()])
+    _write_lineage(conn, run_id, batch)
     return conflicts
+
+
+def _write_params(conn: Connection, run_id: str, params: dict[str, Any]) -> list[str]:
+    known = dict(
+        conn.execute(
+            sa.select(run_params.c.key, run_params.c.value).where(
+                run_params.c.run_id == run_id, run_params.c.key.in_(list(params))
+            )
+        ).all()
+    )
+    conflicts, new = [], []
+    for key, value in params.items():
+        text = param_text(key, value)
+        if key in known and known[key] != text:
+            conflicts.append(f"param {key!r} was already logged as {known[key]}, cannot change it to {text}")
+        elif key not in known:
+            number = float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+            new.append({"run_id": run_id, "key": key, "value": text, "number": number})
+    if new:
+        conn.execute(run_params.insert(), new)
+    return conflicts
+
+
+def _write_lineage(conn: Connection, run_id: str, batch: Batch) -> None:
+    if batch.records:
+        for output, input_ in batch.records:
+            c = record_lineage.c
+            conn.execute(record_lineage.delete().where(c.run_id == run_id, c.output == output, c.input == input_))
+        conn.execute(record_lineage.insert(), [{"run_id": run_id, **r.__dict__} for r in batch.records.values()])
+    if batch.columns:
+        known = {ColumnLink(*row) for row in conn.execute(_column_rows(run_id))}
+        new = [{"run_id": run_id, **link.__dict__} for link in batch.columns - known]
+        if new:
+            conn.execute(column_lineage.insert(), new)
 
 
 def _write_metrics(conn: Connection, run_id: str, metrics: list[Metric]) -> None:
@@ -303,7 +353,23 @@ def stored_digests(conn: Connection) -> set[tuple[str, str]]:
         found |= {(seal, "run record"), (env, "run environment")} if env else {(seal, "run record")}
     query = sa.select(run_io.c.digest, run_io.c.kind).where(run_io.c.digest.is_not(None)).distinct()
     found |= {(d, "manifest" if kind == "dir" else "run file") for d, kind in conn.execute(query)}
+    found |= {(d, "record links") for d in conn.execute(sa.select(record_lineage.c.links).distinct()).scalars()}
     return found
+
+
+def record_links(conn: Connection, run_id: str) -> list[RecordLink]:
+    c = record_lineage.c
+    query = sa.select(c.output, c.input, c.relation, c.links, c.count).where(c.run_id == run_id)
+    return sorted(RecordLink(*row) for row in conn.execute(query))
+
+
+def column_links(conn: Connection, run_id: str) -> list[ColumnLink]:
+    return sorted(ColumnLink(*row) for row in conn.execute(_column_rows(run_id)))
+
+
+def _column_rows(run_id: str) -> sa.Select[Any]:
+    c = column_lineage.c
+    return sa.select(c.output, c.column, c.input, c.input_column).where(c.run_id == run_id)
 
 
 def code_objects(code: dict[str, Any]) -> list[str]:
@@ -327,6 +393,10 @@ def canonical_record(conn: Connection, run_id: str, end: RunEnd) -> dict[str, An
         "tags": run.tags,
         "metrics": {key: _series(rows, run.metrics.get(key)) for key, rows in _by_key(history).items()},
         "io": [item.__dict__ for item in run.io],
+        "lineage": {
+            "records": [link.__dict__ for link in record_links(conn, run_id)],
+            "columns": [link.__dict__ for link in column_links(conn, run_id)],
+        },
     }
 
 
@@ -391,6 +461,8 @@ def _differences(sealed: dict[str, Any], now: dict[str, Any]) -> list[str]:
                 found.append(f"{section}.{key} is {_short(after)}, sealed as {_short(before)}")
     if sealed.get("io") != now.get("io"):
         found.append("inputs/outputs differ from the sealed record")
+    if sealed.get("lineage") != now.get("lineage"):
+        found.append("record or column lineage differs from the sealed record")
     return found or ["rows no longer match the seal"]
 
 

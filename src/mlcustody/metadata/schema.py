@@ -20,7 +20,7 @@ from sqlalchemy import (
 )
 
 # Alembic revision this release's code expects; tests check it is the single head.
-REVISION = "0002"
+REVISION = "0003"
 
 metadata = MetaData(
     naming_convention={
@@ -174,6 +174,34 @@ run_io = Table(
     Column("artifact", String(310), nullable=True),
     Column("source", String(10), nullable=False),
     Index(None, "digest"),
+)
+
+# Record lineage of a run: for each (output version, input version) pair, a Parquet object of
+# (output_id, input_id) links sorted by output_id, so tracing one record back is a range read.
+# ``relation`` says how records were combined: map, filter, join, aggregate, concat or declared.
+record_lineage = Table(
+    "record_lineage",
+    metadata,
+    Column("run_id", String(32), primary_key=True),
+    Column("output", String(310), primary_key=True),
+    Column("input", String(310), primary_key=True),
+    Column("relation", String(20), nullable=False),
+    Column("links", String(64), nullable=False),
+    Column("count", BigInteger, nullable=False),
+    Index(None, "output"),
+    Index(None, "input"),
+)
+
+# Column lineage of a run: each output column and the input columns it was computed from.
+column_lineage = Table(
+    "column_lineage",
+    metadata,
+    Column("run_id", String(32), primary_key=True),
+    Column("output", String(310), primary_key=True),
+    Column("column", String(250), primary_key=True),
+    Column("input", String(310), primary_key=True),
+    Column("input_column", String(250), primary_key=True),
+    Index(None, "output", "column"),
 )
 
 # Tables whose every row is written through ``audit.record_row`` and re-checked by ``verify``,

@@ -19,7 +19,7 @@ from typer.exceptions import TyperException
 
 from mlcustody.errors import CustodyError, UsageError
 from mlcustody.interfaces import shapes
-from mlcustody.interfaces.cli import output, render, render_runs
+from mlcustody.interfaces.cli import output, render, render_lineage_records, render_runs
 
 if TYPE_CHECKING:  # the database layer is imported by the commands that use it (see `run`)
     from mlcustody.interfaces.sdk import Workspace
@@ -312,6 +312,25 @@ def gc(
     with workspace() as ws:
         found, freed = ws.gc(delete=delete)
         render.gc(found, freed, delete, as_json)
+
+
+trace_app = typer.Typer(help="Follow one record (or, later, one decision) through the chain of custody.")
+app.add_typer(trace_app, name="trace")
+
+
+@trace_app.command("record")
+def trace_record(
+    ref: Annotated[str, typer.Argument(help="The dataset version holding the record (NAME, NAME@VERSION, …).")],
+    ident: Annotated[str, typer.Argument(metavar="ID", help="The record id, or its fingerprint.")],
+    down: Annotated[
+        bool, typer.Option("--down", help="Everything the record reached: dataset records and models.")
+    ] = False,
+    depth: Annotated[int, typer.Option("--depth", help="Follow at most N runs (default: all).")] = 64,
+    as_json: JsonOpt = False,
+) -> None:
+    """Walk a record back through every transforming run to its raw source lines (or --down)."""
+    with workspace() as ws:
+        render_lineage_records.trace(ws.trace_record(ref, ident, down=down, depth=depth), down, as_json)
 
 
 @app.command()
