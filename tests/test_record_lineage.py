@@ -7,9 +7,8 @@ import polars as pl
 import pytest
 import sqlalchemy as sa
 
-import mlcustody.lineage as lineage
 from conftest import Cli, write_tree
-from mlcustody import Workspace
+from mlcustody import Workspace, lineage
 from mlcustody.errors import UsageError
 from mlcustody.metadata.schema import column_lineage
 
