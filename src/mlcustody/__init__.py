@@ -69,6 +69,8 @@ _LAZY = {
 def __getattr__(name: str) -> Any:
     if name == "__version__":
         return _version()
+    if name == "lineage":  # mlcustody.lineage.agg / .join for dataframe code
+        return importlib.import_module("mlcustody.lineage")
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'mlcustody' has no attribute {name!r}")

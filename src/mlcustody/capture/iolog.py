@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+import sys
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -53,6 +56,22 @@ def child_environment(log: Path, root: Path, run_id: str, base: Mapping[str, str
     env["CUSTODY_CAPTURE_ROOT"] = str(root)
     env["CUSTODY_RUN_ID"] = run_id
     return env
+
+
+@contextmanager
+def paused() -> Iterator[None]:
+    """Inside ``custody run``, hide this thread's file and process activity from the capture hook:
+    what mlcustody itself reads and starts is not the command's I/O. Elsewhere, does nothing."""
+    watched: set[int] | None = getattr(sys, "_custody_capture_paused", None)
+    ident = threading.get_ident()
+    if watched is None or ident in watched:
+        yield
+        return
+    watched.add(ident)
+    try:
+        yield
+    finally:
+        watched.discard(ident)
 
 
 def read_log(log: Path, root: Path) -> Captured:

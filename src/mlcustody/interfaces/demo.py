@@ -27,6 +27,9 @@ _REGIONS = ("north", "south", "east", "west")
 _PURPOSES = ("car", "home", "education", "business", "medical")
 
 
+Step = Callable[..., str]
+
+
 def run(directory: Path | None, echo: Echo | None) -> tuple[list[dict[str, Any]], Path]:
     """Run the tour; return the steps taken and where the workspace is."""
     where = _prepare(directory)
@@ -42,6 +45,14 @@ def run(directory: Path | None, echo: Echo | None) -> tuple[list[dict[str, Any]]
             raise RuntimeError(f"demo step {command!r} exited {proc.returncode}, expected {expect}: {proc.stderr}")
         return proc.stdout
 
+    _data_chapter(step, where)
+    _runs_chapter(step, where)
+    _tamper_chapter(step, where)
+    return steps, where
+
+
+def _data_chapter(step: Step, where: Path) -> None:
+    """Version a dataset record by record, change it, compare, verify, restore."""
     rng = random.Random(7)
     for month in ("2024-01", "2024-02", "2024-03"):
         _write_loans(where / "data" / f"loans_{month}.csv", month, rng)
@@ -61,54 +72,89 @@ def run(directory: Path | None, echo: Echo | None) -> tuple[list[dict[str, Any]]
     shutil.rmtree(where / "data")
     step("Data lost? Restore version 1 byte for byte", "checkout", "data@1")
 
+
+def _runs_chapter(step: Step, where: Path) -> None:
+    """A feature pipeline and a training run, traced record by record."""
+    _write_regions(where / "reference" / "regions.csv")
+    (where / "prepare.py").write_text(_PREPARE, encoding="utf-8")
     (where / "train.py").write_text(_TRAIN, encoding="utf-8")
     _commit_code(where)
+    prepare = ("run", "--name", "prepare", "--", sys.executable, "prepare.py")
+    step("A feature pipeline of three runs (clean, features, training set) keeps every record's id", *prepare)
+    sample = ("trace", "record", "trainset", "2024-03-00007")
+    step("Trace one training sample back through every run to its raw source lines", *sample)
     train = ("run", "--name", "train", "-p", "C=0.5", "--", sys.executable, "train.py")
     step("Train a model through `custody run`: code, environment, data read and model written are captured", *train)
     step("Runs are searchable by metric and param", "runs", "--where", "metrics.accuracy > 0.5 and params.C = 0.5")
-    run_id = json.loads(_quiet(where, "runs", "--json"))["runs"][0]["id"]
+    run_id = json.loads(_quiet(where, "runs", "--json", "--name", "train"))["runs"][0]["id"]
     step("Which data versions and which model bytes stand behind that run", "show", run_id[:12])
+    impact = ("trace", "record", "data@2", "2024-03-00007", "--down")
+    step("Impact: every derived record and model that one raw loan line reached", *impact)
 
+
+def _tamper_chapter(step: Step, where: Path) -> None:
+    """Tamper with copies of the workspace: verify names each change."""
     byte_copy = _copy_workspace(where, "tampered-object")
     _flip_byte(byte_copy)
     step("Tamper: flip one byte of a stored object in a copy — verify names it", "verify", cwd=byte_copy, expect=1)
     row_copy = _copy_workspace(where, "tampered-row")
-    _edit_metadata(row_copy)
+    _edit_metadata(row_copy, "UPDATE artifact_versions SET message = 'nothing to see here' WHERE name = 'data'")
     step("Tamper: edit an artifact row with sqlite3 in a copy — verify names it", "verify", cwd=row_copy, expect=1)
     metric_copy = _copy_workspace(where, "tampered-metric")
-    with sqlite3.connect(metric_copy / ".custody" / "metadata.db") as db:
-        db.execute("UPDATE run_metrics SET value = 0.99 WHERE key = 'accuracy'")
-    db.close()
-    step(
-        "Tamper: polish the run's accuracy in a copy — the run's seal no longer matches",
-        "verify",
-        cwd=metric_copy,
-        expect=1,
-    )
-    return steps, where
+    _edit_metadata(metric_copy, "UPDATE run_metrics SET value = 0.99 WHERE key = 'accuracy'")
+    title = "Tamper: polish the run's accuracy in a copy — the run's seal no longer matches"
+    step(title, "verify", cwd=metric_copy, expect=1)
 
 
-# A small training script: reads the loan files it finds, fits a logistic regression, saves it with skops.
-_TRAIN = """\
-import csv
-import glob
-
+# A feature pipeline: three runs, each reading records with their ids and writing records with lineage.
+_PREPARE = """\
 import mlcustody as mc
+import polars as pl
+
+with mc.start_run("clean") as run:
+    loans = run.use_records("data@2")  # the loan applications, with a hidden _rid column per record
+    clean = loans.filter((pl.col("income") < 90_000) & (pl.col("amount") > 0))
+    run.output_records(clean, name="clean", key=["loan_id"])
+
+with mc.start_run("features") as run:
+    clean = run.use_records("clean")
+    regions = run.use_records("reference/regions.csv")
+    joined = mc.lineage.join(clean, regions, on="region", how="left")
+    features = run.derive(
+        joined,
+        debt_ratio=pl.col("amount") / pl.col("income"),
+        income_vs_region=pl.col("income") / pl.col("median_income"),
+    )
+    run.output_records(features, name="features", key=["loan_id"])
+
+with mc.start_run("trainset") as run:
+    features = run.use_records("features")
+    columns = ["_rid", "loan_id", "debt_ratio", "income_vs_region", "unemployment", "term_months", "approved"]
+    run.output_records(features.select(columns), name="trainset", key=["loan_id"])
+print("clean → features → trainset written with record lineage")
+"""
+
+# A small training script: fits a logistic regression on the training set, saves it with skops.
+_TRAIN = """\
+import mlcustody as mc
+import polars as pl
 from sklearn.linear_model import LogisticRegression
 
-rows = []
-for path in sorted(glob.glob("data/*.csv")):
-    with open(path, newline="") as handle:
-        rows += list(csv.DictReader(handle))
-features = [[float(r["income"]) / 1e4, float(r["amount"]) / 1e4, int(r["term_months"]) / 12] for r in rows]
-labels = [int(r["approved"]) for r in rows]
 run = mc.active_run()
-model = LogisticRegression(C=run.params["C"] if run and "C" in run.params else 1.0, max_iter=1000)
-model.fit(features, labels)
-mc.log_metric("accuracy", model.score(features, labels))
-mc.save_model(model, "model.skops")
-print(f"trained on {len(rows)} loan applications")
+data = pl.read_parquet(run.use("trainset"))  # polars reads natively: the SDK records the input
+features = data.select("debt_ratio", "income_vs_region", "unemployment", "term_months").to_numpy()
+model = LogisticRegression(C=run.params.get("C", 1.0), max_iter=1000).fit(features, data["approved"].to_numpy())
+run.log_metric("accuracy", model.score(features, data["approved"].to_numpy()))
+run.save_model(model, "model.skops")
+print(f"trained on {data.height} loan applications")
 """
+
+
+def _write_regions(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows = ["region,median_income,unemployment"]
+    rows += [f"{region},{30_000 + 4_000 * i},{0.04 + 0.01 * i:.2f}" for i, region in enumerate(_REGIONS)]
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
 
 
 def _commit_code(where: Path) -> None:
@@ -198,7 +244,7 @@ def _flip_byte(workspace: Path) -> None:
     victim.write_bytes(bytes(data))
 
 
-def _edit_metadata(workspace: Path) -> None:
+def _edit_metadata(workspace: Path, statement: str) -> None:
     with sqlite3.connect(workspace / ".custody" / "metadata.db") as db:
-        db.execute("UPDATE artifact_versions SET message = 'nothing to see here' WHERE version = 1")
+        db.execute(statement)
     db.close()

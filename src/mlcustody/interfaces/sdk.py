@@ -41,6 +41,7 @@ from mlcustody.storage.statcache import StatCache
 if TYPE_CHECKING:  # the record layer pulls in pyarrow, DuckDB and polars: imported when first used
     import pyarrow as pa
 
+    from mlcustody.lineage import graph as lineage_graph
     from mlcustody.lineage import records as record_trace
     from mlcustody.storage.records import diff as record_diff
     from mlcustody.storage.records import lookup
@@ -557,6 +558,30 @@ class Workspace:
                 force=True,
             )
         return copy
+
+    # -- lineage graph -----------------------------------------------------------------------------
+
+    def lineage(self, ref: str, *, direction: str = "up", depth: int | None = None) -> lineage_graph.Graph:
+        """The runs, versions, files and agents upstream (``up``), downstream (``down``) or on both sides
+        of a version or run, within ``depth`` entity→run / run→entity steps (None: all)."""
+        from mlcustody.lineage import graph
+
+        with self.db.read() as conn:
+            return graph.walk(conn, ref, direction=direction, depth=depth)
+
+    def lineage_digest(self, ref: str) -> str:
+        """The Merkle digest of everything upstream of a version or run (what an attestation signs)."""
+        from mlcustody.lineage import graph
+
+        with self.db.read() as conn:
+            return graph.lineage_digest(conn, ref)
+
+    def column_lineage(self, ref: str, column: str, *, depth: int | None = None) -> lineage_graph.ColumnLineage:
+        """The input columns one column of a version was computed from, back to its source columns."""
+        from mlcustody.lineage import graph
+
+        with self.db.read() as conn:
+            return graph.columns(conn, ref, column, depth=depth)
 
     def verify(self, progress: Progress | None = None) -> VerifyReport:
         problems, checked = verify.verify_store(self.db, self.objects, self.witness, progress)

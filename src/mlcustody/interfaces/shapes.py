@@ -18,6 +18,7 @@ if TYPE_CHECKING:  # the CLI imports this module before it knows whether it need
     from mlcustody.checks import Problem
     from mlcustody.errors import CustodyError
     from mlcustody.interfaces.sdk import FoundRecord, RecordDiffReport, RunDetails
+    from mlcustody.lineage.graph import ColumnLineage, Graph
     from mlcustody.lineage.records import RecordNode, Trace
     from mlcustody.metadata.artifacts import ArtifactVersion
     from mlcustody.metadata.audit import Event
@@ -140,6 +141,19 @@ FIELDS: dict[str, dict[str, str]] = {
         "b": "run summary",
         "differences": "{status, params, metrics, code, python, packages, inputs, outputs}: each {key: [a, b]} "
         "listing only what differs",
+    },
+    "lineage": {
+        "origin": "the node the walk started from: NAME@VERSION for an artifact version, the id of a run",
+        "direction": "up | down | both",
+        "depth": "the --depth limit (entity→run and run→entity steps; with --column, runs), or null",
+        "lineage_digest": "Merkle digest of the origin's whole upstream graph, whatever --depth says (docs/lineage.md)",
+        "nodes": "list of {id, kind: artifact|file|run|agent, label, up, down (steps from the origin on that side, "
+        "or null), attributes}; empty with --column",
+        "edges": "list of {source, target, kind: used|generated|derived_from|associated_with, run (the run between "
+        "the entities of a derived_from), relation (record lineage: map, filter, join, …)}, each from effect to "
+        "cause; empty with --column",
+        "columns": "with --column: {origin: {artifact, column}, hops: list of {distance, run, output, input}, sources "
+        "(columns computed from nothing recorded), unexplored (left at the depth limit)}, else null",
     },
 }
 # An artifact is {ref, name, version, type, kind, path, digest, size, file_count, meta, tags, author,
@@ -348,4 +362,28 @@ def record_diff(a: ArtifactVersion, b: ArtifactVersion, report: RecordDiffReport
         examples=found.examples,
         columns=report.schema,
         stats=report.stats,
+    )
+
+
+def lineage(
+    origin: str,
+    direction: str,
+    depth: int | None,
+    digest: str,
+    found: Graph | None,
+    columns: ColumnLineage | None = None,
+) -> dict[str, Any]:
+    """``custody lineage``: the graph around a node, or with --column the walk of one column."""
+    from mlcustody.lineage import export
+
+    graph = export.as_dict(found) if found is not None else {"nodes": [], "edges": []}
+    return document(
+        "lineage",
+        origin=origin,
+        direction=direction,
+        depth=depth,
+        lineage_digest=digest,
+        nodes=graph["nodes"],
+        edges=graph["edges"],
+        columns=export.columns_dict(columns) if columns is not None else None,
     )

@@ -20,11 +20,11 @@ import threading
 import time
 import traceback
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType, TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from mlcustody._canonical import utc_now
 from mlcustody.capture import context, iolog, models
@@ -42,9 +42,22 @@ if TYPE_CHECKING:
 
     from mlcustody.interfaces.sdk import Workspace
 
+P = ParamSpec("P")
+T = TypeVar("T")
 _HOST = socket.gethostname()
 _ACTIVE: list[Run] = []
 _TERMINATED: list[int] = []  # signals that ended this process (SystemExit does not reach excepthook)
+
+
+def _unwatched(func: Callable[P, T]) -> Callable[P, T]:
+    """mlcustody's own reads and subprocesses (hashing, git) are not the command's I/O (``iolog.paused``)."""
+
+    @functools.wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        with iolog.paused():
+            return func(*args, **kwargs)
+
+    return wrapper
 
 
 class Run:
@@ -71,6 +84,7 @@ class Run:
         self._lineage = RecordLineage(self)
 
     @property
+    @_unwatched
     def params(self) -> dict[str, Any]:
         """The params recorded so far, including those given to ``custody run --param``."""
         self._writer.flush()
@@ -110,11 +124,13 @@ class Run:
 
     # -- inputs and outputs -------------------------------------------------------------------------
 
+    @_unwatched
     def use(self, ref_or_path: str | Path, *, name: str | None = None, type: str | None = None) -> Path:
         """Record an input: a workspace path (versioned if new) or a reference. Returns where its bytes are."""
         _, target = self._input(ref_or_path, name=name, type=type, records=False)
         return target
 
+    @_unwatched
     def use_records(self, ref_or_path: str | Path, *, kind: str = "polars", key: Sequence[str] | None = None) -> Any:
         """Record an input and return its records as a frame (polars, pandas or arrow) whose ``_rid``
         column keeps each record's id through the run's code (see ``capture.frames``)."""
@@ -148,6 +164,7 @@ class Run:
         self._writer.io(_io_of(version, "input", "sdk"))
         return version, target
 
+    @_unwatched
     def output(
         self, path: str | Path, *, name: str | None = None, type: str | None = None, message: str = ""
     ) -> ArtifactVersion:
@@ -156,6 +173,7 @@ class Run:
         self._writer.io(_io_of(version.version, "output", "sdk"))
         return version.version
 
+    @_unwatched
     def output_records(
         self,
         frame: Any,
@@ -179,6 +197,7 @@ class Run:
         """Declare that frame column ``column`` was computed from the frame columns ``sources``."""
         self._lineage.declare_columns(column, sources)
 
+    @_unwatched
     def record_lineage(
         self, output: str, input: str, output_ids: Sequence[str], input_ids: Sequence[str], relation: str = "declared"
     ) -> None:
@@ -186,6 +205,7 @@ class Run:
         record ``input_ids[i]`` of version ``input``."""
         self._lineage.declare_records(output, input, output_ids, input_ids, relation)
 
+    @_unwatched
     def save_model(self, model: Any, path: str | Path, *, name: str | None = None) -> ArtifactVersion:
         """Save ``model`` in a safe format (by suffix: .skops, .safetensors, .onnx) and record it."""
         models.save_model(model, Path(path))
@@ -193,6 +213,7 @@ class Run:
 
     # -- ending -------------------------------------------------------------------------------------
 
+    @_unwatched
     def end(self, status: str = "finished", *, error: str = "", exit_status: int | None = None) -> RunEnd | None:
         """Write what is buffered and seal the run (an attached run is sealed by its command)."""
         if self in _ACTIVE:
@@ -221,6 +242,7 @@ class CommandResult:
     exit_status: int
 
 
+@_unwatched
 def start_run(
     ws: Workspace,
     name: str = "run",

@@ -5,8 +5,10 @@ one JSON line per new fact to the file named by ``CUSTODY_CAPTURE_LOG``: the int
 each file under ``CUSTODY_CAPTURE_ROOT`` opened for reading (``r``, with its size, mtime and inode
 at open time, so the parent can tell whether it changed before it was hashed) or writing (``w``),
 and each process started (``p``). Lines are written with ``O_APPEND`` as they happen, so they
-survive a crash and interleave safely across processes. Then any ``sitecustomize`` that this one
-shadows is run, so the user's own start-up code still runs.
+survive a crash and interleave safely across processes. mlcustody's own work inside the process
+(hashing a file it versions, asking git for the commit) is not the command's I/O: threads listed in
+``sys._custody_capture_paused`` are not watched (see ``iolog.paused``). Then any ``sitecustomize``
+that this one shadows is run, so the user's own start-up code still runs.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from _thread import get_ident
 from typing import Any
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
@@ -32,6 +35,8 @@ def _install(log: str, root: str) -> None:
     prefix = root.rstrip(os.sep) + os.sep
     skipped = (prefix + ".custody" + os.sep, prefix + ".git" + os.sep)
     seen: set[tuple[str, str]] = set()
+    paused: set[int] = set()
+    sys._custody_capture_paused = paused  # type: ignore[attr-defined]
 
     def emit(item: list[Any]) -> None:
         os.write(fd, (json.dumps(item) + "\n").encode("utf-8", "surrogateescape"))
@@ -58,9 +63,11 @@ def _install(log: str, root: str) -> None:
         emit(["r", name, st.st_size, st.st_mtime_ns, st.st_ino])
 
     def hook(event: str, args: tuple[Any, ...]) -> None:
+        if event == "open" and paused and get_ident() in paused:
+            return
         if event == "open":
             on_open(args[0], args[2] or 0)
-        elif event in _PROCESS_EVENTS:
+        elif event in _PROCESS_EVENTS and get_ident() not in paused:
             found = args[_PROCESS_EVENTS[event]]
             command = [found] if isinstance(found, str | bytes) else list(found or [])
             emit(["p", [os.fsdecode(part) if isinstance(part, bytes) else str(part) for part in command]])

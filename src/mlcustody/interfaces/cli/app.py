@@ -19,7 +19,7 @@ from typer.exceptions import TyperException
 
 from mlcustody.errors import CustodyError, UsageError
 from mlcustody.interfaces import shapes
-from mlcustody.interfaces.cli import output, render, render_lineage_records, render_runs
+from mlcustody.interfaces.cli import output, render, render_lineage, render_lineage_records, render_runs
 
 if TYPE_CHECKING:  # the database layer is imported by the commands that use it (see `run`)
     from mlcustody.interfaces.sdk import Workspace
@@ -282,6 +282,36 @@ def runs(
     """List and search runs (newest first unless --sort)."""
     with workspace() as ws:
         render_runs.listing(ws.runs(name=name, where=where, sort=sort, limit=limit), as_json)
+
+
+@app.command()
+def lineage(
+    ref: Annotated[str, typer.Argument(help="NAME, NAME@VERSION, a digest prefix, or a run id (prefix).")],
+    up: Annotated[bool, typer.Option("--up", help="What it came from (the default).")] = False,
+    down: Annotated[bool, typer.Option("--down", help="What came from it.")] = False,
+    both: Annotated[bool, typer.Option("--both", help="Both sides.")] = False,
+    depth: Annotated[
+        int | None,
+        typer.Option("--depth", "-d", help="At most N steps, entity→run or run→entity (with --column: N runs)."),
+    ] = None,
+    fmt: Annotated[
+        str | None, typer.Option("--format", "-f", help="tree (default), json, dot, mermaid or prov-json.")
+    ] = None,
+    column: Annotated[
+        str | None, typer.Option("--column", "-c", help="Walk this column back to the columns it was computed from.")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """What an artifact version or run came from (runs, versions, files, people) or what came from it:
+    a tree, JSON, Graphviz DOT, Mermaid or W3C PROV-JSON (see docs/lineage.md)."""
+    view = render_lineage.View.of(up=up, down=down, both=both, fmt=fmt, as_json=as_json, column=column)
+    with workspace() as ws:
+        if column is not None:
+            found = ws.column_lineage(ref, column, depth=depth)
+            render_lineage.columns(found, ws.lineage_digest(ref) if view.needs_digest else None, depth, view)
+            return
+        graph = ws.lineage(ref, direction=view.direction, depth=depth)
+        render_lineage.graph(graph, ws.lineage_digest(ref) if view.needs_digest else None, view)
 
 
 @app.command()

@@ -26,7 +26,7 @@ def trace(found: Trace, down: bool, as_json: bool) -> None:
 
 def _node(node: RecordNode, depth: int, down: bool) -> None:
     pad = "  " * depth
-    where = f"  ← {node.source}" if node.source else ""
+    where = f"  ← {node.source}" if node.source and node.source != node.record_id else ""
     via = ""
     if node.step is not None:
         commit = f" @ {node.step.commit[:10]}" if node.step.commit else ""
