@@ -37,7 +37,6 @@ sorted([digest(p) for p in parents(n)])}))`` where the parents are the targets o
 from __future__ import annotations
 
 import difflib
-import json
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -59,6 +58,46 @@ from mlcustody.metadata.schema import runs as run_starts
 DIRECTIONS = ("up", "down", "both")
 EDGE_KINDS = ("used", "generated", "derived_from", "associated_with")
 _CHUNK = 500  # IN-list size: far below SQLite's and PostgreSQL's parameter limits
+
+# The walk's queries, built once (SQLAlchemy caches their compiled form); ``ids`` is an IN list.
+_io = run_io.c
+_IO_COLUMNS = (_io.run_id, _io.path, _io.kind, _io.digest, _io.size, _io.artifact)
+_IO_BY_RUN = sa.select(*_IO_COLUMNS).where(
+    _io.run_id.in_(sa.bindparam("ids", expanding=True)), _io.role == sa.bindparam("role")
+)
+# run_io has no index on ``artifact`` (only on digest): this one scans run_io until it gets one.
+_IO_BY_ARTIFACT = sa.select(*_IO_COLUMNS).where(
+    _io.artifact.in_(sa.bindparam("ids", expanding=True)), _io.role == sa.bindparam("role")
+)
+_IO_BY_FILE = sa.select(*_IO_COLUMNS).where(
+    _io.digest.in_(sa.bindparam("ids", expanding=True)), _io.artifact.is_(None), _io.role == sa.bindparam("role")
+)
+_rl = record_lineage.c
+_RECORDS_BY_OUTPUT = sa.select(_rl.run_id, _rl.output, _rl.input, _rl.relation).where(
+    _rl.output.in_(sa.bindparam("ids", expanding=True))
+)
+_RECORDS_BY_INPUT = sa.select(_rl.run_id, _rl.output, _rl.input, _rl.relation).where(
+    _rl.input.in_(sa.bindparam("ids", expanding=True))
+)
+_VERSIONS = sa.select(av).where(sa.tuple_(av.c.name, av.c.version).in_(sa.bindparam("ids", expanding=True)))
+_RUNS = (
+    sa.select(
+        run_starts.c.id,
+        run_starts.c.name,
+        run_starts.c.actor,
+        run_starts.c.host,
+        run_starts.c.started_at,
+        run_ends.c.status,
+        run_ends.c.ended_at,
+        run_ends.c.seal,
+    )
+    .select_from(run_starts.outerjoin(run_ends, run_ends.c.run_id == run_starts.c.id))
+    .where(run_starts.c.id.in_(sa.bindparam("ids", expanding=True)))
+)
+_cl = column_lineage.c
+_COLUMNS = sa.select(_cl.run_id, _cl.output, _cl.column, _cl.input, _cl.input_column).where(
+    sa.tuple_(_cl.output, _cl.column).in_(sa.bindparam("ids", expanding=True))
+)
 
 
 @dataclass(frozen=True)
@@ -175,6 +214,7 @@ def resolve(conn: Connection, ref: str) -> str:
 
 
 def check_depth(depth: int | None) -> None:
+    """Refuse rather than clamp: a depth of 0 or less would show the origin alone, never what was meant."""
     if depth is not None and (isinstance(depth, bool) or not isinstance(depth, int) or depth <= 0):
         raise UsageError(
             f"depth must be a whole number of at least 1, not {depth!r}",
@@ -247,62 +287,53 @@ class _Walker:
         return found
 
     def _runs_of(self, artifacts: list[str], files: list[str], role: str) -> list[tuple[str, int, Edge]]:
-        """Runs that read (role input) or wrote (role output) these entities: one query per chunk."""
+        """Runs that read (role input) or wrote (role output) these entities: a query per kind of entity."""
         wanted = {(self.nodes[f].attributes["path"], self.nodes[f].attributes["digest"]): f for f in files}
         digests = sorted({d for _, d in wanted if d is not None})
+        rows = self._rows(_IO_BY_ARTIFACT, artifacts, role=role) + self._rows(_IO_BY_FILE, digests, role=role)
         found = []
-        for part in _pairs(artifacts, digests):
-            conditions: list[sa.ColumnElement[bool]] = []
-            if part[0]:
-                conditions.append(run_io.c.artifact.in_(part[0]))
-            if part[1]:
-                conditions.append(sa.and_(run_io.c.artifact.is_(None), run_io.c.digest.in_(part[1])))
-            query = sa.select(run_io.c.run_id, run_io.c.path, run_io.c.digest, run_io.c.artifact).where(
-                run_io.c.role == role, sa.or_(*conditions)
-            )
-            for row in self.conn.execute(query):
-                entity = row.artifact or wanted.get((row.path, row.digest))
-                if entity is None:
-                    continue  # same bytes at another path: another file
-                edge = Edge(row.run_id, entity, "used") if role == "input" else Edge(entity, row.run_id, "generated")
-                found.append((row.run_id, 1, edge))
+        for row in rows:
+            entity = row.artifact or wanted.get((row.path, row.digest))
+            if entity is None:
+                continue  # the same bytes at another path: another file
+            edge = Edge(row.run_id, entity, "used") if role == "input" else Edge(entity, row.run_id, "generated")
+            found.append((row.run_id, 1, edge))
         return found
 
     def _io_of(self, run_ids: list[str], role: str) -> list[tuple[str, int, Edge]]:
         """What these runs read (input) or wrote (output)."""
         found = []
-        for chunk in _chunks(run_ids):
-            query = sa.select(run_io).where(run_io.c.run_id.in_(chunk), run_io.c.role == role)
-            for row in self.conn.execute(query):
-                entity = row.artifact or self._file(row)
-                edge = Edge(row.run_id, entity, "used") if role == "input" else Edge(entity, row.run_id, "generated")
-                found.append((entity, 1, edge))
+        for row in self._rows(_IO_BY_RUN, run_ids, role=role):
+            entity = row.artifact or self._file(row)
+            edge = Edge(row.run_id, entity, "used") if role == "input" else Edge(entity, row.run_id, "generated")
+            found.append((entity, 1, edge))
         return found
 
     def _record_links(self, artifacts: list[str], side: str) -> list[tuple[str, int, Edge]]:
         """Record lineage between versions: ``side`` output follows it back, input forward."""
-        c = record_lineage.c
-        mine = c.output if side == "output" else c.input
         found = []
-        for chunk in _chunks(artifacts):
-            query = sa.select(c.run_id, c.output, c.input, c.relation).where(mine.in_(chunk))
-            for row in self.conn.execute(query):
-                edge = Edge(row.output, row.input, "derived_from", row.run_id, row.relation)
-                found.append((row.input if side == "output" else row.output, 2, edge))
+        for row in self._rows(_RECORDS_BY_OUTPUT if side == "output" else _RECORDS_BY_INPUT, artifacts):
+            edge = Edge(row.output, row.input, "derived_from", row.run_id, row.relation)
+            found.append((row.input if side == "output" else row.output, 2, edge))
         return found
 
+    def _rows(self, query: sa.Select[Any], ids: Sequence[Any], **params: str) -> list[Any]:
+        """A prepared query over ``ids`` (its expanding ``ids`` parameter), in chunks."""
+        return [row for chunk in _chunks(ids) for row in self.conn.execute(query, {"ids": chunk, **params})]
+
     def _generated_by_meta(self, run_ids: list[str]) -> list[tuple[str, int, Edge]]:
-        """Versions whose ``meta.run`` names one of these runs (added with ``generated_by`` and no
-        run_io row). ``meta`` is canonical JSON text, so the run appears as ``"run":"ID"``."""
+        """Versions whose ``meta.run`` names one of these runs, even with no run_io row (added with
+        ``generated_by``). ``meta`` is JSON text with no index: one scan per hop, not per run."""
+        if not run_ids:
+            return []
+        postgres = self.conn.dialect.name == "postgresql"  # SQLite's CAST(... AS JSON) would make it a number
+        meta = sa.cast(av.c.meta, sa.JSON) if postgres else sa.type_coerce(av.c.meta, sa.JSON)
+        generated_by = meta["run"].as_string()
+        query = sa.select(av.c.name, av.c.version, generated_by.label("run"))
         found = []
-        for chunk in _chunks(run_ids, 50):
-            patterns = [av.c.meta.contains(f'"run":"{run_id}"', autoescape=True) for run_id in chunk]
-            query = sa.select(av.c.name, av.c.version, av.c.meta).where(sa.or_(*patterns))
-            for row in self.conn.execute(query):
-                run_id = json.loads(row.meta).get("run")
-                if run_id in chunk:
-                    ref = f"{row.name}@{row.version}"
-                    found.append((ref, 1, Edge(ref, run_id, "generated")))
+        for row in self._rows(query.where(generated_by.in_(sa.bindparam("ids", expanding=True))), run_ids):
+            ref = f"{row.name}@{row.version}"
+            found.append((ref, 1, Edge(ref, row.run, "generated")))
         return found
 
     def _file(self, row: Any) -> str:
@@ -334,32 +365,27 @@ class _Walker:
 
     def _load_versions(self, ids: list[str]) -> None:
         keys = [(name, int(version)) for name, _, version in (i.rpartition("@") for i in ids) if version.isdigit()]
-        for chunk in _chunks(keys):
-            for row in self.conn.execute(sa.select(av).where(sa.tuple_(av.c.name, av.c.version).in_(chunk))):
-                version = ArtifactVersion.from_row(row)
-                self.nodes[version.ref] = _artifact_node(version)
-                generated_by = version.meta.get("run")
-                if isinstance(generated_by, str) and generated_by:
-                    self.meta_run[version.ref] = generated_by
+        for row in self._rows(_VERSIONS, keys):
+            version = ArtifactVersion.from_row(row)
+            self.nodes[version.ref] = _artifact_node(version)
+            generated_by = version.meta.get("run")
+            if isinstance(generated_by, str) and generated_by:
+                self.meta_run[version.ref] = generated_by
         for node_id in ids:  # named by a run_io row but not in artifact_versions: keep the name
             self.nodes.setdefault(node_id, Node(node_id, "artifact", node_id, {"missing": True, "digest": None}))
 
     def _load_runs(self, ids: list[str]) -> None:
-        s, e = run_starts.c, run_ends.c
-        joined = run_starts.outerjoin(run_ends, e.run_id == s.id)
-        columns = (s.id, s.name, s.actor, s.host, s.started_at, e.status, e.ended_at, e.seal)
-        for chunk in _chunks(ids):
-            for row in self.conn.execute(sa.select(*columns).select_from(joined).where(s.id.in_(chunk))):
-                attributes = {
-                    "name": row.name,
-                    "status": row.status or "running",
-                    "actor": row.actor,
-                    "host": row.host,
-                    "started_at": row.started_at,
-                    "ended_at": row.ended_at,
-                    "seal": row.seal or None,
-                }
-                self.nodes[row.id] = Node(row.id, "run", f"{row.name} {row.id[:12]}", attributes)
+        for row in self._rows(_RUNS, ids):
+            attributes = {
+                "name": row.name,
+                "status": row.status or "running",
+                "actor": row.actor,
+                "host": row.host,
+                "started_at": row.started_at,
+                "ended_at": row.ended_at,
+                "seal": row.seal or None,
+            }
+            self.nodes[row.id] = Node(row.id, "run", f"{row.name} {row.id[:12]}", attributes)
         for node_id in ids:  # named by a version's meta but never started here
             self.nodes.setdefault(node_id, Node(node_id, "run", node_id[:12], {"status": "missing", "seal": None}))
 
@@ -367,7 +393,9 @@ class _Walker:
 
     def graph(self, origin: str, direction: str, depth: int | None, up: dict[str, int], down: dict[str, int]) -> Graph:
         """The reached nodes with their agents, and the edges among them, plus derived_from edges
-        composed from each run's generated and used edges."""
+        composed from each run's generated and used edges. Edges sort as plain tuples: they are unique
+        by (source, target, kind, run), and only derived_from edges, which always name a run, can share
+        the first three."""
         up, down = dict(up), dict(down)
         kept = set(up) | set(down)
         nodes = {i: self.nodes[i] for i in kept}
@@ -394,11 +422,7 @@ class _Walker:
                     if output != used:
                         edge = Edge(output, used, "derived_from", run_id)
                         edges.setdefault((output, used, "derived_from", run_id), edge)
-        return Graph(origin, direction, depth, nodes, sorted(edges.values(), key=_edge_order), up, down)
-
-
-def _edge_order(edge: Edge) -> tuple[str, str, str, str]:
-    return edge.source, edge.target, edge.kind, edge.run or ""
+        return Graph(origin, direction, depth, nodes, sorted(edges.values()), up, down)
 
 
 def _artifact_node(version: ArtifactVersion) -> Node:
@@ -419,12 +443,6 @@ def _artifact_node(version: ArtifactVersion) -> Node:
 def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterable[list[Any]]:
     for i in range(0, len(items), size):
         yield list(items[i : i + size])
-
-
-def _pairs(first: list[str], second: list[str]) -> Iterable[tuple[list[str], list[str]]]:
-    """Both lists in chunks, side by side, so one query per chunk asks for both."""
-    for i in range(0, max(len(first), len(second)), _CHUNK):
-        yield first[i : i + _CHUNK], second[i : i + _CHUNK]
 
 
 # -- the lineage digest ----------------------------------------------------------------------------
@@ -482,15 +500,11 @@ def columns(conn: Connection, ref: str, column: str, *, depth: int | None = None
     hops: list[ColumnHop] = []
     sources: list[ColumnRef] = []
     distance = 0
-    c = column_lineage.c
     while frontier and (depth is None or distance < depth):
         distance += 1
         found: dict[ColumnRef, list[Any]] = defaultdict(list)
         for chunk in _chunks([(x.artifact, x.column) for x in frontier]):
-            query = sa.select(c.run_id, c.output, c.column, c.input, c.input_column).where(
-                sa.tuple_(c.output, c.column).in_(chunk)
-            )
-            for row in conn.execute(query):
+            for row in conn.execute(_COLUMNS, {"ids": chunk}):
                 found[ColumnRef(row.output, row.column)].append(row)
         following = []
         for item in frontier:

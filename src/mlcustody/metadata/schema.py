@@ -174,6 +174,7 @@ run_io = Table(
     Column("artifact", String(310), nullable=True),
     Column("source", String(10), nullable=False),
     Index(None, "digest"),
+    Index(None, "artifact"),
 )
 
 # Record lineage of a run: for each (output version, input version) pair, a Parquet object of

@@ -46,8 +46,9 @@ class View:
 
     @property
     def needs_digest(self) -> bool:
-        """The lineage digest is shown in the tree and the JSON document, not in the exchange formats."""
-        return self.format in ("tree", "json")
+        """The lineage digest is in the JSON document and under an upstream tree, not in the exchange
+        formats (it is an upstream property, so a tree of what came from the origin does not show it)."""
+        return self.format == "json" or (self.format == "tree" and self.direction != "down")
 
 
 def graph(found: Graph, digest: str | None, view: View) -> None:
@@ -60,7 +61,7 @@ def graph(found: Graph, digest: str | None, view: View) -> None:
     elif view.format == "tree":
         for line in export.tree(found):
             output.line(line)
-        if digest and found.direction != "down":
+        if digest:
             output.line(f"lineage digest: {digest}")
     else:
         for line in export.render(found, view.format).splitlines():

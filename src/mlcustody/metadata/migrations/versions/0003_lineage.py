@@ -1,4 +1,4 @@
-"""Record and column lineage of runs.
+"""Record and column lineage of runs; run inputs and outputs indexed by artifact for graph walks.
 
 Revision ID: 0003
 Revises: 0002
@@ -17,6 +17,7 @@ depends_on = None
 
 
 def upgrade() -> None:
+    op.create_index("ix_run_io_artifact", "run_io", ["artifact"])
     op.create_table(
         "record_lineage",
         sa.Column("run_id", sa.String(32), nullable=False),
@@ -47,3 +48,4 @@ def downgrade() -> None:
     op.drop_index("ix_record_lineage_input", table_name="record_lineage")
     op.drop_index("ix_record_lineage_output", table_name="record_lineage")
     op.drop_table("record_lineage")
+    op.drop_index("ix_run_io_artifact", table_name="run_io")
