@@ -83,11 +83,19 @@ def _runs_chapter(step: Step, where: Path) -> None:
     step("A feature pipeline of three runs (clean, features, training set) keeps every record's id", *prepare)
     sample = ("trace", "record", "trainset", "2024-03-00007")
     step("Trace one training sample back through every run to its raw source lines", *sample)
+    step(
+        "Walk one feature back to the source columns it was computed from",
+        "lineage",
+        "features",
+        "--column",
+        "debt_ratio",
+    )
     train = ("run", "--name", "train", "-p", "C=0.5", "--", sys.executable, "train.py")
     step("Train a model through `custody run`: code, environment, data read and model written are captured", *train)
     step("Runs are searchable by metric and param", "runs", "--where", "metrics.accuracy > 0.5 and params.C = 0.5")
     run_id = json.loads(_quiet(where, "runs", "--json", "--name", "train"))["runs"][0]["id"]
     step("Which data versions and which model bytes stand behind that run", "show", run_id[:12])
+    step("The model's whole upstream lineage: runs, datasets, files", "lineage", "model", "--up")
     impact = ("trace", "record", "data@2", "2024-03-00007", "--down")
     step("Impact: every derived record and model that one raw loan line reached", *impact)
 
