@@ -20,7 +20,7 @@ from sqlalchemy import (
 )
 
 # Alembic revision this release's code expects; tests check it is the single head.
-REVISION = "0003"
+REVISION = "0004"
 
 metadata = MetaData(
     naming_convention={
@@ -205,6 +205,68 @@ column_lineage = Table(
     Index(None, "output", "column"),
 )
 
+# Signing keys: the public half and its validity. The private half never enters the database: it is
+# kept encrypted under .custody/keys/. ``keyid`` is the one securesystemslib computes, so envelopes
+# verify with it. A key is valid from ``created_at`` until it is retired (rotated) or revoked.
+signing_keys = Table(
+    "signing_keys",
+    metadata,
+    Column("keyid", String(64), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("type", String(20), nullable=False),
+    Column("scheme", String(40), nullable=False),
+    Column("public_pem", Text, nullable=False),
+    Column("created_at", String(32), nullable=False),
+    Column("actor", String(200), nullable=False),
+    Index(None, "name"),
+)
+
+# What happened to a key after it was made: "retired" (replaced by rotation; its signatures made
+# before stay valid) or "revoked" (compromised; none of its signatures is trusted any more).
+key_events = Table(
+    "key_events",
+    metadata,
+    Column("keyid", String(64), primary_key=True),
+    Column("event", String(10), primary_key=True),
+    Column("at", String(32), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("actor", String(200), nullable=False),
+)
+
+# A registered model version: the model artifact version, the run that trained it, and the signed
+# attestation (a DSSE envelope stored as an object) that binds them to the model's lineage.
+model_versions = Table(
+    "model_versions",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("artifact", String(310), nullable=False),
+    Column("digest", String(64), nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("run_id", String(32), nullable=True),
+    Column("lineage_digest", String(64), nullable=False),
+    Column("attestation", String(64), nullable=False),
+    Column("keyid", String(64), nullable=False),
+    Column("created_at", String(32), nullable=False),
+    Column("actor", String(200), nullable=False),
+)
+
+# Alias history: every move of an alias is a new row (``seq`` counts per name and alias); the alias
+# points at the version of its highest ``seq``. Nothing is overwritten, so who moved it, when, from
+# which version and why is always there.
+model_aliases = Table(
+    "model_aliases",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("alias", String(100), primary_key=True),
+    Column("seq", Integer, primary_key=True, autoincrement=False),
+    Column("version", Integer, nullable=True),  # None: the alias was removed
+    Column("previous", Integer, nullable=True),
+    Column("reason", Text, nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("at", String(32), nullable=False),
+)
+
 # Tables whose every row is written through ``audit.record_row`` and re-checked by ``verify``,
 # with the columns that identify a row. An autoincrement surrogate id is assigned by the database
 # after the event is built, so it is not part of what is hashed.
@@ -212,6 +274,10 @@ AUDITED: dict[str, tuple[str, ...]] = {
     "artifact_versions": ("name", "version"),
     "runs": ("id",),
     "run_ends": ("run_id",),
+    "signing_keys": ("keyid",),
+    "key_events": ("keyid", "event"),
+    "model_versions": ("name", "version"),
+    "model_aliases": ("name", "alias", "seq"),
 }
 
 
