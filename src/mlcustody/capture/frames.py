@@ -107,22 +107,25 @@ def links(table: pa.Table, output_ids: list[str] | pa.Array, input_counts: dict[
     pairs = pl.concat(pieces).with_columns(
         pl.col("qualified").str.split_exact(_SEPARATOR, 1).struct.rename_fields(["input", "input_id"])
     )
-    pairs = pairs.unnest("qualified").unique().sort("output_id", "input_id")
-    inputs = pairs.get_column("input").unique().sort().to_list()
+    pairs = pairs.unnest("qualified")
+    if listed or len(columns) > 1:  # only then can one (output, input) pair appear twice
+        pairs = pairs.unique()
     found = []
-    for ref in inputs:
-        mine = pairs.filter(pl.col("input") == ref).select("output_id", "input_id")
-        relation = _relation(listed, len(columns), len(inputs), mine, input_counts.get(ref))
-        found.append(Links(ref, relation, mine))
+    for (ref,), part in sorted(pairs.partition_by("input", as_dict=True).items()):
+        mine = part.select("output_id", "input_id").sort("output_id")  # trace reads links by output id
+        relation = _relation(listed, len(columns), pairs, mine, input_counts.get(str(ref)))
+        found.append(Links(str(ref), relation, mine))
     return found
 
 
-def _relation(listed: list[str], columns: int, inputs: int, pairs: pl.DataFrame, input_count: int | None) -> str:
+def _relation(
+    listed: list[str], columns: int, every: pl.DataFrame, pairs: pl.DataFrame, input_count: int | None
+) -> str:
     if listed:
         return "aggregate"
     if columns > 1:
         return "join"
-    if inputs > 1:
+    if every.height != pairs.height:
         return "concat"
     if pairs.get_column("input_id").is_duplicated().any():
         return "explode"

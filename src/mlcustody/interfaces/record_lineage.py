@@ -112,7 +112,8 @@ class RecordLineage:
         self.run._writer.lineage([link], [])
 
     def _link(self, output: ArtifactVersion, input_ref: str, relation: str, table: pl.DataFrame) -> RecordLink:
-        """Store the links of one (output, input) pair, refusing lineage that would run backwards in time."""
+        """Store the links of one (output, input) pair (``table`` sorted by output id), refusing lineage
+        that would run backwards in time."""
         ws = self.run.workspace
         source = ws.resolve(input_ref)
         if source.ref == output.ref or (source.created_at, source.ref) > (output.created_at, output.ref):
@@ -121,7 +122,7 @@ class RecordLineage:
                 hint="record lineage from the versions a run read to the versions it wrote",
             )
         buffer = io.BytesIO()
-        table.sort("output_id").write_parquet(buffer, row_group_size=_LINK_ROW_GROUP, statistics=True)
+        table.write_parquet(buffer, row_group_size=_LINK_ROW_GROUP, statistics=True)
         digest = ws.objects.put_bytes(buffer.getvalue())
         return RecordLink(output.ref, source.ref, relation, digest, table.height)
 

@@ -31,7 +31,6 @@ from mlcustody.capture import context, iolog, models
 from mlcustody.capture.launch import Launch
 from mlcustody.capture.writer import RunWriter
 from mlcustody.errors import CustodyError, UsageError
-from mlcustody.interfaces.record_lineage import RecordLineage
 from mlcustody.metadata import artifacts, audit, run_values, runs
 from mlcustody.metadata.artifacts import ArtifactVersion
 from mlcustody.metadata.runs import IO, Metric, RunEnd, RunStart
@@ -40,6 +39,7 @@ from mlcustody.storage import manifest, snapshot
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
 
+    from mlcustody.interfaces.record_lineage import RecordLineage
     from mlcustody.interfaces.sdk import Workspace
 
 P = ParamSpec("P")
@@ -81,7 +81,16 @@ class Run:
         self._given = dict(given or {})
         self._writer = RunWriter(ws.db, run_id)
         self.ended: RunEnd | None = None
-        self._lineage = RecordLineage(self)
+        self._records: RecordLineage | None = None
+
+    @property
+    def _lineage(self) -> RecordLineage:
+        """The run's record and column lineage; created on first use (it needs polars)."""
+        if self._records is None:
+            from mlcustody.interfaces.record_lineage import RecordLineage
+
+            self._records = RecordLineage(self)
+        return self._records
 
     @property
     @_unwatched
