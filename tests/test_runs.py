@@ -101,7 +101,7 @@ def test_verify_catches_an_edited_run_end_and_a_missing_record_object(workspace:
     path = workspace.objects.path(seal)
     path.chmod(0o644)
     path.unlink()
-    assert ("object_missing", "runs/run record") in _kinds(workspace)
+    assert ("object_missing", "run record") in _kinds(workspace)
 
 
 def test_bad_input_is_refused_with_a_usage_error(workspace: Workspace) -> None:

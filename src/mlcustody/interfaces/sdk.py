@@ -41,6 +41,7 @@ from mlcustody.storage.statcache import StatCache
 if TYPE_CHECKING:  # the record layer pulls in pyarrow, DuckDB and polars: imported when first used
     import pyarrow as pa
 
+    from mlcustody.ledger import keys, registry
     from mlcustody.lineage import graph as lineage_graph
     from mlcustody.lineage import records as record_trace
     from mlcustody.storage.records import diff as record_diff
@@ -89,6 +90,15 @@ class RunDetails:
     environment: dict[str, Any] | None  # None while running, or for a run found killed
     metric_history: list[runs.Metric]
     children: list[str]
+
+
+@dataclass(frozen=True)
+class ModelDetails:
+    version: registry.ModelVersion
+    aliases: dict[str, list[registry.AliasMove]]
+    envelope: bytes
+    statement: dict[str, Any]
+    run: RunDetails | None
 
 
 @dataclass(frozen=True)
@@ -559,6 +569,71 @@ class Workspace:
             )
         return copy
 
+    # -- model registry ----------------------------------------------------------------------------
+
+    def register_model(
+        self, name: str, *, run: str | None = None, path: Path | str | None = None, key: str | None = None
+    ) -> registry.ModelVersion:
+        """Register the next version of a model: the model a run produced (``run``) or the file at
+        ``path``, bound by a signed in-toto/SLSA attestation to its run, data and lineage."""
+        from mlcustody.ledger import attestation, keys
+        from mlcustody.ledger import registry as model_registry
+
+        if (run is None) == (path is None):
+            raise UsageError("give either a run or a model path", hint="custody model register NAME --run RUN")
+        model_registry.validate_name(name)
+        if path is not None:
+            model = self.current_version(Path(path)) or self.add([Path(path)], type="model")[0].version
+        with self.db.read() as conn:
+            run_id: str | None = model.meta.get("run") if run is None else runs.resolve(conn, run)
+            if run is not None and run_id is not None:
+                model = model_registry.model_of_run(conn, run_id)
+            prepared = model_registry.prepare(conn, self.objects, name, model, run_id)
+            signer = keys.signer(conn, self.config.store_dir, key)
+        signature = signer.sign(attestation.pae(attestation.PAYLOAD_TYPE, prepared.statement))
+        envelope = self.objects.put_bytes(attestation.envelope(prepared.statement, signer.keyid, signature))
+        self.objects.barrier()
+        with self.db.write() as conn:
+            version, event = model_registry.record(conn, prepared, envelope, signer.keyid, self.config.actor)
+        audit.advance_witness(self.witness, event)
+        return version
+
+    def alias_model(self, name: str, alias: str, version: int | None, reason: str) -> registry.AliasMove:
+        """Point an alias at a version (None removes it); the move is kept in the alias's history."""
+        from mlcustody.ledger import registry as model_registry
+
+        with self.db.write() as conn:
+            move, event = model_registry.move_alias(conn, name, alias, version, reason, self.config.actor)
+        audit.advance_witness(self.witness, event)
+        return move
+
+    def models(self) -> list[registry.ModelVersion]:
+        from mlcustody.ledger import registry as model_registry
+
+        with self.db.read() as conn:
+            return model_registry.listing(conn)
+
+    def model(self, ref: str) -> ModelDetails:
+        """A model version (``NAME@V``, ``NAME:ALIAS``, ``NAME``) with its chain of custody."""
+        from mlcustody.ledger import attestation
+        from mlcustody.ledger import registry as model_registry
+
+        with self.db.read() as conn:
+            version = model_registry.get(conn, ref)
+            aliases = model_registry.aliases(conn, version.name)
+        envelope = self.objects.read_bytes(version.attestation)
+        details = self.run(version.run_id) if version.run_id else None
+        return ModelDetails(version, aliases, envelope, attestation.open_envelope(envelope).statement, details)
+
+    def verify_model(self, ref: str) -> tuple[registry.ModelVersion, list[Problem]]:
+        """Re-derive every digest the version's attestation names; the problems found (none: intact)."""
+        from mlcustody.ledger import keys, model_check
+        from mlcustody.ledger import registry as model_registry
+
+        with self.db.read() as conn:
+            version = model_registry.get(conn, ref)
+            return version, model_check.check(conn, self.objects, version, keys.check)
+
     # -- lineage graph -----------------------------------------------------------------------------
 
     def lineage(self, ref: str, *, direction: str = "up", depth: int | None = None) -> lineage_graph.Graph:
@@ -582,6 +657,58 @@ class Workspace:
 
         with self.db.read() as conn:
             return graph.columns(conn, ref, column, depth=depth)
+
+    # -- keys ----------------------------------------------------------------------------------------
+
+    def _keyring(self) -> keys.Keyring:
+        from mlcustody.ledger import keys
+
+        return keys.Keyring(self.db, self.config.store_dir, self.witness, self.config.actor)
+
+    def generate_key(self, name: str | None = None, type: str | None = None) -> keys.KeyChange:
+        """Make a signing key pair (default name ``default``, type ``ecdsa-p256``; see ``ledger.keys``)."""
+        from mlcustody.ledger import keys
+
+        return keys.generate(self._keyring(), name or keys.DEFAULT_NAME, type or keys.DEFAULT_TYPE)
+
+    def list_keys(self) -> list[keys.KeyInfo]:
+        """Every registered signing key with its status and validity, oldest first."""
+        from mlcustody.ledger import keys
+
+        with self.db.read() as conn:
+            return keys.listing(conn)
+
+    def key(self, ref: str) -> keys.KeyInfo:
+        """The key a name (its active key, else its newest), a keyid or a keyid prefix names."""
+        from mlcustody.ledger import keys
+
+        with self.db.read() as conn:
+            return keys.get(conn, ref)
+
+    def rotate_key(self, ref: str) -> keys.KeyChange:
+        """Replace a name's active key by a new one; the old one is retired, its signatures stay valid."""
+        from mlcustody.ledger import keys
+
+        return keys.rotate(self._keyring(), ref)
+
+    def revoke_key(self, ref: str, reason: str) -> keys.KeyChange:
+        """Revoke a key: none of its signatures is trusted any more."""
+        from mlcustody.ledger import keys
+
+        return keys.revoke(self._keyring(), ref, reason)
+
+    def signer(self, name: str | None = None) -> keys.Signer:
+        """The signer of a name's active key (default: the newest active key, or CUSTODY_SIGNING_KEY)."""
+        from mlcustody.ledger import keys
+
+        return keys.open_signer(self._keyring(), name)
+
+    def check_signature(self, keyid: str, data: bytes, signature: bytes, signed_at: str) -> str | None:
+        """None when the signature verifies and the key was valid at ``signed_at``, else why not."""
+        from mlcustody.ledger import keys
+
+        with self.db.read() as conn:
+            return keys.check(conn, keyid, data, signature, signed_at)
 
     def verify(self, progress: Progress | None = None) -> VerifyReport:
         problems, checked = verify.verify_store(self.db, self.objects, self.witness, progress)

@@ -7,6 +7,7 @@ so the documentation and the output cannot drift apart.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
@@ -17,7 +18,9 @@ from mlcustody._canonical import json_number
 if TYPE_CHECKING:  # the CLI imports this module before it knows whether it needs the database layer
     from mlcustody.checks import Problem
     from mlcustody.errors import CustodyError
-    from mlcustody.interfaces.sdk import FoundRecord, RecordDiffReport, RunDetails
+    from mlcustody.interfaces.sdk import FoundRecord, ModelDetails, RecordDiffReport, RunDetails
+    from mlcustody.ledger.keys import KeyChange, KeyInfo
+    from mlcustody.ledger.registry import AliasMove, ModelVersion
     from mlcustody.lineage.graph import ColumnLineage, Graph
     from mlcustody.lineage.records import RecordNode, Trace
     from mlcustody.metadata.artifacts import ArtifactVersion
@@ -112,6 +115,17 @@ FIELDS: dict[str, dict[str, str]] = {
         "freed_bytes": "bytes removed",
     },
     "demo": {"workspace": "directory the demo ran in", "steps": "list of {title, command, exit_code}"},
+    "keys": {
+        "keys": "list of key, oldest first: {keyid (securesystemslib's), name, type: ecdsa-p256|ed25519, scheme "
+        "(securesystemslib), status: active|retired|revoked, valid_from, valid_until (when retired or revoked, "
+        "null while active), retired_at, revoked_at, reason (why revoked, else why retired), created_at, actor, "
+        "public_pem}; a revoked key's signatures are never trusted"
+    },
+    "key": {
+        "action": "generated | rotated | revoked",
+        "key": "the key generated, rotated in or revoked (as in keys)",
+        "retired": "keys rotate: the key it replaced, now retired (as in keys); else null",
+    },
     "run": {
         "run": "run summary: {id, name, status (running|finished|failed|killed), parent, started_at, ended_at, "
         "duration_seconds, exit_status, error, actor, host, command, seal, params, metrics}",
@@ -135,6 +149,33 @@ FIELDS: dict[str, dict[str, str]] = {
         "linking it to the next nodes, or null), links: [trace node]}",
         "sources": "back: the distinct source records reached, as {ref, record_id, source}; down: []",
         "models": "down: model versions trained on a dataset version the record reached; back: []",
+    },
+    "model": {
+        "model": "model version: {ref, name, version, artifact (NAME@V of the model files), digest (BLAKE3), sha256, "
+        "run, lineage_digest, attestation (object digest of the DSSE envelope), keyid, created_at, actor}",
+        "aliases": "{alias: {version (current, null if removed), "
+        "history: [{alias, seq, version, previous, reason, actor, at}]}}",
+        "run": "summary of the training run (as in run.run), or null",
+        "code": "the run's code record (git commit, branch, remote, dirty diff, entry script), or null",
+        "environment": "{python, packages (count), os} of the run, or null",
+        "datasets": "resolved dependencies the attestation names: list of {name, uri, digest, annotations}",
+        "envelope": "with --attestation: the DSSE envelope as stored (payload is the in-toto Statement), else null",
+    },
+    "models": {"models": "list of model version (as in model.model)"},
+    "model_alias": {
+        "name": "model name",
+        "alias": "alias",
+        "version": "version it points at now (null: removed)",
+        "previous": "version it pointed at before",
+        "reason": "why",
+        "actor": "who",
+        "at": "when",
+    },
+    "model_verify": {
+        "model": "model version (as in model.model)",
+        "ok": "true when every digest the attestation names still matches the store and the signature holds",
+        "problems": "list of {kind, where, detail}: signature_invalid, model_modified, run_modified, "
+        "dependency_modified, byproduct_modified, lineage_modified, parameters_modified, attestation_*",
     },
     "run_diff": {
         "a": "run summary",
@@ -220,6 +261,34 @@ def event(item: Event) -> dict[str, Any]:
 
 def problems(items: Iterable[Problem]) -> list[dict[str, str]]:
     return [item.as_dict() for item in items]
+
+
+def key(info: KeyInfo) -> dict[str, Any]:
+    """One signing key (``keys ls``, ``keys generate|rotate|revoke``)."""
+    return {
+        "keyid": info.keyid,
+        "name": info.name,
+        "type": info.type,
+        "scheme": info.scheme,
+        "status": info.status,
+        "valid_from": info.valid_from,
+        "valid_until": info.valid_until,
+        "retired_at": info.retired_at,
+        "revoked_at": info.revoked_at,
+        "reason": info.reason,
+        "created_at": info.created_at,
+        "actor": info.actor,
+        "public_pem": info.public_pem,
+    }
+
+
+def keys(found: Iterable[KeyInfo]) -> dict[str, Any]:
+    return document("keys", keys=[key(info) for info in found])
+
+
+def key_change(action: str, change: KeyChange) -> dict[str, Any]:
+    retired = key(change.retired) if change.retired is not None else None
+    return document("key", action=action, key=key(change.key), retired=retired)
 
 
 def checkout(version: ArtifactVersion, target: Path, result: CheckoutResult) -> dict[str, Any]:
@@ -323,6 +392,50 @@ def _trace_node(node: RecordNode) -> dict[str, Any]:
         else None,
         "links": [_trace_node(link) for link in node.links],
     }
+
+
+def model_version(item: ModelVersion) -> dict[str, Any]:
+    return {"ref": item.ref, **item.__dict__}
+
+
+def model(details: ModelDetails, with_envelope: bool) -> dict[str, Any]:
+    run = details.run
+    environment = run.environment if run else None
+    python = (environment or {}).get("python") or {}
+    predicate = details.statement.get("predicate", {})
+    dependencies = predicate.get("buildDefinition", {}).get("resolvedDependencies", [])
+    return document(
+        "model",
+        model=model_version(details.version),
+        aliases={
+            alias: {"version": moves[-1].version, "history": [move.__dict__ for move in moves]}
+            for alias, moves in sorted(details.aliases.items())
+        },
+        run=run_summary(run.run) if run else None,
+        code=run.code if run else None,
+        environment={
+            "python": python.get("version"),
+            "packages": len(python.get("packages") or {}),
+            "os": (environment or {}).get("os"),
+        }
+        if environment
+        else None,
+        datasets=[d for d in dependencies if str(d.get("uri", "")).startswith("mlcustody:artifact/")],
+        envelope=json.loads(details.envelope) if with_envelope else None,
+    )
+
+
+def model_alias(name: str, move: AliasMove) -> dict[str, Any]:
+    return document(
+        "model_alias",
+        name=name,
+        alias=move.alias,
+        version=move.version,
+        previous=move.previous,
+        reason=move.reason,
+        actor=move.actor,
+        at=move.at,
+    )
 
 
 def _io(item: IO) -> dict[str, Any]:

@@ -12,7 +12,7 @@ import shutil
 import time
 from dataclasses import dataclass
 
-from mlcustody.metadata import artifacts, runs
+from mlcustody.metadata import references, runs
 from mlcustody.metadata.engine import Database
 from mlcustody.storage import manifest
 from mlcustody.storage.objects import ObjectStore
@@ -32,7 +32,7 @@ class GcPlan:
 def plan(db: Database, objects: ObjectStore) -> GcPlan:
     keep: set[str] = set()
     with db.read() as conn:
-        stored = artifacts.stored_digests(conn) | runs.stored_digests(conn)
+        stored = references.stored_digests(conn)
     for digest, role in stored:
         keep.add(digest)
         if role in ("manifest", "run code") and objects.exists(digest):

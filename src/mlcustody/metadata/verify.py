@@ -20,7 +20,7 @@ import sqlalchemy as sa
 
 from mlcustody._progress import NoProgress, Progress
 from mlcustody.checks import Problem
-from mlcustody.metadata import artifacts, audit, runs
+from mlcustody.metadata import artifacts, audit, references, runs
 from mlcustody.metadata.engine import Database
 from mlcustody.metadata.schema import audit_events
 from mlcustody.storage import manifest
@@ -38,14 +38,14 @@ def verify_store(
     with db.read() as conn:
         problems = audit.verify(conn, witness)
         run_problems, sealed = runs.verify(conn, objects)
-        run_objects = runs.stored_digests(conn)
+        run_objects = references.stored_digests(conn, with_artifacts=False)
         versions = artifacts.listing(conn, all_versions=True)
         events = conn.execute(sa.select(sa.func.count()).select_from(audit_events)).scalar_one()
     problems += run_problems
     present = {digest: _size(objects, digest) for digest in objects.iter_digests()}
     problems += _check_versions(versions, objects, present)
     problems += [
-        Problem("object_missing", f"runs/{role}", f"{digest} is not in the store")
+        Problem("object_missing", role, f"{digest} is not in the store")
         for digest, role in run_objects
         if digest not in present
     ]

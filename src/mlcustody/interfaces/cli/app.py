@@ -17,9 +17,17 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from typer.exceptions import TyperException
 
-from mlcustody.errors import CustodyError, UsageError
+from mlcustody.errors import CustodyError, PathError, UsageError
 from mlcustody.interfaces import shapes
-from mlcustody.interfaces.cli import output, render, render_lineage, render_lineage_records, render_runs
+from mlcustody.interfaces.cli import (
+    output,
+    render,
+    render_keys,
+    render_lineage,
+    render_lineage_records,
+    render_models,
+    render_runs,
+)
 
 if TYPE_CHECKING:  # the database layer is imported by the commands that use it (see `run`)
     from mlcustody.interfaces.sdk import Workspace
@@ -363,6 +371,67 @@ def trace_record(
         render_lineage_records.trace(ws.trace_record(ref, ident, down=down, depth=depth), down, as_json)
 
 
+keys_app = typer.Typer(help="Signing keys: make, list, export, rotate and revoke the keys that sign attestations.")
+app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("generate")
+def keys_generate(
+    name: Annotated[str, typer.Option("--name", "-n", help="Key name (one active key per name).")] = "default",
+    type: Annotated[str, typer.Option("--type", "-t", help="ecdsa-p256 (default) or ed25519.")] = "ecdsa-p256",
+    as_json: JsonOpt = False,
+) -> None:
+    """Make a key pair: the private half encrypted with CUSTODY_KEY_PASSPHRASE (or a prompted
+    passphrase) under .custody/keys/, the public half registered in the audit log."""
+    with workspace() as ws:
+        render_keys.change("generated", ws.generate_key(name, type), as_json)
+
+
+@keys_app.command("ls")
+def keys_ls(as_json: JsonOpt = False) -> None:
+    """List signing keys with their status (active, retired, revoked) and validity."""
+    with workspace() as ws:
+        render_keys.listing(ws.list_keys(), as_json)
+
+
+@keys_app.command("export-public")
+def keys_export_public(
+    ref: Annotated[str, typer.Argument(metavar="NAME_OR_KEYID", help="Key name (its active key) or keyid (prefix).")],
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write the PEM to this file.")] = None,
+) -> None:
+    """Print a public key as PEM (SubjectPublicKeyInfo), or write it to --out."""
+    with workspace() as ws:
+        key = ws.key(ref)
+    if out is not None:
+        try:
+            out.write_text(key.public_pem, encoding="ascii")
+        except OSError as exc:
+            raise PathError(f"cannot write {out}: {exc.strerror}", hint="choose a writable file for --out") from exc
+    render_keys.public_key(key, out)
+
+
+@keys_app.command("rotate")
+def keys_rotate(
+    name: Annotated[str, typer.Argument(help="Name of the key to replace.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Replace a key by a new one of the same name and type; the old one is retired, and the
+    signatures it made before stay valid."""
+    with workspace() as ws:
+        render_keys.change("rotated", ws.rotate_key(name), as_json)
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    ref: Annotated[str, typer.Argument(metavar="NAME_OR_KEYID", help="Key name (its active key) or keyid (prefix).")],
+    reason: Annotated[str, typer.Option("--reason", help="Why, e.g. 'laptop stolen' (kept in the audit log).")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Revoke a compromised key: none of its signatures is trusted any more, whenever made."""
+    with workspace() as ws:
+        render_keys.change("revoked", ws.revoke_key(ref, reason), as_json)
+
+
 @app.command()
 def demo(
     directory: Annotated[
@@ -376,6 +445,69 @@ def demo(
     steps, where = tour.run(directory, echo=None if as_json else render.demo_step)
     if as_json:
         output.emit_json(shapes.document("demo", workspace=str(where), steps=steps))
+
+
+model_app = typer.Typer(help="The model registry: signed model versions, aliases with history, verification.")
+app.add_typer(model_app, name="model")
+
+
+@model_app.command("register")
+def model_register(
+    name: Annotated[str, typer.Argument(help="Model name in the registry.")],
+    run: Annotated[str | None, typer.Option("--run", help="The run that trained it (its model output).")] = None,
+    path: Annotated[Path | None, typer.Option("--path", help="The model file or directory instead.")] = None,
+    key: Annotated[str | None, typer.Option("--key", help="Signing key name (default: the active key).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Register the next version of a model, bound by a signed in-toto/SLSA attestation to its lineage."""
+    with workspace() as ws:
+        version = ws.register_model(name, run=run, path=path, key=key)
+        render_models.show(ws.model(version.ref), False, as_json)
+
+
+@model_app.command("alias")
+def model_alias(
+    name: Annotated[str, typer.Argument(help="Model name.")],
+    alias: Annotated[str, typer.Argument(help="Alias, e.g. production or staging.")],
+    version: Annotated[int, typer.Argument(help="Version the alias points at from now on.")],
+    reason: Annotated[str, typer.Option("--reason", help="Why (kept in the alias's history).")] = "",
+    as_json: JsonOpt = False,
+) -> None:
+    """Point an alias at a version; every move is kept (who, when, from, to, why)."""
+    with workspace() as ws:
+        render_models.alias(name, ws.alias_model(name, alias, version, reason), as_json)
+
+
+@model_app.command("ls")
+def model_ls(as_json: JsonOpt = False) -> None:
+    """List registered model versions."""
+    with workspace() as ws:
+        render_models.listing(ws.models(), as_json)
+
+
+@model_app.command("show")
+def model_show(
+    ref: Annotated[str, typer.Argument(help="NAME@VERSION, NAME:ALIAS or NAME (latest).")],
+    attestation: Annotated[
+        bool, typer.Option("--attestation", help="Print the signed DSSE envelope (in-toto/SLSA).")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """The chain of custody of a model version: model digest, run, code, config, environment, data, signer."""
+    with workspace() as ws:
+        render_models.show(ws.model(ref), attestation, as_json)
+
+
+@model_app.command("verify")
+def model_verify(
+    ref: Annotated[str, typer.Argument(help="NAME@VERSION, NAME:ALIAS or NAME (latest).")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Re-derive every digest the attestation names and check its signature; exit 1 on any mismatch."""
+    with workspace() as ws:
+        version, problems = ws.verify_model(ref)
+        render_models.verified(version, problems, as_json)
+        _fail_if(bool(problems))
 
 
 def main(argv: list[str] | None = None) -> None:

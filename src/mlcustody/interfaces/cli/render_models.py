@@ -1,0 +1,78 @@
+"""How the model registry commands look: ``model register|alias|ls|show|verify``."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from mlcustody.interfaces import shapes
+from mlcustody.interfaces.cli import output
+
+if TYPE_CHECKING:
+    from mlcustody.checks import Problem
+    from mlcustody.interfaces.sdk import ModelDetails
+    from mlcustody.ledger.registry import AliasMove, ModelVersion
+
+
+def show(details: ModelDetails, with_envelope: bool, as_json: bool) -> None:
+    if as_json:
+        output.emit_json(shapes.model(details, with_envelope))
+        return
+    if with_envelope:
+        output.line(details.envelope.decode("utf-8"))
+        return
+    doc = shapes.model(details, False)
+    version = details.version
+    output.line(f"model {version.ref}  ({version.artifact})", style="bold")
+    output.line(f"  files:        sha256 {version.sha256}  blake3 {version.digest}")
+    run, code = doc["run"], doc["code"]
+    if run:
+        output.line(f"  trained by:   run {run['id']} {run['name']} ({run['status']}), seal {run['seal']}")
+        output.line(f"  config:       {', '.join(f'{k}={v}' for k, v in run['params'].items()) or '(no params)'}")
+    git = (code or {}).get("git") or {}
+    if git:
+        output.line(f"  code:         git {git.get('commit')} ({'dirty' if git.get('dirty') else 'clean'})")
+    if doc["environment"]:
+        env = doc["environment"]
+        output.line(f"  environment:  Python {env['python']}, {env['packages']} packages")
+    for dataset in doc["datasets"]:
+        records = dataset.get("annotations", {}).get("recordManifest")
+        manifest = f", record manifest {records['blake3'][:16]}" if records else ""
+        output.line(f"  data:         {dataset['name']} {dataset['digest']['blake3'][:16]}{manifest}")
+    output.line(f"  lineage:      {version.lineage_digest}")
+    output.line(f"  signed by:    key {version.keyid[:16]} at {version.created_at}")
+    for alias, state in doc["aliases"].items():
+        output.line(f"  alias {alias} → {state['version']}  ({len(state['history'])} move(s))")
+
+
+def alias(name: str, move: AliasMove, as_json: bool) -> None:
+    if as_json:
+        output.emit_json(shapes.model_alias(name, move))
+        return
+    output.line(f"{name}:{move.alias} → {move.version} (was {move.previous}); {move.reason}")
+
+
+def listing(versions: list[ModelVersion], as_json: bool) -> None:
+    if as_json:
+        output.emit_json(shapes.document("models", models=[shapes.model_version(v) for v in versions]))
+        return
+    rows = [[v.ref, v.artifact, (v.run_id or "")[:12], v.sha256[:16], v.created_at[:19]] for v in versions]
+    output.table(["model", "artifact", "run", "sha256", "registered (UTC)"], rows)
+
+
+def verified(version: ModelVersion, problems: list[Problem], as_json: bool) -> None:
+    if as_json:
+        output.emit_json(
+            shapes.document(
+                "model_verify",
+                model=shapes.model_version(version),
+                ok=not problems,
+                problems=shapes.problems(problems),
+            )
+        )
+        return
+    if not problems:
+        output.line(f"OK: {version.ref} — signature, model bytes, run, data and lineage all match.", style="green")
+        return
+    for problem in problems:
+        output.line(f"{problem.kind}: {problem.detail}", style="red")
+    output.line(f"FAILED: {len(problems)} problem(s) in {version.ref}.", style="bold red")

@@ -1,0 +1,143 @@
+"""``custody model verify``: re-derive everything a model version's attestation names, and say what differs.
+
+Five checks, each independent of the others: the envelope (present, intact, well-formed), its
+signature (by the key recorded, valid when it signed, never revoked), the model bytes (re-hashed,
+equal to the Statement's subjects), the training run (its rows still hash to its seal), and the
+provenance (rebuilt from the store now and compared, dependency by dependency, with what was signed).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy.engine import Connection
+
+from mlcustody._canonical import digest_json
+from mlcustody.checks import Problem
+from mlcustody.errors import UsageError
+from mlcustody.ledger import attestation, registry
+from mlcustody.lineage import graph
+from mlcustody.metadata import artifacts, runs
+from mlcustody.storage.objects import ObjectStore
+
+KeyCheck = Callable[[Connection, str, bytes, bytes, str], "str | None"]
+
+
+def check(conn: Connection, objects: ObjectStore, version: registry.ModelVersion, key_check: KeyCheck) -> list[Problem]:
+    where = f"model {version.ref}"
+    return [Problem(kind, where, detail) for kind, detail in _envelope_and_body(conn, objects, version, key_check)]
+
+
+def _envelope_and_body(
+    conn: Connection, objects: ObjectStore, version: registry.ModelVersion, key_check: KeyCheck
+) -> list[tuple[str, str]]:
+    if not objects.exists(version.attestation):
+        return [("attestation_missing", f"envelope object {version.attestation} is not in the store")]
+    damage = objects.check(version.attestation)
+    if damage is not None:
+        return [("attestation_modified", f"envelope object: {damage}")]
+    try:
+        opened = attestation.open_envelope(objects.read_bytes(version.attestation))
+    except UsageError as exc:
+        return [("attestation_corrupt", exc.message)]
+    found = _signatures(conn, version, opened, key_check)
+    found += _model_bytes(conn, objects, version, opened.statement)
+    found += _run(conn, version)
+    found += _provenance(conn, objects, version, opened.statement)
+    return found
+
+
+def _signatures(
+    conn: Connection, version: registry.ModelVersion, opened: attestation.Opened, key_check: KeyCheck
+) -> list[tuple[str, str]]:
+    if not any(keyid == version.keyid for keyid, _ in opened.signatures):
+        return [("signature_missing", f"no signature by key {version.keyid[:16]}")]
+    found = []
+    for keyid, signature in opened.signatures:
+        if keyid == version.keyid:
+            reason = key_check(conn, keyid, opened.signed_bytes, signature, version.created_at)
+            if reason is not None:
+                found.append(("signature_invalid", reason))
+    return found
+
+
+def _model_bytes(
+    conn: Connection, objects: ObjectStore, version: registry.ModelVersion, statement: dict[str, Any]
+) -> list[tuple[str, str]]:
+    model = registry.artifact_version(conn, version.artifact)
+    for digest in _file_digests(objects, model):
+        damage = objects.check(digest) if objects.exists(digest) else f"object {digest} is missing"
+        if damage is not None:
+            return [("model_modified", f"{model.ref}: {damage}")]
+    now = {s.name: s.as_dict()["digest"] for s in registry.subjects(objects, model)}
+    signed = {s["name"]: s["digest"] for s in statement.get("subject", [])}
+    return [
+        ("model_modified", f"{name}: sha256 {_short(now.get(name))}, attested {_short(signed.get(name))}")
+        for name in sorted(set(now) | set(signed))
+        if now.get(name) != signed.get(name)
+    ]
+
+
+def _run(conn: Connection, version: registry.ModelVersion) -> list[tuple[str, str]]:
+    if version.run_id is None:
+        return []
+    run = runs.get(conn, version.run_id)
+    if run.end is None:
+        return [("run_unsealed", f"run {run.id} has no seal")]
+    record = runs.canonical_record(conn, run.id, run.end)
+    if digest_json(record) != run.end.seal:
+        return [("run_modified", f"run {run.id}: its rows no longer hash to its seal (see `custody verify`)")]
+    return []
+
+
+def _provenance(
+    conn: Connection, objects: ObjectStore, version: registry.ModelVersion, statement: dict[str, Any]
+) -> list[tuple[str, str]]:
+    model = registry.artifact_version(conn, version.artifact)
+    run = runs.get(conn, version.run_id) if version.run_id else None
+    lineage = graph.lineage_digest(conn, model.ref)
+    found = []
+    if lineage != version.lineage_digest:
+        found.append(("lineage_modified", f"lineage digest is {lineage[:16]}, attested {version.lineage_digest[:16]}"))
+    now = registry.provenance(conn, objects, model, run, lineage)
+    signed = statement.get("predicate", {})
+    for section, label in (("resolvedDependencies", "dependency"), ("byproducts", "byproduct")):
+        before, after = _named(signed, section), _named(now, section)
+        for name in sorted(set(before) | set(after)):
+            if before.get(name) != after.get(name):
+                found.append((f"{label}_modified", f"{name}: {_describe(before.get(name), after.get(name))}"))
+    external = ("externalParameters",)
+    if _at(signed, "buildDefinition", *external) != _at(now, "buildDefinition", *external):
+        found.append(("parameters_modified", "the run's parameters differ from those attested"))
+    return found
+
+
+def _named(predicate: dict[str, Any], section: str) -> dict[str, Any]:
+    parent = "runDetails" if section == "byproducts" else "buildDefinition"
+    return {item.get("name"): item for item in _at(predicate, parent, section) or []}
+
+
+def _at(value: Any, *path: str) -> Any:
+    for key in path:
+        value = value.get(key) if isinstance(value, dict) else None
+    return value
+
+
+def _describe(before: dict[str, Any] | None, after: dict[str, Any] | None) -> str:
+    if before is None:
+        return "not in the attestation"
+    if after is None:
+        return "attested but no longer in the store"
+    return f"now {json.dumps(after.get('digest'))}, attested {json.dumps(before.get('digest'))}"
+
+
+def _file_digests(objects: ObjectStore, model: artifacts.ArtifactVersion) -> list[str]:
+    return [s.blake3 for s in registry.subjects(objects, model)] if model.kind == "dir" else [model.digest]
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, dict):
+        return str(value.get("sha256", "?"))[:16]
+    return "nothing"

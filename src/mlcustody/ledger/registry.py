@@ -1,0 +1,318 @@
+"""The model registry: named, numbered model versions bound by a signed attestation to their lineage.
+
+Registering a version writes an in-toto/SLSA attestation (``attestation``) naming, with digests,
+the model file(s), the training run's seal, its code commit and dirty diff, its environment, every
+dataset version it read with its record manifest, and the digest of the model's whole upstream
+lineage graph; signs it with a registry key (``keys``); stores the envelope as an object; and
+records the version in an audited row. ``verify`` re-derives every one of those digests from the
+store and names each that no longer matches.
+
+Aliases (``production``, ``staging``, …) are an append-only history: each move is a row with who,
+when, from which version, to which, and why.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from mlcustody._canonical import utc_now
+from mlcustody.errors import UnknownRef, UsageError
+from mlcustody.ledger import attestation
+from mlcustody.lineage import graph
+from mlcustody.metadata import artifacts, audit, runs
+from mlcustody.metadata.artifacts import ArtifactVersion
+from mlcustody.metadata.schema import model_aliases, model_versions, run_io
+from mlcustody.storage import manifest
+from mlcustody.storage.objects import ObjectStore
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,199}")
+_ALIAS = re.compile(r"[A-Za-z][A-Za-z0-9_\-]{0,99}")
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    name: str
+    version: int
+    artifact: str
+    digest: str
+    sha256: str
+    run_id: str | None
+    lineage_digest: str
+    attestation: str
+    keyid: str
+    created_at: str
+    actor: str
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}@{self.version}"
+
+
+@dataclass(frozen=True)
+class AliasMove:
+    alias: str
+    seq: int
+    version: int | None
+    previous: int | None
+    reason: str
+    actor: str
+    at: str
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """Everything a registration signs, gathered before the signing key is asked for."""
+
+    name: str
+    artifact: ArtifactVersion
+    run_id: str | None
+    lineage_digest: str
+    subjects: list[attestation.Subject]
+    statement: bytes
+
+
+# -- registering -------------------------------------------------------------------------------------
+
+
+def validate_name(name: str) -> str:
+    if not _NAME.fullmatch(name):
+        raise UsageError(f"model name {name!r} is not valid", hint="use letters, digits, _ . - (up to 200)")
+    return name
+
+
+def model_of_run(conn: Connection, run_id: str) -> ArtifactVersion:
+    """The one model version a run generated."""
+    query = sa.select(run_io.c.artifact).where(
+        run_io.c.run_id == run_id, run_io.c.role == "output", run_io.c.artifact.is_not(None)
+    )
+    found = [v for v in (artifact_version(conn, ref) for ref in conn.execute(query).scalars()) if v.type == "model"]
+    if not found:
+        raise UsageError(
+            f"run {run_id} has no model output",
+            hint="save the model with run.save_model() or `custody run --out model.skops`, or pass --path",
+        )
+    if len(found) > 1:
+        shown = ", ".join(v.ref for v in found)
+        raise UsageError(f"run {run_id} produced several models ({shown})", hint="choose one with --path")
+    return found[0]
+
+
+def prepare(conn: Connection, objects: ObjectStore, name: str, model: ArtifactVersion, run_id: str | None) -> Prepared:
+    """Gather the model's digests and lineage into the Statement to sign."""
+    validate_name(name)
+    found = subjects(objects, model)
+    run = runs.get(conn, run_id) if run_id else None
+    lineage_digest = graph.lineage_digest(conn, model.ref)
+    predicate = provenance(conn, objects, model, run, lineage_digest)
+    return Prepared(name, model, run_id, lineage_digest, found, attestation.statement(found, predicate))
+
+
+def record(
+    conn: Connection, prepared: Prepared, envelope_digest: str, keyid: str, actor: str
+) -> tuple[ModelVersion, audit.Event]:
+    """Insert the next version of the model name (in the caller's write transaction)."""
+    current = conn.execute(
+        sa.select(sa.func.max(model_versions.c.version)).where(model_versions.c.name == prepared.name)
+    ).scalar()
+    sha256 = next(s.sha256 for s in prepared.subjects) if len(prepared.subjects) == 1 else _root(prepared.subjects)
+    row: dict[str, Any] = {
+        "name": prepared.name,
+        "version": (current or 0) + 1,
+        "artifact": prepared.artifact.ref,
+        "digest": prepared.artifact.digest,
+        "sha256": sha256,
+        "run_id": prepared.run_id,
+        "lineage_digest": prepared.lineage_digest,
+        "attestation": envelope_digest,
+        "keyid": keyid,
+        "created_at": utc_now(),
+        "actor": actor,
+    }
+    event = audit.record_row(conn, model_versions, row, actor=actor, action="model.register")
+    return ModelVersion(**row), event
+
+
+def move_alias(
+    conn: Connection, name: str, alias: str, version: int | None, reason: str, actor: str
+) -> tuple[AliasMove, audit.Event]:
+    """Point ``alias`` at ``version`` (None removes it), keeping the history."""
+    if not _ALIAS.fullmatch(alias):
+        raise UsageError(f"alias {alias!r} is not valid", hint="use a word such as production or staging")
+    if not reason.strip():
+        raise UsageError("an alias move needs a reason", hint='pass --reason "why this version"')
+    if version is not None:
+        get(conn, f"{name}@{version}")
+    history = aliases(conn, name).get(alias, [])
+    previous = history[-1].version if history else None
+    row: dict[str, Any] = {
+        "name": name,
+        "alias": alias,
+        "seq": (history[-1].seq if history else 0) + 1,
+        "version": version,
+        "previous": previous,
+        "reason": reason,
+        "actor": actor,
+        "at": utc_now(),
+    }
+    event = audit.record_row(conn, model_aliases, row, actor=actor, action="model.alias")
+    move = AliasMove(alias, row["seq"], version, previous, reason, actor, row["at"])
+    return move, event
+
+
+# -- reading -----------------------------------------------------------------------------------------
+
+
+def get(conn: Connection, ref: str) -> ModelVersion:
+    """``NAME@VERSION``, ``NAME:ALIAS`` or ``NAME`` (its latest version)."""
+    name, version = _parse(conn, ref)
+    row = conn.execute(
+        sa.select(model_versions).where(model_versions.c.name == name, model_versions.c.version == version)
+    ).first()
+    if row is None:
+        known = conn.execute(sa.select(model_versions.c.version).where(model_versions.c.name == name)).scalars().all()
+        if not known:
+            raise UnknownRef(f"no registered model named {name!r}", hint="list them with `custody model ls`")
+        raise UnknownRef(f"{name} has no version {version}", hint=f"versions are 1…{max(known)}")
+    return ModelVersion(**row._mapping)
+
+
+def listing(conn: Connection) -> list[ModelVersion]:
+    query = sa.select(model_versions).order_by(model_versions.c.name, model_versions.c.version)
+    return [ModelVersion(**row._mapping) for row in conn.execute(query)]
+
+
+def aliases(conn: Connection, name: str) -> dict[str, list[AliasMove]]:
+    """Every alias of a model name with its whole history, oldest move first."""
+    query = sa.select(model_aliases).where(model_aliases.c.name == name).order_by(model_aliases.c.seq)
+    found: dict[str, list[AliasMove]] = {}
+    for r in conn.execute(query):
+        move = AliasMove(r.alias, r.seq, r.version, r.previous, r.reason, r.actor, r.at)
+        found.setdefault(r.alias, []).append(move)
+    return found
+
+
+def _parse(conn: Connection, ref: str) -> tuple[str, int]:
+    if ":" in ref:
+        name, alias = ref.split(":", 1)
+        history = aliases(conn, name).get(alias)
+        if not history or history[-1].version is None:
+            hint = f"set one with `custody model alias {name} {alias} VERSION --reason TEXT`"
+            raise UnknownRef(f"{name} has no alias {alias!r}", hint=hint)
+        return name, history[-1].version
+    name, at, number = ref.partition("@")
+    if at:
+        if not number.isdigit():
+            raise UnknownRef(f"{ref!r}: version {number!r} is not a number", hint="write NAME@VERSION, e.g. credit@1")
+        return name, int(number)
+    latest = conn.execute(
+        sa.select(sa.func.max(model_versions.c.version)).where(model_versions.c.name == ref)
+    ).scalar()
+    if latest is None:
+        raise UnknownRef(f"no registered model named {ref!r}", hint="list them with `custody model ls`")
+    return ref, int(latest)
+
+
+def artifact_version(conn: Connection, ref: str) -> ArtifactVersion:
+    name, _, number = ref.rpartition("@")
+    found = artifacts.get(conn, name, int(number))
+    if found is None:
+        raise UnknownRef(f"artifact version {ref} is missing", hint="run `custody verify`")
+    return found
+
+
+# -- what the attestation names ------------------------------------------------------------------------
+
+
+def subjects(objects: ObjectStore, model: ArtifactVersion) -> list[attestation.Subject]:
+    """The model file, or each file of a model directory, with sha256 and BLAKE3 digests."""
+    if model.kind == "file":
+        name = (model.path or model.name).rsplit("/", 1)[-1]
+        return [attestation.Subject(name, sha256_of(objects, model.digest), model.digest)]
+    entries = manifest.decode(objects.read_bytes(model.digest))
+    return [attestation.Subject(e.path, sha256_of(objects, e.digest), e.digest) for e in entries]
+
+
+def _root(subjects: list[attestation.Subject]) -> str:
+    """One sha256 for a multi-file model: over the sorted ``name sha256`` lines."""
+    lines = "".join(f"{s.name} {s.sha256}\n" for s in sorted(subjects, key=lambda s: s.name))
+    return hashlib.sha256(lines.encode("utf-8")).hexdigest()
+
+
+def sha256_of(objects: ObjectStore, digest: str) -> str:
+    with open(objects.path(digest), "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def provenance(
+    conn: Connection, objects: ObjectStore, model: ArtifactVersion, run: runs.Run | None, lineage_digest: str
+) -> dict[str, Any]:
+    dependencies: list[dict[str, Any]] = []
+    external: dict[str, Any] = {"model": model.ref}
+    metadata: dict[str, Any] = {}
+    byproducts = [attestation.dependency("lineage-graph", {"blake3": lineage_digest})]
+    if run is not None:
+        external |= {"run": run.start.name, "command": run.start.command, "params": run.params}
+        metadata = {"invocationId": run.id, "startedOn": run.start.started_at}
+        if run.end is not None:
+            metadata["finishedOn"] = run.end.ended_at
+            byproducts.append(_object_dependency(objects, "run-record", run.end.seal))
+            if run.end.environment:
+                dependencies.append(_object_dependency(objects, "environment", run.end.environment))
+        dependencies += _code_dependencies(objects, run.start.code)
+        for item in run.files("input"):
+            if item.artifact is not None:
+                dependencies.append(_dataset(conn, objects, item.artifact))
+    return {
+        "buildDefinition": {
+            "buildType": attestation.BUILD_TYPE,
+            "externalParameters": external,
+            "internalParameters": {"lineageDigestAlgorithm": "mlcustody-lineage/v1"},
+            "resolvedDependencies": dependencies,
+        },
+        "runDetails": {
+            "builder": {"id": attestation.BUILDER_ID},
+            "metadata": metadata,
+            "byproducts": byproducts,
+        },
+    }
+
+
+def _object_dependency(objects: ObjectStore, name: str, digest: str, **annotations: Any) -> dict[str, Any]:
+    return attestation.dependency(
+        name, {"sha256": sha256_of(objects, digest), "blake3": digest}, f"mlcustody:object/{digest}", **annotations
+    )
+
+
+def _code_dependencies(objects: ObjectStore, code_digest: str) -> list[dict[str, Any]]:
+    code = json.loads(objects.read_bytes(code_digest))
+    found = [_object_dependency(objects, "code", code_digest)]
+    git = code.get("git") or {}
+    if git.get("commit"):
+        uri = f"git+{git['remote']}@{git['commit']}" if git.get("remote") else None
+        found.append(attestation.dependency("source", {"gitCommit": git["commit"]}, uri))
+    if git.get("diff"):
+        found.append(_object_dependency(objects, "dirty-diff", git["diff"]))
+    return found
+
+
+def _dataset(conn: Connection, objects: ObjectStore, ref: str) -> dict[str, Any]:
+    version = artifact_version(conn, ref)
+    annotations: dict[str, Any] = {"type": version.type, "kind": version.kind}
+    if version.records is not None:
+        record_manifest = version.records["manifest"]
+        annotations["recordManifest"] = {"blake3": record_manifest, "sha256": sha256_of(objects, record_manifest)}
+        annotations["records"] = version.records["count"]
+    return attestation.dependency(
+        ref,
+        {"sha256": sha256_of(objects, version.digest), "blake3": version.digest},
+        f"mlcustody:artifact/{ref}",
+        **annotations,
+    )
+
