@@ -69,6 +69,31 @@ def _shape(kind: str) -> list[str]:
     return lines
 
 
+# Commands whose --json document is not named after the command itself.
+_SHAPE_OF = {
+    "model register": "model",
+    "model show": "model",
+    "model ls": "models",
+    "keys ls": "keys",
+    "keys generate": "key",
+    "keys rotate": "key",
+    "keys revoke": "key",
+    "run": "run",
+}
+
+
+def _commands(group: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    """Every command, sub-commands of groups (``trace record``, ``model show``, …) included."""
+    found = []
+    for name, command in group.commands.items():
+        full = f"{prefix}{name}"
+        if hasattr(command, "commands"):
+            found += _commands(command, f"{full} ")
+        else:
+            found.append((full, command))
+    return found
+
+
 def generate() -> str:
     group = typer.main.get_command(app)
     out = [_INTRO]
@@ -76,7 +101,8 @@ def generate() -> str:
     artifact = "{" + ", ".join(shapes.ARTIFACT_FIELDS) + "}"
     out += [f"An **artifact** is `{artifact}`; a **file** is `{{path, size, mode, digest}}`."]
     out += ["", *_shape("error"), ""]
-    for name, command in group.commands.items():  # type: ignore[attr-defined]
+    shown = {"error"}
+    for name, command in _commands(group):
         out += [f"## `custody {name}`", "", (command.help or "").strip(), ""]
         out += [f"Usage: `{_usage(name, command)}`", ""]
         params = [p for p in command.params if p.name != "help" and "--json" not in p.opts]
@@ -84,8 +110,16 @@ def generate() -> str:
             out += ["| argument / option | default | meaning |", "|---|---|---|"]
             out += [_option_row(p) for p in params]
             out += [""]
-        if name in shapes.FIELDS:
-            out += [*_shape(name), ""]
+        kind = _SHAPE_OF.get(name, name.replace(" ", "_"))
+        if kind in shapes.FIELDS:
+            out += [*_shape(kind), ""]
+            shown.add(kind)
+    others = [kind for kind in shapes.FIELDS if kind not in shown]
+    if others:
+        intro = "Printed by the commands above for other kinds of reference (a run, two runs):"
+        out += ["## Other documents", "", intro, ""]
+        for kind in others:
+            out += [*_shape(kind), ""]
     return "\n".join(out).rstrip() + "\n"
 
 
