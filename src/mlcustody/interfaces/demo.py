@@ -23,6 +23,7 @@ from typing import Any
 from mlcustody.errors import PathError
 
 Echo = Callable[[str, str, str], None]
+_DEMO_PASSPHRASE = "demo-only passphrase"
 _REGIONS = ("north", "south", "east", "west")
 _PURPOSES = ("car", "home", "education", "business", "medical")
 
@@ -47,6 +48,7 @@ def run(directory: Path | None, echo: Echo | None) -> tuple[list[dict[str, Any]]
 
     _data_chapter(step, where)
     _runs_chapter(step, where)
+    _registry_chapter(step, where)
     _tamper_chapter(step, where)
     return steps, where
 
@@ -100,6 +102,22 @@ def _runs_chapter(step: Step, where: Path) -> None:
     step("Impact: every derived record and model that one raw loan line reached", *impact)
 
 
+def _registry_chapter(step: Step, where: Path) -> None:
+    """Register the model with a signed attestation, promote it, verify it."""
+    step("A signing key for the registry (ECDSA P-256, encrypted at rest)", "keys", "generate", "--name", "registry")
+    run_id = json.loads(_quiet(where, "runs", "--json", "--name", "train"))["runs"][0]["id"]
+    register = ("model", "register", "credit", "--run", run_id[:12])
+    step("Register the model: a signed in-toto/SLSA attestation binds it to its run, data and lineage", *register)
+    promote = ("model", "alias", "credit", "production", "1", "--reason", "accuracy 0.89 on the April data")
+    step("Promote it to production; the reason is kept in the alias's history", *promote)
+    step(
+        "Verify it: signature, model bytes, run, every dataset and the lineage digest",
+        "model",
+        "verify",
+        "credit:production",
+    )
+
+
 def _tamper_chapter(step: Step, where: Path) -> None:
     """Tamper with copies of the workspace: verify names each change."""
     byte_copy = _copy_workspace(where, "tampered-object")
@@ -112,6 +130,17 @@ def _tamper_chapter(step: Step, where: Path) -> None:
     _edit_metadata(metric_copy, "UPDATE run_metrics SET value = 0.99 WHERE key = 'accuracy'")
     title = "Tamper: polish the run's accuracy in a copy — the run's seal no longer matches"
     step(title, "verify", cwd=metric_copy, expect=1)
+    model_copy = _copy_workspace(where, "tampered-model")
+    model = json.loads(_quiet(where, "model", "show", "credit@1", "--json"))["model"]["digest"]
+    _flip_byte(model_copy, model)
+    step(
+        "Tamper: flip one byte of the registered model in a copy — model verify names it",
+        "model",
+        "verify",
+        "credit@1",
+        cwd=model_copy,
+        expect=1,
+    )
 
 
 # A feature pipeline: three runs, each reading records with their ids and writing records with lineage.
@@ -183,8 +212,10 @@ def _quiet(where: Path, *args: str) -> str:
 
 
 def _custody(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """The installed CLI, run as a user would, with the workspace's own config (no CUSTODY_* overrides)."""
+    """The installed CLI, run as a user would, with the workspace's own config (no CUSTODY_* overrides)
+    and the demo's key passphrase (a real one belongs in a secret store, not in code)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CUSTODY_")}
+    env["CUSTODY_KEY_PASSPHRASE"] = _DEMO_PASSPHRASE
     command = [sys.executable, "-m", "mlcustody", *args]
     return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, check=False)
 
@@ -243,9 +274,12 @@ def _copy_workspace(where: Path, name: str) -> Path:
     return target
 
 
-def _flip_byte(workspace: Path) -> None:
+def _flip_byte(workspace: Path, digest: str | None = None) -> None:
+    """Flip one bit in the middle of an object: the one named, or the largest."""
     objects = sorted(p for p in (workspace / ".custody" / "objects").rglob("*") if p.is_file())
     victim = max(objects, key=lambda p: p.stat().st_size)
+    if digest is not None:
+        victim = workspace / ".custody" / "objects" / digest[:2] / digest[2:]
     victim.chmod(0o644)
     data = bytearray(victim.read_bytes())
     data[len(data) // 2] ^= 0x01

@@ -48,7 +48,8 @@ def alias(name: str, move: AliasMove, as_json: bool) -> None:
     if as_json:
         output.emit_json(shapes.model_alias(name, move))
         return
-    output.line(f"{name}:{move.alias} → {move.version} (was {move.previous}); {move.reason}")
+    before = "new alias" if move.previous is None else f"was {move.previous}"
+    output.line(f"{name}:{move.alias} → {move.version} ({before}); {move.reason}")
 
 
 def listing(versions: list[ModelVersion], as_json: bool) -> None:
