@@ -41,7 +41,7 @@ from mlcustody.storage.statcache import StatCache
 if TYPE_CHECKING:  # the record layer pulls in pyarrow, DuckDB and polars: imported when first used
     import pyarrow as pa
 
-    from mlcustody.ledger import keys, registry
+    from mlcustody.ledger import bundle, keys, registry
     from mlcustody.lineage import graph as lineage_graph
     from mlcustody.lineage import records as record_trace
     from mlcustody.storage.records import diff as record_diff
@@ -633,6 +633,65 @@ class Workspace:
         with self.db.read() as conn:
             version = model_registry.get(conn, ref)
             return version, model_check.check(conn, self.objects, version, keys.check)
+
+    def model_oms_bundle(self, ref: str, *, key: str | None = None) -> bytes:
+        """An OpenSSF model-signing (OMS) bundle for a model version, to save as ``model.sig`` beside it.
+
+        Signed on demand (the registry keeps no copy: no schema change) with the active key of ``key``,
+        by default of the name whose key signed the version, over the per-file sha256 digests the
+        version's attestation signed — refused if ``verify_model`` finds those broken. Needs an ECDSA
+        P-256 key: OMS verifiers accept no Ed25519."""
+        from mlcustody.ledger import attestation, keys, model_check, oms
+        from mlcustody.ledger import registry as model_registry
+
+        with self.db.read() as conn:
+            version = model_registry.get(conn, ref)
+            problems = model_check.check(conn, self.objects, version, keys.check)
+            model = model_registry.artifact_version(conn, version.artifact)
+            name = key or keys.get(conn, version.keyid).name
+        attested = attestation.open_envelope(self.objects.read_bytes(version.attestation)).statement
+        payload = oms.registered_statement(model, attested, problems)
+        return oms.bundle(payload, keys.open_signer(self._keyring(), name))
+
+    @staticmethod
+    def verify_oms_bundle(bundle: Path | str, public_key: Path | str, model: Path | str) -> list[str]:
+        """Check an OMS ``model.sig`` signed by anyone, with no workspace: the signature with the PEM
+        public key in ``public_key``, and every file digest it signs against the model on disk."""
+        from mlcustody.ledger import oms
+
+        return oms.verify_paths(Path(bundle), Path(public_key), Path(model))
+
+    # -- provenance bundles ------------------------------------------------------------------------
+
+    def export_bundle(self, ref: str, path: Path | str, *, with_data: bool = False) -> bundle.Exported:
+        """Write a model version's offline provenance bundle (``FILE.tar.gz``): attestation, public key,
+        model, run record, code, environment, dataset and record manifests, lineage; the data if asked."""
+        from mlcustody.ledger import bundle
+        from mlcustody.ledger import registry as model_registry
+
+        with self.db.read() as conn:
+            version = model_registry.get(conn, ref)
+            return bundle.export(conn, self.objects, version, Path(os.path.abspath(path)), with_data=with_data)
+
+    @staticmethod
+    def verify_bundle(path: Path | str) -> bundle.BundleCheck:
+        """Check a bundle offline, with no workspace: members, signature, digests, seal, lineage digest."""
+        from mlcustody.ledger import bundle
+
+        return bundle.check(Path(path))
+
+    def reproduce(self, ref: str, to: Path | str) -> bundle.Reproduction:
+        """Materialise what trained a model version into an empty directory: entry script, params, code
+        record and dirty diff, and its input data versions at their workspace-relative paths."""
+        from mlcustody.ledger import bundle
+        from mlcustody.ledger import registry as model_registry
+
+        target = Path(os.path.abspath(to))
+        if STORE_DIRNAME in target.parts:
+            raise PathError(f"{target} is inside the store", hint="reproduce somewhere else")
+        with self.db.read() as conn:
+            version = model_registry.get(conn, ref)
+            return bundle.reproduce(conn, self.objects, self.cache, version, target)
 
     # -- lineage graph -----------------------------------------------------------------------------
 

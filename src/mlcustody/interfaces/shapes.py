@@ -19,6 +19,7 @@ if TYPE_CHECKING:  # the CLI imports this module before it knows whether it need
     from mlcustody.checks import Problem
     from mlcustody.errors import CustodyError
     from mlcustody.interfaces.sdk import FoundRecord, ModelDetails, RecordDiffReport, RunDetails
+    from mlcustody.ledger.bundle import BundleCheck, Exported, Reproduction
     from mlcustody.ledger.keys import KeyChange, KeyInfo
     from mlcustody.ledger.registry import AliasMove, ModelVersion
     from mlcustody.lineage.graph import ColumnLineage, Graph
@@ -177,6 +178,12 @@ FIELDS: dict[str, dict[str, str]] = {
         "problems": "list of {kind, where, detail}: signature_invalid, model_modified, run_modified, "
         "dependency_modified, byproduct_modified, lineage_modified, parameters_modified, attestation_*",
     },
+    "model_verify_oms": {
+        "path": "the model file or directory checked",
+        "ok": "true when the OMS bundle's signature verifies with the given key and every signed file matches",
+        "problems": "list of one-line strings, each naming what differs (a file's digest, a missing or extra file, "
+        "the signature, the key hint, the statement)",
+    },
     "run_diff": {
         "a": "run summary",
         "b": "run summary",
@@ -195,6 +202,36 @@ FIELDS: dict[str, dict[str, str]] = {
         "cause; empty with --column",
         "columns": "with --column: {origin: {artifact, column}, hops: list of {distance, run, output, input}, sources "
         "(columns computed from nothing recorded), unexplored (left at the depth limit)}, else null",
+    },
+    "export": {
+        "model": "the model version exported (NAME@VERSION)",
+        "bundle": "path of the .tar.gz written",
+        "size": "bytes of the .tar.gz",
+        "members": "files in the bundle besides manifest.json",
+        "content_bytes": "their total size before compression",
+        "with_data": "true when the datasets' files are in the bundle",
+    },
+    "bundle_verify": {
+        "bundle": "path of the bundle checked (verify --bundle, offline)",
+        "model": "the model version it is of (NAME@VERSION), or null when unreadable",
+        "ok": "true when every member, the signature, the model files, every attested digest, the run's seal "
+        "and the lineage digest hold",
+        "members": "members listed in manifest.json",
+        "problems": "list of {kind, where (the member), detail}: member_missing, member_modified, member_unlisted, "
+        "manifest_corrupt, attestation_corrupt, signature_invalid, key_revoked, model_modified, "
+        "dependency_modified, byproduct_modified, run_modified, parameters_modified, code_modified, lineage_modified",
+    },
+    "reproduce": {
+        "model": "the model version (NAME@VERSION)",
+        "run": "id of the run that trained it",
+        "to": "the directory everything was written to",
+        "command": "the run's command line (list of arguments), to be run from `to`",
+        "entry": "the entry script written (relative to `to`), or null when the store does not hold it",
+        "params": "the params file written (relative to `to`): the run's params as JSON",
+        "diff": "the dirty diff written (relative to `to`), or null when the code was clean",
+        "git": "{commit, branch, remote, dirty} of the run's code",
+        "inputs": "list of {ref, path}: input data versions checked out at their workspace-relative paths",
+        "missing": "inputs that could not be materialised (files read that are no artifact version)",
     },
 }
 # An artifact is {ref, name, version, type, kind, path, digest, size, file_count, meta, tags, author,
@@ -499,4 +536,43 @@ def lineage(
         nodes=graph["nodes"],
         edges=graph["edges"],
         columns=export.columns_dict(columns) if columns is not None else None,
+    )
+
+
+def export_bundle(found: Exported) -> dict[str, Any]:
+    return document(
+        "export",
+        model=found.model,
+        bundle=str(found.path),
+        size=found.size,
+        members=found.members,
+        content_bytes=found.content_bytes,
+        with_data=found.with_data,
+    )
+
+
+def bundle_verify(found: BundleCheck) -> dict[str, Any]:
+    return document(
+        "bundle_verify",
+        bundle=str(found.path),
+        model=found.model,
+        ok=not found.problems,
+        members=found.members,
+        problems=problems(found.problems),
+    )
+
+
+def reproduce(found: Reproduction) -> dict[str, Any]:
+    return document(
+        "reproduce",
+        model=found.model,
+        run=found.run,
+        to=str(found.to),
+        command=found.command,
+        entry=found.entry,
+        params=found.params,
+        diff=found.diff,
+        git=found.git,
+        inputs=[{"ref": ref, "path": path} for ref, path in found.inputs],
+        missing=found.missing,
     )

@@ -22,6 +22,7 @@ from mlcustody.interfaces import shapes
 from mlcustody.interfaces.cli import (
     output,
     render,
+    render_bundles,
     render_keys,
     render_lineage,
     render_lineage_records,
@@ -323,8 +324,24 @@ def lineage(
 
 
 @app.command()
-def verify(as_json: JsonOpt = False) -> None:
-    """Recompute every object, manifest, row and audit event; exit 1 on any mismatch."""
+def verify(
+    bundle: Annotated[
+        Path | None,
+        typer.Option("--bundle", help="Check this provenance bundle (.tar.gz) offline instead; no workspace needed."),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Recompute every object, manifest, row and audit event; exit 1 on any mismatch.
+
+    With --bundle, check an exported provenance bundle alone: its members, the signature with the
+    bundled public key, every digest the attestation names, the run's seal and the lineage digest."""
+    if bundle is not None:
+        from mlcustody.interfaces.sdk import Workspace
+
+        found = Workspace.verify_bundle(bundle)
+        render_bundles.verified(found, as_json)
+        _fail_if(bool(found.problems))
+        return
     with workspace() as ws:
         report = ws.verify(progress=output.progress(not as_json))
         render.verify(report, as_json)
@@ -447,6 +464,31 @@ def demo(
         output.emit_json(shapes.document("demo", workspace=str(where), steps=steps))
 
 
+@app.command("export")
+def export_bundle(
+    ref: Annotated[str, typer.Argument(help="NAME@VERSION, NAME:ALIAS or NAME (latest) of a registered model.")],
+    bundle: Annotated[Path, typer.Option("--bundle", help="The .tar.gz to write.")],
+    with_data: Annotated[bool, typer.Option("--with-data", help="Also include the datasets' files.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Write a model version's offline provenance bundle: attestation, public key, model, run record,
+    code, environment, dataset and record manifests, lineage (check it with `verify --bundle`)."""
+    with workspace() as ws:
+        render_bundles.exported(ws.export_bundle(ref, bundle, with_data=with_data), as_json)
+
+
+@app.command()
+def reproduce(
+    ref: Annotated[str, typer.Argument(help="NAME@VERSION, NAME:ALIAS or NAME (latest) of a registered model.")],
+    to: Annotated[Path, typer.Option("--to", help="A new or empty directory to materialise into.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Materialise what trained a model version (entry script, params, dirty diff, input data versions)
+    into a directory and print the command that was run, to run from there."""
+    with workspace() as ws:
+        render_bundles.reproduced(ws.reproduce(ref, to), as_json)
+
+
 model_app = typer.Typer(help="The model registry: signed model versions, aliases with history, verification.")
 app.add_typer(model_app, name="model")
 
@@ -491,10 +533,22 @@ def model_show(
     attestation: Annotated[
         bool, typer.Option("--attestation", help="Print the signed DSSE envelope (in-toto/SLSA).")
     ] = False,
+    oms_signature: Annotated[
+        bool,
+        typer.Option(
+            "--oms-signature",
+            help="Print an OpenSSF model-signing bundle, signed now with the registry key; save it as model.sig.",
+        ),
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """The chain of custody of a model version: model digest, run, code, config, environment, data, signer."""
+    if oms_signature and (attestation or as_json):
+        raise UsageError("--oms-signature prints the bundle alone", hint="drop --attestation and --json")
     with workspace() as ws:
+        if oms_signature:
+            render_models.oms_bundle(ws.model_oms_bundle(ref))
+            return
         render_models.show(ws.model(ref), attestation, as_json)
 
 
@@ -508,6 +562,22 @@ def model_verify(
         version, problems = ws.verify_model(ref)
         render_models.verified(version, problems, as_json)
         _fail_if(bool(problems))
+
+
+@model_app.command("verify-oms")
+def model_verify_oms(
+    path: Annotated[Path, typer.Argument(help="The model file or directory the bundle signs.")],
+    bundle: Annotated[Path, typer.Option("--bundle", help="The OMS signature bundle (model.sig).")],
+    key: Annotated[Path, typer.Option("--key", help="The signer's PEM public key (ECDSA P-256/384/521).")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Check an OpenSSF model-signing bundle signed by anyone against the files on disk; no workspace
+    needed. Exit 1 on any mismatch."""
+    from mlcustody.interfaces.sdk import Workspace
+
+    problems = Workspace.verify_oms_bundle(bundle, key, path)
+    render_models.oms_verified(path, problems, as_json)
+    _fail_if(bool(problems))
 
 
 def main(argv: list[str] | None = None) -> None:

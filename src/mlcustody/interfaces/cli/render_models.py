@@ -1,7 +1,8 @@
-"""How the model registry commands look: ``model register|alias|ls|show|verify``."""
+"""How the model registry commands look: ``model register|alias|ls|show|verify|verify-oms``."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mlcustody.interfaces import shapes
@@ -77,3 +78,20 @@ def verified(version: ModelVersion, problems: list[Problem], as_json: bool) -> N
     for problem in problems:
         output.line(f"{problem.kind}: {problem.detail}", style="red")
     output.line(f"FAILED: {len(problems)} problem(s) in {version.ref}.", style="bold red")
+
+
+def oms_bundle(bundle: bytes) -> None:
+    """The OMS bundle exactly as signed, for `> model.sig`."""
+    output.line(bundle.decode("utf-8"))
+
+
+def oms_verified(path: Path, problems: list[str], as_json: bool) -> None:
+    if as_json:
+        output.emit_json(shapes.document("model_verify_oms", path=str(path), ok=not problems, problems=problems))
+        return
+    if not problems:
+        output.line(f"OK: {path} — the OMS signature holds and every signed file matches.", style="green")
+        return
+    for problem in problems:
+        output.line(problem, style="red")
+    output.line(f"FAILED: {len(problems)} problem(s) in {path}.", style="bold red")
