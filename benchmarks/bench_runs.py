@@ -57,8 +57,8 @@ CONTENTION_WARNING = 0.25  # other processes kept this many CPUs busy on average
 MIN_JUDGED_WINDOW = 0.1
 SEED = 20_240_611
 METRIC_KEY = "loss"
-SEARCH_WHERE = "metrics.auc > 0.9"  # the same query in both languages, below
 SEARCH_THRESHOLD = 0.9
+SEARCH_WHERE = f"metrics.auc > {SEARCH_THRESHOLD}"  # the same text in mlcustody's and MLflow's query language
 SEARCH_LIMIT = 1_000
 SEARCH_QUERIES = 5  # the search is cheap: best of at least this many queries per side
 RUN_OVERHEAD_REPEAT = 3  # whole training processes per variant unless --repeat says otherwise
@@ -117,6 +117,12 @@ def say(message: str) -> None:
     sys.stderr.flush()
 
 
+def failure_note(exc: BaseException) -> str:
+    """Log the whole traceback (for whoever debugs the side) and return the one line for the report."""
+    say("  FAILED: " + "".join(traceback.format_exception(exc)).strip().replace("\n", "\n    "))
+    return f"{type(exc).__name__}: {exc}"
+
+
 # ------------------------------------------------------------------------------------------- timing
 
 
@@ -171,8 +177,7 @@ class Outcome:
         return best is not None and best.busy
 
     def fail(self, exc: BaseException) -> None:
-        self.state, self.note = "failed", f"{type(exc).__name__}: {exc}"
-        say("  FAILED: " + "".join(traceback.format_exception(exc)).strip().replace("\n", "\n    "))
+        self.state, self.note = "failed", failure_note(exc)
 
 
 # ---------------------------------------------------------------------------------- the two sides
@@ -286,7 +291,7 @@ class MlflowTracker:
         self._search = functools.partial(
             mlflow.search_runs,
             experiment_ids=[self.experiment],
-            filter_string=f"metrics.auc > {SEARCH_THRESHOLD}",
+            filter_string=SEARCH_WHERE,
             order_by=["metrics.auc DESC"],
             max_results=SEARCH_LIMIT,
         )
@@ -496,7 +501,7 @@ def time_queries(
                         problems.append(problem)
     for name in trackers:
         best = outcomes[name].per_unit
-        say(f"  {name:<9} search: {len(expected):,} runs found, best of {rounds}: {fmt_duration(best)}")
+        say(f"  {name:<9} search, best of {rounds} queries: {fmt_duration(best)}")
 
 
 def _same_answer(answer: Sequence[float], expected: Sequence[float]) -> bool:
@@ -605,13 +610,16 @@ class Variant:
     def seconds(self) -> float | None:
         return self.summary.best_seconds if self.summary else None
 
+    def give_up(self, state: str, note: str) -> None:
+        self.state, self.note = state, note
+
     def add(self, result: RunResult) -> bool:
         """Record one run; a failed one turns the variant failed. Returns whether it succeeded."""
         self.runs.append(result)
         state = "ok" if result.ok else "FAILED"
         say(f"  {self.title:<40} {fmt_seconds(result.seconds):>8}  others used {result.contention:.1f} CPUs  {state}")
         if not result.ok:
-            self.state, self.note = "failed", result.failure_text()
+            self.give_up("failed", result.failure_text())
         return result.ok
 
 
@@ -641,26 +649,31 @@ class ProcessSetup:
         return run_measured(argv, cwd, env, self.timeout)
 
 
-def run_plain(setup: ProcessSetup, base: Path, repeat: int) -> Variant:
-    variant = Variant("python train.py")
+VARIANT_TITLES = {
+    "plain": "python train.py",
+    "custody-cold": "custody run, cold ({files:,} new files)",
+    "custody-warm": "custody run, warm (inputs already stored)",
+    "mlflow-autolog": "python train_mlflow.py (MLflow autolog)",
+}
+
+
+def run_plain(setup: ProcessSetup, base: Path, repeat: int, variant: Variant) -> list[str]:
     job = setup.fresh_copy(base / "plain")
     env = setup.env(base / "plain" / "home")
     for _ in range(repeat):
         if not setup.timed(variant, [setup.python, "train.py"], job, env):
             break
-    return variant
+    return []
 
 
-def run_custody(setup: ProcessSetup, base: Path, repeat: int, files: int) -> tuple[Variant, Variant, list[str]]:
+def run_custody(setup: ProcessSetup, base: Path, repeat: int, files: int, cold: Variant, warm: Variant) -> list[str]:
     """Cold: a fresh workspace per repetition (init and copy untimed), so every input is new to the
     store. Warm: the same command again on the last workspace, whose store already holds the inputs."""
-    cold = Variant(f"custody run, cold ({files:,} new files)")
-    warm = Variant("custody run, warm (inputs already stored)")
     custody = find_executable("custody")
     if custody is None:
         for variant in (cold, warm):
-            variant.state, variant.note = "unavailable", "custody not found: pip install -e ."
-        return cold, warm, []
+            variant.give_up("unavailable", "custody not found: pip install -e .")
+        return []
     argv = [str(custody), "run", "--name", "train", "--", setup.python, "train.py"]
     workspace: tuple[Path, dict[str, str]] | None = None
     for attempt in range(repeat):
@@ -668,17 +681,25 @@ def run_custody(setup: ProcessSetup, base: Path, repeat: int, files: int) -> tup
         workspace = (job, setup.env(job.parent / "home"))
         init = setup.untimed([str(custody), "init"], *workspace)
         if not init.ok:
-            cold.state, cold.note = "failed", f"custody init: {init.failure_text()}"
+            cold.give_up("failed", f"custody init: {init.failure_text()}")
             break
         if not setup.timed(cold, argv, *workspace):
             break
     if cold.state != "ok" or workspace is None:
-        warm.state, warm.note = "failed", "not run: the cold run failed"
-        return cold, warm, []
+        warm.give_up("failed", "not run: the cold run failed")
+        return []
     for _ in range(repeat):
         if not setup.timed(warm, argv, *workspace):
             break
-    return cold, warm, check_custody_runs(workspace[0], files)
+    return checked(check_custody_runs, workspace[0], files)
+
+
+def checked(check: Callable[..., list[str]], *args: Any) -> list[str]:
+    """Run a post-hoc check; one that cannot run is a note, so it never costs the measurements."""
+    try:
+        return check(*args)
+    except Exception as exc:  # e.g. the store is at a newer schema than this process imported
+        return [f"{check.__name__} could not run: {type(exc).__name__}: {exc}"]
 
 
 def check_custody_runs(job: Path, files: int) -> list[str]:
@@ -697,23 +718,22 @@ def check_custody_runs(job: Path, files: int) -> list[str]:
     return problems
 
 
-def run_mlflow(setup: ProcessSetup, base: Path, repeat: int) -> tuple[Variant, list[str]]:
+def run_mlflow(setup: ProcessSetup, base: Path, repeat: int, variant: Variant) -> list[str]:
     """``python train_mlflow.py``: the same job with MLflow autologging to a SQLite database made beforehand."""
-    variant = Variant("python train_mlflow.py (MLflow autolog)")
     if not mlflow_installed():
-        variant.state, variant.note = "unavailable", "mlflow is not installed"
-        return variant, []
+        variant.give_up("unavailable", "mlflow is not installed")
+        return []
     job = setup.fresh_copy(base / "mlflow")
     uri = f"sqlite:///{job / 'mlflow.db'}"
     env = setup.env(base / "mlflow" / "home", BENCH_MLFLOW_TRACKING_URI=uri)
     prepared = setup.untimed([setup.python, "-c", MLFLOW_SETUP], job, env)
     if not prepared.ok:
-        variant.state, variant.note = "failed", f"MLflow setup: {prepared.failure_text()}"
-        return variant, []
+        variant.give_up("failed", f"MLflow setup: {prepared.failure_text()}")
+        return []
     for _ in range(repeat):
         if not setup.timed(variant, [setup.python, "train_mlflow.py"], job, env):
-            return variant, []
-    return variant, check_mlflow_runs(uri, repeat)
+            return []
+    return checked(check_mlflow_runs, uri, repeat)
 
 
 def check_mlflow_runs(uri: str, expected: int) -> list[str]:
@@ -743,15 +763,21 @@ def run_overhead_case(opts: Options) -> OverheadResult:
     say(f"  writing train.py and {files:,} CSV files")
     write_training_project(base / "source", files)
     setup = ProcessSetup(base / "source", sys.executable, opts.timeout)
+    variants = {key: Variant(title.format(files=files)) for key, title in VARIANT_TITLES.items()}
+    problems: list[str] = []
     try:
-        plain = run_plain(setup, base, repeat)
-        cold, warm, custody_problems = run_custody(setup, base, repeat, files)
-        autolog, mlflow_problems = run_mlflow(setup, base, repeat)
+        problems += run_plain(setup, base, repeat, variants["plain"])
+        problems += run_custody(setup, base, repeat, files, variants["custody-cold"], variants["custody-warm"])
+        problems += run_mlflow(setup, base, repeat, variants["mlflow-autolog"])
+    except Exception as exc:  # the variants measured so far are still reported
+        note = failure_note(exc)
+        for variant in variants.values():
+            if variant.state == "ok" and len(variant.runs) < repeat:
+                variant.give_up("failed", note)
     finally:
         if not opts.keep:
             drop_tree(base)
-    variants = {"plain": plain, "custody-cold": cold, "custody-warm": warm, "mlflow-autolog": autolog}
-    return OverheadResult(variants, files, repeat, custody_problems + mlflow_problems)
+    return OverheadResult(variants, files, repeat, problems)
 
 
 def overhead(variant: Variant, plain: Variant) -> float | None:
@@ -796,8 +822,9 @@ def _cell(outcome: Outcome | None, value: float | None) -> str:
 
 def _counts(case: Case, opts: Options) -> str:
     if case.key == "search":
-        matches = len(expected_answer(search_aucs(opts.sizes.search_runs)))
-        return f"{opts.sizes.search_runs:,} runs, {matches:,} match"
+        matches = sum(auc > SEARCH_THRESHOLD for auc in search_aucs(opts.sizes.search_runs))
+        returned = f", {SEARCH_LIMIT:,} returned" if matches > SEARCH_LIMIT else ""
+        return f"{opts.sizes.search_runs:,} runs, {matches:,} match{returned}"
     ours, theirs = opts.sizes.calls(case.key)
     return f"{ours:,} / {theirs:,}"
 

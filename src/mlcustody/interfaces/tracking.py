@@ -397,7 +397,7 @@ def _captured_io(ws: Workspace, captured: iolog.Captured, declared: set[str]) ->
     ws.objects.barrier()
     found = []
     with ws.db.read() as conn:
-        linker = _ArtifactLinker(ws, conn)
+        linker = _ArtifactLinker(ws, conn, reads + writes)
         for rel in reads:
             digest_size = stored.get(rel) if rel in unchanged else None
             digest, size = digest_size or (None, captured.reads[rel].size)
@@ -414,10 +414,13 @@ class _ArtifactLinker:
     """Which artifact version holds a file with given bytes: a version at its path, or a version of a
     directory above it (newest first), so a run that read an older checkout links to that version."""
 
-    def __init__(self, ws: Workspace, conn: Connection) -> None:
+    def __init__(self, ws: Workspace, conn: Connection, rels: Sequence[str]) -> None:
         self.ws = ws
-        self.conn = conn
         self._versions: dict[str, list[tuple[str, dict[str, str]]]] = {}
+        candidates = {"/".join(rel.split("/")[:depth]) for rel in rels for depth in range(1, rel.count("/") + 2)}
+        found = artifacts.at_paths(conn, sorted(candidates))  # one query, not one per file
+        for path in candidates:
+            self._versions[path] = [self._files(version) for version in found.get(path, [])]
 
     def ref(self, rel: str, digest: str | None) -> str | None:
         if digest is None:
@@ -431,17 +434,14 @@ class _ArtifactLinker:
         return None
 
     def _at(self, path: str) -> list[tuple[str, dict[str, str]]]:
-        """(ref, {path inside: digest}) of each version at ``path``; a file's own entry is keyed ""."""
-        if path not in self._versions:
-            found = []
-            for version in artifacts.at_path(self.conn, path):
-                if version.kind == "file":
-                    found.append((version.ref, {"": version.digest}))
-                else:
-                    entries = manifest.decode(self.ws.objects.read_bytes(version.digest))
-                    found.append((version.ref, {e.path: e.digest for e in entries}))
-            self._versions[path] = found
-        return self._versions[path]
+        return self._versions.get(path, [])
+
+    def _files(self, version: ArtifactVersion) -> tuple[str, dict[str, str]]:
+        """(ref, {path inside: digest}) of a version; a file's own entry is keyed ""."""
+        if version.kind == "file":
+            return version.ref, {"": version.digest}
+        entries = manifest.decode(self.ws.objects.read_bytes(version.digest))
+        return version.ref, {e.path: e.digest for e in entries}
 
 
 # -- shared pieces -----------------------------------------------------------------------------------

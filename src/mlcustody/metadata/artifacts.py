@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -151,6 +152,17 @@ def at_path(conn: Connection, path: str, *, limit: int | None = None) -> list[Ar
     """Every version added from workspace path ``path``, newest first."""
     query = sa.select(av).where(av.c.path == path).order_by(av.c.created_at.desc(), av.c.id.desc()).limit(limit)
     return [ArtifactVersion.from_row(row) for row in conn.execute(query)]
+
+
+def at_paths(conn: Connection, paths: Sequence[str]) -> dict[str, list[ArtifactVersion]]:
+    """Every version added from each of ``paths``, newest first, in one query per 500 paths."""
+    found: dict[str, list[ArtifactVersion]] = {}
+    for start in range(0, len(paths), 500):
+        query = sa.select(av).where(av.c.path.in_(paths[start : start + 500]))
+        for row in conn.execute(query.order_by(av.c.created_at.desc(), av.c.id.desc())):
+            version = ArtifactVersion.from_row(row)
+            found.setdefault(version.path or "", []).append(version)
+    return found
 
 
 def history(conn: Connection, name: str) -> list[ArtifactVersion]:

@@ -186,10 +186,10 @@ def write_batch(conn: Connection, run_id: str, batch: Batch) -> list[str]:
     if batch.metrics:
         _write_metrics(conn, run_id, batch.metrics)
     if batch.io:
-        for role, path in batch.io:
-            conn.execute(
-                run_io.delete().where(run_io.c.run_id == run_id, run_io.c.role == role, run_io.c.path == path)
-            )
+        keys = list(batch.io)
+        for start in range(0, len(keys), 500):  # replace what this batch records again, in few statements
+            pairs = sa.tuple_(run_io.c.role, run_io.c.path).in_(keys[start : start + 500])
+            conn.execute(run_io.delete().where(run_io.c.run_id == run_id, pairs))
         conn.execute(run_io.insert(), [{"run_id": run_id, **item.__dict__} for item in batch.io.values()])
     _write_lineage(conn, run_id, batch)
     return conflicts

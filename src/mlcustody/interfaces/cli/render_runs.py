@@ -13,6 +13,7 @@ if TYPE_CHECKING:
 
 _STYLE = {"finished": "green", "failed": "red", "killed": "red", "running": "yellow"}
 _PACKAGES_SHOWN = 8
+_FILES_SHOWN = 20  # inputs/outputs listed by `show RUN`; --json lists all
 
 
 def show(details: RunDetails, as_json: bool) -> None:
@@ -107,10 +108,12 @@ def _mapping(title: str, values: dict[str, Any]) -> None:
 
 
 def _files(title: str, items: list[IO]) -> None:
-    for item in items:
+    for item in items[:_FILES_SHOWN]:
         digest = item.digest[:12] if item.digest else "(changed while read)"
         artifact = f" [{item.artifact}]" if item.artifact else ""
         output.line(f"  {title[:-1]:<7} {digest}  {item.path}{artifact}  ({item.source})")
+    if len(items) > _FILES_SHOWN:
+        output.line(f"  {title[:-1]:<7} … and {len(items) - _FILES_SHOWN} more (use --json for all)")
 
 
 def _number(value: Any) -> str:
