@@ -23,8 +23,8 @@ def test_exported_members_are_pinned() -> None:
     """Changing the SDK surface must be a deliberate edit of this line."""
     pinned = (
         "AmbiguousRef ConfigError CustodyError NotAWorkspace PathError Run SchemaError StoreBusy UnknownRef UsageError"
-        " Workspace WorkspaceExists WouldOverwrite __version__ active_run fingerprint load_model log_metric log_metrics"
-        " log_param log_params save_model set_tags start_run"
+        " Workspace WorkspaceExists WouldOverwrite __version__ active_run decision_log fingerprint load_model"
+        " log_metric log_metrics log_param log_params save_model set_tags start_run"
     )
     assert mlcustody.__all__ == pinned.split()
 

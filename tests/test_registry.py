@@ -154,3 +154,16 @@ def test_bad_registry_input_is_refused(cli: Cli, monkeypatch: pytest.MonkeyPatch
     ]:
         _, err = cli(*args, code=2)
         assert message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_the_decision_log_key_never_signs_attestations(registered: tuple[Cli, str]) -> None:
+    cli, run_id = registered
+    ws = Workspace.open(cli.cwd)
+    try:
+        with ws.decision_log("credit@1") as log:  # creates the Ed25519 decision-log key
+            log.record("D-1", inputs={"x": 1}, output=0.5)
+        registry_key = ws.key("registry").keyid
+    finally:
+        ws.close()
+    second = cli.json("model", "register", "credit", "--run", run_id)
+    assert second["model"]["keyid"] == registry_key

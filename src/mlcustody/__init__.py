@@ -29,6 +29,7 @@ from mlcustody.errors import (
 if TYPE_CHECKING:
     from mlcustody.interfaces.fluent import (
         active_run,
+        decision_log,
         load_model,
         log_metric,
         log_metrics,
@@ -52,6 +53,7 @@ _LAZY = {
     **dict.fromkeys(
         [
             "active_run",
+            "decision_log",
             "load_model",
             "log_metric",
             "log_metrics",
@@ -104,6 +106,7 @@ __all__ = [
     "WouldOverwrite",
     "__version__",
     "active_run",
+    "decision_log",
     "fingerprint",
     "load_model",
     "log_metric",

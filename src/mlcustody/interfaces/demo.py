@@ -110,12 +110,13 @@ def _registry_chapter(step: Step, where: Path) -> None:
     step("Register the model: a signed in-toto/SLSA attestation binds it to its run, data and lineage", *register)
     promote = ("model", "alias", "credit", "production", "1", "--reason", "accuracy 0.89 on the April data")
     step("Promote it to production; the reason is kept in the alias's history", *promote)
-    step(
-        "Verify it: signature, model bytes, run, every dataset and the lineage digest",
-        "model",
-        "verify",
-        "credit:production",
-    )
+    verify = ("model", "verify", "credit:production")
+    step("Verify it: signature, model bytes, run, every dataset and the lineage digest", *verify)
+    (where / "serve.py").write_text(_SERVE, encoding="utf-8")
+    serve = ("run", "--name", "serve", "--", sys.executable, "serve.py")
+    step("Serve 1,000 credit decisions; each is a leaf of a signed transparency log", *serve)
+    step("A customer contests decision D-00042: which model, trained on what?", "trace", "decision", "D-00042")
+    step("An offline receipt proving that decision is in the log", "decisions", "receipt", "D-00042")
 
 
 def _tamper_chapter(step: Step, where: Path) -> None:
@@ -141,6 +142,10 @@ def _tamper_chapter(step: Step, where: Path) -> None:
         cwd=model_copy,
         expect=1,
     )
+    log_copy = _copy_workspace(where, "tampered-decisions")
+    _edit_metadata(log_copy, "DELETE FROM decisions WHERE decision_id = 'D-00500'")
+    title = "Tamper: delete one decision from the log in a copy — verify names the position"
+    step(title, "verify", "--decisions", cwd=log_copy, expect=1)
 
 
 # A feature pipeline: three runs, each reading records with their ids and writing records with lineage.
@@ -169,6 +174,23 @@ with mc.start_run("trainset") as run:
     columns = ["_rid", "loan_id", "debt_ratio", "income_vs_region", "unemployment", "term_months", "approved"]
     run.output_records(features.select(columns), name="trainset", key=["loan_id"])
 print("clean → features → trainset written with record lineage")
+"""
+
+
+# Serving: the production model scores applications; every decision is logged, with the customer pseudonymised.
+_SERVE = """\
+import mlcustody as mc
+import polars as pl
+
+model = mc.load_model("model")
+rows = pl.read_parquet(mc.active_run().use("trainset")).head(1000)
+features = rows.select("debt_ratio", "income_vs_region", "unemployment", "term_months")
+scores = model.predict_proba(features.to_numpy())[:, 1]
+with mc.decision_log("credit:production") as log:
+    for i, (row, score) in enumerate(zip(features.iter_rows(named=True), scores)):
+        log.record(f"D-{i:05d}", inputs=row, output={"score": float(score), "approved": bool(score > 0.5)},
+                   subject=rows["loan_id"][i])
+print("1,000 decisions logged and sealed by a signed checkpoint")
 """
 
 # A small training script: fits a logistic regression on the training set, saves it with skops.

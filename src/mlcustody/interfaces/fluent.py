@@ -10,11 +10,14 @@ from __future__ import annotations
 import functools
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlcustody.capture import models
 from mlcustody.interfaces import tracking
 from mlcustody.interfaces.sdk import Workspace
+
+if TYPE_CHECKING:
+    from mlcustody.ledger import decisions
 
 
 def default_workspace(where: Workspace | str | Path | None = None) -> Workspace:
@@ -94,3 +97,11 @@ def load_model(
         ws = default_workspace(workspace)
         path = ws.materialise(ws.resolve(str(source)))
     return models.load_model(path, trust_pickle=trust_pickle, trusted=trusted)
+
+
+def decision_log(
+    model: str, *, workspace: Workspace | str | Path | None = None, **options: Any
+) -> decisions.DecisionLog:
+    """A log of the decisions a registered model makes (``with mlcustody.decision_log("credit:production")
+    as log: log.record(...)``); closing it writes a signed checkpoint. See docs/decisions.md."""
+    return default_workspace(workspace).decision_log(model, **options)

@@ -41,7 +41,7 @@ from mlcustody.storage.statcache import StatCache
 if TYPE_CHECKING:  # the record layer pulls in pyarrow, DuckDB and polars: imported when first used
     import pyarrow as pa
 
-    from mlcustody.ledger import bundle, keys, registry
+    from mlcustody.ledger import bundle, decisions, keys, registry
     from mlcustody.lineage import graph as lineage_graph
     from mlcustody.lineage import records as record_trace
     from mlcustody.storage.records import diff as record_diff
@@ -105,6 +105,32 @@ class ModelDetails:
 class VerifyReport:
     problems: list[Problem]
     checked: dict[str, int]
+
+
+@dataclass(frozen=True)
+class DecisionColumns:
+    """Columns of a prediction log to import; every other column is an input of the decision."""
+
+    id: str = "decision_id"
+    time: str | None = "time"
+    subject: str | None = "subject"
+    output: str = "output"
+
+
+@dataclass(frozen=True)
+class ImportReport:
+    path: str
+    count: int
+    first_position: int
+    versions: list[str]  # model versions the imported decisions were attributed to
+
+
+@dataclass(frozen=True)
+class DecisionTrace:
+    decision: decisions.Decision
+    aliases: list[str]  # aliases of the model that pointed at its version when the decision was made
+    problems: list[Problem]  # what verifying the model version's attestation found (none: intact)
+    model: ModelDetails
 
 
 class Workspace:
@@ -692,6 +718,90 @@ class Workspace:
         with self.db.read() as conn:
             version = model_registry.get(conn, ref)
             return bundle.reproduce(conn, self.objects, self.cache, version, target)
+
+    # -- decisions ---------------------------------------------------------------------------------
+
+    def decision_log(self, ref: str, **options: Any) -> decisions.DecisionLog:
+        """A log of the decisions a registered model (``NAME@V``, ``NAME:ALIAS``, ``NAME``) makes; close it
+        (or use it as a context manager) to write a signed checkpoint. See ``ledger.decisions``."""
+        from mlcustody.ledger import decisions
+
+        return decisions.DecisionLog(self._keyring(), ref, **options)
+
+    def import_decisions(self, path: Path | str, ref: str, *, columns: DecisionColumns | None = None) -> ImportReport:
+        """Import a prediction log (JSON Lines, CSV, Parquet) into the decision log, sealed by a checkpoint.
+        With an alias (``NAME:ALIAS``) each decision gets the version the alias pointed at at its time."""
+        from mlcustody.ledger import decision_files, decisions
+
+        cols = columns or DecisionColumns()
+        found = decision_files.read(Path(path))
+        with self.db.read() as conn:
+            start = decisions.size(conn)
+        with decisions.DecisionLog(self._keyring(), ref, checkpoint_seconds=float("inf")) as log:
+            count = log.record_batch(
+                found.table,
+                id_col=cols.id,
+                output_col=cols.output,
+                time_col=cols.time,
+                subject_col=cols.subject,
+                where=found.where,
+            )
+        with self.db.read() as conn:
+            versions = decisions.versions_from(conn, start)
+        return ImportReport(str(found.path), count, start, versions)
+
+    def list_decisions(
+        self, *, model: str | None = None, subject: str | None = None, since: str | None = None, limit: int = 1000
+    ) -> list[decisions.Decision]:
+        """Logged decisions in log order, by model (``NAME``, ``NAME@V``, ``NAME:ALIAS``), subject id, time."""
+        from mlcustody.ledger import decisions
+
+        with self.db.read() as conn:
+            return decisions.listing(conn, model=model, subject=subject, since=since, limit=limit)
+
+    def decision_receipt(self, decision_id: str) -> decisions.Receipt:
+        """A c2sp.org/tlog-proof that the decision is in the signed log, to check offline."""
+        from mlcustody.ledger import decisions
+
+        with self.db.read() as conn:
+            return decisions.receipt(conn, decision_id)
+
+    def decision_inputs(self, decision_id: str) -> dict[str, Any] | None:
+        """The inputs of a decision, decrypted; None when not kept or crypto-shredded."""
+        from mlcustody.ledger import decisions
+
+        with self.db.read() as conn:
+            return decisions.read_inputs(conn, decisions.get(conn, decision_id))
+
+    def forget_subject(self, subject: str) -> int:
+        """Crypto-shred a data subject's decision inputs (their data key is deleted, audited); the log
+        still verifies. Returns the number of payloads made unreadable."""
+        from mlcustody.ledger import decisions
+
+        with self.db.write() as conn:
+            count, event = decisions.forget_subject(conn, subject, self.config.actor)
+        if event is not None:
+            audit.advance_witness(self.witness, event)
+        return count
+
+    def verify_decisions(self) -> VerifyReport:
+        """Recompute every decision entry, the Merkle tree and every signed checkpoint."""
+        from mlcustody.ledger import decision_check
+
+        with self.db.read() as conn:
+            found = decision_check.verify(conn)
+        return VerifyReport(found.problems, found.checked)
+
+    def trace_decision(self, decision_id: str) -> DecisionTrace:
+        """Decision → model version (and the aliases serving it) → attestation checked → training run →
+        code, config, environment → datasets with their record-manifest digests."""
+        from mlcustody.ledger import decisions
+
+        with self.db.read() as conn:
+            decision = decisions.get(conn, decision_id)
+            aliases = decisions.aliases_at(conn, decision)
+        _, problems = self.verify_model(decision.ref)
+        return DecisionTrace(decision, aliases, problems, self.model(decision.ref))
 
     # -- lineage graph -----------------------------------------------------------------------------
 

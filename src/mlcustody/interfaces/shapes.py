@@ -18,8 +18,17 @@ from mlcustody._canonical import json_number
 if TYPE_CHECKING:  # the CLI imports this module before it knows whether it needs the database layer
     from mlcustody.checks import Problem
     from mlcustody.errors import CustodyError
-    from mlcustody.interfaces.sdk import FoundRecord, ModelDetails, RecordDiffReport, RunDetails
+    from mlcustody.interfaces.sdk import (
+        DecisionTrace,
+        FoundRecord,
+        ImportReport,
+        ModelDetails,
+        RecordDiffReport,
+        RunDetails,
+        VerifyReport,
+    )
     from mlcustody.ledger.bundle import BundleCheck, Exported, Reproduction
+    from mlcustody.ledger.decisions import Decision, Receipt
     from mlcustody.ledger.keys import KeyChange, KeyInfo
     from mlcustody.ledger.registry import AliasMove, ModelVersion
     from mlcustody.lineage.graph import ColumnLineage, Graph
@@ -232,6 +241,49 @@ FIELDS: dict[str, dict[str, str]] = {
         "git": "{commit, branch, remote, dirty} of the run's code",
         "inputs": "list of {ref, path}: input data versions checked out at their workspace-relative paths",
         "missing": "inputs that could not be materialised (files read that are no artifact version)",
+    },
+    "decisions": {
+        "decisions": "list of decision, in log order: {position (leaf index in the log), decision_id, time, model, "
+        "version, ref (NAME@VERSION), input_digest (record fingerprint of the inputs), output, subject (HMAC-SHA256 "
+        "of the subject id, or null), payload_digest (SHA-256 of the encrypted inputs, or null), payload_key, "
+        "entry_hash (RFC 6962 leaf hash)}"
+    },
+    "decision_import": {
+        "path": "the prediction log imported",
+        "count": "decisions imported",
+        "first_position": "log position of the first one",
+        "versions": "model versions (NAME@VERSION) the decisions were attributed to",
+    },
+    "decision_receipt": {
+        "decision": "the decision (as in decisions)",
+        "entry": "the canonical entry (RFC 8785 JSON) whose leaf hash the proof includes",
+        "leaf_hash": "SHA-256(0x00 || entry), hex",
+        "size": "tree size of the checkpoint the proof is against",
+        "vkey": "note verifier key of the log (name+keyid+base64 key) to check the checkpoint's signature",
+        "proof": "the c2sp.org/tlog-proof@v1 text (index, inclusion hashes, signed checkpoint)",
+        "out": "file the proof was written to (--out), or null",
+    },
+    "decisions_verify": {
+        "ok": "true when every entry, the tree and every signed checkpoint match and nothing is unsealed",
+        "checked": "{decisions, checkpoints}",
+        "problems": "list of {kind, where, detail}: decision_modified, decision_missing (deleted or reordered row, "
+        "where = decisions[POSITION]), checkpoint_mismatch, checkpoint_modified, checkpoint_signature_invalid, "
+        "checkpoint_inconsistent, unsealed_tail",
+    },
+    "trace_decision": {
+        "decision": "the decision (as in decisions)",
+        "aliases": "aliases of the model that pointed at its version when the decision was made",
+        "model": "the model version (as in model.model)",
+        "attestation": "{ok, problems}: the model version's attestation re-verified now (as in model_verify)",
+        "run": "the training run (as in run.run), or null",
+        "code": "the run's code record, or null",
+        "environment": "{python, packages (count), os} of the run, or null",
+        "datasets": "datasets the attestation names: list of {name, uri, digest, annotations: {recordManifest: "
+        "{blake3, sha256}, records, type, kind}}",
+    },
+    "decision_forget": {
+        "subject": "the subject id given",
+        "payloads": "encrypted decision inputs made unreadable (0 when the subject had no key)",
     },
 }
 # An artifact is {ref, name, version, type, kind, path, digest, size, file_count, meta, tags, author,
@@ -575,4 +627,50 @@ def reproduce(found: Reproduction) -> dict[str, Any]:
         git=found.git,
         inputs=[{"ref": ref, "path": path} for ref, path in found.inputs],
         missing=found.missing,
+    )
+
+
+def decision(item: Decision) -> dict[str, Any]:
+    return {**item.__dict__, "ref": item.ref}
+
+
+def decisions(items: Iterable[Decision]) -> dict[str, Any]:
+    return document("decisions", decisions=[decision(d) for d in items])
+
+
+def decision_import(report: ImportReport) -> dict[str, Any]:
+    return document("decision_import", **report.__dict__)
+
+
+def decision_receipt(found: Receipt, out: Path | None) -> dict[str, Any]:
+    return document(
+        "decision_receipt",
+        decision=decision(found.decision),
+        entry=found.entry.decode("utf-8"),
+        leaf_hash=found.leaf_hash,
+        size=found.size,
+        vkey=found.vkey,
+        proof=found.proof,
+        out=str(out) if out is not None else None,
+    )
+
+
+def decisions_verify(report: VerifyReport) -> dict[str, Any]:
+    return document(
+        "decisions_verify", ok=not report.problems, checked=report.checked, problems=problems(report.problems)
+    )
+
+
+def trace_decision(found: DecisionTrace) -> dict[str, Any]:
+    details = model(found.model, False)
+    return document(
+        "trace_decision",
+        decision=decision(found.decision),
+        aliases=found.aliases,
+        model=details["model"],
+        attestation={"ok": not found.problems, "problems": problems(found.problems)},
+        run=details["run"],
+        code=details["code"],
+        environment=details["environment"],
+        datasets=details["datasets"],
     )

@@ -54,6 +54,8 @@ PASSPHRASE_ENV = "CUSTODY_KEY_PASSPHRASE"
 SIGNING_KEY_ENV = "CUSTODY_SIGNING_KEY"
 SIGNING_KEY_NAME_ENV = "CUSTODY_SIGNING_KEY_NAME"
 DEFAULT_NAME = "default"
+LOG_KEY_NAME = "decision-log"  # signs decision-log checkpoints only, never attestations
+RESERVED_NAMES = frozenset({LOG_KEY_NAME})
 DEFAULT_TYPE = "ecdsa-p256"
 CI_NAME = "ci"
 # type → (securesystemslib keytype, scheme)
@@ -315,8 +317,12 @@ def _select(conn: Connection, *where: Any) -> list[KeyInfo]:
 
 
 def _active(conn: Connection, name: str | None) -> KeyInfo:
-    """The active key of ``name``; without a name, the most recent active key."""
-    found = _select(conn, signing_keys.c.name == name) if name is not None else _select(conn)
+    """The active key of ``name``; without a name, the most recent active key that is not reserved
+    for another purpose (the decision log signs its checkpoints with its own key)."""
+    if name is None:
+        found = [k for k in _select(conn) if k.name not in RESERVED_NAMES]
+    else:
+        found = _select(conn, signing_keys.c.name == name)
     active = [k for k in found if k.status == "active"]
     if active:
         return active[-1]

@@ -12,6 +12,7 @@ from sqlalchemy import (
     Float,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -20,7 +21,7 @@ from sqlalchemy import (
 )
 
 # Alembic revision this release's code expects; tests check it is the single head.
-REVISION = "0004"
+REVISION = "0005"
 
 metadata = MetaData(
     naming_convention={
@@ -264,6 +265,53 @@ model_aliases = Table(
     Column("previous", Integer, nullable=True),
     Column("reason", Text, nullable=False),
     Column("actor", String(200), nullable=False),
+    Column("at", String(32), nullable=False),
+)
+
+# The decision log: one row per decision a deployed model made, at ``position`` = its leaf index in an
+# RFC 6962 Merkle tree (gap-free). ``entry_hash`` is the leaf hash of the canonical entry (ids and
+# digests only); ``subject`` is an HMAC of the subject id, ``payload`` the inputs encrypted under the
+# subject's data key in ``decision_keys`` (deleting that row crypto-shreds them). See docs/decisions.md.
+decisions = Table(
+    "decisions",
+    metadata,
+    Column("position", BigInteger, primary_key=True, autoincrement=False),
+    Column("decision_id", String(200), nullable=False, unique=True),
+    Column("time", String(32), nullable=False),
+    Column("model", String(200), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("input_digest", String(64), nullable=False),
+    Column("output", Text, nullable=False),
+    Column("subject", String(64), nullable=True),
+    Column("payload", LargeBinary, nullable=True),
+    Column("payload_digest", String(64), nullable=True),
+    Column("payload_key", String(64), nullable=True),
+    Column("entry_hash", String(64), nullable=False),
+    Index(None, "time"),
+    Index(None, "model", "version"),
+    Index(None, "subject"),
+)
+
+# Per-subject data keys of the decision log (AES-256-GCM); the row with a NULL subject is the key of
+# decisions without one. Deleting a subject's row makes every payload of theirs unreadable.
+decision_keys = Table(
+    "decision_keys",
+    metadata,
+    Column("key_id", String(64), primary_key=True),
+    Column("subject", String(64), nullable=True, unique=True),
+    Column("key", LargeBinary, nullable=False),
+    Column("created_at", String(32), nullable=False),
+)
+
+# Signed checkpoints of the decision log: a c2sp.org/tlog-checkpoint note (origin, size, root) signed
+# with the Ed25519 key ``keyid`` (a ``signing_keys`` row named decision-log).
+checkpoints = Table(
+    "checkpoints",
+    metadata,
+    Column("size", BigInteger, primary_key=True, autoincrement=False),
+    Column("root", String(64), nullable=False),
+    Column("note", Text, nullable=False),
+    Column("keyid", String(64), nullable=False),
     Column("at", String(32), nullable=False),
 )
 

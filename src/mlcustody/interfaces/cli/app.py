@@ -23,6 +23,7 @@ from mlcustody.interfaces.cli import (
     output,
     render,
     render_bundles,
+    render_decisions,
     render_keys,
     render_lineage,
     render_lineage_records,
@@ -329,6 +330,10 @@ def verify(
         Path | None,
         typer.Option("--bundle", help="Check this provenance bundle (.tar.gz) offline instead; no workspace needed."),
     ] = None,
+    decisions: Annotated[
+        bool,
+        typer.Option("--decisions", help="Check the decision log instead: entries, Merkle tree, signed checkpoints."),
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Recompute every object, manifest, row and audit event; exit 1 on any mismatch.
@@ -341,6 +346,12 @@ def verify(
         found = Workspace.verify_bundle(bundle)
         render_bundles.verified(found, as_json)
         _fail_if(bool(found.problems))
+        return
+    if decisions:
+        with workspace() as ws:
+            checked = ws.verify_decisions()
+            render_decisions.verified(checked, as_json)
+            _fail_if(bool(checked.problems))
         return
     with workspace() as ws:
         report = ws.verify(progress=output.progress(not as_json))
@@ -386,6 +397,17 @@ def trace_record(
     """Walk a record back through every transforming run to its raw source lines (or --down)."""
     with workspace() as ws:
         render_lineage_records.trace(ws.trace_record(ref, ident, down=down, depth=depth), down, as_json)
+
+
+@trace_app.command("decision")
+def trace_decision(
+    decision_id: Annotated[str, typer.Argument(metavar="ID", help="The decision id.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Follow a decision to the model version that made it, its verified attestation, training run,
+    code, config, environment, and the datasets with their record manifests."""
+    with workspace() as ws:
+        render_decisions.trace(ws.trace_decision(decision_id), as_json)
 
 
 keys_app = typer.Typer(help="Signing keys: make, list, export, rotate and revoke the keys that sign attestations.")
@@ -578,6 +600,76 @@ def model_verify_oms(
     problems = Workspace.verify_oms_bundle(bundle, key, path)
     render_models.oms_verified(path, problems, as_json)
     _fail_if(bool(problems))
+
+
+decisions_app = typer.Typer(help="The decision log: every prediction a deployed model made, signed and verifiable.")
+app.add_typer(decisions_app, name="decisions")
+
+
+@decisions_app.command("ls")
+def decisions_ls(
+    model: Annotated[
+        str | None, typer.Option("--model", help="Only this model (NAME, NAME@VERSION, NAME:ALIAS).")
+    ] = None,
+    subject: Annotated[str | None, typer.Option("--subject", help="Only decisions about this subject id.")] = None,
+    since: Annotated[str | None, typer.Option("--since", help="Only decisions at or after this RFC 3339 time.")] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="Show at most N decisions.")] = 1000,
+    as_json: JsonOpt = False,
+) -> None:
+    """List logged decisions in log order."""
+    with workspace() as ws:
+        render_decisions.listing(ws.list_decisions(model=model, subject=subject, since=since, limit=limit), as_json)
+
+
+@decisions_app.command("import")
+def decisions_import(
+    path: Annotated[Path, typer.Argument(metavar="FILE", help="Prediction log: .jsonl, .csv or .parquet.")],
+    model: Annotated[
+        str, typer.Option("--model", help="NAME@VERSION, or NAME:ALIAS resolved at each decision's time.")
+    ],
+    id_col: Annotated[str, typer.Option("--id-col", help="Column of decision ids.")] = "decision_id",
+    time_col: Annotated[str, typer.Option("--time-col", help="Column of decision times (RFC 3339).")] = "time",
+    subject_col: Annotated[
+        str, typer.Option("--subject-col", help="Column of subject ids (pseudonymised).")
+    ] = "subject",
+    output_col: Annotated[str, typer.Option("--output-col", help="Column of model outputs.")] = "output",
+    as_json: JsonOpt = False,
+) -> None:
+    """Import a prediction log into the decision log (every other column is an input) and seal it
+    with a signed checkpoint; a malformed line is refused with its file:line."""
+    from mlcustody.interfaces.sdk import DecisionColumns
+
+    columns = DecisionColumns(id=id_col, time=time_col, subject=subject_col, output=output_col)
+    with workspace() as ws:
+        render_decisions.imported(ws.import_decisions(path, model, columns=columns), as_json)
+
+
+@decisions_app.command("receipt")
+def decisions_receipt(
+    decision_id: Annotated[str, typer.Argument(metavar="ID", help="The decision id.")],
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write the .tlog-proof to this file.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """A c2sp.org/tlog-proof that a decision is in the signed log, with its checkpoint."""
+    with workspace() as ws:
+        found = ws.decision_receipt(decision_id)
+    if out is not None:
+        try:
+            out.write_text(found.proof, encoding="utf-8")
+        except OSError as exc:
+            raise PathError(f"cannot write {out}: {exc.strerror}", hint="choose a writable file for --out") from exc
+    render_decisions.receipt(found, out, as_json)
+
+
+@decisions_app.command("forget")
+def decisions_forget(
+    subject: Annotated[str, typer.Argument(help="The subject id whose decision inputs to crypto-shred.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Crypto-shred a data subject's decision inputs: their data key is destroyed (audited), every
+    copy of the encrypted inputs becomes unreadable, and the log still verifies."""
+    with workspace() as ws:
+        render_decisions.forgotten(subject, ws.forget_subject(subject), as_json)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,0 +1,102 @@
+"""How the decision-log commands look: ``decisions ls|import|receipt``, ``verify --decisions``,
+``trace decision``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from mlcustody.interfaces import shapes
+from mlcustody.interfaces.cli import output
+
+if TYPE_CHECKING:
+    from mlcustody.interfaces.sdk import DecisionTrace, ImportReport, VerifyReport
+    from mlcustody.ledger.decisions import Decision, Receipt
+
+
+def listing(found: list[Decision], as_json: bool) -> None:
+    if as_json:
+        output.emit_json(shapes.decisions(found))
+        return
+    rows = [
+        [d.position, d.decision_id, d.time[:19], d.ref, json.dumps(d.output), (d.subject or "")[:12]] for d in found
+    ]
+    output.table(["position", "decision", "time (UTC)", "model", "output", "subject"], rows)
+
+
+def imported(report: ImportReport, as_json: bool) -> None:
+    if as_json:
+        output.emit_json(shapes.decision_import(report))
+        return
+    last = report.first_position + report.count - 1
+    output.line(
+        f"imported {report.count} decision(s) from {report.path} at positions {report.first_position}…{last} "
+        f"({', '.join(report.versions) or 'no model version'}); sealed by a signed checkpoint"
+    )
+
+
+def receipt(found: Receipt, out: Path | None, as_json: bool) -> None:
+    if as_json:
+        output.emit_json(shapes.decision_receipt(found, out))
+        return
+    if out is None:
+        output.line(found.proof.rstrip("\n"))
+        return
+    output.line(f"wrote the receipt of decision {found.decision.decision_id} to {out}")
+    output.line(f"  entry:  {found.entry.decode('utf-8')}")
+    output.line(f"  vkey:   {found.vkey}")
+
+
+def verified(report: VerifyReport, as_json: bool) -> None:
+    if as_json:
+        output.emit_json(shapes.decisions_verify(report))
+        return
+    counts = report.checked
+    if not report.problems:
+        output.line(
+            f"OK: {counts['decisions']} decision(s) and {counts['checkpoints']} signed checkpoint(s) match.",
+            style="green",
+        )
+        return
+    for problem in report.problems:
+        output.line(f"{problem.kind}: {problem.where}: {problem.detail}", style="red")
+    output.line(f"FAILED: {len(report.problems)} problem(s) in the decision log.", style="bold red")
+
+
+def trace(found: DecisionTrace, as_json: bool) -> None:
+    doc = shapes.trace_decision(found)
+    if as_json:
+        output.emit_json(doc)
+        return
+    decision = found.decision
+    served = f" (served as {', '.join(found.aliases)})" if found.aliases else ""
+    output.line(f"decision {decision.decision_id}  at {decision.time}, position {decision.position}", style="bold")
+    output.line(f"  output:       {json.dumps(decision.output)}")
+    output.line(f"  model:        {decision.ref}{served}")
+    state = "verified" if not found.problems else f"FAILED ({len(found.problems)} problem(s))"
+    output.line(f"  attestation:  {state}", style=None if not found.problems else "red")
+    run, code = doc["run"], doc["code"]
+    if run:
+        output.line(f"  trained by:   run {run['id']} {run['name']} ({run['status']})")
+        output.line(f"  config:       {', '.join(f'{k}={v}' for k, v in run['params'].items()) or '(no params)'}")
+    git = (code or {}).get("git") or {}
+    if git:
+        output.line(f"  code:         git {git.get('commit')} ({'dirty' if git.get('dirty') else 'clean'})")
+    if doc["environment"]:
+        env = doc["environment"]
+        output.line(f"  environment:  Python {env['python']}, {env['packages']} packages")
+    for dataset in doc["datasets"]:
+        records = dataset.get("annotations", {}).get("recordManifest")
+        manifest = f", record manifest {records['blake3']}" if records else ""
+        output.line(f"  data:         {dataset['name']}{manifest}")
+
+
+def forgotten(subject: str, payloads: int, as_json: bool) -> None:
+    if as_json:
+        output.emit_json(shapes.document("decision_forget", subject=subject, payloads=payloads))
+        return
+    if not payloads:
+        output.line(f"no decision inputs of subject {subject} were kept; nothing to shred")
+        return
+    output.line(f"destroyed the data key of subject {subject}: {payloads} decision input(s) are unreadable now")

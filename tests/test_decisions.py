@@ -1,0 +1,317 @@
+"""The decision log: import, trace, receipts, verification against tampering, crypto-shredding."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+import sqlalchemy as sa
+from hypothesis import given
+from hypothesis import strategies as st
+
+from conftest import Cli
+from mlcustody import UsageError, Workspace
+from mlcustody._canonical import canonical_json, utc_now
+from mlcustody.errors import UnknownRef
+from mlcustody.ledger import decisions, tlog
+from mlcustody.metadata.schema import decision_keys
+from mlcustody.metadata.schema import decisions as decision_rows
+from test_registry import PASSPHRASE, _train
+
+
+@pytest.fixture
+def model_ws(workspace: Workspace, monkeypatch: pytest.MonkeyPatch) -> Workspace:
+    """A workspace (SQLite and PostgreSQL) with ``credit@1`` registered."""
+    monkeypatch.setenv("CUSTODY_KEY_PASSPHRASE", PASSPHRASE)
+    workspace.generate_key("registry")
+    run_id = _train(workspace.root)
+    workspace.register_model("credit", run=run_id)
+    return workspace
+
+
+def _tamper(ws: Workspace, statement: sa.Executable) -> None:
+    with ws.db.engine.begin() as conn:
+        conn.execute(statement)
+
+
+def _kinds(ws: Workspace) -> list[tuple[str, str]]:
+    return [(p.kind, p.where) for p in ws.verify_decisions().problems]
+
+
+@given(
+    st.text(min_size=1, max_size=30),
+    st.text(min_size=1, max_size=30),
+    st.integers(0, 2**31),
+    st.one_of(st.none(), st.text(alphabet="0123456789abcdef", min_size=64, max_size=64)),
+)
+def test_entry_bytes_are_rfc8785(decision_id: str, model: str, version: int, subject: str | None) -> None:
+    digest = "ab" * 32
+    when = "2026-01-02T03:04:05.000006Z"
+    fast = decisions.entry_bytes(decision_id, when, model, version, digest, digest, subject, subject)
+    expected = {
+        "id": decision_id,
+        "time": when,
+        "model": model,
+        "version": version,
+        "input_digest": digest,
+        "output_digest": digest,
+        "payload_digest": subject,
+        "subject": subject,
+    }
+    assert fast == canonical_json(expected)
+
+
+def test_record_flush_close_and_verify(model_ws: Workspace) -> None:
+    with model_ws.decision_log("credit@1", flush_every=3) as log:
+        for i in range(10):
+            log.record(f"d{i}", {"x": i, "name": f"n{i}"}, {"score": i / 10}, subject=f"s{i % 3}")
+        with pytest.raises(UsageError, match="already logged"):
+            log.record("d9", {"x": 9}, 0)  # still buffered
+    found = model_ws.list_decisions()
+    assert [d.position for d in found] == list(range(10))
+    assert found[3].output == {"score": 0.3} and found[3].ref == "credit@1"
+    assert model_ws.verify_decisions().problems == []
+    assert model_ws.decision_inputs("d4") == {"x": 4, "name": "n4"}
+    assert [d.decision_id for d in model_ws.list_decisions(subject="s1")] == ["d1", "d4", "d7"]
+    # the same inputs give the same digest, however they were batched
+    again = decisions.input_digests(pa.table({"x": [4], "name": ["n4"]}))[0]
+    assert found[4].input_digest == again
+    with model_ws.decision_log("credit@1") as log, pytest.raises(UsageError, match="already in the log"):
+        log.record("d2", {"x": 2}, 0)
+        log.flush()
+    assert len(model_ws.list_decisions()) == 10
+
+
+def test_unregistered_model_is_refused(model_ws: Workspace) -> None:
+    with pytest.raises(UnknownRef):
+        model_ws.decision_log("nope@1")
+    with pytest.raises(UnknownRef):
+        model_ws.decision_log("credit:production")
+
+
+def test_wrap_logs_every_row(model_ws: Workspace) -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    model = LogisticRegression().fit([[0], [1], [2], [3]], [0, 0, 1, 1])
+    with model_ws.decision_log("credit@1") as log:
+        predict = log.wrap(model.predict)
+        assert list(predict([[0], [3]])) == [0, 1]
+    found = model_ws.list_decisions()
+    assert [d.output for d in found] == [0, 1] and len({d.decision_id for d in found}) == 2
+    assert model_ws.decision_inputs(found[1].decision_id) == {"x0": 3}
+
+
+def test_tampering_is_named_by_position(model_ws: Workspace) -> None:
+    with model_ws.decision_log("credit@1", flush_every=4, checkpoint_every=4) as log:
+        for i in range(10):
+            log.record(f"d{i}", {"x": i}, i, subject="alice" if i % 2 else "bob")
+    assert model_ws.verify_decisions().problems == []
+    # an altered output
+    _tamper(model_ws, decision_rows.update().where(decision_rows.c.position == 5).values(output="99"))
+    assert ("decision_modified", "decisions[5]") in _kinds(model_ws)
+    _tamper(model_ws, decision_rows.update().where(decision_rows.c.position == 5).values(output="5"))
+    assert _kinds(model_ws) == []
+    # an altered payload (the entry commits to the ciphertext)
+    _tamper(model_ws, decision_rows.update().where(decision_rows.c.position == 6).values(payload=b"x" * 40))
+    assert ("decision_modified", "decisions[6]") in _kinds(model_ws)
+    _tamper(model_ws, decision_rows.update().where(decision_rows.c.position == 6).values(payload_digest="0" * 64))
+    kinds = _kinds(model_ws)
+    assert ("decision_modified", "decisions[6]") in kinds and ("checkpoint_mismatch", "checkpoints[8]") in kinds
+    # a deleted row
+    _tamper(model_ws, decision_rows.delete().where(decision_rows.c.position == 2))
+    assert ("decision_missing", "decisions[2]") in _kinds(model_ws)
+
+
+def test_reordered_rows_and_unsealed_tail(model_ws: Workspace) -> None:
+    log = model_ws.decision_log("credit@1")
+    for i in range(6):
+        log.record(f"d{i}", {"x": i}, i)
+    log.close()
+    with model_ws.decision_log("credit@1", flush_every=1, checkpoint_seconds=1e9, checkpoint_every=10**6) as log2:
+        log2.record("tail", {"x": 1}, 1)
+        assert [p.kind for p in model_ws.verify_decisions().problems] == ["unsealed_tail"]
+    assert model_ws.verify_decisions().problems == []
+    # swap two whole rows: every row still hashes to its entry hash, the signed root does not match
+    _tamper(model_ws, decision_rows.update().where(decision_rows.c.position == 1).values(position=-1))
+    _tamper(model_ws, decision_rows.update().where(decision_rows.c.position == 2).values(position=1))
+    _tamper(model_ws, decision_rows.update().where(decision_rows.c.position == -1).values(position=2))
+    kinds = [p.kind for p in model_ws.verify_decisions().problems]
+    assert "checkpoint_mismatch" in kinds and "decision_modified" not in kinds
+
+
+def test_crypto_shredding_keeps_the_log_verifiable(model_ws: Workspace) -> None:
+    with model_ws.decision_log("credit@1") as log:
+        for i in range(6):
+            log.record(f"d{i}", {"income": 1000 + i}, i % 2, subject="alice" if i < 3 else "bob")
+    assert model_ws.decision_inputs("d0") == {"income": 1000}
+    assert model_ws.forget_subject("alice") == 3
+    assert [model_ws.decision_inputs(f"d{i}") for i in range(6)] == [None] * 3 + [
+        {"income": 1003 + i} for i in range(3)
+    ]
+    assert model_ws.verify_decisions().problems == []
+    assert model_ws.verify().problems == []  # the audit chain holds the shredding event
+    with model_ws.db.read() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(decision_keys)).scalar_one() == 1
+    assert model_ws.log(limit=1)[0].action == "decision.shred"
+
+
+def test_alias_resolved_at_each_decision_time(model_ws: Workspace, tmp_path: Path) -> None:
+    model_ws.register_model("credit", path=model_ws.root / "model.skops")  # credit@2: same bytes, no run
+    model_ws.alias_model("credit", "production", 1, "first")
+    time.sleep(0.01)
+    middle = utc_now()
+    time.sleep(0.01)
+    model_ws.alias_model("credit", "production", 2, "better")
+    after = utc_now()
+    log_file = tmp_path / "log.jsonl"
+    lines = [
+        {"decision_id": "a", "time": middle, "x": 1, "output": 0},
+        {"decision_id": "b", "time": after, "x": 2, "output": 1},
+    ]
+    log_file.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    report = model_ws.import_decisions(log_file, "credit:production")
+    assert report.count == 2 and report.versions == ["credit@1", "credit@2"]
+    assert [d.ref for d in model_ws.list_decisions()] == ["credit@1", "credit@2"]
+    assert model_ws.trace_decision("a").aliases == ["production"]  # what served it then, not now
+    assert model_ws.trace_decision("b").aliases == ["production"]
+    with model_ws.decision_log("credit:production") as log:  # live: the version it names now, or at `time`
+        log.record("live", {"x": 3}, 1)
+        log.record("late", {"x": 4}, 0, time=middle)
+    assert [d.ref for d in model_ws.list_decisions()][2:] == ["credit@2", "credit@1"]
+    early = tmp_path / "early.jsonl"
+    early.write_text(json.dumps({"decision_id": "c", "time": "2000-01-01T00:00:00Z", "x": 1, "output": 0}) + "\n")
+    with pytest.raises(UsageError, match=r"early.jsonl:1: credit:production pointed at no version"):
+        model_ws.import_decisions(early, "credit:production")
+
+
+# -- the CLI, on SQLite -----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def registered_cli(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> tuple[Cli, str]:
+    monkeypatch.setenv("CUSTODY_KEY_PASSPHRASE", PASSPHRASE)
+    cli("init")
+    cli("keys", "generate", "--name", "registry")
+    run_id = _train(cli.cwd)
+    cli.json("model", "register", "credit", "--run", run_id)
+    return cli, run_id
+
+
+def _prediction_log(path: Path, count: int) -> None:
+    with open(path, "w", encoding="utf-8") as handle:
+        for i in range(count):
+            line = {
+                "decision_id": f"D-{i:05d}",
+                "time": f"2026-03-{1 + i // 86400 % 28:02d}T{i // 3600 % 24:02d}:{i // 60 % 60:02d}:{i % 60:02d}Z",
+                "income": 1000 + i % 977,
+                "age": 18 + i % 60,
+                "subject": f"S-{i % 5000}",
+                "output": {"approved": i % 3 != 0, "score": round((i % 100) / 100, 2)},
+            }
+            handle.write(json.dumps(line) + "\n")
+
+
+def test_acceptance_import_trace_receipt_verify(registered_cli: tuple[Cli, str], tmp_path: Path) -> None:
+    cli, run_id = registered_cli
+    log_file = tmp_path / "predictions.jsonl"
+    _prediction_log(log_file, 100_000)
+    started = time.perf_counter()
+    doc = cli.json("decisions", "import", str(log_file), "--model", "credit@1")
+    elapsed = time.perf_counter() - started
+    assert doc["count"] == 100_000 and doc["versions"] == ["credit@1"], elapsed
+    print(f"imported 100,000 decisions in {elapsed:.2f} s ({100_000 / elapsed:,.0f}/s)")
+
+    trace = cli.json("trace", "decision", "D-04217")
+    assert trace["decision"]["decision_id"] == "D-04217" and trace["decision"]["position"] == 4217
+    assert trace["model"]["ref"] == "credit@1" and trace["attestation"]["ok"] is True
+    assert trace["run"]["id"] == run_id and trace["run"]["params"] == {"C": 0.5}
+    [dataset] = trace["datasets"]
+    shown = cli.json("show", "data/train@1")["artifact"]
+    assert dataset["name"] == "data/train@1"
+    assert dataset["annotations"]["recordManifest"]["blake3"] == shown["meta"]["records"]["manifest"]
+    out, _ = cli("trace", "decision", "D-04217")
+    assert "credit@1" in out and shown["meta"]["records"]["manifest"] in out
+
+    receipt_file = tmp_path / "D-04217.tlog-proof"
+    receipt = cli.json("decisions", "receipt", "D-04217", "--out", str(receipt_file))
+    assert receipt_file.read_text() == receipt["proof"]
+    tlog.verify_proof_text(receipt["proof"], receipt["entry"].encode(), receipt["vkey"])
+    tlog.verify_proof_text(receipt["proof"], bytes.fromhex(receipt["leaf_hash"]), receipt["vkey"], prehashed=True)
+    with pytest.raises(UsageError):
+        tlog.verify_proof_text(receipt["proof"], receipt["entry"].replace("credit", "debit").encode(), receipt["vkey"])
+
+    listed = cli.json("decisions", "ls", "--subject", "S-4217", "--model", "credit@1")["decisions"]
+    assert [d["decision_id"] for d in listed] == [f"D-{i:05d}" for i in range(4217, 100_000, 5000)]
+    assert cli.json("decisions", "ls", "--since", "2026-03-02T03:00:00Z", "--limit", "2")["decisions"][0]["time"] == (
+        "2026-03-02T03:00:00.000000Z"
+    )
+    assert cli.json("verify", "--decisions")["ok"] is True
+    assert cli.json("decisions", "forget", "S-4217")["payloads"] == 20  # crypto-shredded: the log still verifies
+    assert cli.json("verify", "--decisions")["ok"] is True
+    assert cli.json("verify")["ok"] is True
+
+    # one deleted row: verify names its position and exits 1
+    import sqlite3
+
+    with sqlite3.connect(cli.cwd / ".custody" / "metadata.db") as conn:
+        conn.execute("DELETE FROM decisions WHERE decision_id = 'D-04217'")
+    doc = cli.json("verify", "--decisions", code=1)
+    assert doc["problems"][0]["kind"] == "decision_missing" and doc["problems"][0]["where"] == "decisions[4217]"
+    out, _ = cli("verify", "--decisions", code=1)
+    assert "decisions[4217]" in out
+
+
+def test_cli_errors(registered_cli: tuple[Cli, str], tmp_path: Path) -> None:
+    cli, _ = registered_cli
+    _, err = cli("trace", "decision", "D-nope", code=2)
+    assert "no decision with id 'D-nope'" in err and "custody decisions ls" in err
+    doc = cli.json("decisions", "receipt", "D-nope", code=2)
+    assert doc["error"]["code"] == "unknown_ref"
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"decision_id": "a", "x": 1, "output": 0}\n{"decision_id": "b", "x": \n')
+    _, err = cli("decisions", "import", str(bad), "--model", "credit@1", code=2)
+    assert f"{bad}:2" in err
+    assert cli.json("decisions", "ls")["decisions"] == []
+    good = tmp_path / "good.jsonl"
+    good.write_text('{"decision_id": "a", "x": 1, "output": 0}\n')
+    cli("decisions", "import", str(good), "--model", "credit@1")
+    _, err = cli("decisions", "import", str(good), "--model", "credit@1", code=2)
+    assert "decision a is already in the log" in err
+    _, err = cli("decisions", "import", str(good), "--model", "other@1", code=2)
+    assert "no registered model named 'other'" in err
+    assert cli.json("decisions", "forget", "nobody")["payloads"] == 0
+    csv_file = tmp_path / "log.csv"
+    csv_file.write_text("id,x,prediction\nz1,1,0.5\nz2,2,0.25\n")
+    cli("decisions", "import", str(csv_file), "--model", "credit", "--id-col", "id", "--output-col", "prediction")
+    assert [d["output"] for d in cli.json("decisions", "ls", "--model", "credit")["decisions"]] == [0, 0.5, 0.25]
+    assert cli.json("verify", "--decisions")["ok"] is True
+
+
+_json = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(1 - 2**53, 2**53 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@given(_json)
+def test_canonical_output_is_rfc8785(value: object) -> None:
+    assert decisions.canonical_output(value) == canonical_json(value).decode("utf-8")
+
+
+def test_module_level_decision_log(model_ws: Workspace) -> None:
+    import mlcustody
+
+    with mlcustody.decision_log("credit", workspace=model_ws, flush_every=1) as log:
+        log.record("m1", {"x": 1}, True, context={"channel": "web"}, time="2026-01-01T00:00:00+01:00")
+    [found] = model_ws.list_decisions(since="2025-12-31T23:00:00Z")
+    assert found.time == "2025-12-31T23:00:00.000000Z" and found.output is True
+    assert model_ws.decision_inputs("m1") == {"x": 1, "context.channel": "web"}
+    assert model_ws.decision_receipt("m1").size == 1
