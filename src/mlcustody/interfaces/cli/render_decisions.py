@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mlcustody.interfaces import shapes
-from mlcustody.interfaces.cli import output
+from mlcustody.interfaces.cli import output, render_models
 
 if TYPE_CHECKING:
     from mlcustody.interfaces.sdk import DecisionTrace, ImportReport, VerifyReport
@@ -76,20 +76,7 @@ def trace(found: DecisionTrace, as_json: bool) -> None:
     output.line(f"  model:        {decision.ref}{served}")
     state = "verified" if not found.problems else f"FAILED ({len(found.problems)} problem(s))"
     output.line(f"  attestation:  {state}", style=None if not found.problems else "red")
-    run, code = doc["run"], doc["code"]
-    if run:
-        output.line(f"  trained by:   run {run['id']} {run['name']} ({run['status']})")
-        output.line(f"  config:       {', '.join(f'{k}={v}' for k, v in run['params'].items()) or '(no params)'}")
-    git = (code or {}).get("git") or {}
-    if git:
-        output.line(f"  code:         git {git.get('commit')} ({'dirty' if git.get('dirty') else 'clean'})")
-    if doc["environment"]:
-        env = doc["environment"]
-        output.line(f"  environment:  Python {env['python']}, {env['packages']} packages")
-    for dataset in doc["datasets"]:
-        records = dataset.get("annotations", {}).get("recordManifest")
-        manifest = f", record manifest {records['blake3']}" if records else ""
-        output.line(f"  data:         {dataset['name']}{manifest}")
+    render_models.training_chain(doc)
 
 
 def forgotten(subject: str, payloads: int, as_json: bool) -> None:

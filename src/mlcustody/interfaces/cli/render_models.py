@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mlcustody.interfaces import shapes
 from mlcustody.interfaces.cli import output
@@ -25,6 +25,15 @@ def show(details: ModelDetails, with_envelope: bool, as_json: bool) -> None:
     version = details.version
     output.line(f"model {version.ref}  ({version.artifact})", style="bold")
     output.line(f"  files:        sha256 {version.sha256}  blake3 {version.digest}")
+    training_chain(doc)
+    output.line(f"  lineage:      {version.lineage_digest}")
+    output.line(f"  signed by:    key {version.keyid[:16]} at {version.created_at}")
+    for alias, state in doc["aliases"].items():
+        output.line(f"  alias {alias} → {state['version']}  ({len(state['history'])} move(s))")
+
+
+def training_chain(doc: dict[str, Any]) -> None:
+    """The run, config, code, environment and data behind a model (from a ``model``-shaped document)."""
     run, code = doc["run"], doc["code"]
     if run:
         output.line(f"  trained by:   run {run['id']} {run['name']} ({run['status']}), seal {run['seal']}")
@@ -39,10 +48,6 @@ def show(details: ModelDetails, with_envelope: bool, as_json: bool) -> None:
         records = dataset.get("annotations", {}).get("recordManifest")
         manifest = f", record manifest {records['blake3'][:16]}" if records else ""
         output.line(f"  data:         {dataset['name']} {dataset['digest']['blake3'][:16]}{manifest}")
-    output.line(f"  lineage:      {version.lineage_digest}")
-    output.line(f"  signed by:    key {version.keyid[:16]} at {version.created_at}")
-    for alias, state in doc["aliases"].items():
-        output.line(f"  alias {alias} → {state['version']}  ({len(state['history'])} move(s))")
 
 
 def alias(name: str, move: AliasMove, as_json: bool) -> None:
