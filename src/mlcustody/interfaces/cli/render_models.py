@@ -46,8 +46,8 @@ def training_chain(doc: dict[str, Any]) -> None:
         output.line(f"  environment:  Python {env['python']}, {env['packages']} packages")
     for dataset in doc["datasets"]:
         records = dataset.get("annotations", {}).get("recordManifest")
-        manifest = f", record manifest {records['blake3'][:16]}" if records else ""
-        output.line(f"  data:         {dataset['name']} {dataset['digest']['blake3'][:16]}{manifest}")
+        manifest = f"\n                record manifest {records['blake3']}" if records else ""
+        output.line(f"  data:         {dataset['name']} {dataset['digest']['blake3']}{manifest}")
 
 
 def alias(name: str, move: AliasMove, as_json: bool) -> None:
