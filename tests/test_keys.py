@@ -396,6 +396,8 @@ def test_cli_keys_commands(cli: Cli) -> None:
     assert out == key["public_pem"]
     out, _ = cli("keys", "export-public", edkey["keyid"][:12], "--out", "edge.pub")
     assert (cli.cwd / "edge.pub").read_text() == edkey["public_pem"] and "edge.pub" in out
+    exported = cli.json("keys", "export-public", "default")
+    assert exported["key"]["public_pem"] == key["public_pem"] and exported["out"] is None
 
     rotated = cli.json("keys", "rotate", "default")
     assert rotated["action"] == "rotated" and rotated["retired"]["keyid"] == key["keyid"]

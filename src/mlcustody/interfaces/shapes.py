@@ -131,6 +131,10 @@ FIELDS: dict[str, dict[str, str]] = {
         "null while active), retired_at, revoked_at, reason (why revoked, else why retired), created_at, actor, "
         "public_pem}; a revoked key's signatures are never trusted"
     },
+    "public_key": {
+        "key": "the key (as in keys), its PEM in public_pem",
+        "out": "the file the PEM was written to (--out), else null",
+    },
     "key": {
         "action": "generated | rotated | revoked",
         "key": "the key generated, rotated in or revoked (as in keys)",

@@ -437,6 +437,7 @@ def keys_ls(as_json: JsonOpt = False) -> None:
 def keys_export_public(
     ref: Annotated[str, typer.Argument(metavar="NAME_OR_KEYID", help="Key name (its active key) or keyid (prefix).")],
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Write the PEM to this file.")] = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Print a public key as PEM (SubjectPublicKeyInfo), or write it to --out."""
     with workspace() as ws:
@@ -446,7 +447,7 @@ def keys_export_public(
             out.write_text(key.public_pem, encoding="ascii")
         except OSError as exc:
             raise PathError(f"cannot write {out}: {exc.strerror}", hint="choose a writable file for --out") from exc
-    render_keys.public_key(key, out)
+    render_keys.public_key(key, out, as_json)
 
 
 @keys_app.command("rotate")

@@ -78,6 +78,7 @@ _SHAPE_OF = {
     "keys generate": "key",
     "keys rotate": "key",
     "keys revoke": "key",
+    "keys export-public": "public_key",
     "run": "run",
 }
 

@@ -41,8 +41,11 @@ def listing(found: list[KeyInfo], as_json: bool) -> None:
     output.table(["name", "keyid", "type", "status", "valid from (UTC)", "valid until", "reason"], rows)
 
 
-def public_key(key: KeyInfo, out: Path | None) -> None:
+def public_key(key: KeyInfo, out: Path | None, as_json: bool) -> None:
     """The PEM on stdout, or written to ``out`` with a line saying so."""
+    if as_json:
+        output.emit_json(shapes.document("public_key", key=shapes.key(key), out=str(out) if out else None))
+        return
     if out is None:
         output.line(key.public_pem.rstrip("\n"))
         return
