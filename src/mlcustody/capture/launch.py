@@ -115,10 +115,7 @@ def start(
     objects = ObjectStore(cfg.store_dir)
     with contextlib.closing(StatCache(cfg.stat_cache_path)) as cache:
         stored = [(rel, snapshot.take(cfg.root / rel, objects=objects, cache=cache)) for rel in declared_in]
-    code = context.capture_code(cfg.root, _entry_script(command))
-    for blob in code.blobs:
-        objects.put_bytes(blob)
-    objects.barrier()
+    code = context.capture_code(cfg.root, _entry_script(command))  # stored with the start record
     run_id = uuid.uuid4().hex
     log = cfg.store_dir / "tmp" / f"run-{run_id}.log"
     env = iolog.child_environment(log, cfg.root, run_id, os.environ)

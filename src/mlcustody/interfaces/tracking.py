@@ -267,19 +267,7 @@ def start_run(
     code = context.capture_code(ws.root, entry)
     environment = context.capture_environment(ws.root, context.Interpreter.current(), ws.config.capture_env)
     parent = parent or (_ACTIVE[-1].id if _ACTIVE else os.environ.get("CUSTODY_RUN_ID"))
-    _store_code(ws, code)
-    start = RunStart(
-        uuid.uuid4().hex,
-        name,
-        parent,
-        list(sys.argv),
-        ws.store_json(code.value),
-        ws.config.actor,
-        _HOST,
-        os.getpid(),
-        utc_now(),
-    )
-    _record_start(ws, start)
+    start = _record_start(ws, uuid.uuid4().hex, name, parent, list(sys.argv), code, utc_now())
     run = Run(ws, start.id, name, ws.store_json(environment))
     _ACTIVE.append(run)
     _install_process_hooks()
@@ -332,19 +320,8 @@ def reap(ws: Workspace) -> list[str]:
 def finish_command(ws: Workspace, launch: Launch) -> CommandResult:
     """Record the run of a command started by ``launch.start`` while it runs, then seal it when it ends."""
     reap(ws)
-    _store_code(ws, launch.code)
-    start = RunStart(
-        launch.run_id,
-        launch.name,
-        os.environ.get("CUSTODY_RUN_ID"),
-        launch.command,
-        ws.store_json(launch.code.value),
-        ws.config.actor,
-        _HOST,
-        os.getpid(),
-        launch.started_at,
-    )
-    _record_start(ws, start)
+    parent = os.environ.get("CUSTODY_RUN_ID")
+    start = _record_start(ws, launch.run_id, launch.name, parent, launch.command, launch.code, launch.started_at)
     writer = RunWriter(ws.db, start.id)
     for key, value in launch.params.items():
         writer.param(key, value)
@@ -447,16 +424,26 @@ class _ArtifactLinker:
 # -- shared pieces -----------------------------------------------------------------------------------
 
 
-def _store_code(ws: Workspace, code: context.Code) -> None:
+def _record_start(
+    ws: Workspace,
+    run_id: str,
+    name: str,
+    parent: str | None,
+    command: list[str],
+    code: context.Code,
+    started_at: str,
+) -> RunStart:
+    """Store the code record (dirty diff and entry script too) and record the run's start, audited."""
     for blob in code.blobs:
         ws.objects.put_bytes(blob)
-
-
-def _record_start(ws: Workspace, start: RunStart) -> None:
-    ws.objects.barrier()  # the code objects are durable before the row that names them commits
+    start = RunStart(
+        run_id, name, parent, command, ws.store_json(code.value), ws.config.actor, _HOST, os.getpid(), started_at
+    )
+    ws.objects.barrier()  # the objects (code, declared inputs) are durable before the row that names them
     with ws.db.write() as conn:
         event = runs.insert_start(conn, start)
     audit.advance_witness(ws.witness, event)
+    return start
 
 
 def _io_of(version: ArtifactVersion, role: str, source: str) -> IO:

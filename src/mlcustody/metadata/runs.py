@@ -186,13 +186,17 @@ def write_batch(conn: Connection, run_id: str, batch: Batch) -> list[str]:
     if batch.metrics:
         _write_metrics(conn, run_id, batch.metrics)
     if batch.io:
-        keys = list(batch.io)
-        for start in range(0, len(keys), 500):  # replace what this batch records again, in few statements
-            pairs = sa.tuple_(run_io.c.role, run_io.c.path).in_(keys[start : start + 500])
-            conn.execute(run_io.delete().where(run_io.c.run_id == run_id, pairs))
+        _replace(conn, run_io, run_id, ("role", "path"), list(batch.io))
         conn.execute(run_io.insert(), [{"run_id": run_id, **item.__dict__} for item in batch.io.values()])
     _write_lineage(conn, run_id, batch)
     return conflicts
+
+
+def _replace(conn: Connection, table: sa.Table, run_id: str, columns: tuple[str, str], keys: list[Any]) -> None:
+    """Delete the run's rows with these keys (so a batch can record them again), 500 keys a statement."""
+    pair = sa.tuple_(*(table.c[name] for name in columns))
+    for start in range(0, len(keys), 500):
+        conn.execute(table.delete().where(table.c.run_id == run_id, pair.in_(keys[start : start + 500])))
 
 
 def _write_params(conn: Connection, run_id: str, params: dict[str, Any]) -> list[str]:
@@ -218,9 +222,7 @@ def _write_params(conn: Connection, run_id: str, params: dict[str, Any]) -> list
 
 def _write_lineage(conn: Connection, run_id: str, batch: Batch) -> None:
     if batch.records:
-        for output, input_ in batch.records:
-            c = record_lineage.c
-            conn.execute(record_lineage.delete().where(c.run_id == run_id, c.output == output, c.input == input_))
+        _replace(conn, record_lineage, run_id, ("output", "input"), list(batch.records))
         conn.execute(record_lineage.insert(), [{"run_id": run_id, **r.__dict__} for r in batch.records.values()])
     if batch.columns:
         known = {ColumnLink(*row) for row in conn.execute(_column_rows(run_id))}
