@@ -673,7 +673,7 @@ class Workspace:
         with self.db.read() as conn:
             version = model_registry.get(conn, ref)
             problems = model_check.check(conn, self.objects, version, keys.check)
-            model = model_registry.artifact_version(conn, version.artifact)
+            model = refs.resolve(conn, version.artifact)
             name = key or keys.get(conn, version.keyid).name
         attested = attestation.open_envelope(self.objects.read_bytes(version.attestation)).statement
         payload = oms.registered_statement(model, attested, problems)

@@ -47,7 +47,7 @@ from mlcustody.errors import PathError, UsageError
 from mlcustody.ledger import attestation, keys, registry
 from mlcustody.lineage import export as lineage_export
 from mlcustody.lineage import graph
-from mlcustody.metadata import runs
+from mlcustody.metadata import refs, runs
 from mlcustody.storage import manifest
 from mlcustody.storage.checkout import checkout
 from mlcustody.storage.objects import ObjectStore
@@ -115,7 +115,7 @@ Source = bytes | Path
 def _members(
     conn: Connection, objects: ObjectStore, version: registry.ModelVersion, with_data: bool
 ) -> list[tuple[str, Source]]:
-    model = registry.artifact_version(conn, version.artifact)
+    model = refs.resolve(conn, version.artifact)
     key = keys.get(conn, version.keyid)
     found: list[tuple[str, Source]] = [
         ("attestation.dsse.json", objects.read_bytes(version.attestation)),
@@ -179,7 +179,7 @@ def _run_members(objects: ObjectStore, run: runs.Run) -> list[tuple[str, Source]
 def _dataset_members(
     conn: Connection, objects: ObjectStore, ref: str, with_data: bool, found: list[tuple[str, Source]]
 ) -> dict[str, Any]:
-    dataset = registry.artifact_version(conn, ref)
+    dataset = refs.resolve(conn, ref)
     where = f"datasets/{quote(ref, safe='@')}"
     if dataset.kind == "dir":
         found.append((f"{where}/manifest", objects.path(dataset.digest)))
@@ -660,7 +660,7 @@ def reproduce(
         if item.artifact is None:
             missing.append(f"{item.path} (read by the run, not an artifact version)")
             continue
-        dataset = registry.artifact_version(conn, item.artifact)
+        dataset = refs.resolve(conn, item.artifact)
         rel = _inside(to, dataset.path or dataset.name)
         plan.append((dataset.ref, to / rel, dataset.kind, _entries(objects, dataset)))
     meta = to / REPRODUCE_DIR

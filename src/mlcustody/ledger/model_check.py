@@ -19,7 +19,8 @@ from mlcustody.checks import Problem
 from mlcustody.errors import UsageError
 from mlcustody.ledger import attestation, registry
 from mlcustody.lineage import graph
-from mlcustody.metadata import artifacts, runs
+from mlcustody.metadata import artifacts, refs, runs
+from mlcustody.storage import manifest
 from mlcustody.storage.objects import ObjectStore
 
 KeyCheck = Callable[[Connection, str, bytes, bytes, str], "str | None"]
@@ -42,10 +43,11 @@ def _envelope_and_body(
         opened = attestation.open_envelope(objects.read_bytes(version.attestation))
     except UsageError as exc:
         return [("attestation_corrupt", exc.message)]
+    model = refs.resolve(conn, version.artifact)
     found = _signatures(conn, version, opened, key_check)
-    found += _model_bytes(conn, objects, version, opened.statement)
+    found += _model_bytes(objects, model, opened.statement)
     found += _run(conn, version)
-    found += _provenance(conn, objects, version, opened.statement)
+    found += _provenance(conn, objects, version, model, opened.statement)
     return found
 
 
@@ -64,10 +66,12 @@ def _signatures(
 
 
 def _model_bytes(
-    conn: Connection, objects: ObjectStore, version: registry.ModelVersion, statement: dict[str, Any]
+    objects: ObjectStore, model: artifacts.ArtifactVersion, statement: dict[str, Any]
 ) -> list[tuple[str, str]]:
-    model = registry.artifact_version(conn, version.artifact)
-    for digest in _file_digests(objects, model):
+    files = [model.digest]
+    if model.kind == "dir":
+        files = [entry.digest for entry in manifest.decode(objects.read_bytes(model.digest))]
+    for digest in files:
         damage = objects.check(digest) if objects.exists(digest) else f"object {digest} is missing"
         if damage is not None:
             return [("model_modified", f"{model.ref}: {damage}")]
@@ -93,9 +97,12 @@ def _run(conn: Connection, version: registry.ModelVersion) -> list[tuple[str, st
 
 
 def _provenance(
-    conn: Connection, objects: ObjectStore, version: registry.ModelVersion, statement: dict[str, Any]
+    conn: Connection,
+    objects: ObjectStore,
+    version: registry.ModelVersion,
+    model: artifacts.ArtifactVersion,
+    statement: dict[str, Any],
 ) -> list[tuple[str, str]]:
-    model = registry.artifact_version(conn, version.artifact)
     run = runs.get(conn, version.run_id) if version.run_id else None
     lineage = graph.lineage_digest(conn, model.ref)
     found = []
@@ -131,10 +138,6 @@ def _describe(before: dict[str, Any] | None, after: dict[str, Any] | None) -> st
     if after is None:
         return "attested but no longer in the store"
     return f"now {json.dumps(after.get('digest'))}, attested {json.dumps(before.get('digest'))}"
-
-
-def _file_digests(objects: ObjectStore, model: artifacts.ArtifactVersion) -> list[str]:
-    return [s.blake3 for s in registry.subjects(objects, model)] if model.kind == "dir" else [model.digest]
 
 
 def _short(value: Any) -> str:

@@ -26,7 +26,7 @@ from mlcustody._canonical import utc_now
 from mlcustody.errors import UnknownRef, UsageError
 from mlcustody.ledger import attestation
 from mlcustody.lineage import graph
-from mlcustody.metadata import artifacts, audit, runs
+from mlcustody.metadata import audit, refs, runs
 from mlcustody.metadata.artifacts import ArtifactVersion
 from mlcustody.metadata.schema import model_aliases, model_versions, run_io
 from mlcustody.storage import manifest
@@ -92,7 +92,7 @@ def model_of_run(conn: Connection, run_id: str) -> ArtifactVersion:
     query = sa.select(run_io.c.artifact).where(
         run_io.c.run_id == run_id, run_io.c.role == "output", run_io.c.artifact.is_not(None)
     )
-    found = [v for v in (artifact_version(conn, ref) for ref in conn.execute(query).scalars()) if v.type == "model"]
+    found = [v for v in (refs.resolve(conn, ref) for ref in conn.execute(query).scalars()) if v.type == "model"]
     if not found:
         raise UsageError(
             f"run {run_id} has no model output",
@@ -219,14 +219,6 @@ def _parse(conn: Connection, ref: str) -> tuple[str, int]:
     return ref, int(latest)
 
 
-def artifact_version(conn: Connection, ref: str) -> ArtifactVersion:
-    name, _, number = ref.rpartition("@")
-    found = artifacts.get(conn, name, int(number))
-    if found is None:
-        raise UnknownRef(f"artifact version {ref} is missing", hint="run `custody verify`")
-    return found
-
-
 # -- what the attestation names ------------------------------------------------------------------------
 
 
@@ -303,7 +295,7 @@ def _code_dependencies(objects: ObjectStore, code_digest: str) -> list[dict[str,
 
 
 def _dataset(conn: Connection, objects: ObjectStore, ref: str) -> dict[str, Any]:
-    version = artifact_version(conn, ref)
+    version = refs.resolve(conn, ref)
     annotations: dict[str, Any] = {"type": version.type, "kind": version.kind}
     if version.records is not None:
         record_manifest = version.records["manifest"]

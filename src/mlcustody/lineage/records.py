@@ -21,7 +21,7 @@ from sqlalchemy.engine import Connection
 from mlcustody.errors import UsageError
 from mlcustody.metadata import refs
 from mlcustody.metadata.artifacts import ArtifactVersion
-from mlcustody.metadata.schema import artifact_versions, record_lineage, run_io, runs
+from mlcustody.metadata.schema import record_lineage, run_io, runs
 from mlcustody.storage.objects import ObjectStore
 
 MAX_DEPTH = 64
@@ -118,17 +118,8 @@ class Tracer:
         made = sa.select(run_io.c.artifact).where(
             run_io.c.role == "output", run_io.c.run_id.in_(used), run_io.c.artifact.is_not(None)
         )
-        found = set()
-        for ref in self.conn.execute(made).scalars():
-            name, _, number = ref.rpartition("@")
-            kind = self.conn.execute(
-                sa.select(artifact_versions.c.type).where(
-                    artifact_versions.c.name == name, artifact_versions.c.version == int(number)
-                )
-            ).scalar()
-            if kind == "model":
-                found.add(ref)
-        return sorted(found)
+        models = {ref for ref in self.conn.execute(made).scalars() if refs.resolve(self.conn, ref).type == "model"}
+        return sorted(models)
 
     # -- look-ups --------------------------------------------------------------------------------------
 

@@ -71,6 +71,14 @@ def workspace() -> Iterator[Workspace]:
         ws.close()
 
 
+def _write_out(path: Path, text: str) -> None:
+    """Write an ``--out`` file; an unwritable path is bad input, not a crash."""
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise PathError(f"cannot write {path}: {exc.strerror}", hint="choose a writable file for --out") from exc
+
+
 def _fail_if(problem_found: bool) -> None:
     if problem_found:
         raise typer.Exit(1)
@@ -443,10 +451,7 @@ def keys_export_public(
     with workspace() as ws:
         key = ws.key(ref)
     if out is not None:
-        try:
-            out.write_text(key.public_pem, encoding="ascii")
-        except OSError as exc:
-            raise PathError(f"cannot write {out}: {exc.strerror}", hint="choose a writable file for --out") from exc
+        _write_out(out, key.public_pem)
     render_keys.public_key(key, out, as_json)
 
 
@@ -655,10 +660,7 @@ def decisions_receipt(
     with workspace() as ws:
         found = ws.decision_receipt(decision_id)
     if out is not None:
-        try:
-            out.write_text(found.proof, encoding="utf-8")
-        except OSError as exc:
-            raise PathError(f"cannot write {out}: {exc.strerror}", hint="choose a writable file for --out") from exc
+        _write_out(out, found.proof)
     render_decisions.receipt(found, out, as_json)
 
 

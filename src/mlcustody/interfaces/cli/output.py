@@ -36,6 +36,13 @@ def markup(text: str) -> None:
     stdout.print(text)
 
 
+def failures(lines: list[str], subject: str = "") -> None:
+    """What a check found, one line each, then ``FAILED: N problem(s)<subject>.``"""
+    for text in lines:
+        line(text, style="red")
+    line(f"FAILED: {len(lines)} problem(s){subject}.", style="bold red")
+
+
 def error(text: str) -> None:
     stderr.print(f"error: {text}", style="bold red", markup=False, soft_wrap=True)
 

@@ -246,9 +246,7 @@ def verify(report: VerifyReport, as_json: bool) -> None:
     if not report.problems:
         output.line("OK: everything matches.", style="green")
         return
-    for problem in report.problems:
-        output.line(f"{problem.kind}: {problem.where}: {problem.detail}", style="red")
-    output.line(f"FAILED: {len(report.problems)} problem(s).", style="bold red")
+    output.failures([f"{p.kind}: {p.where}: {p.detail}" for p in report.problems])
 
 
 def log(events: list[Event], as_json: bool) -> None:

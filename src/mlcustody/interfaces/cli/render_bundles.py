@@ -36,9 +36,7 @@ def verified(found: BundleCheck, as_json: bool) -> None:
             style="green",
         )
         return
-    for problem in found.problems:
-        output.line(f"{problem.kind}: {problem.where}: {problem.detail}", style="red")
-    output.line(f"FAILED: {len(found.problems)} problem(s) in the bundle of {what}.", style="bold red")
+    output.failures([f"{p.kind}: {p.where}: {p.detail}" for p in found.problems], f" in the bundle of {what}")
 
 
 def reproduced(found: Reproduction, as_json: bool) -> None:

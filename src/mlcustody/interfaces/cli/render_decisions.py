@@ -59,9 +59,7 @@ def verified(report: VerifyReport, as_json: bool) -> None:
             style="green",
         )
         return
-    for problem in report.problems:
-        output.line(f"{problem.kind}: {problem.where}: {problem.detail}", style="red")
-    output.line(f"FAILED: {len(report.problems)} problem(s) in the decision log.", style="bold red")
+    output.failures([f"{p.kind}: {p.where}: {p.detail}" for p in report.problems], " in the decision log")
 
 
 def trace(found: DecisionTrace, as_json: bool) -> None:

@@ -80,9 +80,7 @@ def verified(version: ModelVersion, problems: list[Problem], as_json: bool) -> N
     if not problems:
         output.line(f"OK: {version.ref} — signature, model bytes, run, data and lineage all match.", style="green")
         return
-    for problem in problems:
-        output.line(f"{problem.kind}: {problem.detail}", style="red")
-    output.line(f"FAILED: {len(problems)} problem(s) in {version.ref}.", style="bold red")
+    output.failures([f"{p.kind}: {p.detail}" for p in problems], f" in {version.ref}")
 
 
 def oms_bundle(bundle: bytes) -> None:
@@ -97,6 +95,4 @@ def oms_verified(path: Path, problems: list[str], as_json: bool) -> None:
     if not problems:
         output.line(f"OK: {path} — the OMS signature holds and every signed file matches.", style="green")
         return
-    for problem in problems:
-        output.line(problem, style="red")
-    output.line(f"FAILED: {len(problems)} problem(s) in {path}.", style="bold red")
+    output.failures(problems, f" in {path}")
