@@ -344,3 +344,14 @@ def add_common_options(parser: argparse.ArgumentParser, *, workdir_help: str) ->
         metavar="S",
         help=f"kill a single command after S seconds (default {DEFAULT_TIMEOUT_S:.0f})",
     )
+
+
+TARGET_FIELDS = ("case", "what", "target", "measured", "met", "value")
+
+
+def targets_json(rows: Iterable[Sequence[object]]) -> list[dict[str, object]]:
+    """Target rows (case, what, target, measured, "yes"/"NO"/"—", value) as JSON objects; met is a bool or null."""
+    return [
+        dict(zip(TARGET_FIELDS, (*row[:4], row[4] == "yes" if row[4] != "—" else None, row[5]), strict=True))
+        for row in rows
+    ]

@@ -49,6 +49,7 @@ from _harness import (
     render_table,
     run_measured,
     source_revision,
+    targets_json,
 )
 
 if TYPE_CHECKING:
@@ -989,7 +990,6 @@ def graph_rows(res: Results) -> list[list[str]]:
     return rows
 
 
-TARGET_FIELDS = ("case", "what", "target", "measured", "met", "value")
 
 
 def target_rows(res: Results) -> list[list[Any]]:
@@ -1106,10 +1106,7 @@ def report_json(res: Results, meta: Mapping[str, Any]) -> dict[str, Any]:
         "trace": res.trace,
         "graph": res.graph,
         "profile": res.profile,
-        "targets": [
-            dict(zip(TARGET_FIELDS, (*row[:4], row[4] == "yes" if row[4] != "—" else None, row[5]), strict=True))
-            for row in target_rows(res)
-        ],
+        "targets": targets_json(target_rows(res)),
         "notes": res.notes,
     }
 
