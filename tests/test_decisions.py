@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pytest
@@ -16,8 +19,8 @@ from conftest import Cli
 from mlcustody import UsageError, Workspace
 from mlcustody._canonical import canonical_json, utc_now
 from mlcustody.errors import UnknownRef
-from mlcustody.ledger import decisions, tlog
-from mlcustody.metadata.schema import decision_keys
+from mlcustody.ledger import decision_batch, decision_store, decisions, tlog
+from mlcustody.metadata.schema import decision_segments, decision_subjects
 from mlcustody.metadata.schema import decisions as decision_rows
 from test_registry import PASSPHRASE, _train
 
@@ -64,6 +67,36 @@ def test_entry_bytes_are_rfc8785(decision_id: str, model: str, version: int, sub
     assert fast == canonical_json(expected)
 
 
+@given(
+    st.lists(
+        st.tuples(
+            st.text(min_size=1, max_size=20),
+            st.text(min_size=1, max_size=12),
+            st.integers(0, 2**31 - 1),
+            st.one_of(st.none(), st.text(alphabet="0123456789abcdef", min_size=64, max_size=64)),
+        ),
+        min_size=1,
+        max_size=8,
+    )
+)
+def test_segment_entries_equal_entry_bytes(rows: list[tuple[str, str, int, str | None]]) -> None:
+    """The column-wise entries of a segment are the single-decision entries, byte for byte."""
+    when, digest = "2026-01-02T03:04:05.000006Z", "cd" * 32
+    table = pa.table(
+        {
+            "decision_id": [r[0] for r in rows],
+            "time": [when] * len(rows),
+            "model": [r[1] for r in rows],
+            "version": pa.array([r[2] for r in rows], pa.int32()),
+            "input_digest": [digest] * len(rows),
+            "payload_digest": pa.array([r[3] for r in rows], pa.string()),
+            "subject": pa.array([r[3] for r in rows], pa.string()),
+        }
+    )
+    found = decision_store.entries(table, [digest] * len(rows))
+    assert found == [decisions.entry_bytes(r[0], when, r[1], r[2], digest, digest, r[3], r[3]) for r in rows]
+
+
 def test_record_flush_close_and_verify(model_ws: Workspace) -> None:
     with model_ws.decision_log("credit@1", flush_every=3) as log:
         for i in range(10):
@@ -77,7 +110,7 @@ def test_record_flush_close_and_verify(model_ws: Workspace) -> None:
     assert model_ws.decision_inputs("d4") == {"x": 4, "name": "n4"}
     assert [d.decision_id for d in model_ws.list_decisions(subject="s1")] == ["d1", "d4", "d7"]
     # the same inputs give the same digest, however they were batched
-    again = decisions.input_digests(pa.table({"x": [4], "name": ["n4"]}))[0]
+    again = decision_batch.inputs_of(pa.table({"x": [4], "name": ["n4"]}), keep=False)[0][0]
     assert found[4].input_digest == again
     with model_ws.decision_log("credit@1") as log, pytest.raises(UsageError, match="already in the log"):
         log.record("d2", {"x": 2}, 0)
@@ -104,25 +137,47 @@ def test_wrap_logs_every_row(model_ws: Workspace) -> None:
     assert model_ws.decision_inputs(found[1].decision_id) == {"x0": 3}
 
 
+def _edit_segment(ws: Workspace, position: int, edit: Callable[[list[dict[str, Any]]], list[dict[str, Any]]]) -> None:
+    """Rewrite the segment holding ``position``: ``edit`` gets and returns its rows as dicts."""
+    query = sa.select(decision_segments).where(decision_segments.c.first <= position)
+    with ws.db.engine.begin() as conn:
+        row = conn.execute(query.order_by(decision_segments.c.first.desc()).limit(1)).one()
+        rows = edit(decision_store.decode(bytes(row.data)).to_pylist())
+        data = decision_store.encode(pa.Table.from_pylist(rows, schema=decision_store.SCHEMA))
+        conn.execute(decision_segments.update().where(decision_segments.c.first == row.first).values(data=data))
+
+
+def _set(position: int, **values: Any) -> Callable[[list[dict[str, Any]]], list[dict[str, Any]]]:
+    return lambda rows: [{**r, **values} if r["position"] == position else r for r in rows]
+
+
 def test_tampering_is_named_by_position(model_ws: Workspace) -> None:
     with model_ws.decision_log("credit@1", flush_every=4, checkpoint_every=4) as log:
         for i in range(10):
             log.record(f"d{i}", {"x": i}, i, subject="alice" if i % 2 else "bob")
     assert model_ws.verify_decisions().problems == []
     # an altered output
-    _tamper(model_ws, decision_rows.update().where(decision_rows.c.position == 5).values(output="99"))
+    _edit_segment(model_ws, 5, _set(5, output="99"))
     assert ("decision_modified", "decisions[5]") in _kinds(model_ws)
-    _tamper(model_ws, decision_rows.update().where(decision_rows.c.position == 5).values(output="5"))
+    _edit_segment(model_ws, 5, _set(5, output="5"))
     assert _kinds(model_ws) == []
     # an altered payload (the entry commits to the ciphertext)
-    _tamper(model_ws, decision_rows.update().where(decision_rows.c.position == 6).values(payload=b"x" * 40))
+    _edit_segment(model_ws, 6, _set(6, payload=b"x" * 40))
     assert ("decision_modified", "decisions[6]") in _kinds(model_ws)
-    _tamper(model_ws, decision_rows.update().where(decision_rows.c.position == 6).values(payload_digest="0" * 64))
+    _edit_segment(model_ws, 6, _set(6, payload_digest="0" * 64))
     kinds = _kinds(model_ws)
     assert ("decision_modified", "decisions[6]") in kinds and ("checkpoint_mismatch", "checkpoints[8]") in kinds
-    # a deleted row
-    _tamper(model_ws, decision_rows.delete().where(decision_rows.c.position == 2))
+    # a row deleted from its segment
+    _edit_segment(model_ws, 2, lambda rows: [r for r in rows if r["position"] != 2])
     assert ("decision_missing", "decisions[2]") in _kinds(model_ws)
+    # an index row changed or deleted: a lookup by id would find the wrong decision
+    _tamper(model_ws, decision_rows.update().where(decision_rows.c.position == 9).values(decision_id="dX"))
+    assert ("decision_index", "decisions[9]") in _kinds(model_ws)
+    _tamper(model_ws, decision_rows.delete().where(decision_rows.c.position == 8))
+    assert ("decision_index", "decisions[8]") in _kinds(model_ws)
+    # a whole segment deleted
+    _tamper(model_ws, decision_segments.delete().where(decision_segments.c.first == 4))
+    assert ("decision_missing", "decisions[4]") in _kinds(model_ws)
 
 
 def test_reordered_rows_and_unsealed_tail(model_ws: Workspace) -> None:
@@ -134,12 +189,17 @@ def test_reordered_rows_and_unsealed_tail(model_ws: Workspace) -> None:
         log2.record("tail", {"x": 1}, 1)
         assert [p.kind for p in model_ws.verify_decisions().problems] == ["unsealed_tail"]
     assert model_ws.verify_decisions().problems == []
-    # swap two whole rows: every row still hashes to its entry hash, the signed root does not match
-    _tamper(model_ws, decision_rows.update().where(decision_rows.c.position == 1).values(position=-1))
-    _tamper(model_ws, decision_rows.update().where(decision_rows.c.position == 2).values(position=1))
-    _tamper(model_ws, decision_rows.update().where(decision_rows.c.position == -1).values(position=2))
+    # two rows moved within their segment, positions and all
+    _edit_segment(model_ws, 1, lambda rows: [rows[0], rows[2], rows[1], *rows[3:]])
+    assert ("decision_reordered", "decisions[1]") in _kinds(model_ws)
+    # swap the contents of two rows, positions kept: every row still hashes to its entry hash, the
+    # signed root and the index do not match
+    _edit_segment(model_ws, 1, lambda rows: [rows[0], rows[2], rows[1], *rows[3:]])
+    _edit_segment(
+        model_ws, 1, lambda rows: [rows[0], {**rows[2], "position": 1}, {**rows[1], "position": 2}, *rows[3:]]
+    )
     kinds = [p.kind for p in model_ws.verify_decisions().problems]
-    assert "checkpoint_mismatch" in kinds and "decision_modified" not in kinds
+    assert "checkpoint_mismatch" in kinds and "decision_index" in kinds and "decision_modified" not in kinds
 
 
 def test_crypto_shredding_keeps_the_log_verifiable(model_ws: Workspace) -> None:
@@ -154,7 +214,8 @@ def test_crypto_shredding_keeps_the_log_verifiable(model_ws: Workspace) -> None:
     assert model_ws.verify_decisions().problems == []
     assert model_ws.verify().problems == []  # the audit chain holds the shredding event
     with model_ws.db.read() as conn:
-        assert conn.execute(sa.select(sa.func.count()).select_from(decision_keys)).scalar_one() == 1
+        keys = conn.execute(sa.select(decision_subjects.c.key, decision_subjects.c.shredded_at)).all()
+        assert sorted(key is None for key, _ in keys) == [False, True] and next(w for k, w in keys if k is None)
     assert model_ws.log(limit=1)[0].action == "decision.shred"
 
 
@@ -253,15 +314,27 @@ def test_acceptance_import_trace_receipt_verify(registered_cli: tuple[Cli, str],
     assert cli.json("verify", "--decisions")["ok"] is True
     assert cli.json("verify")["ok"] is True
 
-    # one deleted row: verify names its position and exits 1
-    import sqlite3
-
+    # one line deleted from a stored log segment, with standard tools: verify names its position and exits 1
     with sqlite3.connect(cli.cwd / ".custody" / "metadata.db") as conn:
-        conn.execute("DELETE FROM decisions WHERE decision_id = 'D-04217'")
+        _drop_from_segment(conn, 4217)
     doc = cli.json("verify", "--decisions", code=1)
     assert doc["problems"][0]["kind"] == "decision_missing" and doc["problems"][0]["where"] == "decisions[4217]"
     out, _ = cli("verify", "--decisions", code=1)
     assert "decisions[4217]" in out
+
+
+def _drop_from_segment(conn: sqlite3.Connection, position: int) -> None:
+    """Rewrite the Parquet segment holding ``position`` without that row (pyarrow, outside mlcustody)."""
+    import pyarrow.parquet as pq
+
+    first, data = conn.execute(
+        "SELECT first, data FROM decision_segments WHERE first <= ? ORDER BY first DESC LIMIT 1", (position,)
+    ).fetchone()
+    table = pq.read_table(pa.BufferReader(data))
+    kept = table.filter(pa.compute.not_equal(table.column("position"), position))
+    sink = pa.BufferOutputStream()
+    pq.write_table(kept, sink)
+    conn.execute("UPDATE decision_segments SET data = ? WHERE first = ?", (sink.getvalue().to_pybytes(), first))
 
 
 def test_cli_errors(registered_cli: tuple[Cli, str], tmp_path: Path) -> None:
@@ -315,3 +388,46 @@ def test_module_level_decision_log(model_ws: Workspace) -> None:
     assert found.time == "2025-12-31T23:00:00.000000Z" and found.output is True
     assert model_ws.decision_inputs("m1") == {"x": 1, "context.channel": "web"}
     assert model_ws.decision_receipt("m1").size == 1
+
+
+def test_upgrade_moves_one_row_decisions_into_segments(tmp_path: Path) -> None:
+    """A store whose log was written one row per decision (revision 0005) keeps it, in segments."""
+    from mlcustody.ledger import decision_check
+    from mlcustody.metadata import migrate
+    from mlcustody.metadata.engine import Database
+
+    db = Database(f"sqlite:///{tmp_path / 'metadata.db'}")
+    migrate.upgrade(db, "0005")
+    digest, subject = "ab" * 32, "cd" * 32
+    rows = []
+    for i in range(5):
+        output = decisions.canonical_output({"score": i / 4})
+        entry = decisions.entry_bytes(
+            f"d{i}", utc_now(), "credit", 1, digest, decisions._sha256(output.encode()), None, subject
+        )
+        rows.append(
+            {
+                "position": i,
+                "decision_id": f"d{i}",
+                "time": json.loads(entry)["time"],
+                "model": "credit",
+                "version": 1,
+                "input_digest": digest,
+                "output": output,
+                "subject": subject,
+                "payload": None,
+                "payload_digest": None,
+                "payload_key": None,
+                "entry_hash": tlog.leaf_hash(entry).hex(),
+            }
+        )
+    old = sa.table("decisions", *(sa.column(name) for name in rows[0]))
+    with db.write() as conn:
+        conn.execute(old.insert(), rows)
+    migrate.upgrade(db)
+    with db.read() as conn:
+        assert [p.kind for p in decision_check.verify(conn).problems] == ["unsealed_tail"]  # never checkpointed
+        assert decisions.get(conn, "d3").output == {"score": 0.75} and decisions.size(conn) == 5
+        assert [d.decision_id for d in decisions.listing(conn)] == [f"d{i}" for i in range(5)]
+        expected = tlog.Tree(bytes.fromhex(r["entry_hash"]) for r in rows)
+        assert decision_store.tree(conn, 5).root() == expected.root()

@@ -336,3 +336,31 @@ def test_large_tree_proofs_hold() -> None:
         proof = tree.consistency_proof(old)
         assert tlog.verify_consistency(old, tree.size, tree.root(old), root, proof)
         assert _independent_consistency(old, tree.size, tree.root(old), root, proof)
+
+
+@pytest.mark.parametrize("size", [1, 3, 4, 5, 16, 17, 31, 64, 100])
+def test_tiled_tree_equals_tree(size: int) -> None:
+    """Roots and proofs from stored tiles of 4 leaves (plus one tile's leaves) equal the whole tree's."""
+    leaves = [tlog.leaf_hash(_entry(i)) for i in range(size)]
+    whole = tlog.Tree(leaves)
+    edge = tlog.Frontier(keep_from=2)
+    for leaf in leaves:
+        edge.append(leaf)
+    tiles = [root for _, root in edge.kept(2)]
+    read: list[int] = []
+
+    def tile_leaves(tile: int) -> list[bytes]:
+        read.append(tile)
+        return leaves[tile * 4 : (tile + 1) * 4]
+
+    tiled = tlog.TiledTree(size, 2, tiles, tile_leaves)
+    assert tiled.root() == whole.root() == edge.root()
+    for old in range(size + 1):
+        assert tiled.root(old) == whole.root(old)
+        assert tiled.consistency_proof(old, size) == whole.consistency_proof(old, size)
+    for index in range(size):
+        assert tiled.inclusion_proof(index, size) == whole.inclusion_proof(index, size)
+    resumed = tlog.Frontier.unpack(size, edge.packed())
+    resumed.append(tlog.leaf_hash(b"next"))
+    whole.append(tlog.leaf_hash(b"next"))
+    assert resumed.root() == whole.root()

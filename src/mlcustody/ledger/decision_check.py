@@ -1,9 +1,13 @@
 """``verify --decisions``: recompute every entry, the Merkle tree and every signed checkpoint of the log.
 
-Each row is re-encoded into its entry and hashed (an altered field or payload shows at its position,
-a deleted row as a gap), the tree is rebuilt from those recomputed leaves, and each checkpoint's
-signature (by a key valid at the time and not revoked), root and consistency with the checkpoint
-before it are checked; decisions after the last checkpoint are an ``unsealed_tail``.
+Each segment is read back and every row re-encoded into its entry and hashed: a row altered in a
+segment shows at its position, a row deleted from, inserted into or moved within a segment as the
+first position whose row is not where it should be, a lost segment as a gap; the index is checked
+against the segments row by row. The tree is rebuilt from the recomputed leaves (a leaf of zeros
+stands for a missing row, so later positions keep their index), its stored tiles and frontier are
+compared with it, and each checkpoint's signature (by a key valid at the time and not revoked), root
+and consistency with the checkpoint before it are checked; decisions after the last checkpoint are
+an ``unsealed_tail``.
 """
 
 from __future__ import annotations
@@ -11,57 +15,136 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+import pyarrow as pa
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from mlcustody.checks import Problem
 from mlcustody.errors import UsageError
-from mlcustody.ledger import keys, tlog
-from mlcustody.ledger.decisions import ORIGIN_ROW, VerifyResult, public_raw, row_entry
-from mlcustody.metadata.schema import checkpoints, decisions, store_info
+from mlcustody.ledger import decision_store, keys, tlog
+from mlcustody.ledger.decisions import ORIGIN_ROW, VerifyResult, public_raw
+from mlcustody.metadata.schema import checkpoints, decision_subjects, decision_tiles, decisions, store_info
 
 _MAX_REPORTED = 20  # problems named one by one; a mass change is clear from the first ones
+_NO_LEAF = bytes(32)
+_INDEXED = ("decision_id", "time", "model", "version", "subject")
 
 
 def verify(conn: Connection) -> VerifyResult:
-    """Recompute every entry from its row, the tree, every checkpoint's root and signature, and the
-    consistency of consecutive checkpoints; a tail no checkpoint covers is reported too."""
+    """Recompute every entry from its segment row, the tree, every checkpoint's root and signature, and
+    the consistency of consecutive checkpoints; a tail no checkpoint covers is reported too."""
     problems: list[Problem] = []
     tree = tlog.Tree()
-    expected = 0  # the position the next row should have; a gap is reported once, then skipped over
-    query = sa.select(decisions).order_by(decisions.c.position)
-    for row in conn.execute(query).yield_per(10_000):
-        if len(problems) < _MAX_REPORTED:
-            problems += _check_row(row, expected)
-        expected = max(expected, row.position) + 1
+    subjects = {
+        row.id: row.subject for row in conn.execute(sa.select(decision_subjects.c.id, decision_subjects.c.subject))
+    }
+    for first, count, table in decision_store.segments(conn):
+        if first > len(tree):
+            problems.append(_missing(len(tree), first, "its segment is gone"))
+            tree.extend([_NO_LEAF] * (first - len(tree)))
+        elif first < len(tree):
+            problems.append(Problem("decision_modified", f"decisions[{first}]", "two segments hold this position"))
+            continue
         try:
-            leaf = tlog.leaf_hash(row_entry(row))
-        except (UsageError, ValueError):
-            leaf = bytes(32)
-        tree.append(leaf)
+            found, leaves = _check_segment(conn, first, count, table, subjects)
+        except (KeyError, TypeError, pa.ArrowException, UsageError, ValueError) as exc:
+            found, leaves = [_unreadable(first, count, exc)], [_NO_LEAF] * count
+        problems += found[: max(0, _MAX_REPORTED - len(problems))]
+        tree.extend(leaves)
+    extra = conn.execute(sa.select(sa.func.count()).where(decisions.c.position >= len(tree))).scalar_one()
+    if extra:
+        detail = f"{extra} index row(s) name decisions no segment holds"
+        problems.append(Problem("decision_index", f"decisions[{len(tree)}:]", detail))
+    problems += _check_tree(conn, tree)
     problems += _check_checkpoints(conn, tree)
     count = conn.execute(sa.select(sa.func.count()).select_from(checkpoints)).scalar_one()
     return VerifyResult(problems, {"decisions": len(tree), "checkpoints": int(count)})
 
 
-def _check_row(row: Any, expected: int) -> list[Problem]:
-    """What is wrong with the row at log index ``expected``: its position, its entry hash, its payload."""
-    where = f"decisions[{expected}]"
-    if row.position > expected:
-        gap = f"position {expected}" if row.position == expected + 1 else f"positions {expected}…{row.position - 1}"
-        return [Problem("decision_missing", where, f"{gap} missing (deleted)")]
-    try:
-        leaf = tlog.leaf_hash(row_entry(row)).hex()
-    except (UsageError, ValueError) as exc:
-        return [Problem("decision_modified", where, f"decision {row.decision_id}: the row cannot be encoded ({exc})")]
-    if leaf != row.entry_hash:
-        return [
-            Problem("decision_modified", where, f"decision {row.decision_id}: the row no longer hashes to its entry")
-        ]
-    stored = None if row.payload is None else hashlib.sha256(bytes(row.payload)).hexdigest()
-    if stored != row.payload_digest:
-        return [Problem("decision_modified", where, f"decision {row.decision_id}: the encrypted inputs were altered")]
-    return []
+def _check_segment(
+    conn: Connection, first: int, count: int, table: pa.Table | None, subjects: dict[int, str]
+) -> tuple[list[Problem], list[bytes]]:
+    """What is wrong with the segment holding positions ``first`` … ``first + count - 1``, and the
+    recomputed leaf of each of those positions."""
+    if table is None:
+        raise UsageError("it is not a Parquet file any more")
+    positions = table.column("position").to_pylist()
+    problems = _check_positions(first, count, positions)
+    outputs = table.column("output").to_pylist()
+    recomputed = decision_store.leaf_hashes(
+        decision_store.entries(table, [hashlib.sha256(out.encode("utf-8")).hexdigest() for out in outputs])
+    )
+    stored = table.column("entry_hash").to_pylist()
+    payloads = table.column("payload").to_pylist()
+    digests = table.column("payload_digest").to_pylist()
+    ids = table.column("decision_id").to_pylist()
+    for i, position in enumerate(positions):
+        where = f"decisions[{position}]"
+        if recomputed[i] != stored[i]:
+            detail = f"decision {ids[i]}: the row no longer hashes to its entry"
+            problems.append(Problem("decision_modified", where, detail))
+        elif (None if payloads[i] is None else hashlib.sha256(payloads[i]).hexdigest()) != digests[i]:
+            detail = f"decision {ids[i]}: the encrypted inputs were altered"
+            problems.append(Problem("decision_modified", where, detail))
+    problems += _check_index(conn, first, count, table, subjects)
+    by_position = dict(zip(positions, recomputed, strict=True))
+    return problems, [by_position.get(p, _NO_LEAF) for p in range(first, first + count)]
+
+
+def _check_positions(first: int, count: int, positions: list[int]) -> list[Problem]:
+    """The first position whose row is missing, extra or out of place in a segment."""
+    expected = list(range(first, first + count))
+    if positions == expected:
+        return []
+    k = next((i for i, (p, e) in enumerate(zip(positions, expected, strict=False)) if p != e), len(positions))
+    position = first + k
+    if len(positions) < count and (k == len(positions) or positions[k] > position):
+        return [_missing(position, position + count - len(positions), "deleted from its segment")]
+    if len(positions) > count:
+        return [Problem("decision_inserted", f"decisions[{position}]", "a row was inserted into its segment")]
+    return [Problem("decision_reordered", f"decisions[{position}]", "the rows of its segment were reordered")]
+
+
+def _check_index(conn: Connection, first: int, count: int, table: pa.Table, subjects: dict[int, str]) -> list[Problem]:
+    """Index rows that do not say what the segment holds (a lookup by id, subject or model would mislead)."""
+    query = sa.select(decisions.c.position, *(decisions.c[name] for name in _INDEXED)).where(
+        decisions.c.position >= first, decisions.c.position < first + count
+    )
+    index = {row[0]: (*row[1:5], subjects.get(row[5]) if row[5] is not None else None) for row in conn.execute(query)}
+    columns = [table.column(name).to_pylist() for name in ("position", *_INDEXED)]
+    problems = []
+    for position, *stored in zip(*columns, strict=True):
+        held = index.get(position)
+        if held is None:
+            problems.append(Problem("decision_index", f"decisions[{position}]", "the index has no row for it"))
+        elif tuple(held) != tuple(stored):
+            names = [n for n, a, b in zip(_INDEXED, held, stored, strict=True) if a != b]
+            detail = f"the index differs from the segment in {', '.join(names)}"
+            problems.append(Problem("decision_index", f"decisions[{position}]", detail))
+    return problems
+
+
+def _missing(low: int, high: int, how: str) -> Problem:
+    gap = f"position {low}" if high == low + 1 else f"positions {low}…{high - 1}"
+    return Problem("decision_missing", f"decisions[{low}]", f"{gap} missing ({how})")
+
+
+def _unreadable(first: int, count: int, exc: Exception) -> Problem:
+    detail = f"the segment of positions {first}…{first + count - 1} cannot be read ({exc})"
+    return Problem("decision_modified", f"decisions[{first}]", detail)
+
+
+def _check_tree(conn: Connection, tree: tlog.Tree) -> list[Problem]:
+    """Stored tiles and the last frontier against the rebuilt tree (receipts and appends use them)."""
+    problems = []
+    for tile, root in conn.execute(sa.select(decision_tiles).order_by(decision_tiles.c.tile)):
+        low, high = tile * decision_store.TILE, (tile + 1) * decision_store.TILE
+        if high > len(tree) or tree.subtree_root(low, high).hex() != root:
+            problems.append(Problem("tile_mismatch", f"tiles[{tile}]", f"the stored root of leaves {low}…{high - 1}"))
+    tail = decision_store.tail(conn)
+    if tail.size == len(tree) and tail.frontier != tree.frontier():
+        problems.append(Problem("frontier_mismatch", f"decisions[{len(tree)}]", "the stored right edge of the tree"))
+    return problems
 
 
 def _check_checkpoints(conn: Connection, tree: tlog.Tree) -> list[Problem]:

@@ -1,18 +1,18 @@
 """The decision log: every prediction a deployed model made, in an append-only, signed Merkle log.
 
-A decision is one row of ``decisions`` at ``position`` — its leaf index in an RFC 6962 tree (SHA-256,
-``tlog``), gap-free. Its *entry* is the RFC 8785 canonical JSON of ids and digests only::
+A decision sits at ``position`` — its leaf index in an RFC 6962 tree (SHA-256, ``tlog``), gap-free —
+in a Parquet segment (``decision_store``). Its *entry* is the RFC 8785 canonical JSON of ids and
+digests only::
 
     {id, time, model, version, input_digest, output_digest, payload_digest, subject}
 
 ``input_digest`` is the record fingerprint (docs/record-fingerprint.md) of the inputs as a one-row
 record, ``output_digest`` the SHA-256 of the canonical JSON of the output, ``payload_digest`` the
 SHA-256 of the encrypted inputs (so the entry commits to the ciphertext, and crypto-shredding leaves
-the log verifiable), ``subject`` the HMAC-SHA256 of the subject id under a key kept in the store. The
-leaf hash of the entry is stored as ``entry_hash``. A signed checkpoint (c2sp.org/tlog-checkpoint,
-Ed25519 key ``decision-log`` of ``ledger.keys``) seals the log every N decisions or T seconds and on
-``close``; a receipt for one decision is a c2sp.org/tlog-proof. ``verify`` recomputes every entry,
-the tree and every checkpoint. See docs/decisions.md.
+the log verifiable), ``subject`` the HMAC-SHA256 of the subject id (``decision_subjects``). A signed
+checkpoint (c2sp.org/tlog-checkpoint, Ed25519 key ``decision-log`` of ``ledger.keys``) seals the log
+every N decisions or T seconds and on ``close``; a receipt for one decision is a c2sp.org/tlog-proof.
+``decision_check.verify`` recomputes every entry, the tree and every checkpoint. See docs/decisions.md.
 """
 
 from __future__ import annotations
@@ -20,49 +20,51 @@ from __future__ import annotations
 import base64
 import bisect
 import hashlib
-import hmac
-import json
-import math
 import os
 import re
-import secrets
 import socket
 import threading
 import time as clock
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from json.encoder import encode_basestring as _quote  # RFC 8785's string escaping, in C
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from sqlalchemy.engine import Connection
 
-from mlcustody._canonical import canonical_json, utc_now
+from mlcustody._canonical import utc_now
 from mlcustody.checks import Problem
 from mlcustody.errors import UnknownRef, UsageError
-from mlcustody.ledger import keys, registry, tlog
-from mlcustody.metadata import audit
-from mlcustody.metadata.schema import checkpoints, decision_keys, decisions, store_info
+from mlcustody.ledger import decision_store, decision_subjects, keys, registry, tlog
+from mlcustody.ledger.decision_batch import (
+    Batch,
+    canonical_output,
+    check_id,
+    ids_column,
+    inputs_of,
+    inputs_of_rows,
+    list_of,
+    normalise_time,
+    rows_of,
+    times_column,
+)
+from mlcustody.metadata.schema import checkpoints, decisions
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
 LOG_KEY_NAME = keys.LOG_KEY_NAME
 LOG_KEY_TYPE = "ed25519"
-SUBJECT_KEY_ROW = "decision_subject_key"  # store_info: hex of the 32-byte HMAC key for subject ids
 ORIGIN_ROW = "decision_log_origin"  # store_info: the checkpoint origin line of this store's log
-SHARED_KEY_ID = "shared"  # decision_keys row for decisions without a subject
 FLUSH_EVERY = 10_000
 CHECKPOINT_EVERY = 100_000
 CHECKPOINT_SECONDS = 60.0
 _IN_CHUNK = 500
-_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
 
 
 @dataclass(frozen=True)
@@ -78,7 +80,7 @@ class Decision:
     output: Any
     subject: str | None
     payload_digest: str | None
-    payload_key: str | None
+    payload_key: int | None
     entry_hash: str
 
     @property
@@ -126,18 +128,6 @@ class _Pending:
     version: int
 
 
-@dataclass
-class _Batch:
-    """Decisions to append, column by column."""
-
-    ids: list[str] = field(default_factory=list)
-    times: list[str] = field(default_factory=list)
-    versions: list[int] = field(default_factory=list)
-    input_digests: list[str] = field(default_factory=list)
-    outputs: list[Any] = field(default_factory=list)
-    subjects: list[str | None] = field(default_factory=list)
-
-
 # -- entries -----------------------------------------------------------------------------------------
 
 
@@ -166,171 +156,13 @@ def _quote_or_null(text: str | None) -> str:
     return "null" if text is None else _quote(text)
 
 
-def canonical_output(value: Any) -> str:
-    """``canonical_json(value)`` as text, with fast paths for the usual outputs (a test checks they agree).
-
-    Strings, booleans, null, safe integers, floats printed the same by Python and ECMAScript, and
-    lists and objects of those (ASCII keys, whose sort order is the same in UTF-16) skip the general
-    encoder; anything else goes through it."""
-    kind = type(value)
-    if kind is str:
-        return _quote(value)
-    if kind is bool or value is None:
-        return "true" if value is True else "false" if value is False else "null"
-    if kind is int and -(2**53) < value < 2**53:
-        return str(value)
-    if kind is float and math.isfinite(value):
-        size = abs(value)
-        if value.is_integer() and size < 1e16:
-            return str(int(value))
-        if 1e-4 <= size < 1e16:
-            return repr(value)
-    elif kind is list:
-        return "[" + ",".join(canonical_output(item) for item in value) + "]"
-    elif kind is dict and all(type(k) is str and k.isascii() for k in value):
-        parts = (_quote(k) + ":" + canonical_output(value[k]) for k in sorted(value))
-        return "{" + ",".join(parts) + "}"
-    return canonical_json(value).decode("utf-8")
-
-
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def normalise_time(value: Any) -> str:
-    """An RFC 3339 instant (string or aware datetime) in the one stored form: UTC, µs, ``Z``."""
-    if isinstance(value, str):
-        if _TIME.fullmatch(value):
-            return value
-        try:
-            value = datetime.fromisoformat(value)
-        except ValueError:
-            value = None
-    if not isinstance(value, datetime) or value.tzinfo is None:
-        raise UsageError(
-            f"decision time {value!r} is not an RFC 3339 time with a zone", hint="e.g. 2026-01-31T12:00:00Z"
-        )
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def input_digests(frame: object) -> list[str]:
-    """Record fingerprints of every row of ``frame`` (the inputs of one decision per row), vectorised."""
-    from mlcustody.storage.records.fingerprint import fingerprints
-
-    return [str(d) for d in fingerprints(frame).to_pylist()]
-
-
-def _digests_of(rows: Sequence[Mapping[str, Any]]) -> list[str]:
-    """Fingerprints of input mappings: rows with the same columns are fingerprinted as one table."""
-    import pyarrow as pa
-
-    groups: dict[tuple[str, ...], list[int]] = {}
-    for i, row in enumerate(rows):
-        groups.setdefault(tuple(row), []).append(i)
-    found: list[str] = [""] * len(rows)
-    for members in groups.values():
-        try:
-            digests = input_digests(pa.Table.from_pylist([dict(rows[i]) for i in members]))
-        except (pa.ArrowInvalid, pa.ArrowTypeError):  # columns of mixed types: one table per row
-            digests = [input_digests(pa.Table.from_pylist([dict(rows[i])]))[0] for i in members]
-        for i, digest in zip(members, digests, strict=True):
-            found[i] = digest
-    return found
-
-
-# -- store-held keys ------------------------------------------------------------------------------------
-
-
-def _info(conn: Connection, key: str, make: Callable[[], str]) -> str:
-    value = conn.execute(sa.select(store_info.c.value).where(store_info.c.key == key)).scalar()
-    if value is None:
-        value = make()
-        conn.execute(store_info.insert().values(key=key, value=value))
-    return str(value)
 
 
 def _origin() -> str:
     host = re.sub(r"[^A-Za-z0-9.-]", "-", socket.gethostname()) or "localhost"
     return f"{host}/mlcustody/decisions/{uuid.uuid4().hex}"
-
-
-def subject_hasher(conn: Connection, *, create: bool = False) -> Callable[[str], str] | None:
-    """HMAC-SHA256 (hex) of a subject id under the store's subject key; None when there is no key yet."""
-    if create:
-        secret = _info(conn, SUBJECT_KEY_ROW, lambda: secrets.token_hex(32))
-    else:
-        found = conn.execute(sa.select(store_info.c.value).where(store_info.c.key == SUBJECT_KEY_ROW)).scalar()
-        if found is None:
-            return None
-        secret = str(found)
-    key = bytes.fromhex(secret)
-    cache: dict[str, str] = {}
-
-    def pseudonym(subject: str) -> str:
-        known = cache.get(subject)
-        if known is None:
-            known = cache[subject] = hmac.new(key, subject.encode("utf-8"), hashlib.sha256).hexdigest()
-        return known
-
-    return pseudonym
-
-
-def _data_keys(conn: Connection, subjects: Iterable[str | None]) -> dict[str | None, tuple[str, bytes]]:
-    """The data key (id, 32 bytes) of each subject HMAC (None: the shared key), made when missing."""
-    wanted = set(subjects)
-    found: dict[str | None, tuple[str, bytes]] = {}
-    named = [s for s in wanted if s is not None]
-    for start in range(0, len(named), _IN_CHUNK):
-        query = sa.select(decision_keys).where(decision_keys.c.subject.in_(named[start : start + _IN_CHUNK]))
-        found |= {r.subject: (r.key_id, bytes(r.key)) for r in conn.execute(query)}
-    if None in wanted:
-        row = conn.execute(sa.select(decision_keys).where(decision_keys.c.key_id == SHARED_KEY_ID)).first()
-        if row is not None:
-            found[None] = (row.key_id, bytes(row.key))
-    made = {s: (SHARED_KEY_ID if s is None else uuid.uuid4().hex, os.urandom(32)) for s in wanted if s not in found}
-    if made:
-        now = utc_now()
-        rows = [{"key_id": k, "subject": s, "key": key, "created_at": now} for s, (k, key) in made.items()]
-        conn.execute(decision_keys.insert(), rows)
-    return found | made
-
-
-def _encrypt(cipher: AESGCM, decision_id: str, inputs: Mapping[str, Any]) -> bytes:
-    plain = json.dumps(dict(inputs), sort_keys=True, ensure_ascii=False, default=str).encode("utf-8")
-    nonce = os.urandom(12)
-    return nonce + cipher.encrypt(nonce, plain, decision_id.encode("utf-8"))
-
-
-def read_inputs(conn: Connection, decision: Decision) -> dict[str, Any] | None:
-    """The decision's inputs, decrypted; None when none were kept or their key was destroyed."""
-    if decision.payload_key is None:
-        return None
-    key = conn.execute(sa.select(decision_keys.c.key).where(decision_keys.c.key_id == decision.payload_key)).scalar()
-    payload = conn.execute(sa.select(decisions.c.payload).where(decisions.c.position == decision.position)).scalar()
-    if key is None or payload is None:
-        return None
-    data = bytes(payload)
-    try:
-        plain = AESGCM(bytes(key)).decrypt(data[:12], data[12:], decision.decision_id.encode("utf-8"))
-    except InvalidTag:
-        return None
-    found: dict[str, Any] = json.loads(plain)
-    return found
-
-
-def forget_subject(conn: Connection, subject: str, actor: str) -> tuple[int, audit.Event | None]:
-    """Crypto-shred one subject: delete their data key (audited). Returns the payloads made unreadable."""
-    pseudonym = subject_hasher(conn)
-    hashed = pseudonym(subject) if pseudonym else None
-    row = conn.execute(sa.select(decision_keys.c.key_id).where(decision_keys.c.subject == hashed)).first()
-    if hashed is None or row is None:
-        return 0, None
-    count = conn.execute(
-        sa.select(sa.func.count()).select_from(decisions).where(decisions.c.payload_key == row.key_id)
-    ).scalar_one()
-    conn.execute(decision_keys.delete().where(decision_keys.c.key_id == row.key_id))
-    payload = {"subject": hashed, "key_id": row.key_id, "payloads": count}
-    return count, audit.append(conn, actor=actor, action="decision.shred", payload=payload)
 
 
 # -- the log key -----------------------------------------------------------------------------------------
@@ -375,7 +207,7 @@ def verifier_key(conn: Connection, keyid: str | None = None) -> str:
 
 
 def origin(conn: Connection) -> str:
-    found = conn.execute(sa.select(store_info.c.value).where(store_info.c.key == ORIGIN_ROW)).scalar()
+    found = decision_subjects.store_value(conn, ORIGIN_ROW)
     if found is None:
         raise UsageError("this store has no decision log yet", hint="log decisions with mlcustody.decision_log(MODEL)")
     return str(found)
@@ -389,8 +221,8 @@ class DecisionLog:
 
     ``record`` only checks and appends to a buffer (microseconds); every ``flush_every`` decisions, or
     on ``flush``, one write transaction assigns positions, fingerprints the inputs (vectorised),
-    encrypts them under each subject's data key and inserts the rows. A signed checkpoint is written
-    every ``checkpoint_every`` decisions or ``checkpoint_seconds`` seconds, and on ``close``.
+    encrypts them under each subject's data key and stores them as a segment. A signed checkpoint is
+    written every ``checkpoint_every`` decisions or ``checkpoint_seconds`` seconds, and on ``close``.
     """
 
     def __init__(
@@ -413,9 +245,9 @@ class DecisionLog:
             self._history = _alias_history(conn, ref)
         self._signer = log_signer(ring)
         with self.db.write() as conn:
-            self.origin = _info(conn, ORIGIN_ROW, _origin)
-            self._pseudonym = subject_hasher(conn, create=True)
-        self._tree = tlog.Tree()
+            self.origin = str(decision_subjects.store_value(conn, ORIGIN_ROW, _origin))
+            self._pseudonym = decision_subjects.subject_hasher(conn, create=True)
+        self._frontier: tlog.Frontier | None = None  # the tree's right edge, read from the log's tail
         self._pending: list[_Pending] = []
         self._buffered: set[str] = set()
         self._lock = threading.Lock()
@@ -442,8 +274,7 @@ class DecisionLog:
         time: str | datetime | None = None,
     ) -> None:
         """Log one decision (buffered). ``context`` values join the inputs under ``context.`` names."""
-        if not isinstance(decision_id, str) or not decision_id or len(decision_id) > 200:
-            raise UsageError(f"decision id {decision_id!r} is not valid", hint="give a string of 1–200 characters")
+        check_id(decision_id)
         if context:
             inputs = {**inputs, **{f"context.{k}": v for k, v in context.items()}}
         stamp = utc_now() if time is None else normalise_time(time)
@@ -465,8 +296,8 @@ class DecisionLog:
 
         def logged(features: Any, *args: Any, **kwargs: Any) -> Any:
             result = predict(features, *args, **kwargs)
-            rows = _rows_of(features)
-            outputs = _list_of(result)
+            rows = rows_of(features)
+            outputs = list_of(result)
             if len(outputs) != len(rows):
                 raise UsageError(
                     f"the model returned {len(outputs)} outputs for {len(rows)} rows",
@@ -504,32 +335,30 @@ class DecisionLog:
         from mlcustody.storage.records.fingerprint import to_arrow
 
         table = to_arrow(frame)
-        rows = table.num_rows
         special = [c for c in (id_col, time_col, subject_col) if c and c in table.column_names]
         if outputs is None:
             if output_col not in table.column_names:
                 raise UsageError(f"no output column {output_col!r}", hint="name it with --output-col")
             outputs = table.column(output_col).to_pylist()
             special.append(output_col)
-        inputs = table.drop_columns(special)
         name = where or (lambda i: f"row {i}")
-        ids = _ids(table, id_col, rows, self.new_id, name)
-        times = _times(table, time_col, rows, name)
+        times = times_column(table, time_col, name)
         subjects = table.column(subject_col).to_pylist() if subject_col and subject_col in table.column_names else None
-        batch = _Batch(
-            ids=ids,
+        digests, plaintexts = inputs_of(table.drop_columns(special), keep=self._keep_inputs)
+        batch = Batch(
+            ids=ids_column(table, id_col, self.new_id, name),
             times=times,
             versions=self._versions(times, name),
-            input_digests=input_digests(inputs),
-            outputs=list(outputs),
-            subjects=[self._hash(s) for s in subjects] if subjects else [None] * rows,
+            input_digests=digests,
+            outputs=[canonical_output(out) for out in outputs],
+            subjects=[self._hash(s) for s in subjects] if subjects else [None] * table.num_rows,
+            plaintexts=plaintexts,
         )
-        payload_rows = inputs.to_pylist() if self._keep_inputs else None
         with self._lock:
             self._check_open()
             self._flush_pending()
-            self._write(batch, payload_rows)
-        return int(rows)
+            self._write(batch)
+        return int(table.num_rows)
 
     # -- writing ---------------------------------------------------------------------------------------
 
@@ -580,141 +409,122 @@ class DecisionLog:
         return found
 
     def _flush_pending(self) -> None:
+        """Write the buffered decisions; one whose id is already in the log is left out and reported
+        after the others are written (each ``record`` call had already returned)."""
         if not self._pending:
             return
         pending, self._pending = self._pending, []
         try:
-            self._write(
-                _Batch(
-                    ids=[p.decision_id for p in pending],
-                    times=[p.time for p in pending],
-                    versions=[p.version for p in pending],
-                    input_digests=_digests_of([p.inputs for p in pending]),
-                    outputs=[p.output for p in pending],
-                    subjects=[self._hash(p.subject) for p in pending],
-                ),
-                [p.inputs for p in pending] if self._keep_inputs else None,
-                drop_duplicates=True,
+            digests, plaintexts = inputs_of_rows([p.inputs for p in pending], keep=self._keep_inputs)
+            batch = Batch(
+                ids=[p.decision_id for p in pending],
+                times=[p.time for p in pending],
+                versions=[p.version for p in pending],
+                input_digests=digests,
+                outputs=[canonical_output(p.output) for p in pending],
+                subjects=[self._hash(p.subject) for p in pending],
+                plaintexts=plaintexts,
             )
+            taken = self._write(batch, leave_out_logged=True)
         finally:
             self._buffered.difference_update(p.decision_id for p in pending)
-
-    def _write(
-        self, batch: _Batch, inputs: Sequence[Mapping[str, Any]] | None, *, drop_duplicates: bool = False
-    ) -> None:
-        """Insert a batch at the end of the log (one transaction); duplicate ids are refused."""
-        outputs = [canonical_output(out) for out in batch.outputs]
-        if len(set(batch.ids)) != len(batch.ids):
-            seen: set[str] = set()
-            for twice in batch.ids:
-                if twice in seen:
-                    raise UsageError(f"decision {twice} appears twice", hint="give every decision its own id")
-                seen.add(twice)
-        refused: list[str] = []
-        with self.db.write() as conn:
-            taken = _existing(conn, batch.ids)
-            if taken and not drop_duplicates:
-                raise UsageError(
-                    f"decision {sorted(taken)[0]} is already in the log ({len(taken)} duplicate id(s))",
-                    hint="decision ids are unique; give new ids or leave out the decisions already logged",
-                )
-            keep = [i for i, d in enumerate(batch.ids) if d not in taken]
-            refused = [d for d in batch.ids if d in taken]
-            start = self._sync_tree(conn)
-            data_keys: dict[str | None, tuple[str, AESGCM]] = {}
-            if inputs is not None:
-                made = _data_keys(conn, (batch.subjects[i] for i in keep))
-                data_keys = {s: (key_id, AESGCM(key)) for s, (key_id, key) in made.items()}
-            rows: list[dict[str, Any]] = []
-            for n, i in enumerate(keep):
-                payload = payload_digest = key_id = None
-                if inputs is not None:
-                    key_id, cipher = data_keys[batch.subjects[i]]
-                    payload = _encrypt(cipher, batch.ids[i], inputs[i])
-                    payload_digest = _sha256(payload)
-                entry = entry_bytes(
-                    batch.ids[i],
-                    batch.times[i],
-                    self.model.name,
-                    batch.versions[i],
-                    batch.input_digests[i],
-                    _sha256(outputs[i].encode("utf-8")),
-                    payload_digest,
-                    batch.subjects[i],
-                )
-                leaf = tlog.leaf_hash(entry)
-                rows.append(
-                    {
-                        "position": start + n,
-                        "decision_id": batch.ids[i],
-                        "time": batch.times[i],
-                        "model": self.model.name,
-                        "version": batch.versions[i],
-                        "input_digest": batch.input_digests[i],
-                        "output": outputs[i],
-                        "subject": batch.subjects[i],
-                        "payload": payload,
-                        "payload_digest": payload_digest,
-                        "payload_key": key_id,
-                        "entry_hash": leaf.hex(),
-                    }
-                )
-            if rows:
-                _insert_many(conn, rows)
-            for row in rows:
-                self._tree.append(bytes.fromhex(row["entry_hash"]))
-            try:
-                if len(self._tree) - _sealed(conn) >= self._checkpoint_every:
-                    self._insert_checkpoint(conn)
-            except BaseException:
-                self._tree = tlog.Tree()  # the transaction rolls back: rebuild from the database next time
-                raise
-        if refused:
+        if taken:
             raise UsageError(
-                f"decision {refused[0]} is already in the log ({len(refused)} duplicate id(s) not logged again)",
+                f"decision {sorted(taken)[0]} is already in the log ({len(taken)} duplicate id(s) not logged again)",
                 hint="give every decision its own id",
             )
 
-    def _sync_tree(self, conn: Connection) -> int:
-        """Bring the in-memory tree to the log's size (other writers may have appended)."""
-        held = size(conn)
-        if len(self._tree) > held:
-            self._tree = tlog.Tree()
-        if len(self._tree) < held:
-            query = (
-                sa.select(decisions.c.entry_hash)
-                .where(decisions.c.position >= len(self._tree))
-                .order_by(decisions.c.position)
+    def _write(self, batch: Batch, *, leave_out_logged: bool = False) -> set[str]:
+        """Append ``batch`` in one transaction; an id already in the log refuses it (or, with
+        ``leave_out_logged``, the others are appended and the ids already logged returned)."""
+        batch.check_unique()
+        try:
+            self._append(batch)
+            return set()
+        except sa.exc.IntegrityError:
+            with self.db.read() as conn:
+                taken = _existing(conn, batch.ids)
+            if not taken:
+                raise
+        if not leave_out_logged:
+            raise UsageError(
+                f"decision {sorted(taken)[0]} is already in the log ({len(taken)} duplicate id(s))",
+                hint="decision ids are unique; give new ids or leave out the decisions already logged",
             )
-            for leaf in conn.execute(query).scalars():
-                self._tree.append(bytes.fromhex(leaf))
-        return held
+        self._append(batch.without(taken))
+        return taken
+
+    def _append(self, batch: Batch) -> None:
+        with self.db.write() as conn:
+            frontier = self._resume(conn)
+            try:
+                named = [s if s is not None else decision_subjects.SHARED for s in batch.subjects]
+                subject_rows = decision_subjects.rows_for(conn, named)
+                for start in range(0, len(batch), decision_store.SEGMENT_ROWS):
+                    part = batch.slice(start, start + decision_store.SEGMENT_ROWS)
+                    table, subject_ids = self._segment(part, frontier, subject_rows)
+                    decision_store.append(conn, table, frontier, subject_ids)
+                if frontier.size - _sealed(conn) >= self._checkpoint_every:
+                    self._insert_checkpoint(conn, frontier)
+            except BaseException:
+                self._frontier = None  # the transaction rolls back: read the tail again next time
+                raise
+
+    def _segment(
+        self, batch: Batch, frontier: tlog.Frontier, subject_rows: Mapping[str, tuple[int, bytes | None]]
+    ) -> tuple[pa.Table, list[int | None]]:
+        """The segment rows of ``batch`` at the end of the log, their leaves appended to ``frontier``."""
+        import pyarrow as pa
+
+        rows = [subject_rows[s if s is not None else decision_subjects.SHARED] for s in batch.subjects]
+        payloads: list[bytes | None] = [None] * len(batch)
+        payload_keys: list[int | None] = [None] * len(batch)
+        if batch.plaintexts is not None:
+            payloads = decision_subjects.encrypt([key for _, key in rows], batch.ids, batch.plaintexts)
+            payload_keys = [row if p is not None else None for (row, _), p in zip(rows, payloads, strict=True)]
+        table = pa.table(
+            {
+                "position": pa.array(range(frontier.size, frontier.size + len(batch)), pa.int64()),
+                "decision_id": batch.ids,
+                "time": batch.times,
+                "model": [self.model.name] * len(batch),
+                "version": pa.array(batch.versions, pa.int32()),
+                "input_digest": batch.input_digests,
+                "output": batch.outputs,
+                "subject": pa.array(batch.subjects, pa.string()),
+                "payload": pa.array(payloads, pa.binary()),
+                "payload_digest": pa.array([None if p is None else _sha256(p) for p in payloads], pa.string()),
+                "payload_key": pa.array(payload_keys, pa.int64()),
+            }
+        )
+        output_digests = [_sha256(out.encode("utf-8")) for out in batch.outputs]
+        leaves = decision_store.leaf_hashes(decision_store.entries(table, output_digests))
+        for leaf in leaves:
+            frontier.append(leaf)
+        table = table.append_column("entry_hash", pa.array(leaves, pa.binary(32)))
+        subject_ids = [row if s is not None else None for (row, _), s in zip(rows, batch.subjects, strict=True)]
+        return table, subject_ids
+
+    def _resume(self, conn: Connection) -> tlog.Frontier:
+        """The tree's right edge at the log's end (another writer may have appended since)."""
+        tail = decision_store.tail(conn)
+        if self._frontier is None or self._frontier.size != tail.size:
+            self._frontier = tlog.Frontier.unpack(tail.size, tail.frontier, keep_from=decision_store.TILE_HEIGHT)
+        return self._frontier
 
     def _checkpoint_now(self) -> None:
         with self.db.write() as conn:
-            self._sync_tree(conn)
-            if len(self._tree) > _sealed(conn) or not _has_checkpoint(conn):
-                self._insert_checkpoint(conn)
+            frontier = self._resume(conn)
+            if frontier.size > _sealed(conn) or not _has_checkpoint(conn):
+                self._insert_checkpoint(conn, frontier)
         self._last_checkpoint = clock.monotonic()
 
-    def _insert_checkpoint(self, conn: Connection) -> None:
-        size = len(self._tree)
-        root = self._tree.root(size)
-        note = _sign(self._signer, self.origin, tlog.checkpoint_body(self.origin, size, root))
-        row = {"size": size, "root": root.hex(), "note": note, "keyid": self._signer.keyid, "at": utc_now()}
+    def _insert_checkpoint(self, conn: Connection, frontier: tlog.Frontier) -> None:
+        root = frontier.root()
+        note = _sign(self._signer, self.origin, tlog.checkpoint_body(self.origin, frontier.size, root))
+        row = {"size": frontier.size, "root": root.hex(), "note": note, "keyid": self._signer.keyid, "at": utc_now()}
         conn.execute(checkpoints.insert().values(**row))
         self._last_checkpoint = clock.monotonic()
-
-
-def _insert_many(conn: Connection, rows: list[dict[str, Any]]) -> None:
-    """``INSERT`` of many decision rows through the driver's executemany, compiled once: the ORM-free
-    Core path still builds parameters row by row, which costs more than the insert itself."""
-    compiled = decisions.insert().compile(dialect=conn.dialect, column_keys=list(rows[0]))
-    if compiled.positional:
-        order = compiled.positiontup or []
-        conn.exec_driver_sql(str(compiled), [tuple(row[k] for k in order) for row in rows])
-    else:
-        conn.exec_driver_sql(str(compiled), rows)
 
 
 def _alias_history(conn: Connection, ref: str) -> list[registry.AliasMove] | None:
@@ -735,9 +545,8 @@ def _existing(conn: Connection, ids: Sequence[str]) -> set[str]:
 
 
 def size(conn: Connection) -> int:
-    """How many decisions the log holds: the next position (positions are gap-free; an index lookup,
-    where ``count(*)`` would scan the table)."""
-    return int(conn.execute(sa.select(sa.func.coalesce(sa.func.max(decisions.c.position), -1) + 1)).scalar_one())
+    """How many decisions the log holds (the next position)."""
+    return decision_store.tail(conn).size
 
 
 def _sealed(conn: Connection) -> int:
@@ -748,97 +557,47 @@ def _has_checkpoint(conn: Connection) -> bool:
     return conn.execute(sa.select(checkpoints.c.size).limit(1)).first() is not None
 
 
-def _ids(table: pa.Table, column: str, rows: int, new_id: Callable[[], str], where: Callable[[int], str]) -> list[str]:
-    if column not in table.column_names:
-        return [new_id() for _ in range(rows)]
-    ids = table.column(column).to_pylist()
-    for i, value in enumerate(ids):
-        if value is None or value == "" or len(str(value)) > 200:
-            raise UsageError(
-                f"{where(i)}: no valid decision id in column {column!r}",
-                hint="give every decision an id of 1–200 characters",
-            )
-    return [str(v) for v in ids]
-
-
-def _times(table: pa.Table, column: str | None, rows: int, where: Callable[[int], str]) -> list[str]:
-    if column is None or column not in table.column_names:
-        return [utc_now()] * rows
-    found = []
-    for i, value in enumerate(table.column(column).to_pylist()):
-        try:
-            found.append(normalise_time(value))
-        except UsageError as exc:
-            raise UsageError(f"{where(i)}: {exc.message}", hint=exc.hint) from None
-    return found
-
-
-def _rows_of(features: Any) -> list[dict[str, Any]]:
-    """The rows of what a model's predict receives: a frame, a list of mappings, or a 2-D array."""
-    kind = type(features)
-    if kind.__name__ in ("DataFrame", "Table", "RecordBatch"):
-        from mlcustody.storage.records.fingerprint import to_arrow
-
-        return list(to_arrow(features).to_pylist())
-    if isinstance(features, Mapping):
-        return [dict(features)]
-    rows = features.tolist() if hasattr(features, "tolist") else list(features)
-    return [dict(r) if isinstance(r, Mapping) else {f"x{j}": v for j, v in enumerate(_list_of(r))} for r in rows]
-
-
-def _list_of(value: Any) -> list[Any]:
-    if hasattr(value, "tolist"):
-        found = value.tolist()
-        return found if isinstance(found, list) else [found]
-    if hasattr(value, "to_pylist"):
-        return list(value.to_pylist())
-    return list(value) if isinstance(value, list | tuple) else [value]
-
-
 # -- reading ---------------------------------------------------------------------------------------------
 
 
-def row_decision(row: Any) -> Decision:
-    return Decision(
-        position=row.position,
-        decision_id=row.decision_id,
-        time=row.time,
-        model=row.model,
-        version=row.version,
-        input_digest=row.input_digest,
-        output=json.loads(row.output),
-        subject=row.subject,
-        payload_digest=row.payload_digest,
-        payload_key=row.payload_key,
-        entry_hash=row.entry_hash,
-    )
+def _decisions(table: pa.Table) -> list[Decision]:
+    import json
+
+    found = []
+    for row in table.to_pylist():
+        found.append(
+            Decision(
+                position=row["position"],
+                decision_id=row["decision_id"],
+                time=row["time"],
+                model=row["model"],
+                version=row["version"],
+                input_digest=row["input_digest"],
+                output=json.loads(row["output"]),
+                subject=row["subject"],
+                payload_digest=row["payload_digest"],
+                payload_key=row["payload_key"],
+                entry_hash=row["entry_hash"].hex(),
+            )
+        )
+    return found
 
 
-def row_entry(row: Any) -> bytes:
-    """The entry of a ``decisions`` row as stored (the output digest over the stored canonical text)."""
-    return entry_bytes(
-        row.decision_id,
-        row.time,
-        row.model,
-        row.version,
-        row.input_digest,
-        _sha256(row.output.encode("utf-8")),
-        row.payload_digest,
-        row.subject,
-    )
+_DECISION_COLUMNS = [name for name in decision_store.SCHEMA.names if name != "payload"]
 
 
-_COLUMNS = [c for c in decisions.columns if c.name != "payload"]
+def at_positions(conn: Connection, positions: Sequence[int]) -> list[Decision]:
+    return _decisions(decision_store.rows(conn, positions, _DECISION_COLUMNS))
 
 
 def get(conn: Connection, decision_id: str) -> Decision:
-    row = conn.execute(sa.select(*_COLUMNS).where(decisions.c.decision_id == decision_id)).first()
-    if row is None:
+    position = conn.execute(sa.select(decisions.c.position).where(decisions.c.decision_id == decision_id)).scalar()
+    if position is None:
         raise UnknownRef(
             f"no decision with id {decision_id!r}",
             hint="list decisions with `custody decisions ls`, or import them with `custody decisions import`",
         )
-    return row_decision(row)
+    return at_positions(conn, [position])[0]
 
 
 def listing(
@@ -849,8 +608,8 @@ def listing(
     since: str | None = None,
     limit: int | None = 1000,
 ) -> list[Decision]:
-    """Decisions in log order, filtered by model (``NAME`` or ``NAME@V``), subject id and time."""
-    query = sa.select(*_COLUMNS).order_by(decisions.c.position)
+    """Decisions in log order, filtered by model (``NAME``, ``NAME@V``, ``NAME:ALIAS``), subject id and time."""
+    query = sa.select(decisions.c.position).order_by(decisions.c.position)
     if model is not None:
         name, at, number = model.partition("@")
         if ":" in model:
@@ -860,13 +619,27 @@ def listing(
         if at:
             query = query.where(decisions.c.version == int(number) if number.isdigit() else sa.false())
     if subject is not None:
-        pseudonym = subject_hasher(conn)
-        query = query.where(decisions.c.subject == (pseudonym(subject) if pseudonym else ""))
+        query = query.where(decisions.c.subject == decision_subjects.row_of(conn, subject))
     if since is not None:
         query = query.where(decisions.c.time >= normalise_time(since))
     if limit is not None:
         query = query.limit(limit)
-    return [row_decision(row) for row in conn.execute(query)]
+    return at_positions(conn, list(conn.execute(query).scalars()))
+
+
+def read_inputs(conn: Connection, decision: Decision) -> dict[str, Any] | None:
+    """The decision's inputs, decrypted; None when none were kept or their key was destroyed."""
+    if decision.payload_key is None:
+        return None
+    payload = decision_store.rows(conn, [decision.position], ["payload"]).column("payload")[0].as_py()
+    if payload is None:
+        return None
+    return decision_subjects.decrypt(conn, decision.payload_key, decision.decision_id, payload)
+
+
+def forget_subject(conn: Connection, subject: str, actor: str) -> tuple[int, Any]:
+    """Crypto-shred one subject (see ``decision_subjects.forget``)."""
+    return decision_subjects.forget(conn, subject, actor)
 
 
 def versions_from(conn: Connection, position: int) -> list[str]:
@@ -885,14 +658,6 @@ def aliases_at(conn: Connection, decision: Decision) -> list[str]:
     return sorted(found)
 
 
-def _leaves(conn: Connection, size: int | None = None) -> Iterator[bytes]:
-    query = sa.select(decisions.c.entry_hash).order_by(decisions.c.position)
-    if size is not None:
-        query = query.where(decisions.c.position < size)
-    for leaf in conn.execute(query).scalars():
-        yield bytes.fromhex(leaf)
-
-
 def receipt(conn: Connection, decision_id: str) -> Receipt:
     """A c2sp.org/tlog-proof that the decision is in the log, against the latest checkpoint."""
     decision = get(conn, decision_id)
@@ -902,8 +667,7 @@ def receipt(conn: Connection, decision_id: str) -> Receipt:
             f"decision {decision_id} is not sealed by a checkpoint yet",
             hint="close the decision log (DecisionLog.close) to write a checkpoint",
         )
-    tree = tlog.Tree(_leaves(conn, row.size))
-    proof = tree.inclusion_proof(decision.position, row.size)
+    proof = decision_store.tree(conn, row.size).inclusion_proof(decision.position, row.size)
     text = tlog.inclusion_proof_text(decision.position, proof, row.note)
     entry = decision.entry()
     return Receipt(decision, entry, tlog.leaf_hash(entry).hex(), row.size, verifier_key(conn, row.keyid), text)

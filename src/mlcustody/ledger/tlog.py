@@ -17,7 +17,7 @@ import base64
 import binascii
 import hashlib
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidSignature
@@ -54,17 +54,78 @@ def _split(n: int) -> int:
     return 1 << ((n - 1).bit_length() - 1)
 
 
+class Frontier:
+    """The right edge of an RFC 6962 tree: what appending and the current root need, O(log n) hashes.
+
+    ``stack`` holds the roots of the perfect subtrees along the right edge, tallest first (one per set
+    bit of ``size``). Perfect subtrees of height ``keep_from`` or more are kept in ``levels`` as they
+    complete: ``levels[j]`` holds those of height ``keep_from + j``, the first being subtree number
+    ``start >> (keep_from + j)``. A frontier can be resumed from a stored ``size`` and ``stack``
+    (``packed``/``unpack``), so an appender never needs the leaves written before.
+    """
+
+    def __init__(self, size: int = 0, stack: Sequence[bytes] = (), keep_from: int = _STORED_FROM) -> None:
+        if len(stack) != size.bit_count():
+            raise UsageError(f"a tree of {size} leaves has {size.bit_count()} right-edge roots, got {len(stack)}")
+        self.size = size
+        self.start = size
+        self.stack = [bytes(h) for h in stack]
+        self.keep_from = keep_from
+        self.levels: list[bytearray] = []
+
+    def append(self, leaf: bytes) -> None:
+        """Add one leaf hash."""
+        stack = self.stack
+        h = leaf
+        completed = self.size + 1
+        height = 0
+        while not completed & 1:  # each trailing zero of the new size closes one perfect subtree
+            h = _sha256(b"\x01" + stack.pop() + h).digest()
+            height += 1
+            completed >>= 1
+            if height >= self.keep_from:
+                j = height - self.keep_from
+                if j == len(self.levels):
+                    self.levels.append(bytearray())
+                self.levels[j] += h
+        stack.append(h)
+        self.size += 1
+
+    def root(self) -> bytes:
+        if not self.stack:
+            return EMPTY_ROOT
+        h = self.stack[-1]
+        for left in reversed(self.stack[:-1]):
+            h = _sha256(b"\x01" + left + h).digest()
+        return h
+
+    def kept(self, height: int) -> list[tuple[int, bytes]]:
+        """The kept perfect subtrees of ``height`` completed since ``start``, as (subtree number, root)."""
+        j = height - self.keep_from
+        level = self.levels[j] if 0 <= j < len(self.levels) else b""
+        first = self.start >> height
+        return [(first + k, bytes(level[k * HASH_SIZE : (k + 1) * HASH_SIZE])) for k in range(len(level) // HASH_SIZE)]
+
+    def packed(self) -> bytes:
+        return b"".join(self.stack)
+
+    @classmethod
+    def unpack(cls, size: int, data: bytes, keep_from: int = _STORED_FROM) -> Frontier:
+        stack = [data[i : i + HASH_SIZE] for i in range(0, len(data), HASH_SIZE)]
+        return cls(size, stack, keep_from)
+
+
 class Tree:
     """An append-only RFC 6962 Merkle tree over 32-byte leaf hashes, held in memory.
 
     Leaf hashes live in one ``bytearray`` (32 bytes a leaf); ``append`` is amortised O(1) thanks to the
-    right-edge stack of perfect subtree roots; roots and proofs for any past size cost O(log n) hashes.
+    ``Frontier``, which also keeps every perfect subtree of height ``_STORED_FROM`` or more; roots and
+    proofs for any past size cost O(log n) hashes.
     """
 
     def __init__(self, leaves: Iterable[bytes] = ()) -> None:
         self._leaves = bytearray()
-        self._levels: list[bytearray] = []  # _levels[j]: completed perfect subtrees of height _STORED_FROM + j
-        self._stack: list[bytes] = []  # roots of the perfect subtrees along the right edge, tallest first
+        self._edge = Frontier()
         self._size = 0
         self.extend(leaves)
 
@@ -81,20 +142,7 @@ class Tree:
             raise UsageError(f"a leaf hash is {HASH_SIZE} bytes, got {len(leaf)}", hint="pass leaf_hash(entry)")
         index = self._size
         self._leaves += leaf
-        stack = self._stack
-        h = bytes(leaf)
-        completed = index + 1
-        height = 0
-        while not completed & 1:  # each trailing zero of the new size closes one perfect subtree
-            h = _sha256(b"\x01" + stack.pop() + h).digest()
-            height += 1
-            completed >>= 1
-            if height >= _STORED_FROM:
-                j = height - _STORED_FROM
-                if j == len(self._levels):
-                    self._levels.append(bytearray())
-                self._levels[j] += h
-        stack.append(h)
+        self._edge.append(bytes(leaf))
         self._size = index + 1
         return index
 
@@ -109,18 +157,13 @@ class Tree:
     def leaf(self, index: int) -> bytes:
         if not 0 <= index < self._size:
             raise UsageError(f"leaf index {index} is outside the tree of size {self._size}")
-        return bytes(self._leaves[index * HASH_SIZE : (index + 1) * HASH_SIZE])
+        return self._perfect(0, index)
 
     def root(self, size: int | None = None) -> bytes:
         """MTH of the first ``size`` leaves (default: all of them)."""
         size = self._check_size(size)
         if size == self._size:
-            if not self._stack:
-                return EMPTY_ROOT
-            h = self._stack[-1]
-            for left in reversed(self._stack[:-1]):
-                h = _sha256(b"\x01" + left + h).digest()
-            return h
+            return self._edge.root()
         return self._range(0, size)
 
     def inclusion_proof(self, index: int, size: int | None = None) -> list[bytes]:
@@ -168,6 +211,16 @@ class Tree:
         path.reverse()
         return path
 
+    def subtree_root(self, start: int, end: int) -> bytes:
+        """MTH(D[start:end]) of a range of leaves the tree holds."""
+        if not 0 <= start <= end <= self._size:
+            raise UsageError(f"leaves {start}..{end} are outside the tree of size {self._size}")
+        return self._range(start, end)
+
+    def frontier(self) -> bytes:
+        """The right edge at the current size, as ``Frontier.packed`` writes it."""
+        return self._edge.packed()
+
     def _check_size(self, size: int | None) -> int:
         if size is None:
             return self._size
@@ -191,11 +244,49 @@ class Tree:
         if height == 0:
             return bytes(self._leaves[i * HASH_SIZE : (i + 1) * HASH_SIZE])
         if height >= _STORED_FROM:
-            level = self._levels[height - _STORED_FROM]
+            level = self._edge.levels[height - _STORED_FROM]
             return bytes(level[i * HASH_SIZE : (i + 1) * HASH_SIZE])
-        left = self._perfect(height - 1, 2 * i)
-        right = self._perfect(height - 1, 2 * i + 1)
-        return _sha256(b"\x01" + left + right).digest()
+        return node_hash(self._perfect(height - 1, 2 * i), self._perfect(height - 1, 2 * i + 1))
+
+
+class TiledTree(Tree):
+    """A stored tree of ``size`` leaves, read only where a proof needs it.
+
+    Storage keeps the roots of its perfect subtrees of height ``height`` (``tiles``) and can return the
+    leaf hashes of one tile (``tile_leaves(i)``, leaves ``i * 2**height`` onwards, fewer for the last,
+    incomplete tile). A root or proof then costs the hashes of at most two tiles' leaves plus the tiles
+    above them, whatever the log's size.
+    """
+
+    def __init__(
+        self, size: int, height: int, tiles: Sequence[bytes], tile_leaves: Callable[[int], Sequence[bytes]]
+    ) -> None:
+        super().__init__()
+        self._size = size
+        self._height = height
+        self._tiles = tiles
+        self._tile_leaves = tile_leaves
+        self._loaded: dict[int, Sequence[bytes]] = {}
+        self._memo: dict[tuple[int, int], bytes] = {}
+
+    def root(self, size: int | None = None) -> bytes:
+        return self._range(0, self._check_size(size))
+
+    def _perfect(self, height: int, i: int) -> bytes:
+        if height == self._height:
+            return bytes(self._tiles[i])
+        key = (height, i)
+        found = self._memo.get(key)
+        if found is None:
+            if height == 0:
+                tile, offset = divmod(i, 1 << self._height)
+                if tile not in self._loaded:
+                    self._loaded[tile] = self._tile_leaves(tile)
+                found = bytes(self._loaded[tile][offset])
+            else:
+                found = node_hash(self._perfect(height - 1, 2 * i), self._perfect(height - 1, 2 * i + 1))
+            self._memo[key] = found
+        return found
 
 
 def verify_inclusion(leaf: bytes, index: int, size: int, proof: Sequence[bytes], root: bytes) -> bool:

@@ -21,7 +21,7 @@ from sqlalchemy import (
 )
 
 # Alembic revision this release's code expects; tests check it is the single head.
-REVISION = "0005"
+REVISION = "0006"
 
 metadata = MetaData(
     naming_convention={
@@ -268,10 +268,30 @@ model_aliases = Table(
     Column("at", String(32), nullable=False),
 )
 
-# The decision log: one row per decision a deployed model made, at ``position`` = its leaf index in an
-# RFC 6962 Merkle tree (gap-free). ``entry_hash`` is the leaf hash of the canonical entry (ids and
-# digests only); ``subject`` is an HMAC of the subject id, ``payload`` the inputs encrypted under the
-# subject's data key in ``decision_keys`` (deleting that row crypto-shreds them). See docs/decisions.md.
+# The decision log (docs/decisions.md). Decisions are stored in Parquet segments, each one blob written
+# once with the transaction that appends it (``ledger.decision_store``); ``frontier`` is the Merkle
+# tree's right edge after the segment, so an appender resumes without reading the leaves.
+decision_segments = Table(
+    "decision_segments",
+    metadata,
+    Column("first", BigInteger, primary_key=True, autoincrement=False),
+    Column("rows", Integer, nullable=False),
+    Column("data", LargeBinary, nullable=False),
+    Column("frontier", LargeBinary, nullable=False),
+    Column("created_at", String(32), nullable=False),
+)
+
+# Roots of the tree's completed perfect subtrees of 4,096 leaves: with one tile's leaves they give any
+# root or proof of the log without reading the rest of it.
+decision_tiles = Table(
+    "decision_tiles",
+    metadata,
+    Column("tile", BigInteger, primary_key=True, autoincrement=False),
+    Column("root", String(64), nullable=False),
+)
+
+# The index of the decision log: one row per decision at ``position`` (its leaf index, gap-free), for
+# lookups by id, subject, model and time; everything else about a decision is in its segment.
 decisions = Table(
     "decisions",
     metadata,
@@ -280,27 +300,21 @@ decisions = Table(
     Column("time", String(32), nullable=False),
     Column("model", String(200), nullable=False),
     Column("version", Integer, nullable=False),
-    Column("input_digest", String(64), nullable=False),
-    Column("output", Text, nullable=False),
-    Column("subject", String(64), nullable=True),
-    Column("payload", LargeBinary, nullable=True),
-    Column("payload_digest", String(64), nullable=True),
-    Column("payload_key", String(64), nullable=True),
-    Column("entry_hash", String(64), nullable=False),
-    Index(None, "time"),
-    Index(None, "model", "version"),
+    Column("subject", Integer, nullable=True),
     Index(None, "subject"),
 )
 
-# Per-subject data keys of the decision log (AES-256-GCM); the row with a NULL subject is the key of
-# decisions without one. Deleting a subject's row makes every payload of theirs unreadable.
-decision_keys = Table(
-    "decision_keys",
+# Data subjects of the decision log: the HMAC of their id (``""`` for decisions without a subject) and
+# their AES-256-GCM data key. Crypto-shredding sets ``key`` to NULL: their payloads become unreadable,
+# the log stays verifiable and their decisions stay findable by subject.
+decision_subjects = Table(
+    "decision_subjects",
     metadata,
-    Column("key_id", String(64), primary_key=True),
-    Column("subject", String(64), nullable=True, unique=True),
-    Column("key", LargeBinary, nullable=False),
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("subject", String(64), nullable=False, unique=True),
+    Column("key", LargeBinary, nullable=True),
     Column("created_at", String(32), nullable=False),
+    Column("shredded_at", String(32), nullable=True),
 )
 
 # Signed checkpoints of the decision log: a c2sp.org/tlog-checkpoint note (origin, size, root) signed

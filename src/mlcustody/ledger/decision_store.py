@@ -1,0 +1,223 @@
+"""Where the decision log lives: Parquet segments, an id index and the stored Merkle tree.
+
+A *segment* is one Parquet blob (``decision_segments.data``) holding consecutive decisions, every
+column of them: ids, times, digests, the canonical output, the encrypted inputs and the leaf hash.
+It is written once, in the transaction that appends its decisions, and never changed. Segments sit
+in the metadata database rather than as separate objects so that a segment, its index rows and the
+tree's new tiles commit together or not at all, on SQLite and PostgreSQL alike.
+
+The ``decisions`` table is only an index (position, id, time, model, version, subject number) for
+lookups by id, subject, model and time. ``decision_tiles`` keeps the root of every completed perfect
+subtree of ``TILE_HEIGHT`` (4,096 leaves) and each segment row the tree's right edge after it
+(``tlog.Frontier``): appending resumes from the last frontier, and a proof reads at most two tiles'
+leaves plus the tile roots (``tlog.TiledTree``), whatever the log's size.
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+import io
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from json.encoder import encode_basestring as _quote
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from mlcustody._canonical import utc_now
+from mlcustody.ledger import tlog
+from mlcustody.metadata.schema import decision_segments, decision_tiles, decisions
+
+TILE_HEIGHT = 12
+TILE = 1 << TILE_HEIGHT
+ROW_GROUP = TILE  # rows per Parquet row group: reading one decision decodes at most this many rows
+SEGMENT_ROWS = 16 * TILE  # the most decisions one segment holds (a large batch is cut into several)
+
+SCHEMA = pa.schema(
+    [
+        ("position", pa.int64()),
+        ("decision_id", pa.string()),
+        ("time", pa.string()),
+        ("model", pa.string()),
+        ("version", pa.int32()),
+        ("input_digest", pa.string()),
+        ("output", pa.string()),
+        ("subject", pa.string()),
+        ("payload", pa.binary()),
+        ("payload_digest", pa.string()),
+        ("payload_key", pa.int64()),
+        ("entry_hash", pa.binary(32)),
+    ]
+)
+_UNCOMPRESSED = {"payload", "entry_hash"}  # ciphertext and hashes do not compress
+_COMPRESSION = {name: "none" if name in _UNCOMPRESSED else "zstd" for name in SCHEMA.names}
+_UNSAFE = r'["\\\x00-\x1f]'  # characters RFC 8785 escapes in a string
+
+
+@dataclass(frozen=True)
+class Tail:
+    """The end of the log: its size and the tree's right edge there."""
+
+    size: int
+    frontier: bytes
+
+
+# -- entries, column-wise -------------------------------------------------------------------------------
+
+
+def entries(table: pa.Table, output_digests: Sequence[str]) -> list[bytes]:
+    """The canonical entry of every row (what ``decisions.entry_bytes`` writes for one), built
+    column by column in Arrow: a test checks both agree byte for byte."""
+    parts: list[Any] = [
+        '{"id":',
+        _json_strings(table.column("decision_id")),
+        ',"input_digest":',
+        _json_strings(table.column("input_digest")),
+        ',"model":',
+        _json_strings(table.column("model")),
+        ',"output_digest":',
+        _json_strings(pa.array(output_digests, pa.string())),
+        ',"payload_digest":',
+        _json_strings(table.column("payload_digest")),
+        ',"subject":',
+        _json_strings(table.column("subject")),
+        ',"time":',
+        _json_strings(table.column("time")),
+        ',"version":',
+        pc.cast(table.column("version"), pa.string()),
+        "}",
+    ]
+    joined = pc.binary_join_element_wise(*parts, "")
+    return [text.encode("utf-8") for text in joined.to_pylist()]
+
+
+def _json_strings(column: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """Each value as an RFC 8785 JSON string (``null`` for null); only strings with a quote,
+    backslash or control character go through the escaping encoder."""
+    column = pc.cast(column, pa.string())
+    quoted = pc.binary_join_element_wise('"', column, '"', "")
+    unsafe = pc.fill_null(pc.match_substring_regex(column, _UNSAFE), False)
+    if pc.any(unsafe).as_py():
+        escaped = [_quote(v) if v is not None else None for v in column.to_pylist()]
+        quoted = pc.if_else(unsafe, pa.array(escaped, pa.string()), quoted)
+    return pc.fill_null(quoted, "null")
+
+
+def leaf_hashes(entry_list: Sequence[bytes]) -> list[bytes]:
+    sha256 = hashlib.sha256
+    return [sha256(b"\x00" + entry).digest() for entry in entry_list]
+
+
+# -- writing ---------------------------------------------------------------------------------------------
+
+
+def tail(conn: Connection) -> Tail:
+    row = conn.execute(
+        sa.select(decision_segments.c.first, decision_segments.c.rows, decision_segments.c.frontier)
+        .order_by(decision_segments.c.first.desc())
+        .limit(1)
+    ).first()
+    return Tail(0, b"") if row is None else Tail(row.first + row.rows, bytes(row.frontier))
+
+
+def encode(table: pa.Table) -> bytes:
+    sink = io.BytesIO()
+    pq.write_table(table.cast(SCHEMA), sink, row_group_size=ROW_GROUP, compression=_COMPRESSION)
+    return sink.getvalue()
+
+
+def append(conn: Connection, table: pa.Table, frontier: tlog.Frontier, subject_ids: Sequence[int | None]) -> None:
+    """Store one segment (``table`` in ``SCHEMA``, its leaves already added to ``frontier``), its index
+    rows and the tiles it completed, in the caller's transaction."""
+    first = int(table.column("position")[0].as_py())
+    conn.execute(
+        decision_segments.insert().values(
+            first=first, rows=table.num_rows, data=encode(table), frontier=frontier.packed(), created_at=utc_now()
+        )
+    )
+    tiles = [{"tile": i, "root": root.hex()} for i, root in frontier.kept(TILE_HEIGHT) if i >= first >> TILE_HEIGHT]
+    if tiles:
+        conn.execute(decision_tiles.insert(), tiles)
+    columns = [table.column(name).to_pylist() for name in ("position", "decision_id", "time", "model", "version")]
+    _insert_index(conn, list(zip(*columns, subject_ids, strict=True)))
+
+
+def _insert_index(conn: Connection, rows: list[tuple[Any, ...]]) -> None:
+    """``INSERT`` of index rows through the driver's executemany, compiled once: SQLAlchemy's Core
+    path builds parameters row by row, which costs more than the insert itself."""
+    keys = ["position", "decision_id", "time", "model", "version", "subject"]
+    compiled = decisions.insert().compile(dialect=conn.dialect, column_keys=keys)
+    if compiled.positional:
+        order = [keys.index(k) for k in compiled.positiontup or []]
+        conn.exec_driver_sql(str(compiled), [tuple(row[i] for i in order) for row in rows])
+    else:
+        conn.exec_driver_sql(str(compiled), [dict(zip(keys, row, strict=True)) for row in rows])
+
+
+# -- reading ---------------------------------------------------------------------------------------------
+
+
+def decode(data: bytes, columns: Sequence[str] | None = None) -> pa.Table:
+    return pq.read_table(pa.BufferReader(data), columns=list(columns) if columns else None)
+
+
+def rows(conn: Connection, positions: Sequence[int], columns: Sequence[str] | None = None) -> pa.Table:
+    """The stored rows at ``positions`` (in that order), decoding only the row groups that hold them."""
+    names = list(columns or SCHEMA.names)
+    read = names if "position" in names else ["position", *names]
+    firsts = sorted(conn.execute(sa.select(decision_segments.c.first)).scalars())
+    by_segment: dict[int, set[int]] = defaultdict(set)
+    for position in positions:
+        by_segment[firsts[bisect.bisect_right(firsts, position) - 1]].add(position)
+    parts = [SCHEMA.empty_table().select(read)]
+    for first, wanted in by_segment.items():
+        data = conn.execute(sa.select(decision_segments.c.data).where(decision_segments.c.first == first)).scalar_one()
+        groups = sorted({(p - first) // ROW_GROUP for p in wanted})
+        parts.append(pq.ParquetFile(pa.BufferReader(bytes(data))).read_row_groups(groups, columns=read))
+    table = pa.concat_tables(parts)
+    index = {p: i for i, p in enumerate(table.column("position").to_pylist())}
+    return table.take(pa.array([index[p] for p in positions], pa.int64())).select(names)
+
+
+def span(conn: Connection, low: int, high: int, columns: Sequence[str]) -> pa.Table:
+    """The stored rows at positions ``low`` to ``high - 1``, in order."""
+    query = sa.select(decision_segments.c.first, decision_segments.c.data).where(
+        decision_segments.c.first < high, decision_segments.c.first + decision_segments.c.rows > low
+    )
+    parts = [SCHEMA.empty_table().select(list(columns))]
+    for row in conn.execute(query.order_by(decision_segments.c.first)):
+        table = decode(bytes(row.data), columns)
+        parts.append(table.slice(max(0, low - row.first), high - max(low, row.first)))
+    return pa.concat_tables(parts)
+
+
+def segments(conn: Connection, columns: Sequence[str] | None = None) -> Iterator[tuple[int, int, pa.Table | None]]:
+    """Every segment in log order as (first, count, rows); rows is None for a blob that cannot be read."""
+    query = sa.select(decision_segments.c.first).order_by(decision_segments.c.first)
+    for first in list(conn.execute(query).scalars()):
+        row = conn.execute(
+            sa.select(decision_segments.c.rows, decision_segments.c.data).where(decision_segments.c.first == first)
+        ).one()
+        try:
+            table: pa.Table | None = decode(bytes(row.data), columns)
+        except (pa.ArrowInvalid, OSError):
+            table = None
+        yield first, row.rows, table
+
+
+def tree(conn: Connection, size: int) -> tlog.TiledTree:
+    """The log's tree at ``size`` from the stored tiles, reading leaves only where a proof needs them."""
+    query = sa.select(decision_tiles.c.root).where(decision_tiles.c.tile < size >> TILE_HEIGHT)
+    tiles = [bytes.fromhex(root) for root in conn.execute(query.order_by(decision_tiles.c.tile)).scalars()]
+
+    def tile_leaves(tile: int) -> list[bytes]:
+        low, high = tile * TILE, min((tile + 1) * TILE, size)
+        return list(span(conn, low, high, ["entry_hash"]).column("entry_hash").to_pylist())
+
+    return tlog.TiledTree(size, TILE_HEIGHT, tiles, tile_leaves)

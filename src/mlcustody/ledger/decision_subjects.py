@@ -1,0 +1,131 @@
+"""Data subjects of the decision log: pseudonyms, per-subject data keys, encryption and crypto-shredding.
+
+A subject id (a customer number…) is never stored: decisions carry the HMAC-SHA256 of it under a key
+kept in the store (``store_info``). Each subject has a ``decision_subjects`` row with its own
+AES-256-GCM data key; a decision's inputs are encrypted under it (the decision id as associated
+data), so erasing one subject's data (GDPR Art. 17) is deleting one key: their payloads become
+unreadable while every entry, which commits to the ciphertext's digest, still verifies.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import secrets
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from sqlalchemy.engine import Connection
+
+from mlcustody._canonical import utc_now
+from mlcustody.metadata import audit
+from mlcustody.metadata.schema import decision_subjects, decisions, store_info
+
+SUBJECT_KEY_ROW = "decision_subject_key"  # store_info: hex of the 32-byte HMAC key for subject ids
+SHARED = ""  # the subject row whose key encrypts the inputs of decisions without a subject
+_IN_CHUNK = 500
+_NONCE = 12
+
+
+def store_value(conn: Connection, key: str, make: Callable[[], str] | None = None) -> str | None:
+    """A ``store_info`` value, made (and stored) with ``make`` when missing and ``make`` is given."""
+    value = conn.execute(sa.select(store_info.c.value).where(store_info.c.key == key)).scalar()
+    if value is None and make is not None:
+        value = make()
+        conn.execute(store_info.insert().values(key=key, value=value))
+    return None if value is None else str(value)
+
+
+def subject_hasher(conn: Connection, *, create: bool = False) -> Callable[[str], str] | None:
+    """HMAC-SHA256 (hex) of a subject id under the store's subject key; None when there is no key yet."""
+    secret = store_value(conn, SUBJECT_KEY_ROW, (lambda: secrets.token_hex(32)) if create else None)
+    if secret is None:
+        return None
+    key = bytes.fromhex(secret)
+    cache: dict[str, str] = {}
+
+    def pseudonym(subject: str) -> str:
+        known = cache.get(subject)
+        if known is None:
+            known = cache[subject] = hmac.new(key, subject.encode("utf-8"), hashlib.sha256).hexdigest()
+        return known
+
+    return pseudonym
+
+
+def rows_for(conn: Connection, subjects: Iterable[str]) -> dict[str, tuple[int, bytes | None]]:
+    """The (row id, data key) of each subject HMAC (``SHARED`` for none), made when missing; the key is
+    None once the subject was shredded."""
+    wanted = list(set(subjects))
+    found: dict[str, tuple[int, bytes | None]] = {}
+    for start in range(0, len(wanted), _IN_CHUNK):
+        chunk = wanted[start : start + _IN_CHUNK]
+        query = sa.select(decision_subjects).where(decision_subjects.c.subject.in_(chunk))
+        found |= {r.subject: (r.id, None if r.key is None else bytes(r.key)) for r in conn.execute(query)}
+    missing = [s for s in wanted if s not in found]
+    if missing:
+        now = utc_now()
+        rows = [{"subject": s, "key": os.urandom(32), "created_at": now} for s in missing]
+        conn.execute(decision_subjects.insert(), rows)
+        return rows_for(conn, wanted)
+    return found
+
+
+def encrypt(keys: Sequence[bytes | None], ids: Sequence[str], plaintexts: Sequence[bytes]) -> list[bytes | None]:
+    """AES-256-GCM of each plaintext under its key (None: not kept), the decision id as associated data."""
+    ciphers: dict[bytes, AESGCM] = {}
+    nonces = os.urandom(_NONCE * len(ids))
+    sealed: list[bytes | None] = []
+    for i, (key, decision_id, plain) in enumerate(zip(keys, ids, plaintexts, strict=True)):
+        if key is None:
+            sealed.append(None)
+            continue
+        cipher = ciphers.get(key) or ciphers.setdefault(key, AESGCM(key))
+        nonce = nonces[i * _NONCE : (i + 1) * _NONCE]
+        sealed.append(nonce + cipher.encrypt(nonce, plain, decision_id.encode("utf-8")))
+    return sealed
+
+
+def decrypt(conn: Connection, key_row: int, decision_id: str, payload: bytes) -> dict[str, Any] | None:
+    """The inputs in ``payload``; None when the subject's key was destroyed or the payload altered."""
+    key = conn.execute(sa.select(decision_subjects.c.key).where(decision_subjects.c.id == key_row)).scalar()
+    if key is None:
+        return None
+    try:
+        plain = AESGCM(bytes(key)).decrypt(payload[:_NONCE], payload[_NONCE:], decision_id.encode("utf-8"))
+    except InvalidTag:
+        return None
+    found: dict[str, Any] = json.loads(plain)
+    return found
+
+
+def row_of(conn: Connection, subject: str) -> int | None:
+    """The row id of a subject id (not its HMAC), or None when the subject never had a decision."""
+    pseudonym = subject_hasher(conn)
+    if pseudonym is None:
+        return None
+    query = sa.select(decision_subjects.c.id).where(decision_subjects.c.subject == pseudonym(subject))
+    found = conn.execute(query).scalar()
+    return None if found is None else int(found)
+
+
+def forget(conn: Connection, subject: str, actor: str) -> tuple[int, audit.Event | None]:
+    """Crypto-shred one subject: destroy their data key (audited). Returns their decisions' count."""
+    row = row_of(conn, subject)
+    if row is None:
+        return 0, None
+    current = conn.execute(sa.select(decision_subjects).where(decision_subjects.c.id == row)).one()
+    if current.key is None:
+        return 0, None
+    count = conn.execute(
+        sa.select(sa.func.count()).select_from(decisions).where(decisions.c.subject == row)
+    ).scalar_one()
+    shred = decision_subjects.update().where(decision_subjects.c.id == row)
+    conn.execute(shred.values(key=None, shredded_at=utc_now()))
+    payload = {"subject": current.subject, "payloads": count}
+    return count, audit.append(conn, actor=actor, action="decision.shred", payload=payload)
