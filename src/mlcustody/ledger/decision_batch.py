@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
 MAX_ID = 200
 _TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
+_UNSAFE = r'["\\\x00-\x1f]'  # characters RFC 8785 escapes in a string
 
 
 @dataclass
@@ -89,6 +90,47 @@ def canonical_output(value: Any) -> str:
         parts = (_quote(k) + ":" + canonical_output(value[k]) for k in sorted(value))
         return "{" + ",".join(parts) + "}"
     return canonical_json(value).decode("utf-8")
+
+
+def json_strings(column: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """Each value as an RFC 8785 JSON string (``null`` for null), column-wise; only strings with a
+    quote, backslash or control character go through the escaping encoder."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    column = pc.cast(column, pa.string())
+    quoted = pc.binary_join_element_wise('"', column, '"', "")
+    unsafe = pc.fill_null(pc.match_substring_regex(column, _UNSAFE), False)
+    if pc.any(unsafe).as_py():
+        escaped = [_quote(v) if v is not None else None for v in column.to_pylist()]
+        quoted = pc.if_else(unsafe, pa.array(escaped, pa.string()), quoted)
+    return pc.fill_null(quoted, "null")
+
+
+def outputs_column(column: pa.ChunkedArray) -> list[str]:
+    """``canonical_output`` of every value of a column: booleans, safe integers and strings by Arrow
+    casts, anything else value by value."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    kind = column.type
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        return list(json_strings(column).to_pylist())
+    bounds = pc.min_max(column).values() if pa.types.is_integer(kind) else None
+    safe = bounds is None or all(b.as_py() is None or abs(b.as_py()) < 2**53 for b in bounds)
+    if pa.types.is_boolean(kind) or (pa.types.is_integer(kind) and safe):
+        return list(pc.fill_null(pc.cast(column, pa.string()), "null").to_pylist())
+    return [canonical_output(value) for value in column.to_pylist()]
+
+
+def pseudonyms(column: pa.ChunkedArray, pseudonym: Callable[[str], str]) -> list[str | None]:
+    """The pseudonym of every subject of a column, each distinct subject hashed once."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    encoded = pc.dictionary_encode(pc.cast(column, pa.string())).combine_chunks()
+    hashed = pa.array([pseudonym(v) for v in encoded.dictionary.to_pylist()], pa.string())
+    return list(hashed.take(encoded.indices).to_pylist())
 
 
 def normalise_time(value: Any) -> str:

@@ -21,7 +21,6 @@ import io
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from json.encoder import encode_basestring as _quote
 from typing import Any
 
 import pyarrow as pa
@@ -32,6 +31,7 @@ from sqlalchemy.engine import Connection
 
 from mlcustody._canonical import utc_now
 from mlcustody.ledger import tlog
+from mlcustody.ledger.decision_batch import json_strings
 from mlcustody.metadata.schema import decision_segments, decision_tiles, decisions
 
 TILE_HEIGHT = 12
@@ -57,7 +57,6 @@ SCHEMA = pa.schema(
 )
 _UNCOMPRESSED = {"payload", "entry_hash"}  # ciphertext and hashes do not compress
 _COMPRESSION = {name: "none" if name in _UNCOMPRESSED else "zstd" for name in SCHEMA.names}
-_UNSAFE = r'["\\\x00-\x1f]'  # characters RFC 8785 escapes in a string
 
 
 @dataclass(frozen=True)
@@ -76,37 +75,24 @@ def entries(table: pa.Table, output_digests: Sequence[str]) -> list[bytes]:
     column by column in Arrow: a test checks both agree byte for byte."""
     parts: list[Any] = [
         '{"id":',
-        _json_strings(table.column("decision_id")),
+        json_strings(table.column("decision_id")),
         ',"input_digest":',
-        _json_strings(table.column("input_digest")),
+        json_strings(table.column("input_digest")),
         ',"model":',
-        _json_strings(table.column("model")),
+        json_strings(table.column("model")),
         ',"output_digest":',
-        _json_strings(pa.array(output_digests, pa.string())),
+        json_strings(pa.array(output_digests, pa.string())),
         ',"payload_digest":',
-        _json_strings(table.column("payload_digest")),
+        json_strings(table.column("payload_digest")),
         ',"subject":',
-        _json_strings(table.column("subject")),
+        json_strings(table.column("subject")),
         ',"time":',
-        _json_strings(table.column("time")),
+        json_strings(table.column("time")),
         ',"version":',
         pc.cast(table.column("version"), pa.string()),
         "}",
     ]
-    joined = pc.binary_join_element_wise(*parts, "")
-    return [text.encode("utf-8") for text in joined.to_pylist()]
-
-
-def _json_strings(column: pa.Array | pa.ChunkedArray) -> pa.Array:
-    """Each value as an RFC 8785 JSON string (``null`` for null); only strings with a quote,
-    backslash or control character go through the escaping encoder."""
-    column = pc.cast(column, pa.string())
-    quoted = pc.binary_join_element_wise('"', column, '"', "")
-    unsafe = pc.fill_null(pc.match_substring_regex(column, _UNSAFE), False)
-    if pc.any(unsafe).as_py():
-        escaped = [_quote(v) if v is not None else None for v in column.to_pylist()]
-        quoted = pc.if_else(unsafe, pa.array(escaped, pa.string()), quoted)
-    return pc.fill_null(quoted, "null")
+    return list(pc.cast(pc.binary_join_element_wise(*parts, ""), pa.binary()).to_pylist())
 
 
 def leaf_hashes(entry_list: Sequence[bytes]) -> list[bytes]:
@@ -144,20 +130,22 @@ def append(conn: Connection, table: pa.Table, frontier: tlog.Frontier, subject_i
     tiles = [{"tile": i, "root": root.hex()} for i, root in frontier.kept(TILE_HEIGHT) if i >= first >> TILE_HEIGHT]
     if tiles:
         conn.execute(decision_tiles.insert(), tiles)
-    columns = [table.column(name).to_pylist() for name in ("position", "decision_id", "time", "model", "version")]
-    _insert_index(conn, list(zip(*columns, subject_ids, strict=True)))
+    columns = {name: table.column(name).to_pylist() for name in _INDEX_COLUMNS if name != "subject"}
+    _insert_index(conn, columns | {"subject": list(subject_ids)})
 
 
-def _insert_index(conn: Connection, rows: list[tuple[Any, ...]]) -> None:
-    """``INSERT`` of index rows through the driver's executemany, compiled once: SQLAlchemy's Core
-    path builds parameters row by row, which costs more than the insert itself."""
-    keys = ["position", "decision_id", "time", "model", "version", "subject"]
-    compiled = decisions.insert().compile(dialect=conn.dialect, column_keys=keys)
+_INDEX_COLUMNS = ("position", "decision_id", "time", "model", "version", "subject")
+
+
+def _insert_index(conn: Connection, columns: dict[str, list[Any]]) -> None:
+    """``INSERT`` of index rows through the driver's executemany, compiled once and fed straight from
+    the columns: SQLAlchemy's Core path builds parameters row by row, which costs more than the insert."""
+    compiled = decisions.insert().compile(dialect=conn.dialect, column_keys=list(_INDEX_COLUMNS))
     if compiled.positional:
-        order = [keys.index(k) for k in compiled.positiontup or []]
-        conn.exec_driver_sql(str(compiled), [tuple(row[i] for i in order) for row in rows])
+        conn.exec_driver_sql(str(compiled), list(zip(*(columns[k] for k in compiled.positiontup or []), strict=True)))
     else:
-        conn.exec_driver_sql(str(compiled), [dict(zip(keys, row, strict=True)) for row in rows])
+        rows = zip(*(columns[k] for k in _INDEX_COLUMNS), strict=True)
+        conn.exec_driver_sql(str(compiled), [dict(zip(_INDEX_COLUMNS, row, strict=True)) for row in rows])
 
 
 # -- reading ---------------------------------------------------------------------------------------------

@@ -78,17 +78,13 @@ def rows_for(conn: Connection, subjects: Iterable[str]) -> dict[str, tuple[int, 
 
 def encrypt(keys: Sequence[bytes | None], ids: Sequence[str], plaintexts: Sequence[bytes]) -> list[bytes | None]:
     """AES-256-GCM of each plaintext under its key (None: not kept), the decision id as associated data."""
-    ciphers: dict[bytes, AESGCM] = {}
-    nonces = os.urandom(_NONCE * len(ids))
-    sealed: list[bytes | None] = []
-    for i, (key, decision_id, plain) in enumerate(zip(keys, ids, plaintexts, strict=True)):
-        if key is None:
-            sealed.append(None)
-            continue
-        cipher = ciphers.get(key) or ciphers.setdefault(key, AESGCM(key))
-        nonce = nonces[i * _NONCE : (i + 1) * _NONCE]
-        sealed.append(nonce + cipher.encrypt(nonce, plain, decision_id.encode("utf-8")))
-    return sealed
+    ciphers = {key: AESGCM(key) for key in set(keys) if key is not None}
+    blob = os.urandom(_NONCE * len(ids))
+    nonces = [blob[i : i + _NONCE] for i in range(0, len(blob), _NONCE)]
+    return [
+        None if key is None else nonce + ciphers[key].encrypt(nonce, plain, decision_id.encode("utf-8"))
+        for key, decision_id, plain, nonce in zip(keys, ids, plaintexts, nonces, strict=True)
+    ]
 
 
 def decrypt(conn: Connection, key_row: int, decision_id: str, payload: bytes) -> dict[str, Any] | None:

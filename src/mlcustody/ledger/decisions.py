@@ -50,6 +50,8 @@ from mlcustody.ledger.decision_batch import (
     inputs_of_rows,
     list_of,
     normalise_time,
+    outputs_column,
+    pseudonyms,
     rows_of,
     times_column,
 )
@@ -339,19 +341,23 @@ class DecisionLog:
         if outputs is None:
             if output_col not in table.column_names:
                 raise UsageError(f"no output column {output_col!r}", hint="name it with --output-col")
-            outputs = table.column(output_col).to_pylist()
+            texts = outputs_column(table.column(output_col))
             special.append(output_col)
+        else:
+            texts = [canonical_output(out) for out in outputs]
         name = where or (lambda i: f"row {i}")
         times = times_column(table, time_col, name)
-        subjects = table.column(subject_col).to_pylist() if subject_col and subject_col in table.column_names else None
+        subjects: list[str | None] = [None] * table.num_rows
+        if subject_col and subject_col in table.column_names and self._pseudonym is not None:
+            subjects = pseudonyms(table.column(subject_col), self._pseudonym)
         digests, plaintexts = inputs_of(table.drop_columns(special), keep=self._keep_inputs)
         batch = Batch(
             ids=ids_column(table, id_col, self.new_id, name),
             times=times,
             versions=self._versions(times, name),
             input_digests=digests,
-            outputs=[canonical_output(out) for out in outputs],
-            subjects=[self._hash(s) for s in subjects] if subjects else [None] * table.num_rows,
+            outputs=texts,
+            subjects=subjects,
             plaintexts=plaintexts,
         )
         with self._lock:
@@ -476,6 +482,7 @@ class DecisionLog:
         """The segment rows of ``batch`` at the end of the log, their leaves appended to ``frontier``."""
         import pyarrow as pa
 
+        sha256 = hashlib.sha256
         rows = [subject_rows[s if s is not None else decision_subjects.SHARED] for s in batch.subjects]
         payloads: list[bytes | None] = [None] * len(batch)
         payload_keys: list[int | None] = [None] * len(batch)
@@ -493,14 +500,15 @@ class DecisionLog:
                 "output": batch.outputs,
                 "subject": pa.array(batch.subjects, pa.string()),
                 "payload": pa.array(payloads, pa.binary()),
-                "payload_digest": pa.array([None if p is None else _sha256(p) for p in payloads], pa.string()),
+                "payload_digest": pa.array(
+                    [None if p is None else sha256(p).hexdigest() for p in payloads], pa.string()
+                ),
                 "payload_key": pa.array(payload_keys, pa.int64()),
             }
         )
-        output_digests = [_sha256(out.encode("utf-8")) for out in batch.outputs]
+        output_digests = [sha256(out.encode("utf-8")).hexdigest() for out in batch.outputs]
         leaves = decision_store.leaf_hashes(decision_store.entries(table, output_digests))
-        for leaf in leaves:
-            frontier.append(leaf)
+        frontier.extend(leaves)
         table = table.append_column("entry_hash", pa.array(leaves, pa.binary(32)))
         subject_ids = [row if s is not None else None for (row, _), s in zip(rows, batch.subjects, strict=True)]
         return table, subject_ids

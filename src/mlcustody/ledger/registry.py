@@ -211,9 +211,7 @@ def _parse(conn: Connection, ref: str) -> tuple[str, int]:
         if not number.isdigit():
             raise UnknownRef(f"{ref!r}: version {number!r} is not a number", hint="write NAME@VERSION, e.g. credit@1")
         return name, int(number)
-    latest = conn.execute(
-        sa.select(sa.func.max(model_versions.c.version)).where(model_versions.c.name == ref)
-    ).scalar()
+    latest = conn.execute(sa.select(sa.func.max(model_versions.c.version)).where(model_versions.c.name == ref)).scalar()
     if latest is None:
         raise UnknownRef(f"no registered model named {ref!r}", hint="list them with `custody model ls`")
     return ref, int(latest)
@@ -307,4 +305,3 @@ def _dataset(conn: Connection, objects: ObjectStore, ref: str) -> dict[str, Any]
         f"mlcustody:artifact/{ref}",
         **annotations,
     )
-

@@ -75,21 +75,28 @@ class Frontier:
 
     def append(self, leaf: bytes) -> None:
         """Add one leaf hash."""
-        stack = self.stack
-        h = leaf
-        completed = self.size + 1
-        height = 0
-        while not completed & 1:  # each trailing zero of the new size closes one perfect subtree
-            h = _sha256(b"\x01" + stack.pop() + h).digest()
-            height += 1
-            completed >>= 1
-            if height >= self.keep_from:
-                j = height - self.keep_from
-                if j == len(self.levels):
-                    self.levels.append(bytearray())
-                self.levels[j] += h
-        stack.append(h)
-        self.size += 1
+        self.extend((leaf,))
+
+    def extend(self, leaves: Iterable[bytes]) -> None:
+        """Add leaf hashes in order (one tight loop: this is on the decision log's ingest path)."""
+        stack, levels, keep_from, sha256 = self.stack, self.levels, self.keep_from, _sha256
+        size = self.size
+        for leaf in leaves:
+            h = leaf
+            size += 1
+            completed = size
+            height = 0
+            while not completed & 1:  # each trailing zero of the new size closes one perfect subtree
+                h = sha256(b"\x01" + stack.pop() + h).digest()
+                height += 1
+                completed >>= 1
+                if height >= keep_from:
+                    j = height - keep_from
+                    if j == len(levels):
+                        levels.append(bytearray())
+                    levels[j] += h
+            stack.append(h)
+        self.size = size
 
     def root(self) -> bytes:
         if not self.stack:
@@ -151,8 +158,12 @@ class Tree:
         return self.append(leaf_hash(entry))
 
     def extend(self, leaves: Iterable[bytes]) -> None:
-        for leaf in leaves:
-            self.append(leaf)
+        batch = [bytes(leaf) for leaf in leaves]
+        if any(len(leaf) != HASH_SIZE for leaf in batch):
+            raise UsageError(f"a leaf hash is {HASH_SIZE} bytes", hint="pass leaf_hash(entry)")
+        self._leaves += b"".join(batch)
+        self._edge.extend(batch)
+        self._size += len(batch)
 
     def leaf(self, index: int) -> bytes:
         if not 0 <= index < self._size:
