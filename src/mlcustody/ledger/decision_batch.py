@@ -160,7 +160,7 @@ def check_id(decision_id: object) -> str:
 
 def inputs_of(table: pa.Table, *, keep: bool) -> tuple[list[str], list[bytes] | None]:
     """Record fingerprints of every row (the inputs of one decision a row) and, when ``keep``, each row
-    as a JSON object (keys sorted) to encrypt."""
+    as a JSON object (keys in column order, which is usually the model's feature order) to encrypt."""
     from mlcustody.storage.records.fingerprint import fingerprints
 
     digests = [str(d) for d in fingerprints(table).to_pylist()]
@@ -170,7 +170,7 @@ def inputs_of(table: pa.Table, *, keep: bool) -> tuple[list[str], list[bytes] | 
         return digests, [b"{}"] * table.num_rows
     import polars as pl
 
-    text = pl.DataFrame(table.select(sorted(table.column_names))).write_ndjson()
+    text = pl.DataFrame(table).write_ndjson()  # the columns in the order given: the model's feature order
     return digests, [line.encode("utf-8") for line in text.splitlines()]
 
 
