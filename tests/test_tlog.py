@@ -346,7 +346,7 @@ def test_tiled_tree_equals_tree(size: int) -> None:
     edge = tlog.Frontier(keep_from=2)
     for leaf in leaves:
         edge.append(leaf)
-    tiles = [root for _, root in edge.kept(2)]
+    tiles = [root for _, root in edge.take(2)]
     read: list[int] = []
 
     def tile_leaves(tile: int) -> list[bytes]:

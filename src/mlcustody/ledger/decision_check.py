@@ -27,7 +27,7 @@ from mlcustody.metadata.schema import checkpoints, decision_subjects, decision_t
 
 _MAX_REPORTED = 20  # problems named one by one; a mass change is clear from the first ones
 _NO_LEAF = bytes(32)
-_INDEXED = ("decision_id", "time", "model", "version", "subject")
+_INDEXED = ("decision_id", "subject")
 
 
 def verify(conn: Connection) -> VerifyResult:
@@ -110,7 +110,7 @@ def _check_index(conn: Connection, first: int, count: int, table: pa.Table, subj
     query = sa.select(decisions.c.position, *(decisions.c[name] for name in _INDEXED)).where(
         decisions.c.position >= first, decisions.c.position < first + count
     )
-    index = {row[0]: (*row[1:5], subjects.get(row[5]) if row[5] is not None else None) for row in conn.execute(query)}
+    index = {row[0]: (row[1], subjects.get(row[2]) if row[2] is not None else None) for row in conn.execute(query)}
     columns = [table.column(name).to_pylist() for name in ("position", *_INDEXED)]
     problems = []
     for position, *stored in zip(*columns, strict=True):

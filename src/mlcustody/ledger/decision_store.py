@@ -6,9 +6,9 @@ It is written once, in the transaction that appends its decisions, and never cha
 in the metadata database rather than as separate objects so that a segment, its index rows and the
 tree's new tiles commit together or not at all, on SQLite and PostgreSQL alike.
 
-The ``decisions`` table is only an index (position, id, time, model, version, subject number) for
-lookups by id, subject, model and time. ``decision_tiles`` keeps the root of every completed perfect
-subtree of ``TILE_HEIGHT`` (4,096 leaves) and each segment row the tree's right edge after it
+The ``decisions`` table is only an index (position, id, subject number) for lookups by id and
+subject; other filters (model, time) scan the segments' columns. ``decision_tiles`` keeps the root
+of every completed perfect subtree of ``TILE_HEIGHT`` (4,096 leaves) and each segment row the tree's right edge after it
 (``tlog.Frontier``): appending resumes from the last frontier, and a proof reads at most two tiles'
 leaves plus the tile roots (``tlog.TiledTree``), whatever the log's size.
 """
@@ -19,7 +19,7 @@ import bisect
 import hashlib
 import io
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,7 +37,7 @@ from mlcustody.metadata.schema import decision_segments, decision_tiles, decisio
 TILE_HEIGHT = 12
 TILE = 1 << TILE_HEIGHT
 ROW_GROUP = TILE  # rows per Parquet row group: reading one decision decodes at most this many rows
-SEGMENT_ROWS = 16 * TILE  # the most decisions one segment holds (a large batch is cut into several)
+SEGMENT_ROWS = 4 * TILE  # the most decisions one segment holds (a large batch is cut into several)
 
 SCHEMA = pa.schema(
     [
@@ -57,6 +57,7 @@ SCHEMA = pa.schema(
 )
 _UNCOMPRESSED = {"payload", "entry_hash"}  # ciphertext and hashes do not compress
 _COMPRESSION = {name: "none" if name in _UNCOMPRESSED else "zstd" for name in SCHEMA.names}
+_REPEATED = ["time", "model", "version", "output", "subject", "payload_key"]  # worth a dictionary page
 
 
 @dataclass(frozen=True)
@@ -72,27 +73,37 @@ class Tail:
 
 def entries(table: pa.Table, output_digests: Sequence[str]) -> list[bytes]:
     """The canonical entry of every row (what ``decisions.entry_bytes`` writes for one), built
-    column by column in Arrow: a test checks both agree byte for byte."""
+    column by column in Arrow: a test checks both agree byte for byte. Digests, subjects (hex) and
+    times (checked to one format on the way in) need no escaping; ids and model names may."""
     parts: list[Any] = [
         '{"id":',
         json_strings(table.column("decision_id")),
         ',"input_digest":',
-        json_strings(table.column("input_digest")),
+        _quoted(table.column("input_digest")),
         ',"model":',
         json_strings(table.column("model")),
         ',"output_digest":',
-        json_strings(pa.array(output_digests, pa.string())),
+        _quoted(pa.array(output_digests, pa.string())),
         ',"payload_digest":',
-        json_strings(table.column("payload_digest")),
+        _quoted(table.column("payload_digest")),
         ',"subject":',
-        json_strings(table.column("subject")),
+        _quoted(table.column("subject")),
         ',"time":',
-        json_strings(table.column("time")),
+        _quoted(table.column("time")),
         ',"version":',
         pc.cast(table.column("version"), pa.string()),
         "}",
     ]
     return list(pc.cast(pc.binary_join_element_wise(*parts, ""), pa.binary()).to_pylist())
+
+
+def _quoted(column: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """Hex digits or a stored time as a JSON string (``null`` for null); a value that is not (a row
+    altered in a segment) goes through ``json_strings``, so the entry is still RFC 8785."""
+    plain = pc.match_substring_regex(column, r"^[0-9a-fA-F]*$|^[0-9T:.Z-]*$")
+    if not pc.all(pc.fill_null(plain, True)).as_py():
+        return json_strings(column)
+    return pc.fill_null(pc.binary_join_element_wise('"', column, '"', ""), "null")
 
 
 def leaf_hashes(entry_list: Sequence[bytes]) -> list[bytes]:
@@ -114,27 +125,39 @@ def tail(conn: Connection) -> Tail:
 
 def encode(table: pa.Table) -> bytes:
     sink = io.BytesIO()
-    pq.write_table(table.cast(SCHEMA), sink, row_group_size=ROW_GROUP, compression=_COMPRESSION)
+    pq.write_table(
+        table.cast(SCHEMA), sink, row_group_size=ROW_GROUP, compression=_COMPRESSION, use_dictionary=_REPEATED
+    )
     return sink.getvalue()
 
 
-def append(conn: Connection, table: pa.Table, frontier: tlog.Frontier, subject_ids: Sequence[int | None]) -> None:
-    """Store one segment (``table`` in ``SCHEMA``, its leaves already added to ``frontier``), its index
-    rows and the tiles it completed, in the caller's transaction."""
+@dataclass(frozen=True)
+class Segment:
+    """One segment ready to store: its rows (``SCHEMA``), the subject row of each, the tree's right
+    edge after it and the tiles it completed (number, root)."""
+
+    table: pa.Table
+    subject_ids: list[int | None]
+    frontier: bytes
+    tiles: list[tuple[int, bytes]]
+
+
+def append(conn: Connection, segment: Segment) -> None:
+    """Store one segment, its index rows and the tiles it completed, in the caller's transaction."""
+    table = segment.table
     first = int(table.column("position")[0].as_py())
     conn.execute(
         decision_segments.insert().values(
-            first=first, rows=table.num_rows, data=encode(table), frontier=frontier.packed(), created_at=utc_now()
+            first=first, rows=table.num_rows, data=encode(table), frontier=segment.frontier, created_at=utc_now()
         )
     )
-    tiles = [{"tile": i, "root": root.hex()} for i, root in frontier.kept(TILE_HEIGHT) if i >= first >> TILE_HEIGHT]
-    if tiles:
-        conn.execute(decision_tiles.insert(), tiles)
+    if segment.tiles:
+        conn.execute(decision_tiles.insert(), [{"tile": i, "root": root.hex()} for i, root in segment.tiles])
     columns = {name: table.column(name).to_pylist() for name in _INDEX_COLUMNS if name != "subject"}
-    _insert_index(conn, columns | {"subject": list(subject_ids)})
+    _insert_index(conn, columns | {"subject": segment.subject_ids})
 
 
-_INDEX_COLUMNS = ("position", "decision_id", "time", "model", "version", "subject")
+_INDEX_COLUMNS = ("position", "decision_id", "subject")
 
 
 def _insert_index(conn: Connection, columns: dict[str, list[Any]]) -> None:
@@ -183,6 +206,23 @@ def span(conn: Connection, low: int, high: int, columns: Sequence[str]) -> pa.Ta
         table = decode(bytes(row.data), columns)
         parts.append(table.slice(max(0, low - row.first), high - max(low, row.first)))
     return pa.concat_tables(parts)
+
+
+def scan(conn: Connection, columns: Sequence[str], keep: Callable[[pa.Table], pa.Array], limit: int | None) -> pa.Table:
+    """The rows, in log order, for which ``keep`` (a boolean mask over a segment's ``columns``) holds,
+    up to ``limit``: reads only those columns, segment by segment, and stops at the limit."""
+    parts = [SCHEMA.empty_table().select(list(columns))]
+    found = 0
+    for _, _, table in segments(conn, columns):
+        if table is None:
+            continue
+        kept = table.filter(keep(table))
+        parts.append(kept)
+        found += kept.num_rows
+        if limit is not None and found >= limit:
+            break
+    whole = pa.concat_tables(parts)
+    return whole if limit is None else whole.slice(0, limit)
 
 
 def segments(conn: Connection, columns: Sequence[str] | None = None) -> Iterator[tuple[int, int, pa.Table | None]]:

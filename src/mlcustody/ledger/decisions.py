@@ -27,6 +27,7 @@ import threading
 import time as clock
 import uuid
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from json.encoder import encode_basestring as _quote  # RFC 8785's string escaping, in C
@@ -461,15 +462,24 @@ class DecisionLog:
         return taken
 
     def _append(self, batch: Batch) -> None:
-        with self.db.write() as conn:
+        """Append ``batch`` as segments in one transaction. Storing a segment (Parquet encoding, the
+        index insert) runs on a second thread while the next one is built: both spend much of their
+        time outside the GIL, so ingest uses the second core."""
+        with self.db.write() as conn, ThreadPoolExecutor(1, thread_name_prefix="decision-log") as storer:
             frontier = self._resume(conn)
             try:
                 named = [s if s is not None else decision_subjects.SHARED for s in batch.subjects]
                 subject_rows = decision_subjects.rows_for(conn, named)
+                stored: Future[None] | None = None
                 for start in range(0, len(batch), decision_store.SEGMENT_ROWS):
-                    part = batch.slice(start, start + decision_store.SEGMENT_ROWS)
-                    table, subject_ids = self._segment(part, frontier, subject_rows)
-                    decision_store.append(conn, table, frontier, subject_ids)
+                    segment = self._segment(
+                        batch.slice(start, start + decision_store.SEGMENT_ROWS), frontier, subject_rows
+                    )
+                    if stored is not None:
+                        stored.result()
+                    stored = storer.submit(decision_store.append, conn, segment)
+                if stored is not None:
+                    stored.result()
                 if frontier.size - _sealed(conn) >= self._checkpoint_every:
                     self._insert_checkpoint(conn, frontier)
             except BaseException:
@@ -478,8 +488,8 @@ class DecisionLog:
 
     def _segment(
         self, batch: Batch, frontier: tlog.Frontier, subject_rows: Mapping[str, tuple[int, bytes | None]]
-    ) -> tuple[pa.Table, list[int | None]]:
-        """The segment rows of ``batch`` at the end of the log, their leaves appended to ``frontier``."""
+    ) -> decision_store.Segment:
+        """The segment of ``batch`` at the end of the log, its leaves appended to ``frontier``."""
         import pyarrow as pa
 
         sha256 = hashlib.sha256
@@ -511,7 +521,7 @@ class DecisionLog:
         frontier.extend(leaves)
         table = table.append_column("entry_hash", pa.array(leaves, pa.binary(32)))
         subject_ids = [row if s is not None else None for (row, _), s in zip(rows, batch.subjects, strict=True)]
-        return table, subject_ids
+        return decision_store.Segment(table, subject_ids, frontier.packed(), frontier.take(decision_store.TILE_HEIGHT))
 
     def _resume(self, conn: Connection) -> tlog.Frontier:
         """The tree's right edge at the log's end (another writer may have appended since)."""
@@ -616,23 +626,45 @@ def listing(
     since: str | None = None,
     limit: int | None = 1000,
 ) -> list[Decision]:
-    """Decisions in log order, filtered by model (``NAME``, ``NAME@V``, ``NAME:ALIAS``), subject id and time."""
-    query = sa.select(decisions.c.position).order_by(decisions.c.position)
+    """Decisions in log order, filtered by model (``NAME``, ``NAME@V``, ``NAME:ALIAS``), subject id and
+    time: a subject through the index, the rest by scanning the segments' columns."""
+    keep = _filter(conn, model, since)
+    if subject is None:
+        return _decisions(decision_store.scan(conn, _DECISION_COLUMNS, keep, limit))
+    query = sa.select(decisions.c.position).where(decisions.c.subject == decision_subjects.row_of(conn, subject))
+    table = decision_store.rows(
+        conn, list(conn.execute(query.order_by(decisions.c.position)).scalars()), _DECISION_COLUMNS
+    )
+    table = table.filter(keep(table))
+    return _decisions(table if limit is None else table.slice(0, limit))
+
+
+def _filter(conn: Connection, model: str | None, since: str | None) -> Callable[[pa.Table], pa.Array]:
+    """A mask over segment rows: of model ``NAME``, ``NAME@V`` or ``NAME:ALIAS`` (its version now), and
+    made at or after ``since``."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    name = version = None
     if model is not None:
         name, at, number = model.partition("@")
         if ":" in model:
-            version = registry.get(conn, model)
-            name, at, number = version.name, "@", str(version.version)
-        query = query.where(decisions.c.model == name)
-        if at:
-            query = query.where(decisions.c.version == int(number) if number.isdigit() else sa.false())
-    if subject is not None:
-        query = query.where(decisions.c.subject == decision_subjects.row_of(conn, subject))
-    if since is not None:
-        query = query.where(decisions.c.time >= normalise_time(since))
-    if limit is not None:
-        query = query.limit(limit)
-    return at_positions(conn, list(conn.execute(query).scalars()))
+            found = registry.get(conn, model)
+            name, at, number = found.name, "@", str(found.version)
+        version = (int(number) if number.isdigit() else -1) if at else None
+    start = None if since is None else normalise_time(since)
+
+    def keep(table: pa.Table) -> pa.Array:
+        mask = pa.array([True] * table.num_rows)
+        if name is not None:
+            mask = pc.and_(mask, pc.equal(table.column("model"), name))
+        if version is not None:
+            mask = pc.and_(mask, pc.equal(table.column("version"), version))
+        if start is not None:
+            mask = pc.and_(mask, pc.greater_equal(table.column("time"), start))
+        return mask
+
+    return keep
 
 
 def read_inputs(conn: Connection, decision: Decision) -> dict[str, Any] | None:
@@ -652,8 +684,8 @@ def forget_subject(conn: Connection, subject: str, actor: str) -> tuple[int, Any
 
 def versions_from(conn: Connection, position: int) -> list[str]:
     """The model versions (``NAME@VERSION``) of the decisions from ``position`` on."""
-    query = sa.select(decisions.c.model, decisions.c.version).where(decisions.c.position >= position).distinct()
-    return sorted(f"{name}@{version}" for name, version in conn.execute(query))
+    table = decision_store.span(conn, position, size(conn), ["model", "version"])
+    return sorted({f"{name}@{version}" for name, version in zip(*table.to_pydict().values(), strict=True)})
 
 
 def aliases_at(conn: Connection, decision: Decision) -> list[str]:

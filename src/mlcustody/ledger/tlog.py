@@ -106,12 +106,16 @@ class Frontier:
             h = _sha256(b"\x01" + left + h).digest()
         return h
 
-    def kept(self, height: int) -> list[tuple[int, bytes]]:
-        """The kept perfect subtrees of ``height`` completed since ``start``, as (subtree number, root)."""
+    def take(self, height: int) -> list[tuple[int, bytes]]:
+        """The kept perfect subtrees of ``height`` completed since ``start``, as (subtree number, root);
+        what was kept is dropped and ``start`` moves to the current size."""
         j = height - self.keep_from
         level = self.levels[j] if 0 <= j < len(self.levels) else b""
         first = self.start >> height
-        return [(first + k, bytes(level[k * HASH_SIZE : (k + 1) * HASH_SIZE])) for k in range(len(level) // HASH_SIZE)]
+        found = [(first + k, bytes(level[k * HASH_SIZE : (k + 1) * HASH_SIZE])) for k in range(len(level) // HASH_SIZE)]
+        self.levels = []
+        self.start = self.size
+        return found
 
     def packed(self) -> bytes:
         return b"".join(self.stack)

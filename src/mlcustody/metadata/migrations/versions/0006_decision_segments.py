@@ -88,9 +88,6 @@ def upgrade() -> None:
         "decisions",
         sa.Column("position", sa.BigInteger(), autoincrement=False, nullable=False),
         sa.Column("decision_id", sa.String(200), nullable=False),
-        sa.Column("time", sa.String(32), nullable=False),
-        sa.Column("model", sa.String(200), nullable=False),
-        sa.Column("version", sa.Integer(), nullable=False),
         sa.Column("subject", sa.Integer(), nullable=True),
         sa.PrimaryKeyConstraint("position", name="pk_decisions"),
         sa.UniqueConstraint("decision_id", name="uq_decisions_decision_id"),
@@ -112,8 +109,7 @@ def _move_into_segments(conn: Any, old_rows: list[Any], number: dict[str, int], 
     for start in range(0, len(old_rows), decision_store.SEGMENT_ROWS):
         chunk = old_rows[start : start + decision_store.SEGMENT_ROWS]
         leaves = [bytes.fromhex(r.entry_hash) for r in chunk]
-        for leaf in leaves:
-            frontier.append(leaf)
+        frontier.extend(leaves)
         columns: dict[str, list[Any]] = {name: [] for name in decision_store.SCHEMA.names}
         for row, leaf in zip(chunk, leaves, strict=True):
             for name in decision_store.SCHEMA.names:
@@ -122,7 +118,8 @@ def _move_into_segments(conn: Any, old_rows: list[Any], number: dict[str, int], 
             columns["entry_hash"][-1] = leaf
         table = pa.table(columns, schema=decision_store.SCHEMA)
         subject_ids = [ids[r.subject] if r.subject is not None else None for r in chunk]
-        decision_store.append(conn, table, frontier, subject_ids)
+        tiles = frontier.take(decision_store.TILE_HEIGHT)
+        decision_store.append(conn, decision_store.Segment(table, subject_ids, frontier.packed(), tiles))
 
 
 def downgrade() -> None:
