@@ -41,6 +41,7 @@ from mlcustody.storage.statcache import StatCache
 if TYPE_CHECKING:  # the record layer pulls in pyarrow, DuckDB and polars: imported when first used
     import pyarrow as pa
 
+    from mlcustody.forensics import decision_records
     from mlcustody.ledger import bundle, decisions, keys, registry
     from mlcustody.lineage import graph as lineage_graph
     from mlcustody.lineage import records as record_trace
@@ -131,6 +132,7 @@ class DecisionTrace:
     aliases: list[str]  # aliases of the model that pointed at its version when the decision was made
     problems: list[Problem]  # what verifying the model version's attestation found (none: intact)
     model: ModelDetails
+    records: decision_records.DecisionRecords | None = None  # the most influential training records, if asked
 
 
 class Workspace:
@@ -792,16 +794,29 @@ class Workspace:
             found = decision_check.verify(conn)
         return VerifyReport(found.problems, found.checked)
 
-    def trace_decision(self, decision_id: str) -> DecisionTrace:
+    def trace_decision(self, decision_id: str, records: int = 0, label: str | None = None) -> DecisionTrace:
         """Decision → model version (and the aliases serving it) → attestation checked → training run →
-        code, config, environment → datasets with their record-manifest digests."""
+        code, config, environment → datasets with their record-manifest digests; with ``records`` also
+        the ``records`` training records that most influenced it, traced to their raw source lines
+        (``label`` names the training set's label column when it cannot be told)."""
         from mlcustody.ledger import decisions
 
+        if label is not None and not records:
+            raise UsageError("a label column was given without records to attribute", hint="add --records N")
         with self.db.read() as conn:
             decision = decisions.get(conn, decision_id)
             aliases = decisions.aliases_at(conn, decision)
         _, problems = self.verify_model(decision.ref)
-        return DecisionTrace(decision, aliases, problems, self.model(decision.ref))
+        found = self._decision_records(decision, records, label) if records else None
+        return DecisionTrace(decision, aliases, problems, self.model(decision.ref), found)
+
+    def _decision_records(
+        self, decision: decisions.Decision, top: int, label: str | None
+    ) -> decision_records.DecisionRecords:
+        from mlcustody.forensics import decision_records
+
+        with self.db.read() as conn:
+            return decision_records.influential(conn, self, decision, top=top, label=label)
 
     # -- lineage graph -----------------------------------------------------------------------------
 

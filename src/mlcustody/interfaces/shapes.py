@@ -18,6 +18,7 @@ from mlcustody._canonical import json_number
 if TYPE_CHECKING:  # the CLI imports this module before it knows whether it needs the database layer
     from mlcustody.checks import Problem
     from mlcustody.errors import CustodyError
+    from mlcustody.forensics.decision_records import DecisionRecords
     from mlcustody.interfaces.sdk import (
         DecisionTrace,
         FoundRecord,
@@ -284,6 +285,11 @@ FIELDS: dict[str, dict[str, str]] = {
         "environment": "{python, packages (count), os} of the run, or null",
         "datasets": "datasets the attestation names: list of {name, uri, digest, annotations: {recordManifest: "
         "{blake3, sha256}, records, type, kind}}",
+        "records": "with --records N: {dataset (the training set attributed over, NAME@VERSION), features, label "
+        "(column names), method, measure (what delta and prediction mean), prediction (the model's own output), "
+        "top: list of {rank, record_id, delta (signed), label, features ({column: value}), sources (the raw "
+        "records it came from: {ref, record_id, source (file:LINE or file#ROW)}), trace (the record followed "
+        "back, as a trace node of trace_record)}}, largest |delta| first; else null",
     },
     "decision_forget": {
         "subject": "the subject id given",
@@ -677,4 +683,29 @@ def trace_decision(found: DecisionTrace) -> dict[str, Any]:
         code=details["code"],
         environment=details["environment"],
         datasets=details["datasets"],
+        records=_decision_records(found.records) if found.records is not None else None,
     )
+
+
+def _decision_records(found: DecisionRecords) -> dict[str, Any]:
+    top = [
+        {
+            "rank": item.rank,
+            "record_id": item.record_id,
+            "delta": item.delta,
+            "label": item.label,
+            "features": item.features,
+            "sources": [{"ref": n.ref, "record_id": n.record_id, "source": n.source} for n in item.sources],
+            "trace": _trace_node(item.trace),
+        }
+        for item in found.records
+    ]
+    return {
+        "dataset": found.dataset,
+        "features": found.features,
+        "label": found.label,
+        "method": found.method,
+        "measure": found.measure,
+        "prediction": found.prediction,
+        "top": top,
+    }

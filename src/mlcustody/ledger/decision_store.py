@@ -133,10 +133,12 @@ def encode(table: pa.Table) -> bytes:
 
 @dataclass(frozen=True)
 class Segment:
-    """One segment ready to store: its rows (``SCHEMA``), the subject row of each, the tree's right
-    edge after it and the tiles it completed (number, root)."""
+    """One sealed segment ready to store: where it starts, its Parquet blob, the index columns of its
+    decisions (id, subject row), the tree's right edge after it and the tiles it completed."""
 
-    table: pa.Table
+    first: int
+    data: bytes
+    ids: list[str]
     subject_ids: list[int | None]
     frontier: bytes
     tiles: list[tuple[int, bytes]]
@@ -144,17 +146,16 @@ class Segment:
 
 def append(conn: Connection, segment: Segment) -> None:
     """Store one segment, its index rows and the tiles it completed, in the caller's transaction."""
-    table = segment.table
-    first = int(table.column("position")[0].as_py())
+    count = len(segment.ids)
     conn.execute(
         decision_segments.insert().values(
-            first=first, rows=table.num_rows, data=encode(table), frontier=segment.frontier, created_at=utc_now()
+            first=segment.first, rows=count, data=segment.data, frontier=segment.frontier, created_at=utc_now()
         )
     )
     if segment.tiles:
         conn.execute(decision_tiles.insert(), [{"tile": i, "root": root.hex()} for i, root in segment.tiles])
-    columns = {name: table.column(name).to_pylist() for name in _INDEX_COLUMNS if name != "subject"}
-    _insert_index(conn, columns | {"subject": segment.subject_ids})
+    positions = list(range(segment.first, segment.first + count))
+    _insert_index(conn, {"position": positions, "decision_id": segment.ids, "subject": segment.subject_ids})
 
 
 _INDEX_COLUMNS = ("position", "decision_id", "subject")

@@ -27,7 +27,7 @@ import threading
 import time as clock
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from json.encoder import encode_basestring as _quote  # RFC 8785's string escaping, in C
@@ -41,7 +41,7 @@ from sqlalchemy.engine import Connection
 from mlcustody._canonical import utc_now
 from mlcustody.checks import Problem
 from mlcustody.errors import UnknownRef, UsageError
-from mlcustody.ledger import decision_store, decision_subjects, keys, registry, tlog
+from mlcustody.ledger import decision_seal, decision_store, decision_subjects, keys, registry, tlog
 from mlcustody.ledger.decision_batch import (
     Batch,
     canonical_output,
@@ -251,6 +251,7 @@ class DecisionLog:
             self.origin = str(decision_subjects.store_value(conn, ORIGIN_ROW, _origin))
             self._pseudonym = decision_subjects.subject_hasher(conn, create=True)
         self._frontier: tlog.Frontier | None = None  # the tree's right edge, read from the log's tail
+        self._pool: Executor | None = None  # worker processes sealing the segments of large batches
         self._pending: list[_Pending] = []
         self._buffered: set[str] = set()
         self._lock = threading.Lock()
@@ -381,9 +382,13 @@ class DecisionLog:
         with self._lock:
             if self._closed:
                 return
-            self._flush_pending()
-            self._checkpoint_now()
-            self._closed = True
+            try:
+                self._flush_pending()
+                self._checkpoint_now()
+            finally:
+                self._closed = True
+                if self._pool is not None:
+                    self._pool.shutdown()
 
     def checkpoint(self) -> None:
         """Write what is buffered and a signed checkpoint now."""
@@ -462,18 +467,27 @@ class DecisionLog:
         return taken
 
     def _append(self, batch: Batch) -> None:
-        """Append ``batch`` as segments in one transaction. Storing a segment (Parquet encoding, the
-        index insert) runs on a second thread while the next one is built: both spend much of their
-        time outside the GIL, so ingest uses the second core."""
+        """Append ``batch`` as segments in one transaction. Segments are sealed by worker processes
+        for a large batch (``decision_seal``); storing one (the index insert, mostly outside the GIL)
+        runs on a thread while the next is taken in."""
+        if len(batch) >= decision_seal.POOL_FROM and self._pool is None:
+            self._pool = decision_seal.start_pool()
+        pool = self._pool if len(batch) >= decision_seal.POOL_FROM else None
         with self.db.write() as conn, ThreadPoolExecutor(1, thread_name_prefix="decision-log") as storer:
             frontier = self._resume(conn)
             try:
                 named = [s if s is not None else decision_subjects.SHARED for s in batch.subjects]
                 subject_rows = decision_subjects.rows_for(conn, named)
+                work = list(decision_seal.jobs(frontier.size, self.model.name, batch, subject_rows))
                 stored: Future[None] | None = None
-                for start in range(0, len(batch), decision_store.SEGMENT_ROWS):
-                    segment = self._segment(
-                        batch.slice(start, start + decision_store.SEGMENT_ROWS), frontier, subject_rows
+                for job, sealed in zip(work, decision_seal.seal_all(pool, work), strict=True):
+                    frontier.extend(sealed.leaf_list())
+                    subject_ids = [
+                        r if s is not None else None for r, s in zip(job.key_rows, job.batch.subjects, strict=True)
+                    ]
+                    tiles = frontier.take(decision_store.TILE_HEIGHT)
+                    segment = decision_store.Segment(
+                        job.first, sealed.data, job.batch.ids, subject_ids, frontier.packed(), tiles
                     )
                     if stored is not None:
                         stored.result()
@@ -485,43 +499,6 @@ class DecisionLog:
             except BaseException:
                 self._frontier = None  # the transaction rolls back: read the tail again next time
                 raise
-
-    def _segment(
-        self, batch: Batch, frontier: tlog.Frontier, subject_rows: Mapping[str, tuple[int, bytes | None]]
-    ) -> decision_store.Segment:
-        """The segment of ``batch`` at the end of the log, its leaves appended to ``frontier``."""
-        import pyarrow as pa
-
-        sha256 = hashlib.sha256
-        rows = [subject_rows[s if s is not None else decision_subjects.SHARED] for s in batch.subjects]
-        payloads: list[bytes | None] = [None] * len(batch)
-        payload_keys: list[int | None] = [None] * len(batch)
-        if batch.plaintexts is not None:
-            payloads = decision_subjects.encrypt([key for _, key in rows], batch.ids, batch.plaintexts)
-            payload_keys = [row if p is not None else None for (row, _), p in zip(rows, payloads, strict=True)]
-        table = pa.table(
-            {
-                "position": pa.array(range(frontier.size, frontier.size + len(batch)), pa.int64()),
-                "decision_id": batch.ids,
-                "time": batch.times,
-                "model": [self.model.name] * len(batch),
-                "version": pa.array(batch.versions, pa.int32()),
-                "input_digest": batch.input_digests,
-                "output": batch.outputs,
-                "subject": pa.array(batch.subjects, pa.string()),
-                "payload": pa.array(payloads, pa.binary()),
-                "payload_digest": pa.array(
-                    [None if p is None else sha256(p).hexdigest() for p in payloads], pa.string()
-                ),
-                "payload_key": pa.array(payload_keys, pa.int64()),
-            }
-        )
-        output_digests = [sha256(out.encode("utf-8")).hexdigest() for out in batch.outputs]
-        leaves = decision_store.leaf_hashes(decision_store.entries(table, output_digests))
-        frontier.extend(leaves)
-        table = table.append_column("entry_hash", pa.array(leaves, pa.binary(32)))
-        subject_ids = [row if s is not None else None for (row, _), s in zip(rows, batch.subjects, strict=True)]
-        return decision_store.Segment(table, subject_ids, frontier.packed(), frontier.take(decision_store.TILE_HEIGHT))
 
     def _resume(self, conn: Connection) -> tlog.Frontier:
         """The tree's right edge at the log's end (another writer may have appended since)."""

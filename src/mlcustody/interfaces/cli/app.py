@@ -410,12 +410,22 @@ def trace_record(
 @trace_app.command("decision")
 def trace_decision(
     decision_id: Annotated[str, typer.Argument(metavar="ID", help="The decision id.")],
+    records: Annotated[
+        int | None,
+        typer.Option(
+            "--records", min=1, help="Also the N training records that most influenced it, traced to raw lines."
+        ),
+    ] = None,
+    label: Annotated[
+        str | None, typer.Option("--label", help="The training set's label column (default: the one non-feature).")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Follow a decision to the model version that made it, its verified attestation, training run,
-    code, config, environment, and the datasets with their record manifests."""
+    code, config, environment, and the datasets with their record manifests; with --records N, to the
+    N training records that most influenced it and their raw source lines (see docs/decisions.md)."""
     with workspace() as ws:
-        render_decisions.trace(ws.trace_decision(decision_id), as_json)
+        render_decisions.trace(ws.trace_decision(decision_id, records or 0, label), as_json)
 
 
 keys_app = typer.Typer(help="Signing keys: make, list, export, rotate and revoke the keys that sign attestations.")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mlcustody.interfaces import shapes
 from mlcustody.interfaces.cli import output, render_models
@@ -75,6 +75,30 @@ def trace(found: DecisionTrace, as_json: bool) -> None:
     state = "verified" if not found.problems else f"FAILED ({len(found.problems)} problem(s))"
     output.line(f"  attestation:  {state}", style=None if not found.problems else "red")
     render_models.training_chain(doc)
+    if doc["records"] is not None:
+        _influential(doc["records"])
+
+
+def _influential(found: dict[str, Any]) -> None:
+    """The most influential training records, each with the first raw line it came from."""
+    prediction = found["prediction"]
+    shown = f"{prediction:.4g}" if isinstance(prediction, float) else prediction
+    output.line(
+        f"  records:      {len(found['top'])} most influential of {found['dataset']} ({found['method']}; "
+        f"label {found['label']}, prediction {shown})"
+    )
+    output.line(f"                delta: {found['measure']}")
+    rows = [
+        [item["rank"], item["record_id"], f"{item['delta']:+.4g}", item["label"], _first_source(item["sources"])]
+        for item in found["top"]
+    ]
+    output.table(["rank", "record", "delta", "label", "raw source"], rows)
+
+
+def _first_source(sources: list[dict[str, Any]]) -> str:
+    located = [s["source"] for s in sources if s["source"]]
+    more = f" (+{len(located) - 1} more)" if len(located) > 1 else ""
+    return located[0] + more if located else "—"
 
 
 def forgotten(subject: str, payloads: int, as_json: bool) -> None:

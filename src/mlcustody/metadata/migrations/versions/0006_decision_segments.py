@@ -119,7 +119,10 @@ def _move_into_segments(conn: Any, old_rows: list[Any], number: dict[str, int], 
         table = pa.table(columns, schema=decision_store.SCHEMA)
         subject_ids = [ids[r.subject] if r.subject is not None else None for r in chunk]
         tiles = frontier.take(decision_store.TILE_HEIGHT)
-        decision_store.append(conn, decision_store.Segment(table, subject_ids, frontier.packed(), tiles))
+        data = decision_store.encode(table)
+        decision_ids = [r.decision_id for r in chunk]
+        segment = decision_store.Segment(chunk[0].position, data, decision_ids, subject_ids, frontier.packed(), tiles)
+        decision_store.append(conn, segment)
 
 
 def downgrade() -> None:

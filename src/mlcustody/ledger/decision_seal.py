@@ -1,0 +1,117 @@
+"""Sealing segments of the decision log: the per-decision work, done on plain data in worker processes.
+
+Encrypting every decision's inputs, digesting outputs and ciphertexts, writing the canonical entries,
+hashing the leaves and encoding the Parquet blob cost about seven microseconds a decision, nearly all
+of it Python holding the GIL. ``seal`` therefore takes and returns plain data (no connection, no
+tree): the writer sends the segments of a large batch to a pool of worker processes, one per core,
+and only appends the leaves to its tree and stores the blobs itself, in log order. Small batches are
+sealed in the writer's own process by the same function.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import multiprocessing
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+
+from mlcustody.ledger import decision_store, decision_subjects
+from mlcustody.ledger.decision_batch import Batch
+
+POOL_FROM = 2 * decision_store.SEGMENT_ROWS  # smaller batches are sealed in process: no pool to start
+
+
+@dataclass(frozen=True)
+class Job:
+    """One segment to seal: its decisions (``batch``), where it starts, and each decision's subject row
+    with the data keys of those rows (a shredded subject has none)."""
+
+    first: int
+    model: str
+    batch: Batch
+    key_rows: list[int]
+    keys: dict[int, bytes]
+
+
+@dataclass(frozen=True)
+class Sealed:
+    """A sealed segment: its Parquet blob and its leaf hashes, 32 bytes each, in order."""
+
+    data: bytes
+    leaves: bytes
+
+    def leaf_list(self) -> list[bytes]:
+        return [self.leaves[i : i + 32] for i in range(0, len(self.leaves), 32)]
+
+
+def seal(job: Job) -> Sealed:
+    """Encrypt, digest, build the entries and leaves of one segment and encode it (``SCHEMA``)."""
+    import pyarrow as pa
+
+    batch, count, sha256 = job.batch, len(job.batch), hashlib.sha256
+    payloads: list[bytes | None] = [None] * count
+    if batch.plaintexts is not None:
+        keys = [job.keys.get(row) for row in job.key_rows]
+        payloads = decision_subjects.encrypt(keys, batch.ids, batch.plaintexts)
+    table = pa.table(
+        {
+            "position": pa.array(range(job.first, job.first + count), pa.int64()),
+            "decision_id": pa.array(batch.ids, pa.string()),
+            "time": pa.array(batch.times, pa.string()),
+            "model": pa.array([job.model] * count, pa.string()),
+            "version": pa.array(batch.versions, pa.int32()),
+            "input_digest": pa.array(batch.input_digests, pa.string()),
+            "output": pa.array(batch.outputs, pa.string()),
+            "subject": pa.array(batch.subjects, pa.string()),
+            "payload": pa.array(payloads, pa.binary()),
+            "payload_digest": pa.array([None if p is None else sha256(p).hexdigest() for p in payloads], pa.string()),
+            "payload_key": pa.array(
+                [row if p is not None else None for row, p in zip(job.key_rows, payloads, strict=True)], pa.int64()
+            ),
+        }
+    )
+    output_digests = [sha256(out.encode("utf-8")).hexdigest() for out in batch.outputs]
+    leaves = decision_store.leaf_hashes(decision_store.entries(table, output_digests))
+    table = table.append_column("entry_hash", pa.array(leaves, pa.binary(32)))
+    return Sealed(decision_store.encode(table), b"".join(leaves))
+
+
+def jobs(first: int, model: str, batch: Batch, subject_rows: dict[str, tuple[int, bytes | None]]) -> Iterator[Job]:
+    """``batch`` cut into segments from position ``first``, each with the keys it needs."""
+    for start in range(0, len(batch), decision_store.SEGMENT_ROWS):
+        part = batch.slice(start, start + decision_store.SEGMENT_ROWS)
+        rows = [subject_rows[s if s is not None else decision_subjects.SHARED][0] for s in part.subjects]
+        wanted = set(rows)
+        keys = {row: key for row, key in subject_rows.values() if key is not None and row in wanted}
+        yield Job(first + start, model, part, rows, keys)
+
+
+def seal_all(pool: Executor | None, work: Sequence[Job]) -> Iterable[Sealed]:
+    """The sealed segments in order: by the pool when given, else here."""
+    if pool is None:
+        return map(seal, work)
+    return pool.map(seal, work)
+
+
+def start_pool() -> Executor | None:
+    """Worker processes for sealing, one per core, started now (None on one core, or where processes
+    cannot be forked).
+
+    ``fork``, because ``spawn`` and ``forkserver`` re-import the caller's main script in each worker,
+    which breaks any serving script without an ``if __name__ == "__main__"`` guard. The workers are
+    forked here, before the writer opens its transaction and its storing thread, and only ever run
+    ``seal`` (pyarrow, which re-creates its thread pool after a fork, cryptography and hashlib); they
+    leave through ``os._exit``, so nothing inherited from the writer (database connections) is closed
+    by them."""
+    if multiprocessing.cpu_count() < 2 or "fork" not in multiprocessing.get_all_start_methods():
+        return None
+    try:
+        pool = ProcessPoolExecutor(
+            max_workers=multiprocessing.cpu_count(), mp_context=multiprocessing.get_context("fork")
+        )
+        pool.submit(int).result()  # forks every worker now (fork pools start all workers at once)
+    except (OSError, BrokenProcessPool):
+        return None
+    return pool
