@@ -115,7 +115,10 @@ def _registry_chapter(step: Step, where: Path) -> None:
     (where / "serve.py").write_text(_SERVE, encoding="utf-8")
     serve = ("run", "--name", "serve", "--", sys.executable, "serve.py")
     step("Serve 1,000 credit decisions; each is a leaf of a signed transparency log", *serve)
-    step("A customer contests decision D-00042: which model, trained on what?", "trace", "decision", "D-00042")
+    contest = ("trace", "decision", "D-00042", "--records", "3")
+    step(
+        "A customer contests decision D-00042: which model, trained on what, and which records weighed most?", *contest
+    )
     step("An offline receipt proving that decision is in the log", "decisions", "receipt", "D-00042")
 
 
@@ -143,8 +146,8 @@ def _tamper_chapter(step: Step, where: Path) -> None:
         expect=1,
     )
     log_copy = _copy_workspace(where, "tampered-decisions")
-    _edit_metadata(log_copy, "DELETE FROM decisions WHERE decision_id = 'D-00500'")
-    title = "Tamper: delete one decision from the log in a copy — verify names the position"
+    _drop_from_segment(log_copy, 500)
+    title = "Tamper: delete one line (decision D-00500) from a stored log segment in a copy — verify names it"
     step(title, "verify", "--decisions", cwd=log_copy, expect=1)
 
 
@@ -306,6 +309,22 @@ def _flip_byte(workspace: Path, digest: str | None = None) -> None:
     data = bytearray(victim.read_bytes())
     data[len(data) // 2] ^= 0x01
     victim.write_bytes(bytes(data))
+
+
+def _drop_from_segment(workspace: Path, position: int) -> None:
+    """Rewrite the Parquet segment holding ``position`` without that row, with sqlite3 and pyarrow only."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    with sqlite3.connect(workspace / ".custody" / "metadata.db") as db:
+        query = "SELECT first, data FROM decision_segments WHERE first <= ? ORDER BY first DESC LIMIT 1"
+        first, data = db.execute(query, (position,)).fetchone()
+        table = pq.read_table(pa.BufferReader(data))
+        sink = pa.BufferOutputStream()
+        pq.write_table(table.filter(pc.not_equal(table.column("position"), position)), sink)
+        db.execute("UPDATE decision_segments SET data = ? WHERE first = ?", (sink.getvalue().to_pybytes(), first))
+    db.close()
 
 
 def _edit_metadata(workspace: Path, statement: str) -> None:
