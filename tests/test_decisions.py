@@ -475,3 +475,36 @@ def test_large_batch_sealed_by_workers(model_ws: Workspace) -> None:
     last = sa.select(sa.func.max(decision_segments.c.first)).scalar_subquery()
     _tamper(model_ws, decision_segments.update().where(decision_segments.c.first == last).values(frontier=b"\0" * 32))
     assert ("frontier_mismatch", f"decisions[{rows + 2}]") in _kinds(model_ws)
+
+
+def test_wrong_key_is_refused_and_changes_nothing(
+    registered_cli: tuple[Cli, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A wrong passphrase for the log key, or a signing key that is not Ed25519, refuses the import
+    (exit 2, one line) before anything is written; a receipt does not verify under another log's key."""
+    cli, _ = registered_cli
+    good = tmp_path / "good.jsonl"
+    good.write_text('{"decision_id": "a", "x": 1, "output": 0}\n')
+    cli("decisions", "import", str(good), "--model", "credit@1")
+    more = tmp_path / "more.jsonl"
+    more.write_text('{"decision_id": "b", "x": 2, "output": 1}\n')
+    monkeypatch.setenv("CUSTODY_KEY_PASSPHRASE", "not the passphrase")
+    _, err = cli("decisions", "import", str(more), "--model", "credit@1", code=2)
+    assert len(err.strip().splitlines()) <= 2 and "passphrase" in err.lower()
+    monkeypatch.setenv("CUSTODY_KEY_PASSPHRASE", PASSPHRASE)
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    pem = ec.generate_private_key(ec.SECP256R1()).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    (tmp_path / "ecdsa.pem").write_bytes(pem)
+    monkeypatch.setenv("CUSTODY_SIGNING_KEY", str(tmp_path / "ecdsa.pem"))
+    _, err = cli("decisions", "import", str(more), "--model", "credit@1", code=2)
+    assert "Ed25519" in err
+    monkeypatch.delenv("CUSTODY_SIGNING_KEY")
+    assert [d["decision_id"] for d in cli.json("decisions", "ls")["decisions"]] == ["a"]
+    receipt = cli.json("decisions", "receipt", "a")
+    other = tlog.format_vkey(receipt["vkey"].split("+")[0], bytes(32))
+    with pytest.raises(UsageError):
+        tlog.verify_proof_text(receipt["proof"], receipt["entry"].encode(), other)
