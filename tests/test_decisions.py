@@ -12,7 +12,7 @@ from typing import Any
 import pyarrow as pa
 import pytest
 import sqlalchemy as sa
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import Cli
@@ -79,6 +79,7 @@ def test_entry_bytes_are_rfc8785(decision_id: str, model: str, version: int, sub
         max_size=8,
     )
 )
+@settings(deadline=None)  # the first example imports pyarrow.compute
 def test_segment_entries_equal_entry_bytes(rows: list[tuple[str, str, int, str | None]]) -> None:
     """The column-wise entries of a segment are the single-decision entries, byte for byte."""
     when, digest = "2026-01-02T03:04:05.000006Z", "cd" * 32

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from mlcustody.ledger import decision_store, decision_subjects
 from mlcustody.ledger.decision_batch import Batch
 
-POOL_FROM = 2 * decision_store.SEGMENT_ROWS  # smaller batches are sealed in process: no pool to start
+POOL_FROM = 32_768  # smaller batches (and ``record`` flushes) are sealed in process: no pool to start
 
 
 @dataclass(frozen=True)
@@ -82,10 +82,9 @@ def jobs(first: int, model: str, batch: Batch, subject_rows: dict[str, tuple[int
     """``batch`` cut into segments from position ``first``, each with the keys it needs."""
     for start in range(0, len(batch), decision_store.SEGMENT_ROWS):
         part = batch.slice(start, start + decision_store.SEGMENT_ROWS)
-        rows = [subject_rows[s if s is not None else decision_subjects.SHARED][0] for s in part.subjects]
-        wanted = set(rows)
-        keys = {row: key for row, key in subject_rows.values() if key is not None and row in wanted}
-        yield Job(first + start, model, part, rows, keys)
+        pairs = [subject_rows[s if s is not None else decision_subjects.SHARED] for s in part.subjects]
+        keys = {row: key for row, key in pairs if key is not None}
+        yield Job(first + start, model, part, [row for row, _ in pairs], keys)
 
 
 def seal_all(pool: Executor | None, work: Sequence[Job]) -> Iterable[Sealed]:

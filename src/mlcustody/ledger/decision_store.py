@@ -36,8 +36,8 @@ from mlcustody.metadata.schema import decision_segments, decision_tiles, decisio
 
 TILE_HEIGHT = 12
 TILE = 1 << TILE_HEIGHT
-ROW_GROUP = TILE  # rows per Parquet row group: reading one decision decodes at most this many rows
-SEGMENT_ROWS = 4 * TILE  # the most decisions one segment holds (a large batch is cut into several)
+ROW_GROUP = 1024  # rows per Parquet row group: reading one decision decodes at most this many rows
+SEGMENT_ROWS = TILE  # the most decisions one segment holds (a large batch is cut into several)
 
 SCHEMA = pa.schema(
     [

@@ -27,8 +27,10 @@ from mlcustody.metadata import audit
 from mlcustody.metadata.schema import decision_subjects, decisions, store_info
 
 SUBJECT_KEY_ROW = "decision_subject_key"  # store_info: hex of the 32-byte HMAC key for subject ids
+SHRED_COUNT_ROW = "decision_subjects_shredded"  # store_info: how many data keys were destroyed
 SHARED = ""  # the subject row whose key encrypts the inputs of decisions without a subject
-_IN_CHUNK = 500
+_IN_CHUNK = 2000
+_CACHE_LIMIT = 1_000_000  # subjects a writer keeps between batches (about 150 MB)
 _NONCE = 12
 
 
@@ -58,21 +60,47 @@ def subject_hasher(conn: Connection, *, create: bool = False) -> Callable[[str],
     return pseudonym
 
 
-def rows_for(conn: Connection, subjects: Iterable[str]) -> dict[str, tuple[int, bytes | None]]:
-    """The (row id, data key) of each subject HMAC (``SHARED`` for none), made when missing; the key is
-    None once the subject was shredded."""
-    wanted = list(set(subjects))
-    found: dict[str, tuple[int, bytes | None]] = {}
-    for start in range(0, len(wanted), _IN_CHUNK):
-        chunk = wanted[start : start + _IN_CHUNK]
-        query = sa.select(decision_subjects).where(decision_subjects.c.subject.in_(chunk))
-        found |= {r.subject: (r.id, None if r.key is None else bytes(r.key)) for r in conn.execute(query)}
-    missing = [s for s in wanted if s not in found]
+class SubjectRows:
+    """The (row id, data key) of subject HMACs for one writer, kept between its batches.
+
+    A key is None once its subject was shredded. ``forget`` moves a counter in ``store_info`` in the
+    same transaction as it destroys a key; a writer reads the counter once a batch and drops what it
+    holds when the counter moved, so a destroyed key is never used again."""
+
+    def __init__(self) -> None:
+        self._known: dict[str, tuple[int, bytes | None]] = {}
+        self._shredded: str | None = None
+
+    def lookup(self, conn: Connection, subjects: Iterable[str]) -> dict[str, tuple[int, bytes | None]]:
+        """The rows of ``subjects`` (``SHARED`` for none), made when missing; may hold others too."""
+        shredded = store_value(conn, SHRED_COUNT_ROW) or "0"
+        if shredded != self._shredded or len(self._known) > _CACHE_LIMIT:
+            self._known, self._shredded = {}, shredded
+        wanted = set(subjects).difference(self._known)
+        if wanted:
+            self._known |= _rows(conn, wanted)
+        return self._known
+
+
+def _rows(conn: Connection, wanted: set[str]) -> dict[str, tuple[int, bytes | None]]:
+    found = _select(conn, wanted)
+    missing = wanted.difference(found)
     if missing:
         now = utc_now()
-        rows = [{"subject": s, "key": os.urandom(32), "created_at": now} for s in missing]
-        conn.execute(decision_subjects.insert(), rows)
-        return rows_for(conn, wanted)
+        conn.execute(
+            decision_subjects.insert(), [{"subject": s, "key": os.urandom(32), "created_at": now} for s in missing]
+        )
+        found |= _select(conn, missing)
+    return found
+
+
+def _select(conn: Connection, subjects: set[str]) -> dict[str, tuple[int, bytes | None]]:
+    ordered = sorted(subjects)
+    found: dict[str, tuple[int, bytes | None]] = {}
+    columns = (decision_subjects.c.subject, decision_subjects.c.id, decision_subjects.c.key)
+    for start in range(0, len(ordered), _IN_CHUNK):
+        query = sa.select(*columns).where(decision_subjects.c.subject.in_(ordered[start : start + _IN_CHUNK]))
+        found |= {subject: (row, None if key is None else bytes(key)) for subject, row, key in conn.execute(query)}
     return found
 
 
@@ -123,5 +151,7 @@ def forget(conn: Connection, subject: str, actor: str) -> tuple[int, audit.Event
     ).scalar_one()
     shred = decision_subjects.update().where(decision_subjects.c.id == row)
     conn.execute(shred.values(key=None, shredded_at=utc_now()))
+    shredded = int(store_value(conn, SHRED_COUNT_ROW, lambda: "0") or 0) + 1
+    conn.execute(store_info.update().where(store_info.c.key == SHRED_COUNT_ROW).values(value=str(shredded)))
     payload = {"subject": current.subject, "payloads": count}
     return count, audit.append(conn, actor=actor, action="decision.shred", payload=payload)

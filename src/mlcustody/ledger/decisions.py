@@ -252,6 +252,7 @@ class DecisionLog:
             self._pseudonym = decision_subjects.subject_hasher(conn, create=True)
         self._frontier: tlog.Frontier | None = None  # the tree's right edge, read from the log's tail
         self._pool: Executor | None = None  # worker processes sealing the segments of large batches
+        self._subjects = decision_subjects.SubjectRows()
         self._pending: list[_Pending] = []
         self._buffered: set[str] = set()
         self._lock = threading.Lock()
@@ -477,7 +478,7 @@ class DecisionLog:
             frontier = self._resume(conn)
             try:
                 named = [s if s is not None else decision_subjects.SHARED for s in batch.subjects]
-                subject_rows = decision_subjects.rows_for(conn, named)
+                subject_rows = self._subjects.lookup(conn, named)
                 work = list(decision_seal.jobs(frontier.size, self.model.name, batch, subject_rows))
                 stored: Future[None] | None = None
                 for job, sealed in zip(work, decision_seal.seal_all(pool, work), strict=True):
