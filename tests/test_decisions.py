@@ -20,7 +20,7 @@ from mlcustody import UsageError, Workspace
 from mlcustody._canonical import canonical_json, utc_now
 from mlcustody.errors import UnknownRef
 from mlcustody.ledger import decision_batch, decision_store, decisions, tlog
-from mlcustody.metadata.schema import decision_segments, decision_subjects
+from mlcustody.metadata.schema import decision_postings, decision_postings_new, decision_segments, decision_subjects
 from mlcustody.metadata.schema import decisions as decision_rows
 from test_registry import PASSPHRASE, _train
 
@@ -463,6 +463,17 @@ def test_large_batch_sealed_by_workers(model_ws: Workspace) -> None:
         assert found.position == rows and found.output == ((rows - 1) % 3 == 0)
     assert model_ws.decision_inputs(f"B-{rows - 1}") == {"income": float((rows - 1) % 997)}
     assert [d.decision_id for d in model_ws.list_decisions(subject="S-7", limit=3)] == ["B-7", "B-57", "B-107"]
+    with model_ws.db.write() as conn:  # the appended subject postings merged into the clustered table
+        decision_store.merge_postings(conn, at=1)
+        assert conn.execute(sa.select(sa.func.count()).select_from(decision_postings_new)).scalar_one() == 0
+    assert len(model_ws.list_decisions(subject="S-7", limit=None)) == len(range(7, rows, 50))
+    assert model_ws.verify_decisions().problems == []
+    # a posting dropped: the subject's decisions would be listed incompletely
+    with model_ws.db.read() as conn:
+        subject = conn.execute(sa.select(decision_rows.c.subject).where(decision_rows.c.position == 57)).scalar_one()
+    _tamper(model_ws, decision_postings.delete().where(decision_postings.c.position == 57))
+    assert ("decision_postings", "decision_postings") in _kinds(model_ws)
+    _tamper(model_ws, decision_postings.insert().values(subject=subject, position=57))
     receipt = model_ws.decision_receipt(f"B-{rows // 2}")
     tlog.verify_proof_text(receipt.proof, receipt.entry, receipt.vkey)
     # a stored tile root or right edge changed: verify names it, and a receipt built from it fails

@@ -23,7 +23,15 @@ from mlcustody.checks import Problem
 from mlcustody.errors import UsageError
 from mlcustody.ledger import decision_store, keys, tlog
 from mlcustody.ledger.decisions import ORIGIN_ROW, VerifyResult, public_raw
-from mlcustody.metadata.schema import checkpoints, decision_subjects, decision_tiles, decisions, store_info
+from mlcustody.metadata.schema import (
+    checkpoints,
+    decision_postings,
+    decision_postings_new,
+    decision_subjects,
+    decision_tiles,
+    decisions,
+    store_info,
+)
 
 _MAX_REPORTED = 20  # problems named one by one; a mass change is clear from the first ones
 _NO_LEAF = bytes(32)
@@ -55,6 +63,7 @@ def verify(conn: Connection) -> VerifyResult:
     if extra:
         detail = f"{extra} index row(s) name decisions no segment holds"
         problems.append(Problem("decision_index", f"decisions[{len(tree)}:]", detail))
+    problems += _check_postings(conn)
     if not problems:  # with a row wrong, stored tiles and the right edge differ from the rebuilt tree too
         problems += _check_tree(conn, tree)
     problems += _check_checkpoints(conn, tree)
@@ -123,6 +132,22 @@ def _check_index(conn: Connection, first: int, count: int, table: pa.Table, subj
             detail = f"the index differs from the segment in {', '.join(names)}"
             problems.append(Problem("decision_index", f"decisions[{position}]", detail))
     return problems
+
+
+def _check_postings(conn: Connection) -> list[Problem]:
+    """Each decision with a subject has one posting, and each posting names such a decision (else a
+    subject's decisions would be listed incompletely)."""
+    count = sa.func.count()
+    with_subject = conn.execute(sa.select(count).where(decisions.c.subject.is_not(None))).scalar_one()
+    held = matched = 0
+    for table in (decision_postings, decision_postings_new):
+        held += conn.execute(sa.select(count).select_from(table)).scalar_one()
+        same = sa.and_(decisions.c.position == table.c.position, decisions.c.subject == table.c.subject)
+        matched += conn.execute(sa.select(count).select_from(table.join(decisions, same))).scalar_one()
+    if held == matched == with_subject:
+        return []
+    detail = f"{with_subject} decisions have a subject; {held} postings, {matched} of them naming one"
+    return [Problem("decision_postings", "decision_postings", detail)]
 
 
 def _missing(low: int, high: int, how: str) -> Problem:

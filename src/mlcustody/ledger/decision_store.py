@@ -6,8 +6,9 @@ It is written once, in the transaction that appends its decisions, and never cha
 in the metadata database rather than as separate objects so that a segment, its index rows and the
 tree's new tiles commit together or not at all, on SQLite and PostgreSQL alike.
 
-The ``decisions`` table is only an index (position, id, subject number) for lookups by id and
-subject; other filters (model, time) scan the segments' columns. ``decision_tiles`` keeps the root
+The ``decisions`` table is only an index (position, id, subject number) for lookups by id; subject
+postings (``decision_postings``, appended, then merged sorted) find a subject's decisions; other
+filters (model, time) scan the segments' columns. ``decision_tiles`` keeps the root
 of every completed perfect subtree of ``TILE_HEIGHT`` (4,096 leaves) and each segment row the tree's right edge after it
 (``tlog.Frontier``): appending resumes from the last frontier, and a proof reads at most two tiles'
 leaves plus the tile roots (``tlog.TiledTree``), whatever the log's size.
@@ -32,12 +33,19 @@ from sqlalchemy.engine import Connection
 from mlcustody._canonical import utc_now
 from mlcustody.ledger import tlog
 from mlcustody.ledger.decision_batch import json_strings
-from mlcustody.metadata.schema import decision_segments, decision_tiles, decisions
+from mlcustody.metadata.schema import (
+    decision_postings,
+    decision_postings_new,
+    decision_segments,
+    decision_tiles,
+    decisions,
+)
 
 TILE_HEIGHT = 12
 TILE = 1 << TILE_HEIGHT
 ROW_GROUP = 1024  # rows per Parquet row group: reading one decision decodes at most this many rows
 SEGMENT_ROWS = TILE  # the most decisions one segment holds (a large batch is cut into several)
+MERGE_POSTINGS = 1_000_000  # appended subject postings merged into the clustered table at once
 
 SCHEMA = pa.schema(
     [
@@ -156,6 +164,30 @@ def append(conn: Connection, segment: Segment) -> None:
         conn.execute(decision_tiles.insert(), [{"tile": i, "root": root.hex()} for i, root in segment.tiles])
     positions = list(range(segment.first, segment.first + count))
     _insert_index(conn, {"position": positions, "decision_id": segment.ids, "subject": segment.subject_ids})
+    postings = [(s, p) for s, p in zip(segment.subject_ids, positions, strict=True) if s is not None]
+    if postings:
+        compiled = decision_postings_new.insert().compile(dialect=conn.dialect, column_keys=["subject", "position"])
+        rows = postings if compiled.positional else [{"subject": s, "position": p} for s, p in postings]
+        conn.exec_driver_sql(str(compiled), rows)
+
+
+def merge_postings(conn: Connection, at: int = MERGE_POSTINGS) -> None:
+    """Move the appended postings into the clustered table, in its order, once there are ``at`` of them."""
+    pending = conn.execute(sa.select(sa.func.count()).select_from(decision_postings_new)).scalar_one()
+    if pending < at:
+        return
+    columns = [decision_postings_new.c.subject, decision_postings_new.c.position]
+    sorted_rows = sa.select(*columns).order_by(*columns)
+    conn.execute(decision_postings.insert().from_select(["subject", "position"], sorted_rows))
+    conn.execute(decision_postings_new.delete())
+
+
+def subject_positions(conn: Connection, subject: int | None) -> list[int]:
+    """Where the decisions of one subject row are, in log order (merged and appended postings)."""
+    found: list[int] = []
+    for table in (decision_postings, decision_postings_new):
+        found += conn.execute(sa.select(table.c.position).where(table.c.subject == subject)).scalars()
+    return sorted(found)
 
 
 _INDEX_COLUMNS = ("position", "decision_id", "subject")

@@ -24,7 +24,7 @@ from sqlalchemy.engine import Connection
 
 from mlcustody._canonical import utc_now
 from mlcustody.metadata import audit
-from mlcustody.metadata.schema import decision_subjects, decisions, store_info
+from mlcustody.metadata.schema import decision_subjects, store_info
 
 SUBJECT_KEY_ROW = "decision_subject_key"  # store_info: hex of the 32-byte HMAC key for subject ids
 SHRED_COUNT_ROW = "decision_subjects_shredded"  # store_info: how many data keys were destroyed
@@ -146,9 +146,9 @@ def forget(conn: Connection, subject: str, actor: str) -> tuple[int, audit.Event
     current = conn.execute(sa.select(decision_subjects).where(decision_subjects.c.id == row)).one()
     if current.key is None:
         return 0, None
-    count = conn.execute(
-        sa.select(sa.func.count()).select_from(decisions).where(decisions.c.subject == row)
-    ).scalar_one()
+    from mlcustody.ledger import decision_store
+
+    count = len(decision_store.subject_positions(conn, row))
     shred = decision_subjects.update().where(decision_subjects.c.id == row)
     conn.execute(shred.values(key=None, shredded_at=utc_now()))
     shredded = int(store_value(conn, SHRED_COUNT_ROW, lambda: "0") or 0) + 1

@@ -495,6 +495,7 @@ class DecisionLog:
                     stored = storer.submit(decision_store.append, conn, segment)
                 if stored is not None:
                     stored.result()
+                decision_store.merge_postings(conn)
                 if frontier.size - _sealed(conn) >= self._checkpoint_every:
                     self._insert_checkpoint(conn, frontier)
             except BaseException:
@@ -609,11 +610,14 @@ def listing(
     keep = _filter(conn, model, since)
     if subject is None:
         return _decisions(decision_store.scan(conn, _DECISION_COLUMNS, keep, limit))
-    query = sa.select(decisions.c.position).where(decisions.c.subject == decision_subjects.row_of(conn, subject))
-    table = decision_store.rows(
-        conn, list(conn.execute(query.order_by(decisions.c.position)).scalars()), _DECISION_COLUMNS
-    )
-    table = table.filter(keep(table))
+    import pyarrow.compute as pc
+
+    row = decision_subjects.row_of(conn, subject)
+    positions = [] if row is None else decision_store.subject_positions(conn, row)
+    table = decision_store.rows(conn, positions, _DECISION_COLUMNS)
+    pseudonym = decision_subjects.subject_hasher(conn)
+    theirs = pc.equal(table.column("subject"), pseudonym(subject) if pseudonym else "")  # as the segment says
+    table = table.filter(pc.and_(keep(table), theirs))
     return _decisions(table if limit is None else table.slice(0, limit))
 
 

@@ -291,15 +291,32 @@ decision_tiles = Table(
 )
 
 # The index of the decision log: one row per decision at ``position`` (its leaf index, gap-free), for
-# lookups by id and by subject (a ``decision_subjects`` row); everything else is in its segment. Kept
-# this small on purpose: every column and index here costs on each of 100,000 inserts a second.
+# lookups by id, with its subject (a ``decision_subjects`` row); everything else is in its segment.
+# Kept this small on purpose: every column and index here costs on each of 100,000 inserts a second.
 decisions = Table(
     "decisions",
     metadata,
     Column("position", BigInteger, primary_key=True, autoincrement=False),
     Column("decision_id", String(200), nullable=False, unique=True),
     Column("subject", Integer, nullable=True),
-    Index(None, "subject"),
+)
+
+# Which decisions each subject has, for "every decision about this customer". Postings are appended
+# to ``decision_postings_new`` (no index: appending costs what a row costs) and merged, sorted, into
+# the clustered ``decision_postings`` every million or so: an index on ``decisions.subject`` would take
+# each batch's inserts at random places over the whole index, rewriting most of it at every commit.
+decision_postings = Table(
+    "decision_postings",
+    metadata,
+    Column("subject", Integer, primary_key=True, autoincrement=False),
+    Column("position", BigInteger, primary_key=True, autoincrement=False),
+    sqlite_with_rowid=False,
+)
+decision_postings_new = Table(
+    "decision_postings_new",
+    metadata,
+    Column("subject", Integer, nullable=False),
+    Column("position", BigInteger, nullable=False),
 )
 
 # Data subjects of the decision log: the HMAC of their id (``""`` for decisions without a subject) and

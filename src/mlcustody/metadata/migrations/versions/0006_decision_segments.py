@@ -1,4 +1,4 @@
-"""The decision log in Parquet segments: segments, tree tiles, a slim index, data subjects.
+"""The decision log in Parquet segments: segments, tree tiles, a slim index, subject postings, data subjects.
 
 Decisions logged under 0005 (one wide row each) are moved into segments in log order, with their
 leaf hashes, the tree's tiles and frontier rebuilt from them; their data keys become subject rows.
@@ -92,7 +92,18 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("position", name="pk_decisions"),
         sa.UniqueConstraint("decision_id", name="uq_decisions_decision_id"),
     )
-    op.create_index("ix_decisions_subject", "decisions", ["subject"])
+    op.create_table(
+        "decision_postings",
+        sa.Column("subject", sa.Integer(), autoincrement=False, nullable=False),
+        sa.Column("position", sa.BigInteger(), autoincrement=False, nullable=False),
+        sa.PrimaryKeyConstraint("subject", "position", name="pk_decision_postings"),
+        sqlite_with_rowid=False,
+    )
+    op.create_table(
+        "decision_postings_new",
+        sa.Column("subject", sa.Integer(), nullable=False),
+        sa.Column("position", sa.BigInteger(), nullable=False),
+    )
     if old_rows:
         _move_into_segments(conn, old_rows, number, ids)
 
