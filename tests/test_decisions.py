@@ -473,7 +473,7 @@ def test_large_batch_sealed_by_workers(model_ws: Workspace) -> None:
         subject = conn.execute(sa.select(decision_rows.c.subject).where(decision_rows.c.position == 57)).scalar_one()
     _tamper(model_ws, decision_postings.delete().where(decision_postings.c.position == 57))
     assert ("decision_postings", "decision_postings") in _kinds(model_ws)
-    _tamper(model_ws, decision_postings.insert().values(subject=subject, position=57))
+    _tamper(model_ws, decision_postings.insert().values(run=0, subject=subject, position=57))
     receipt = model_ws.decision_receipt(f"B-{rows // 2}")
     tlog.verify_proof_text(receipt.proof, receipt.entry, receipt.vkey)
     # a stored tile root or right edge changed: verify names it, and a receipt built from it fails

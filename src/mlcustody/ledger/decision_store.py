@@ -172,21 +172,31 @@ def append(conn: Connection, segment: Segment) -> None:
 
 
 def merge_postings(conn: Connection, at: int = MERGE_POSTINGS) -> None:
-    """Move the appended postings into the clustered table, in its order, once there are ``at`` of them."""
+    """Write the appended postings, sorted, as the next run of the clustered table once there are
+    ``at`` of them: the new keys all sort after the old ones, so nothing written before is rewritten."""
     pending = conn.execute(sa.select(sa.func.count()).select_from(decision_postings_new)).scalar_one()
     if pending < at:
         return
+    run = conn.execute(sa.select(sa.func.coalesce(sa.func.max(decision_postings.c.run) + 1, 0))).scalar_one()
     columns = [decision_postings_new.c.subject, decision_postings_new.c.position]
-    sorted_rows = sa.select(*columns).order_by(*columns)
-    conn.execute(decision_postings.insert().from_select(["subject", "position"], sorted_rows))
+    sorted_rows = sa.select(sa.literal(run, sa.Integer), *columns).order_by(*columns)
+    conn.execute(decision_postings.insert().from_select(["run", "subject", "position"], sorted_rows))
     conn.execute(decision_postings_new.delete())
 
 
-def subject_positions(conn: Connection, subject: int | None) -> list[int]:
-    """Where the decisions of one subject row are, in log order (merged and appended postings)."""
+def subject_positions(conn: Connection, subject: int) -> list[int]:
+    """Where the decisions of one subject row are, in log order: one index seek per merged run, and a
+    scan of the postings not merged yet."""
+    runs = conn.execute(sa.select(sa.func.max(decision_postings.c.run))).scalar()
+    merged = decision_postings.c.position
+    query = sa.select(merged).where(
+        decision_postings.c.run == sa.bindparam("run"), decision_postings.c.subject == subject
+    )
     found: list[int] = []
-    for table in (decision_postings, decision_postings_new):
-        found += conn.execute(sa.select(table.c.position).where(table.c.subject == subject)).scalars()
+    for run in range(0 if runs is None else runs + 1):
+        found += conn.execute(query, {"run": run}).scalars()
+    new = decision_postings_new
+    found += conn.execute(sa.select(new.c.position).where(new.c.subject == subject)).scalars()
     return sorted(found)
 
 

@@ -302,12 +302,15 @@ decisions = Table(
 )
 
 # Which decisions each subject has, for "every decision about this customer". Postings are appended
-# to ``decision_postings_new`` (no index: appending costs what a row costs) and merged, sorted, into
-# the clustered ``decision_postings`` every million or so: an index on ``decisions.subject`` would take
-# each batch's inserts at random places over the whole index, rewriting most of it at every commit.
+# to ``decision_postings_new`` (no index: appending costs what a row costs) and, every million or so,
+# written sorted as one new ``run`` of ``decision_postings``, whose key starts with the run: each merge
+# appends at the end of the tree. An index on ``decisions.subject`` would take each batch's inserts at
+# random places over the whole index and rewrite most of it at every commit; merging into one sorted
+# table would rewrite all of it at every merge. A lookup seeks once per run.
 decision_postings = Table(
     "decision_postings",
     metadata,
+    Column("run", Integer, primary_key=True, autoincrement=False),
     Column("subject", Integer, primary_key=True, autoincrement=False),
     Column("position", BigInteger, primary_key=True, autoincrement=False),
     sqlite_with_rowid=False,

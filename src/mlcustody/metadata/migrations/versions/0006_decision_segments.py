@@ -94,9 +94,10 @@ def upgrade() -> None:
     )
     op.create_table(
         "decision_postings",
+        sa.Column("run", sa.Integer(), autoincrement=False, nullable=False),
         sa.Column("subject", sa.Integer(), autoincrement=False, nullable=False),
         sa.Column("position", sa.BigInteger(), autoincrement=False, nullable=False),
-        sa.PrimaryKeyConstraint("subject", "position", name="pk_decision_postings"),
+        sa.PrimaryKeyConstraint("run", "subject", "position", name="pk_decision_postings"),
         sqlite_with_rowid=False,
     )
     op.create_table(
