@@ -79,29 +79,27 @@ class Tail:
 # -- entries, column-wise -------------------------------------------------------------------------------
 
 
+# The entry's keys in RFC 8785 order, the segment column each comes from, and whether its values may
+# need escaping (ids and model names may; digests, subjects in hex and checked times do not).
+_ENTRY = (
+    ("id", "decision_id", True),
+    ("input_digest", "input_digest", False),
+    ("model", "model", True),
+    ("output_digest", None, False),
+    ("payload_digest", "payload_digest", False),
+    ("subject", "subject", False),
+    ("time", "time", False),
+)
+
+
 def entries(table: pa.Table, output_digests: Sequence[str]) -> list[bytes]:
     """The canonical entry of every row (what ``decisions.entry_bytes`` writes for one), built
-    column by column in Arrow: a test checks both agree byte for byte. Digests, subjects (hex) and
-    times (checked to one format on the way in) need no escaping; ids and model names may."""
-    parts: list[Any] = [
-        '{"id":',
-        json_strings(table.column("decision_id")),
-        ',"input_digest":',
-        _quoted(table.column("input_digest")),
-        ',"model":',
-        json_strings(table.column("model")),
-        ',"output_digest":',
-        _quoted(pa.array(output_digests, pa.string())),
-        ',"payload_digest":',
-        _quoted(table.column("payload_digest")),
-        ',"subject":',
-        _quoted(table.column("subject")),
-        ',"time":',
-        _quoted(table.column("time")),
-        ',"version":',
-        pc.cast(table.column("version"), pa.string()),
-        "}",
-    ]
+    column by column in Arrow: a test checks both agree byte for byte."""
+    parts: list[Any] = []
+    for key, column, escaped in _ENTRY:
+        values = table.column(column) if column else pa.array(output_digests, pa.string())
+        parts += ("{" if not parts else ",") + f'"{key}":', json_strings(values) if escaped else _quoted(values)
+    parts += [',"version":', pc.cast(table.column("version"), pa.string()), "}"]
     return list(pc.cast(pc.binary_join_element_wise(*parts, ""), pa.binary()).to_pylist())
 
 

@@ -558,26 +558,13 @@ def _has_checkpoint(conn: Connection) -> bool:
 
 
 def _decisions(table: pa.Table) -> list[Decision]:
+    """Decisions from segment rows of ``_DECISION_COLUMNS`` (named as ``Decision``'s fields)."""
     import json
 
-    found = []
-    for row in table.to_pylist():
-        found.append(
-            Decision(
-                position=row["position"],
-                decision_id=row["decision_id"],
-                time=row["time"],
-                model=row["model"],
-                version=row["version"],
-                input_digest=row["input_digest"],
-                output=json.loads(row["output"]),
-                subject=row["subject"],
-                payload_digest=row["payload_digest"],
-                payload_key=row["payload_key"],
-                entry_hash=row["entry_hash"].hex(),
-            )
-        )
-    return found
+    return [
+        Decision(**{**row, "output": json.loads(row["output"]), "entry_hash": row["entry_hash"].hex()})
+        for row in table.to_pylist()
+    ]
 
 
 _DECISION_COLUMNS = [name for name in decision_store.SCHEMA.names if name != "payload"]
