@@ -12,14 +12,16 @@ from __future__ import annotations
 
 import hashlib
 import multiprocessing
-from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import Executor, ProcessPoolExecutor
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 
 from mlcustody.ledger import decision_store, decision_subjects
 from mlcustody.ledger.decision_batch import Batch
 
+AHEAD = 8  # segments sealed ahead of the writer (about 12 MB of blobs)
 POOL_FROM = 32_768  # smaller batches (and ``record`` flushes) are sealed in process: no pool to start
 
 
@@ -87,11 +89,21 @@ def jobs(first: int, model: str, batch: Batch, subject_rows: dict[str, tuple[int
         yield Job(first + start, model, part, [row for row, _ in pairs], keys)
 
 
-def seal_all(pool: Executor | None, work: Sequence[Job]) -> Iterable[Sealed]:
-    """The sealed segments in order: by the pool when given, else here."""
+def seal_all(pool: Executor | None, work: Iterable[Job]) -> Iterator[tuple[Job, Sealed]]:
+    """Each job with its sealed segment, in order: by the pool when given (at most ``AHEAD`` segments
+    in flight, so a batch of millions never holds all its blobs at once), else here."""
     if pool is None:
-        return map(seal, work)
-    return pool.map(seal, work)
+        yield from ((job, seal(job)) for job in work)
+        return
+    flight: deque[tuple[Job, Future[Sealed]]] = deque()
+    for job in work:
+        flight.append((job, pool.submit(seal, job)))
+        if len(flight) > AHEAD:
+            done, sealed = flight.popleft()
+            yield done, sealed.result()
+    while flight:
+        done, sealed = flight.popleft()
+        yield done, sealed.result()
 
 
 def start_pool() -> Executor | None:

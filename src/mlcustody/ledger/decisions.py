@@ -479,9 +479,9 @@ class DecisionLog:
             try:
                 named = [s if s is not None else decision_subjects.SHARED for s in batch.subjects]
                 subject_rows = self._subjects.lookup(conn, named)
-                work = list(decision_seal.jobs(frontier.size, self.model.name, batch, subject_rows))
+                work = decision_seal.jobs(frontier.size, self.model.name, batch, subject_rows)
                 stored: Future[None] | None = None
-                for job, sealed in zip(work, decision_seal.seal_all(pool, work), strict=True):
+                for job, sealed in decision_seal.seal_all(pool, work):
                     frontier.extend(sealed.leaf_list())
                     subject_ids = [
                         r if s is not None else None for r, s in zip(job.key_rows, job.batch.subjects, strict=True)
