@@ -58,9 +58,9 @@ if TYPE_CHECKING:
 
     from mlcustody import Workspace
 
-CASES = ("batch-ingest", "record", "trace", "subject", "disk", "verify")
+CASES = ("batch-ingest", "record", "trace", "subject", "disk", "verify", "pg-ingest")
 # ``record`` runs first, on an empty log, so its figure is the same whatever N is.
-RUN_ORDER = ("record", "batch-ingest", "trace", "subject", "disk", "verify")
+RUN_ORDER = ("record", "batch-ingest", "trace", "subject", "disk", "verify", "pg-ingest")
 SEED = 20_260_301
 MODEL_REF = "credit@1"
 PASSPHRASE = "benchmark passphrase, not a secret"  # keys live and die in the benchmark's workspace
@@ -75,6 +75,7 @@ QUICK_DECISIONS = 100_000
 RECORD_CALLS = 100_000
 QUICK_RECORD_CALLS = 20_000
 BATCH_ROWS = 100_000
+PG_DECISIONS = 1_000_000  # on PostgreSQL (the same frames, the first N of them)
 
 # Targets from the issue.
 INGEST_PER_S = 100_000
@@ -156,9 +157,10 @@ def decision_frame(start: int, rows: int, subjects: int) -> pl.DataFrame:
     return pl.DataFrame(columns)
 
 
-def model_workspace(root: Path) -> Workspace:
+def model_workspace(root: Path, db_url: str | None = None) -> Workspace:
     """A fresh workspace with a signing key and ``credit@1``: a logistic regression trained by a run
-    that read a 500-record CSV added with a record manifest (so a trace reaches records)."""
+    that read a 500-record CSV added with a record manifest (so a trace reaches records); its
+    metadata in ``db_url`` when given (default: SQLite)."""
     from sklearn.linear_model import LogisticRegression
 
     from mlcustody import Workspace
@@ -169,7 +171,7 @@ def model_workspace(root: Path) -> Workspace:
     data.parent.mkdir(parents=True)
     lines = [f"{i},{(i * 37) % 101 / 10},{int((i * 37) % 101 > 50)}" for i in range(500)]
     data.write_text("id,x,y\n" + "\n".join(lines) + "\n")
-    ws = Workspace.init(root)
+    ws = Workspace.init(root, db_url=db_url)
     ws.generate_key("registry")
     ws.add([data], records=RecordSpec(key=("id",)))
     with ws.start_run("train", params={"C": 1.0}) as run:
@@ -442,6 +444,58 @@ def case_verify(session: Session, res: Results) -> None:
     }
 
 
+def case_pg_ingest(session: Session, res: Results) -> None:
+    """``record_batch`` of the first PG_DECISIONS decisions into a workspace whose metadata is on a
+    private PostgreSQL server (started as the tests start it: tests/_postgres.py, fsync off), then a
+    plain executemany ``INSERT`` of the same rows into the same database as the reference."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from _postgres import postgres_session, temporary_database
+
+    count, chunk = min(session.args.decisions, PG_DECISIONS), session.args.batch
+    frames = [decision_frame(start, min(chunk, count - start), session.subjects) for start in range(0, count, chunk)]
+    with postgres_session() as server, temporary_database(server) as url:
+        log(f"pg-ingest: {count:,} decisions into PostgreSQL")
+        ws = model_workspace(session.workdir / "workspace-pg", db_url=url)
+        with Contention() as busy, ws.decision_log(MODEL_REF) as decision_log:
+            started = time.perf_counter()
+            for frame in frames:
+                decision_log.record_batch(frame, id_col="decision_id", output_col="output", subject_col="subject")
+        seconds = time.perf_counter() - started
+        log(f"pg-ingest: {count / seconds:,.0f} decisions/s; reference executemany")
+        reference = pg_reference_insert(url, frames)
+        ws.close()
+    res.figures["pg-ingest"] = {
+        "decisions": count,
+        "seconds": seconds,
+        "per_s": count / seconds,
+        "contention": busy.value,
+        "reference_seconds": reference,
+        "reference_per_s": count / reference,
+    }
+
+
+def pg_reference_insert(url: str, frames: Sequence[pl.DataFrame]) -> float:
+    """Seconds to insert the same rows with psycopg's executemany, one transaction, same database."""
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    columns = ["decision_id", *INPUTS, "output", "subject"]
+    where = make_url(url)
+    with psycopg.connect(host=where.host, port=where.port, user=where.username, dbname=where.database) as conn:
+        typed = ", ".join(f"{name} DOUBLE PRECISION" for name in INPUTS)
+        conn.execute(
+            f"CREATE TABLE bench_reference (decision_id TEXT PRIMARY KEY, {typed}, output BOOLEAN, subject TEXT)"
+        )
+        conn.commit()
+        statement = f"INSERT INTO bench_reference ({', '.join(columns)}) VALUES ({', '.join('%s' for _ in columns)})"
+        started = time.perf_counter()
+        with conn.cursor() as cursor:
+            for frame in frames:
+                cursor.executemany(statement, list(frame.select(columns).iter_rows()))
+        conn.commit()
+        return time.perf_counter() - started
+
+
 CASE_FUNCTIONS: dict[str, Callable[[Session, Results], None]] = {
     "batch-ingest": case_batch_ingest,
     "record": case_record,
@@ -449,6 +503,7 @@ CASE_FUNCTIONS: dict[str, Callable[[Session, Results], None]] = {
     "subject": case_subject,
     "disk": case_disk,
     "verify": case_verify,
+    "pg-ingest": case_pg_ingest,
 }
 
 
@@ -484,6 +539,24 @@ def target_rows(res: Results) -> list[list[Any]]:
                     vs,
                 ]
             )
+    if "pg-ingest" in f:
+        g = f["pg-ingest"]
+        what = f"record_batch on PostgreSQL, {g['decisions']:,} decisions in frames of {res.batch_rows:,}"
+        out.append(
+            [
+                "pg-ingest",
+                what,
+                f"≥ {INGEST_PER_S:,}/s",
+                _rate(g["per_s"]),
+                _yes(g["per_s"] >= INGEST_PER_S),
+                g["per_s"],
+            ]
+        )
+        vs = ratio(g["reference_per_s"], g["per_s"])
+        shown = f"{_rate(g['reference_per_s'])} ({fmt_ratio(vs)} of mlcustody)"
+        out.append(
+            ["pg-ingest", "reference: psycopg executemany, same rows and database", "— (reported)", shown, "—", vs]
+        )
     if "record" in f:
         r = f["record"]
         what = f"record × {res.record_calls:,}, amortised (close {_ms(r['close_seconds'])} included)"

@@ -161,12 +161,11 @@ def append(conn: Connection, segment: Segment) -> None:
     if segment.tiles:
         conn.execute(decision_tiles.insert(), [{"tile": i, "root": root.hex()} for i, root in segment.tiles])
     positions = list(range(segment.first, segment.first + count))
-    _insert_index(conn, {"position": positions, "decision_id": segment.ids, "subject": segment.subject_ids})
+    _insert_many(conn, decisions, {"position": positions, "decision_id": segment.ids, "subject": segment.subject_ids})
     postings = [(s, p) for s, p in zip(segment.subject_ids, positions, strict=True) if s is not None]
     if postings:
-        compiled = decision_postings_new.insert().compile(dialect=conn.dialect, column_keys=["subject", "position"])
-        rows = postings if compiled.positional else [{"subject": s, "position": p} for s, p in postings]
-        conn.exec_driver_sql(str(compiled), rows)
+        subjects, where = zip(*postings, strict=True)
+        _insert_many(conn, decision_postings_new, {"subject": list(subjects), "position": list(where)})
 
 
 def merge_postings(conn: Connection, at: int = MERGE_POSTINGS) -> None:
@@ -198,18 +197,28 @@ def subject_positions(conn: Connection, subject: int) -> list[int]:
     return sorted(found)
 
 
-_INDEX_COLUMNS = ("position", "decision_id", "subject")
-
-
-def _insert_index(conn: Connection, columns: dict[str, list[Any]]) -> None:
-    """``INSERT`` of index rows through the driver's executemany, compiled once and fed straight from
-    the columns: SQLAlchemy's Core path builds parameters row by row, which costs more than the insert."""
-    compiled = decisions.insert().compile(dialect=conn.dialect, column_keys=list(_INDEX_COLUMNS))
+def _insert_many(conn: Connection, table: sa.Table, columns: dict[str, list[Any]]) -> None:
+    """Insert rows given column by column: ``COPY`` on PostgreSQL, else the driver's executemany of a
+    statement compiled once. SQLAlchemy's Core path builds parameters row by row, which costs more
+    than the insert itself."""
+    names = list(columns)
+    if conn.dialect.name == "postgresql":
+        statement = f"COPY {table.name} ({', '.join(names)}) FROM STDIN"
+        cursor: Any = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]  # psycopg's
+        try:
+            with cursor, cursor.copy(statement) as copy:
+                for row in zip(*columns.values(), strict=True):
+                    copy.write_row(row)
+        except conn.dialect.dbapi.IntegrityError as exc:  # type: ignore[union-attr]  # as SQLAlchemy raises it
+            raise sa.exc.IntegrityError(statement, None, exc) from exc
+        return
+    compiled = table.insert().compile(dialect=conn.dialect, column_keys=names)
     if compiled.positional:
         conn.exec_driver_sql(str(compiled), list(zip(*(columns[k] for k in compiled.positiontup or []), strict=True)))
     else:
-        rows = zip(*(columns[k] for k in _INDEX_COLUMNS), strict=True)
-        conn.exec_driver_sql(str(compiled), [dict(zip(_INDEX_COLUMNS, row, strict=True)) for row in rows])
+        conn.exec_driver_sql(
+            str(compiled), [dict(zip(names, row, strict=True)) for row in zip(*columns.values(), strict=True)]
+        )
 
 
 # -- reading ---------------------------------------------------------------------------------------------
