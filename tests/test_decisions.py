@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
 import time
@@ -19,7 +20,7 @@ from conftest import Cli
 from mlcustody import UsageError, Workspace
 from mlcustody._canonical import canonical_json, utc_now
 from mlcustody.errors import UnknownRef
-from mlcustody.ledger import decision_batch, decision_store, decisions, tlog
+from mlcustody.ledger import decision_batch, decision_queries, decision_store, decisions, tlog
 from mlcustody.metadata.schema import decision_postings, decision_postings_new, decision_segments, decision_subjects
 from mlcustody.metadata.schema import decisions as decision_rows
 from test_registry import PASSPHRASE, _train
@@ -53,7 +54,7 @@ def _kinds(ws: Workspace) -> list[tuple[str, str]]:
 def test_entry_bytes_are_rfc8785(decision_id: str, model: str, version: int, subject: str | None) -> None:
     digest = "ab" * 32
     when = "2026-01-02T03:04:05.000006Z"
-    fast = decisions.entry_bytes(decision_id, when, model, version, digest, digest, subject, subject)
+    fast = decision_store.entry_bytes(decision_id, when, model, version, digest, digest, subject, subject)
     expected = {
         "id": decision_id,
         "time": when,
@@ -95,7 +96,7 @@ def test_segment_entries_equal_entry_bytes(rows: list[tuple[str, str, int, str |
         }
     )
     found = decision_store.entries(table, [digest] * len(rows))
-    assert found == [decisions.entry_bytes(r[0], when, r[1], r[2], digest, digest, r[3], r[3]) for r in rows]
+    assert found == [decision_store.entry_bytes(r[0], when, r[1], r[2], digest, digest, r[3], r[3]) for r in rows]
 
 
 def test_record_flush_close_and_verify(model_ws: Workspace) -> None:
@@ -403,8 +404,8 @@ def test_upgrade_moves_one_row_decisions_into_segments(tmp_path: Path) -> None:
     rows = []
     for i in range(5):
         output = decisions.canonical_output({"score": i / 4})
-        entry = decisions.entry_bytes(
-            f"d{i}", utc_now(), "credit", 1, digest, decisions._sha256(output.encode()), None, subject
+        entry = decision_store.entry_bytes(
+            f"d{i}", utc_now(), "credit", 1, digest, hashlib.sha256(output.encode()).hexdigest(), None, subject
         )
         rows.append(
             {
@@ -428,8 +429,8 @@ def test_upgrade_moves_one_row_decisions_into_segments(tmp_path: Path) -> None:
     migrate.upgrade(db)
     with db.read() as conn:
         assert [p.kind for p in decision_check.verify(conn).problems] == ["unsealed_tail"]  # never checkpointed
-        assert decisions.get(conn, "d3").output == {"score": 0.75} and decisions.size(conn) == 5
-        assert [d.decision_id for d in decisions.listing(conn)] == [f"d{i}" for i in range(5)]
+        assert decision_queries.get(conn, "d3").output == {"score": 0.75} and decision_queries.size(conn) == 5
+        assert [d.decision_id for d in decision_queries.listing(conn)] == [f"d{i}" for i in range(5)]
         expected = tlog.Tree(bytes.fromhex(r["entry_hash"]) for r in rows)
         assert decision_store.tree(conn, 5).root() == expected.root()
 
@@ -458,8 +459,8 @@ def test_large_batch_sealed_by_workers(model_ws: Workspace) -> None:
         log.record("last", {"income": 2.0}, False)
     assert model_ws.verify_decisions().problems == []
     with model_ws.db.read() as conn:
-        assert decisions.size(conn) == rows + 2
-        found = decisions.get(conn, f"B-{rows - 1}")
+        assert decision_queries.size(conn) == rows + 2
+        found = decision_queries.get(conn, f"B-{rows - 1}")
         assert found.position == rows and found.output == ((rows - 1) % 3 == 0)
     assert model_ws.decision_inputs(f"B-{rows - 1}") == {"income": float((rows - 1) % 997)}
     assert [d.decision_id for d in model_ws.list_decisions(subject="S-7", limit=3)] == ["B-7", "B-57", "B-107"]

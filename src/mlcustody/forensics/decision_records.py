@@ -25,7 +25,7 @@ from sqlalchemy.engine import Connection
 from mlcustody.capture import frames, models
 from mlcustody.errors import UsageError
 from mlcustody.forensics import attribution
-from mlcustody.ledger import decisions, registry
+from mlcustody.ledger import decision_queries, registry
 from mlcustody.lineage import records as record_trace
 from mlcustody.metadata import refs, runs
 from mlcustody.metadata.artifacts import ArtifactVersion
@@ -74,7 +74,7 @@ class DecisionRecords:
 
 
 def influential(
-    conn: Connection, store: Store, decision: decisions.Decision, *, top: int, label: str | None = None
+    conn: Connection, store: Store, decision: decision_queries.Decision, *, top: int, label: str | None = None
 ) -> DecisionRecords:
     """The ``top`` training records with the largest effect on ``decision``, traced to their sources."""
     inputs = _inputs(conn, decision)
@@ -98,9 +98,9 @@ def influential(
     return DecisionRecords(dataset.ref, features, target, found.method, found.measure, found.prediction, ranked)
 
 
-def _inputs(conn: Connection, decision: decisions.Decision) -> dict[str, Any]:
+def _inputs(conn: Connection, decision: decision_queries.Decision) -> dict[str, Any]:
     """The decision's logged inputs: the point attribution explains, so without them there is nothing to do."""
-    found = decisions.read_inputs(conn, decision)
+    found = decision_queries.read_inputs(conn, decision)
     if found is not None:
         return found
     if decision.payload_digest is None:
@@ -132,7 +132,7 @@ def _feature_names(model: Any, inputs: dict[str, Any]) -> list[str]:
     return [str(name) for name in names] if names is not None else list(inputs)
 
 
-def _input(inputs: dict[str, Any], decision: decisions.Decision, name: str) -> Any:
+def _input(inputs: dict[str, Any], decision: decision_queries.Decision, name: str) -> Any:
     if name not in inputs:
         raise UsageError(
             f"the inputs of decision {decision.decision_id} have no feature {name!r} (they have {', '.join(inputs)})",

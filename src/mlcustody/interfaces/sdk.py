@@ -42,7 +42,7 @@ if TYPE_CHECKING:  # the record layer pulls in pyarrow, DuckDB and polars: impor
     import pyarrow as pa
 
     from mlcustody.forensics import decision_records
-    from mlcustody.ledger import bundle, decisions, keys, registry
+    from mlcustody.ledger import bundle, decision_queries, decisions, keys, registry
     from mlcustody.lineage import graph as lineage_graph
     from mlcustody.lineage import records as record_trace
     from mlcustody.storage.records import diff as record_diff
@@ -128,7 +128,7 @@ class ImportReport:
 
 @dataclass(frozen=True)
 class DecisionTrace:
-    decision: decisions.Decision
+    decision: decision_queries.Decision
     aliases: list[str]  # aliases of the model that pointed at its version when the decision was made
     problems: list[Problem]  # what verifying the model version's attestation found (none: intact)
     model: ModelDetails
@@ -733,12 +733,12 @@ class Workspace:
     def import_decisions(self, path: Path | str, ref: str, *, columns: DecisionColumns | None = None) -> ImportReport:
         """Import a prediction log (JSON Lines, CSV, Parquet) into the decision log, sealed by a checkpoint.
         With an alias (``NAME:ALIAS``) each decision gets the version the alias pointed at at its time."""
-        from mlcustody.ledger import decision_files, decisions
+        from mlcustody.ledger import decision_files, decision_queries, decisions
 
         cols = columns or DecisionColumns()
         found = decision_files.read(Path(path))
         with self.db.read() as conn:
-            start = decisions.size(conn)
+            start = decision_queries.size(conn)
         with decisions.DecisionLog(self._keyring(), ref, checkpoint_seconds=float("inf")) as log:
             count = log.record_batch(
                 found.table,
@@ -749,39 +749,39 @@ class Workspace:
                 where=found.where,
             )
         with self.db.read() as conn:
-            versions = decisions.versions_from(conn, start)
+            versions = decision_queries.versions_from(conn, start)
         return ImportReport(str(found.path), count, start, versions)
 
     def list_decisions(
         self, *, model: str | None = None, subject: str | None = None, since: str | None = None, limit: int = 1000
-    ) -> list[decisions.Decision]:
+    ) -> list[decision_queries.Decision]:
         """Logged decisions in log order, by model (``NAME``, ``NAME@V``, ``NAME:ALIAS``), subject id, time."""
-        from mlcustody.ledger import decisions
+        from mlcustody.ledger import decision_queries
 
         with self.db.read() as conn:
-            return decisions.listing(conn, model=model, subject=subject, since=since, limit=limit)
+            return decision_queries.listing(conn, model=model, subject=subject, since=since, limit=limit)
 
-    def decision_receipt(self, decision_id: str) -> decisions.Receipt:
+    def decision_receipt(self, decision_id: str) -> decision_queries.Receipt:
         """A c2sp.org/tlog-proof that the decision is in the signed log, to check offline."""
-        from mlcustody.ledger import decisions
+        from mlcustody.ledger import decision_queries
 
         with self.db.read() as conn:
-            return decisions.receipt(conn, decision_id)
+            return decision_queries.receipt(conn, decision_id)
 
     def decision_inputs(self, decision_id: str) -> dict[str, Any] | None:
         """The inputs of a decision, decrypted; None when not kept or crypto-shredded."""
-        from mlcustody.ledger import decisions
+        from mlcustody.ledger import decision_queries
 
         with self.db.read() as conn:
-            return decisions.read_inputs(conn, decisions.get(conn, decision_id))
+            return decision_queries.read_inputs(conn, decision_queries.get(conn, decision_id))
 
     def forget_subject(self, subject: str) -> int:
         """Crypto-shred a data subject's decision inputs (their data key is deleted, audited); the log
         still verifies. Returns the number of payloads made unreadable."""
-        from mlcustody.ledger import decisions
+        from mlcustody.ledger import decision_subjects
 
         with self.db.write() as conn:
-            count, event = decisions.forget_subject(conn, subject, self.config.actor)
+            count, event = decision_subjects.forget(conn, subject, self.config.actor)
         if event is not None:
             audit.advance_witness(self.witness, event)
         return count
@@ -799,19 +799,19 @@ class Workspace:
         code, config, environment → datasets with their record-manifest digests; with ``records`` also
         the ``records`` training records that most influenced it, traced to their raw source lines
         (``label`` names the training set's label column when it cannot be told)."""
-        from mlcustody.ledger import decisions
+        from mlcustody.ledger import decision_queries
 
         if label is not None and not records:
             raise UsageError("a label column was given without records to attribute", hint="add --records N")
         with self.db.read() as conn:
-            decision = decisions.get(conn, decision_id)
-            aliases = decisions.aliases_at(conn, decision)
+            decision = decision_queries.get(conn, decision_id)
+            aliases = decision_queries.aliases_at(conn, decision)
         _, problems = self.verify_model(decision.ref)
         found = self._decision_records(decision, records, label) if records else None
         return DecisionTrace(decision, aliases, problems, self.model(decision.ref), found)
 
     def _decision_records(
-        self, decision: decisions.Decision, top: int, label: str | None
+        self, decision: decision_queries.Decision, top: int, label: str | None
     ) -> decision_records.DecisionRecords:
         from mlcustody.forensics import decision_records
 

@@ -29,7 +29,7 @@ if TYPE_CHECKING:  # the CLI imports this module before it knows whether it need
         VerifyReport,
     )
     from mlcustody.ledger.bundle import BundleCheck, Exported, Reproduction
-    from mlcustody.ledger.decisions import Decision, Receipt
+    from mlcustody.ledger.decision_queries import Decision, Receipt
     from mlcustody.ledger.keys import KeyChange, KeyInfo
     from mlcustody.ledger.registry import AliasMove, ModelVersion
     from mlcustody.lineage.graph import ColumnLineage, Graph

