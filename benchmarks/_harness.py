@@ -332,6 +332,24 @@ def source_revision(directory: Path) -> str | None:
 DEFAULT_TIMEOUT_S = 3600.0
 
 
+def new_parser(doc: str | None) -> argparse.ArgumentParser:
+    """A benchmark's argument parser, described by the first line of its module docstring."""
+    summary = (doc or "").partition("\n")[0]
+    return argparse.ArgumentParser(description=summary, formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+def add_only_option(parser: argparse.ArgumentParser, cases: Sequence[str]) -> None:
+    parser.add_argument("--only", metavar="KEYS", help=f"a subset of cases: {','.join(cases)}")
+
+
+def chosen_cases(parser: argparse.ArgumentParser, only: str | None, cases: Sequence[str]) -> list[str]:
+    """The cases ``--only`` names (all when it is not given); an unknown one is a usage error."""
+    chosen = [c.strip() for c in only.split(",") if c.strip()] if only else list(cases)
+    if unknown := set(chosen) - set(cases):
+        parser.error(f"unknown case(s): {', '.join(sorted(unknown))}; choose from {', '.join(cases)}")
+    return chosen
+
+
 def add_common_options(parser: argparse.ArgumentParser, *, workdir_help: str) -> None:
     """The options every benchmark takes: where to work, where to write numbers, keep, time-out."""
     parser.add_argument("--workdir", type=Path, help=workdir_help)

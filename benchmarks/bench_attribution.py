@@ -36,7 +36,16 @@ from typing import Any
 
 import numpy as np
 
-from _harness import cpu_busy_seconds, machine_info, render_table, source_revision, targets_json
+from _harness import (
+    add_only_option,
+    chosen_cases,
+    cpu_busy_seconds,
+    machine_info,
+    new_parser,
+    render_table,
+    source_revision,
+    targets_json,
+)
 
 CASES = ("logistic", "ridge", "forest", "knn")
 SEED = 20_260_301
@@ -250,23 +259,20 @@ def render_report(results: dict[str, Timing], failed: dict[str, str], args: argp
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    summary = (__doc__ or "").partition("\n")[0]
-    parser = argparse.ArgumentParser(description=summary, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = new_parser(__doc__)
     parser.add_argument("--quick", action="store_true", help=f"{QUICK_ROWS:,} rows, {QUICK_TREES} trees: a smoke run")
     parser.add_argument("--rows", type=int, metavar="N", help=f"training rows (default {FULL_ROWS:,})")
     parser.add_argument("--features", type=int, default=20, metavar="P", help="features (default 20)")
     parser.add_argument("--trees", type=int, metavar="T", help=f"trees of the forest (default {FULL_TREES})")
     parser.add_argument("--decisions", type=int, default=20, metavar="D", help="decisions per case (default 20)")
-    parser.add_argument("--only", metavar="KEYS", help=f"a subset of cases: {','.join(CASES)}")
+    add_only_option(parser, CASES)
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write the raw numbers here")
     args = parser.parse_args(argv)
     args.rows = args.rows or (QUICK_ROWS if args.quick else FULL_ROWS)
     args.trees = args.trees or (QUICK_TREES if args.quick else FULL_TREES)
     if args.rows < 100 or args.features < 1 or args.trees < 1 or args.decisions < 1:
         parser.error("--rows must be at least 100, and --features, --trees, --decisions at least 1")
-    args.cases = [c.strip() for c in args.only.split(",") if c.strip()] if args.only else list(CASES)
-    if unknown := set(args.cases) - set(CASES):
-        parser.error(f"unknown case(s): {', '.join(sorted(unknown))}; choose from {', '.join(CASES)}")
+    args.cases = chosen_cases(parser, args.only, CASES)
     return args
 
 

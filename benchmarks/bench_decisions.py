@@ -39,6 +39,8 @@ from typing import TYPE_CHECKING, Any
 
 from _harness import (
     add_common_options,
+    add_only_option,
+    chosen_cases,
     cpu_busy_seconds,
     drop_tree,
     find_executable,
@@ -47,6 +49,7 @@ from _harness import (
     fmt_ratio,
     fmt_seconds,
     machine_info,
+    new_parser,
     ratio,
     render_table,
     run_measured,
@@ -514,49 +517,12 @@ def target_rows(res: Results) -> list[list[Any]]:
     """[case, what, target, measured, met, value] per figure; met is "—" where only reported."""
     f, out = res.figures, []
     if "batch-ingest" in f:
-        b = f["batch-ingest"]
         what = f"record_batch, {res.decisions:,} decisions in frames of {res.batch_rows:,} (close included)"
-        out.append(
-            [
-                "batch-ingest",
-                what,
-                f"≥ {INGEST_PER_S:,}/s",
-                _rate(b["per_s"]),
-                _yes(b["per_s"] >= INGEST_PER_S),
-                b["per_s"],
-            ]
-        )
-        if "reference_per_s" in b:
-            vs = ratio(b["reference_per_s"], b["per_s"])
-            shown = f"{_rate(b['reference_per_s'])} ({fmt_ratio(vs)} of mlcustody)"
-            out.append(
-                [
-                    "batch-ingest",
-                    "reference: sqlite3 executemany, same rows and database",
-                    "— (reported)",
-                    shown,
-                    "—",
-                    vs,
-                ]
-            )
+        out += _ingest_rows("batch-ingest", what, f["batch-ingest"], "sqlite3 executemany")
     if "pg-ingest" in f:
         g = f["pg-ingest"]
         what = f"record_batch on PostgreSQL, {g['decisions']:,} decisions in frames of {res.batch_rows:,}"
-        out.append(
-            [
-                "pg-ingest",
-                what,
-                f"≥ {INGEST_PER_S:,}/s",
-                _rate(g["per_s"]),
-                _yes(g["per_s"] >= INGEST_PER_S),
-                g["per_s"],
-            ]
-        )
-        vs = ratio(g["reference_per_s"], g["per_s"])
-        shown = f"{_rate(g['reference_per_s'])} ({fmt_ratio(vs)} of mlcustody)"
-        out.append(
-            ["pg-ingest", "reference: psycopg executemany, same rows and database", "— (reported)", shown, "—", vs]
-        )
+        out += _ingest_rows("pg-ingest", what, g, "psycopg executemany")
     if "record" in f:
         r = f["record"]
         what = f"record × {res.record_calls:,}, amortised (close {_ms(r['close_seconds'])} included)"
@@ -586,6 +552,17 @@ def target_rows(res: Results) -> list[list[Any]]:
         what = f"verify_decisions, {v['decisions']:,} decisions ({fmt_seconds(v['seconds'])})"
         out.append(["verify", what, "— (reported)", _rate(v["per_s"]), "—", v["per_s"]])
     return out
+
+
+def _ingest_rows(case: str, what: str, figures: Mapping[str, Any], reference: str) -> list[list[Any]]:
+    """The ingest rate against its target, and the plain insert of the same rows when it was run."""
+    rate = figures["per_s"]
+    rows = [[case, what, f"≥ {INGEST_PER_S:,}/s", _rate(rate), _yes(rate >= INGEST_PER_S), rate]]
+    if "reference_per_s" in figures:
+        vs = ratio(figures["reference_per_s"], rate)
+        shown = f"{_rate(figures['reference_per_s'])} ({fmt_ratio(vs)} of mlcustody)"
+        rows.append([case, f"reference: {reference}, same rows and database", "— (reported)", shown, "—", vs])
+    return rows
 
 
 def missed(res: Results) -> list[str]:
@@ -653,8 +630,7 @@ def render_report(res: Results) -> str:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    summary = (__doc__ or "").partition("\n")[0]
-    parser = argparse.ArgumentParser(description=summary, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = new_parser(__doc__)
     parser.add_argument(
         "--quick",
         action="store_true",
@@ -678,7 +654,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         metavar="N",
         help="subject listings (the first reported apart; default 5); whole trace processes: min(N, 3)",
     )
-    parser.add_argument("--only", metavar="KEYS", help=f"a subset of cases: {','.join(CASES)}")
+    add_only_option(parser, CASES)
     parser.add_argument("--profile", action="store_true", help="profile every case, not only those that miss a target")
     add_common_options(parser, workdir_help="where the workspace goes (default: a temporary directory)")
     args = parser.parse_args(argv)
@@ -688,9 +664,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         parser.error("--decisions and --record-calls must be at least 1000, --batch at least 1")
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
-    args.cases = [c.strip() for c in args.only.split(",") if c.strip()] if args.only else list(CASES)
-    if unknown := set(args.cases) - set(CASES):
-        parser.error(f"unknown case(s): {', '.join(sorted(unknown))}; choose from {', '.join(CASES)}")
+    args.cases = chosen_cases(parser, args.only, CASES)
     return args
 
 

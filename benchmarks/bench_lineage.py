@@ -40,12 +40,15 @@ import polars as pl
 from _harness import (
     RunResult,
     add_common_options,
+    add_only_option,
+    chosen_cases,
     cpu_busy_seconds,
     drop_tree,
     find_executable,
     flush_dirty_pages,
     fmt_seconds,
     machine_info,
+    new_parser,
     render_table,
     run_measured,
     source_revision,
@@ -990,8 +993,6 @@ def graph_rows(res: Results) -> list[list[str]]:
     return rows
 
 
-
-
 def target_rows(res: Results) -> list[list[Any]]:
     """[case, what, target, measured, met, value] per target."""
     out: list[list[Any]] = []
@@ -1115,8 +1116,7 @@ def report_json(res: Results, meta: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    summary = (__doc__ or "").partition("\n")[0]
-    parser = argparse.ArgumentParser(description=summary, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = new_parser(__doc__)
     parser.add_argument(
         "--quick", action="store_true", help=f"{QUICK.rows:,} rows, {QUICK.layers} graph layers: a smoke run"
     )
@@ -1131,7 +1131,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         metavar="N",
         help="run the pipeline N times per side, report the best (default 1)",
     )
-    parser.add_argument("--only", metavar="KEYS", help=f"a subset of cases: {','.join(CASES)}")
+    add_only_option(parser, CASES)
     parser.add_argument(
         "--profile",
         action="store_true",
@@ -1146,9 +1146,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         parser.error("--rows and --down-rows must be at least 1000")
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
-    args.cases = [c.strip() for c in args.only.split(",") if c.strip()] if args.only else list(CASES)
-    if unknown := set(args.cases) - set(CASES):
-        parser.error(f"unknown case(s): {', '.join(sorted(unknown))}; choose from {', '.join(CASES)}")
+    args.cases = chosen_cases(parser, args.only, CASES)
     return args
 
 

@@ -39,6 +39,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from _harness import (
     add_common_options,
+    add_only_option,
+    chosen_cases,
     cpu_busy_seconds,
     drop_tree,
     find_executable,
@@ -47,6 +49,7 @@ from _harness import (
     fmt_ratio,
     fmt_seconds,
     machine_info,
+    new_parser,
     ratio,
     render_table,
     run_measured,
@@ -586,8 +589,6 @@ def verify_rows(res: Results) -> list[list[str]]:
     return rows
 
 
-
-
 def target_rows(res: Results) -> list[list[Any]]:
     """[case, what, target, measured, met, value] per measured figure that the issue sets a target for."""
     out: list[list[Any]] = []
@@ -699,8 +700,7 @@ def report_json(res: Results, meta: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    summary = (__doc__ or "").partition("\n")[0]
-    parser = argparse.ArgumentParser(description=summary, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = new_parser(__doc__)
     parser.add_argument(
         "--quick",
         action="store_true",
@@ -720,7 +720,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="registrations per side and in-process verifications (the first is reported apart; default 5); "
         "whole `custody model verify` processes: min(N, 3)",
     )
-    parser.add_argument("--only", metavar="KEYS", help=f"a subset of cases: {','.join(CASES)}")
+    add_only_option(parser, CASES)
     parser.add_argument(
         "--profile",
         action="store_true",
@@ -736,9 +736,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         parser.error("--verify-rows must be at least 1000")
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
-    args.cases = [c.strip() for c in args.only.split(",") if c.strip()] if args.only else list(CASES)
-    if unknown := set(args.cases) - set(CASES):
-        parser.error(f"unknown case(s): {', '.join(sorted(unknown))}; choose from {', '.join(CASES)}")
+    args.cases = chosen_cases(parser, args.only, CASES)
     return args
 
 
