@@ -36,6 +36,11 @@ class Job:
     key_rows: list[int]
     keys: dict[int, bytes]
 
+    @property
+    def subject_ids(self) -> list[int | None]:
+        """The subject row of each decision for the index (None where it has no subject)."""
+        return [r if s is not None else None for r, s in zip(self.key_rows, self.batch.subjects, strict=True)]
+
 
 @dataclass(frozen=True)
 class Sealed:

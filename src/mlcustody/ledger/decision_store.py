@@ -16,7 +16,6 @@ leaves plus the tile roots (``tlog.TiledTree``), whatever the log's size.
 
 from __future__ import annotations
 
-import bisect
 import hashlib
 import io
 from collections import defaultdict
@@ -258,10 +257,10 @@ def rows(conn: Connection, positions: Sequence[int], columns: Sequence[str] | No
     """The stored rows at ``positions`` (in that order), decoding only the row groups that hold them."""
     names = list(columns or SCHEMA.names)
     read = names if "position" in names else ["position", *names]
-    firsts = sorted(conn.execute(sa.select(decision_segments.c.first)).scalars())
+    holder = sa.select(sa.func.max(decision_segments.c.first)).where(decision_segments.c.first <= sa.bindparam("p"))
     by_segment: dict[int, set[int]] = defaultdict(set)
-    for position in positions:
-        by_segment[firsts[bisect.bisect_right(firsts, position) - 1]].add(position)
+    for position in positions:  # one index seek each, whatever the number of segments
+        by_segment[conn.execute(holder, {"p": position}).scalar_one()].add(position)
     parts = [SCHEMA.empty_table().select(read)]
     for first, wanted in by_segment.items():
         data = conn.execute(sa.select(decision_segments.c.data).where(decision_segments.c.first == first)).scalar_one()
@@ -303,16 +302,13 @@ def scan(conn: Connection, columns: Sequence[str], keep: Callable[[pa.Table], pa
 
 def segments(conn: Connection, columns: Sequence[str] | None = None) -> Iterator[tuple[int, int, pa.Table | None]]:
     """Every segment in log order as (first, count, rows); rows is None for a blob that cannot be read."""
-    query = sa.select(decision_segments.c.first).order_by(decision_segments.c.first)
-    for first in list(conn.execute(query).scalars()):
-        row = conn.execute(
-            sa.select(decision_segments.c.rows, decision_segments.c.data).where(decision_segments.c.first == first)
-        ).one()
+    query = sa.select(decision_segments.c.first, decision_segments.c.rows, decision_segments.c.data)
+    for row in conn.execution_options(yield_per=8).execute(query.order_by(decision_segments.c.first)):
         try:
             table: pa.Table | None = decode(bytes(row.data), columns)
         except (pa.ArrowInvalid, OSError):
             table = None
-        yield first, row.rows, table
+        yield row.first, row.rows, table
 
 
 def tree(conn: Connection, size: int) -> tlog.TiledTree:

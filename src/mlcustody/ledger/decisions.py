@@ -405,12 +405,9 @@ class DecisionLog:
                 stored: Future[None] | None = None
                 for job, sealed in decision_seal.seal_all(pool, work):
                     frontier.extend(sealed.leaf_list())
-                    subject_ids = [
-                        r if s is not None else None for r, s in zip(job.key_rows, job.batch.subjects, strict=True)
-                    ]
                     tiles = frontier.take(decision_store.TILE_HEIGHT)
                     segment = decision_store.Segment(
-                        job.first, sealed.data, job.batch.ids, subject_ids, frontier.packed(), tiles
+                        job.first, sealed.data, job.batch.ids, job.subject_ids, frontier.packed(), tiles
                     )
                     if stored is not None:
                         stored.result()
@@ -418,7 +415,7 @@ class DecisionLog:
                 if stored is not None:
                     stored.result()
                 decision_store.merge_postings(conn)
-                if frontier.size - _sealed(conn) >= self._checkpoint_every:
+                if frontier.size - (_sealed(conn) or 0) >= self._checkpoint_every:
                     self._insert_checkpoint(conn, frontier)
             except BaseException:
                 self._frontier = None  # the transaction rolls back: read the tail again next time
@@ -434,7 +431,8 @@ class DecisionLog:
     def _checkpoint_now(self) -> None:
         with self.db.write() as conn:
             frontier = self._resume(conn)
-            if frontier.size > _sealed(conn) or not _has_checkpoint(conn):
+            sealed = _sealed(conn)
+            if sealed is None or frontier.size > sealed:  # an empty log gets its checkpoint of size 0 too
                 self._insert_checkpoint(conn, frontier)
         self._last_checkpoint = clock.monotonic()
 
@@ -463,9 +461,7 @@ def _existing(conn: Connection, ids: Sequence[str]) -> set[str]:
     return found
 
 
-def _sealed(conn: Connection) -> int:
-    return int(conn.execute(sa.select(sa.func.coalesce(sa.func.max(checkpoints.c.size), 0))).scalar_one())
-
-
-def _has_checkpoint(conn: Connection) -> bool:
-    return conn.execute(sa.select(checkpoints.c.size).limit(1)).first() is not None
+def _sealed(conn: Connection) -> int | None:
+    """The size of the latest checkpoint (None: no checkpoint yet)."""
+    found = conn.execute(sa.select(sa.func.max(checkpoints.c.size))).scalar()
+    return None if found is None else int(found)
