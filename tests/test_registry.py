@@ -147,8 +147,8 @@ def test_bad_registry_input_is_refused(cli: Cli, monkeypatch: pytest.MonkeyPatch
     finally:
         ws.close()
     for args, message in [
-        (("model", "register", "credit", "--run", run.id), "has no model output"),
-        (("model", "register", "credit"), "give either a run or a model path"),
+        (("model", "register", "credit", "--run", run.id), "wrote no model (it wrote nothing)"),
+        (("model", "register", "credit"), "give a run or a model path"),
         (("model", "show", "nosuch"), "no registered model named 'nosuch'"),
         (("model", "verify", "credit:production"), "no alias"),
         (("model", "alias", "credit", "production", "1", "--reason", "ok"), "no registered model named 'credit'"),

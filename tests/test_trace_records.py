@@ -176,6 +176,7 @@ def test_the_human_trace_lists_the_records_with_their_first_raw_line(traced: tup
             f"{influence.delta:+.4g}",
             str(data["approved"][influence.index]),
             source,
+            "tracked",  # followed through the SDK's _rid links, not inferred ones
         ]
 
 

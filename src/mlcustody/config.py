@@ -10,6 +10,12 @@ database without editing it. Recognised settings (see docs/cli.md, section Confi
 
     [capture]
     env = ["MY_SEED"]          # environment variables runs record, besides the built-in allow-list
+    store_max_bytes = 1073741824   # files a run reads or writes above this stay digest-only (default: none)
+    ignore = ["scratch/**"]    # more patterns of files kept digest-only (besides .git, virtualenvs, caches)
+    keys = ["loan_id"]         # record key columns of captured tables, when present and unique
+    records = true             # record manifests and inferred record links for captured tables
+    records_max_bytes = 536870912  # … for tables up to this size (default 512 MiB)
+    records_max_files = 32     # … when a run reads and writes at most this many tables
 
 ``CUSTODY_DB_URL``, ``CUSTODY_LINK_MODE`` and ``CUSTODY_ACTOR`` override the file.
 """
@@ -28,6 +34,42 @@ STORE_DIRNAME = ".custody"
 CONFIG_FILENAME = "config.toml"
 LINK_MODES = ("copy", "hardlink", "symlink", "reflink")
 _KNOWN_KEYS = {"db_url", "link_mode", "actor"}
+# Files under these patterns are hashed but neither stored nor versioned when a run touches them:
+# version control, virtual environments, caches. ``[capture] ignore`` adds to them.
+DEFAULT_IGNORE = (
+    ".git/**",
+    "**/.git/**",
+    ".venv/**",
+    "venv/**",
+    "**/site-packages/**",
+    "**/__pycache__/**",
+    "**/.ipynb_checkpoints/**",
+    ".cache/**",
+    "**/.pytest_cache/**",
+    "**/.mypy_cache/**",
+    "**/.ruff_cache/**",
+    "**/node_modules/**",
+)
+_CAPTURE_KEYS = {"env", "store_max_bytes", "ignore", "keys", "records", "records_max_bytes", "records_max_files"}
+
+
+@dataclass(frozen=True)
+class CapturePolicy:
+    """What ``custody run`` does with the files a command reads and writes (``[capture]``).
+
+    Every file under the workspace becomes an artifact version, stored in the store, unless it is
+    larger than ``store_max_bytes`` or matches an ``ignore`` pattern: then only its digest is kept.
+    Tables (CSV, Parquet, JSON Lines, Arrow) also get a record manifest and inferred record links
+    while they and their number stay within ``records_max_bytes`` and ``records_max_files``: the
+    limits keep a job over thousands of shards from paying a manifest per shard.
+    """
+
+    store_max_bytes: int | None = None
+    ignore: tuple[str, ...] = DEFAULT_IGNORE
+    keys: tuple[str, ...] = ()
+    records: bool = True
+    records_max_bytes: int = 512 * 1024 * 1024
+    records_max_files: int = 32
 
 
 @dataclass(frozen=True)
@@ -39,6 +81,7 @@ class Config:
     link_mode: str
     actor: str
     capture_env: tuple[str, ...] = ()
+    capture: CapturePolicy = CapturePolicy()
 
     @property
     def store_dir(self) -> Path:
@@ -93,16 +136,17 @@ def load(root: Path) -> Config:
         raise ConfigError(f"cannot read {path}: {exc}") from exc
     core, capture = data.get("core", {}), data.get("capture", {})
     sections_ok = isinstance(core, dict) and isinstance(capture, dict)
-    if not sections_ok or set(data) - {"core", "capture"} or set(core) - _KNOWN_KEYS or set(capture) - {"env"}:
+    if not sections_ok or set(data) - {"core", "capture"} or set(core) - _KNOWN_KEYS or set(capture) - _CAPTURE_KEYS:
         unknown = sorted(
             (set(data) - {"core", "capture"})
             | (set(core) - _KNOWN_KEYS if isinstance(core, dict) else set())
-            | ({f"capture.{k}" for k in capture} - {"capture.env"} if isinstance(capture, dict) else set())
+            | ({f"capture.{k}" for k in set(capture) - _CAPTURE_KEYS} if isinstance(capture, dict) else set())
         )
-        raise ConfigError(f"{path} has unknown settings {unknown}; known: [core] {sorted(_KNOWN_KEYS)}, [capture] env")
-    capture_env = capture.get("env", [])
-    if not isinstance(capture_env, list) or not all(isinstance(name, str) for name in capture_env):
-        raise ConfigError(f'{path}: [capture] env must be a list of variable names, e.g. env = ["MY_SEED"]')
+        raise ConfigError(
+            f"{path} has unknown settings {unknown}; "
+            f"known: [core] {sorted(_KNOWN_KEYS)}, [capture] {sorted(_CAPTURE_KEYS)}"
+        )
+    capture_env = _names(capture, "env", path, 'env = ["MY_SEED"]')
     settings = {key: str(value) for key, value in core.items()}
     for key in _KNOWN_KEYS:
         env = os.environ.get(f"CUSTODY_{key.upper()}")
@@ -116,7 +160,36 @@ def load(root: Path) -> Config:
         db_url=settings.get("db_url") or default_db_url(root),
         link_mode=link_mode,
         actor=settings.get("actor") or _login_name(),
-        capture_env=tuple(capture_env),
+        capture_env=capture_env,
+        capture=_capture_policy(capture, path),
+    )
+
+
+def _names(section: dict[str, object], key: str, path: Path, example: str) -> tuple[str, ...]:
+    value = section.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(name, str) for name in value):
+        raise ConfigError(f"{path}: [capture] {key} must be a list of strings, e.g. {example}")
+    return tuple(value)
+
+
+def _capture_policy(section: dict[str, object], path: Path) -> CapturePolicy:
+    default = CapturePolicy()
+    sizes: dict[str, int | None] = {}
+    for key in ("store_max_bytes", "records_max_bytes", "records_max_files"):
+        value = section.get(key, getattr(default, key))
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+            raise ConfigError(f"{path}: [capture] {key} must be a whole number ≥ 0, e.g. {key} = 1000000")
+        sizes[key] = value
+    records = section.get("records", True)
+    if not isinstance(records, bool):
+        raise ConfigError(f"{path}: [capture] records must be true or false")
+    return CapturePolicy(
+        store_max_bytes=sizes["store_max_bytes"],
+        ignore=DEFAULT_IGNORE + _names(section, "ignore", path, 'ignore = ["scratch/**"]'),
+        keys=_names(section, "keys", path, 'keys = ["loan_id"]'),
+        records=records,
+        records_max_bytes=sizes["records_max_bytes"] or 0,
+        records_max_files=sizes["records_max_files"] or 0,
     )
 
 

@@ -28,7 +28,7 @@ from mlcustody._canonical import canonical_json, utc_now
 from mlcustody.capture import context, iolog
 from mlcustody.config import Config
 from mlcustody.errors import PathError, UsageError
-from mlcustody.metadata import run_values
+from mlcustody.metadata import artifacts, run_values
 from mlcustody.storage import snapshot
 from mlcustody.storage.objects import ObjectStore
 from mlcustody.storage.statcache import StatCache
@@ -48,7 +48,7 @@ class Launch:
     started_at: str
     code: context.Code
     inputs: list[tuple[str, snapshot.Snapshot]]  # declared inputs, stored before the command ran
-    outputs: list[str]
+    outputs: dict[str, str | None]  # declared outputs and the type given with PATH:TYPE
     log: Path
     child: subprocess.Popen[bytes]
     received: list[int] = field(default_factory=list)
@@ -108,7 +108,7 @@ def start(
         run_values.validate_key(key, "param")
         run_values.param_text(key, value)
     declared_in = [cfg.relpath(p) for p in inputs]
-    declared_out = [cfg.relpath(p) for p in outputs]
+    declared_out = dict(_typed_output(cfg, str(p)) for p in outputs)
     for rel in declared_in:
         if not (cfg.root / rel).exists():
             raise PathError(f"input {rel} does not exist", hint="create it first, or drop --in")
@@ -137,6 +137,18 @@ def stopped_on_error(launch: Launch) -> Iterator[Launch]:
     except BaseException:
         launch.stop()
         raise
+
+
+def _typed_output(cfg: Config, given: str) -> tuple[str, str | None]:
+    """``PATH`` or ``PATH:TYPE`` (``--out model.bin:model``) → (workspace path, type or None)."""
+    path, colon, kind = given.rpartition(":")
+    if colon and kind in artifacts.TYPES and path:
+        return cfg.relpath(path), kind
+    if colon and path and "/" not in kind and not Path(given).exists():
+        raise UsageError(
+            f"--out {given}: unknown type {kind!r}", hint=f"use PATH:TYPE with one of {', '.join(artifacts.TYPES)}"
+        )
+    return cfg.relpath(given), None
 
 
 def _entry_script(command: Sequence[str]) -> Path | None:

@@ -192,11 +192,17 @@ def _label(table: pa.Table, ref: str, ids: list[str], features: list[str], label
             raise UsageError(f"{ref} has no column {label!r}", hint=f"choose one of {', '.join(choices)}")
         return label
     skip = {ID_COLUMN, *ids, *frames.id_columns(table), *features}
-    left: list[str] = [c for c in table.column_names if c not in skip]
+    left: list[str] = [c for c in table.column_names if c not in skip and not _identifier(table.column(c))]
     if len(left) == 1:
         return left[0]
     found = f"candidates: {', '.join(left)}" if left else "no column is left besides the features and record keys"
     raise UsageError(f"cannot tell which column of {ref} is the label ({found})", hint="name it with --label COL")
+
+
+def _identifier(column: pa.ChunkedArray) -> bool:
+    """A text column with a distinct value on every row names records (an application id), it labels none."""
+    text = pa.types.is_string(column.type) or pa.types.is_large_string(column.type)
+    return text and len(column) > 1 and column.null_count == 0 and len(column.unique()) == len(column)
 
 
 def _traced(

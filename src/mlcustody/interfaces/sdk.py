@@ -278,7 +278,7 @@ class Workspace:
             raise UsageError("--name applies to a single path", hint="add the paths one at a time")
         artifacts.validate_type(type)
         targets = [(Path(p), self.relpath(p)) for p in paths]
-        names = [name or default_name(path, rel) for path, rel in targets]
+        names = [name or artifacts.default_name(path, rel) for path, rel in targets]
         for (path, _), chosen in zip(targets, names, strict=True):  # checked before anything is stored
             if not os.access(path, os.R_OK):
                 raise PathError(f"{path} does not exist" if not path.exists() else f"cannot read {path}")
@@ -607,15 +607,15 @@ class Workspace:
         from mlcustody.ledger import attestation, keys
         from mlcustody.ledger import registry as model_registry
 
-        if (run is None) == (path is None):
-            raise UsageError("give either a run or a model path", hint="custody model register NAME --run RUN")
+        if run is None and path is None:
+            raise UsageError("give a run or a model path", hint="custody model register NAME --run RUN [--path FILE]")
         model_registry.validate_name(name)
-        if path is not None:
+        if path is not None and run is None:
             model = self.current_version(Path(path)) or self.add([Path(path)], type="model")[0].version
         with self.db.read() as conn:
             run_id: str | None = model.meta.get("run") if run is None else runs.resolve(conn, run)
             if run is not None and run_id is not None:
-                model = model_registry.model_of_run(conn, run_id)
+                model = model_registry.model_of_run(conn, run_id, self.relpath(path) if path is not None else None)
             prepared = model_registry.prepare(conn, self.objects, name, model, run_id)
             signer = keys.signer(conn, self.config.store_dir, key)
         signature = signer.sign(attestation.pae(attestation.PAYLOAD_TYPE, prepared.statement))
@@ -826,21 +826,34 @@ class Workspace:
         from mlcustody.lineage import graph
 
         with self.db.read() as conn:
-            return graph.walk(conn, ref, direction=direction, depth=depth)
+            return graph.walk(conn, self._lineage_origin(conn, ref), direction=direction, depth=depth)
+
+    def _lineage_origin(self, conn: sa.Connection, ref: str) -> str:
+        """A version, a run, or a registered model (``credit@1``, ``credit:production``) as its artifact."""
+        from mlcustody.ledger import registry
+        from mlcustody.lineage import graph
+
+        try:
+            return graph.resolve(conn, ref)
+        except UnknownRef as missing:
+            try:
+                return registry.get(conn, ref).artifact
+            except UnknownRef:
+                raise missing from None
 
     def lineage_digest(self, ref: str) -> str:
         """The Merkle digest of everything upstream of a version or run (what an attestation signs)."""
         from mlcustody.lineage import graph
 
         with self.db.read() as conn:
-            return graph.lineage_digest(conn, ref)
+            return graph.lineage_digest(conn, self._lineage_origin(conn, ref))
 
     def column_lineage(self, ref: str, column: str, *, depth: int | None = None) -> lineage_graph.ColumnLineage:
         """The input columns one column of a version was computed from, back to its source columns."""
         from mlcustody.lineage import graph
 
         with self.db.read() as conn:
-            return graph.columns(conn, ref, column, depth=depth)
+            return graph.columns(conn, self._lineage_origin(conn, ref), column, depth=depth)
 
     # -- keys ----------------------------------------------------------------------------------------
 
@@ -862,8 +875,9 @@ class Workspace:
         with self.db.read() as conn:
             return keys.listing(conn)
 
-    def key(self, ref: str) -> keys.KeyInfo:
-        """The key a name (its active key, else its newest), a keyid or a keyid prefix names."""
+    def key(self, ref: str | None = None) -> keys.KeyInfo:
+        """The key a name (its active key, else its newest), a keyid or a keyid prefix names; by default
+        the active key that signs attestations."""
         from mlcustody.ledger import keys
 
         with self.db.read() as conn:
@@ -910,16 +924,6 @@ class Workspace:
         with self._lock(exclusive=True):
             found = gc.plan(self.db, self.objects)
             return found, gc.collect(self.objects, found)
-
-
-def default_name(path: Path, rel: str) -> str:
-    """A directory is named by its path, a file by its path without the extension (loans.csv → loans)."""
-    if path.is_dir():
-        return rel
-    stem = rel.rsplit("/", 1)[-1]
-    if "." in stem.lstrip("."):
-        return rel[: rel.rindex(".")]
-    return rel
 
 
 def _record_files(rel: str, entries: tuple[Entry, ...], fmt: str | None) -> tuple[str, list[Entry]]:

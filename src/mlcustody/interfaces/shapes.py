@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 from mlcustody._canonical import json_number
 
+CAPTURE_TAG = "custody.capture"  # the tag `custody run` writes its capture report to (interfaces.run_files)
+
 if TYPE_CHECKING:  # the CLI imports this module before it knows whether it needs the database layer
     from mlcustody.checks import Problem
     from mlcustody.errors import CustodyError
@@ -32,7 +34,7 @@ if TYPE_CHECKING:  # the CLI imports this module before it knows whether it need
     from mlcustody.ledger.decision_queries import Decision, Receipt
     from mlcustody.ledger.keys import KeyChange, KeyInfo
     from mlcustody.ledger.registry import AliasMove, ModelVersion
-    from mlcustody.lineage.graph import ColumnLineage, Graph
+    from mlcustody.lineage.graph import ColumnLineage, Graph, Node
     from mlcustody.lineage.records import RecordNode, Trace
     from mlcustody.metadata.artifacts import ArtifactVersion
     from mlcustody.metadata.audit import Event
@@ -155,6 +157,9 @@ FIELDS: dict[str, dict[str, str]] = {
         "hardware, container, files: {name: digest}, variables}; null while running or when the run was killed",
         "processes": "commands the run started (argv lists)",
         "children": "ids of runs started inside this one",
+        "capture": "what `custody run` could not make whole versions of, or null: {files: [{path, role, state: "
+        "deleted|changed|unstable|digest-only, why}], manifests: [{path, key, manifest, count, why}], links: [{output, "
+        "input, relation: inferred-key|inferred-fingerprint|null, method, columns, matched, …}], notes: [text]}",
     },
     "runs": {"runs": "list of run summary (as in run.run), newest first unless --sort"},
     "trace_record": {
@@ -173,7 +178,10 @@ FIELDS: dict[str, dict[str, str]] = {
         "run": "summary of the training run (as in run.run), or null",
         "code": "the run's code record (git commit, branch, remote, dirty diff, entry script), or null",
         "environment": "{python, packages (count), os} of the run, or null",
-        "datasets": "resolved dependencies the attestation names: list of {name, uri, digest, annotations}",
+        "datasets": "training inputs the attestation names: list of {name, uri, digest, annotations: {type, kind, "
+        "role: input, learnt: captured|declared|sdk, recordManifest, records}}; a digest-only file has a file: uri",
+        "sources": "raw sources at the roots of the model's lineage the attestation names (annotations.role "
+        "raw-source): list of {name, uri, digest, annotations}",
         "envelope": "with --attestation: the DSSE envelope as stored (payload is the in-toto Statement), else null",
     },
     "models": {"models": "list of model version (as in model.model)"},
@@ -214,6 +222,8 @@ FIELDS: dict[str, dict[str, str]] = {
         "edges": "list of {source, target, kind: used|generated|derived_from|associated_with, run (the run between "
         "the entities of a derived_from), relation (record lineage: map, filter, join, …)}, each from effect to "
         "cause; empty with --column",
+        "sources": "raw sources at the roots of the upstream graph (nothing recorded made them): list of {id, kind: "
+        "artifact|file, path, version, digest}; empty when not walking up",
         "columns": "with --column: {origin: {artifact, column}, hops: list of {distance, run, output, input}, sources "
         "(columns computed from nothing recorded), unexplored (left at the depth limit)}, else null",
     },
@@ -283,13 +293,14 @@ FIELDS: dict[str, dict[str, str]] = {
         "run": "the training run (as in run.run), or null",
         "code": "the run's code record, or null",
         "environment": "{python, packages (count), os} of the run, or null",
-        "datasets": "datasets the attestation names: list of {name, uri, digest, annotations: {recordManifest: "
-        "{blake3, sha256}, records, type, kind}}",
+        "datasets": "training inputs the attestation names (as in model.datasets)",
+        "sources": "raw sources at the roots of the model's lineage (as in model.sources)",
         "records": "with --records N: {dataset (the training set attributed over, NAME@VERSION), features, label "
         "(column names), method, measure (what delta and prediction mean), prediction (the model's own output), "
         "top: list of {rank, record_id, delta (signed), label, features ({column: value}), sources (the raw "
-        "records it came from: {ref, record_id, source (file:LINE or file#ROW)}), trace (the record followed "
-        "back, as a trace node of trace_record)}}, largest |delta| first; else null",
+        "records it came from: {ref, record_id, source (file:LINE or file#ROW)}), reached_through (tracked | "
+        "inferred | mixed | none: the kind of record links followed), trace (the record followed back, as a trace "
+        "node of trace_record)}}, largest |delta| first; else null",
     },
     "decision_forget": {
         "subject": "the subject id given",
@@ -459,7 +470,14 @@ def run(details: RunDetails) -> dict[str, Any]:
         environment=details.environment,
         processes=item.end.processes if item.end else [],
         children=details.children,
+        capture=capture_report(item),
     )
+
+
+def capture_report(item: Run) -> dict[str, Any] | None:
+    """The run's ``custody.capture`` tag (files kept digest-only, manifests, inferred links, notes), parsed."""
+    text = item.tags.get(CAPTURE_TAG)
+    return json.loads(text) if text else None
 
 
 def run_diff(a: RunDetails, b: RunDetails, differences: dict[str, Any]) -> dict[str, Any]:
@@ -519,9 +537,20 @@ def model(details: ModelDetails, with_envelope: bool) -> dict[str, Any]:
         }
         if environment
         else None,
-        datasets=[d for d in dependencies if str(d.get("uri", "")).startswith("mlcustody:artifact/")],
+        datasets=[d for d in dependencies if _role(d) == "input"],
+        sources=[d for d in dependencies if _role(d) == "raw-source"],
         envelope=json.loads(details.envelope) if with_envelope else None,
     )
+
+
+def _role(dependency: dict[str, Any]) -> str | None:
+    """What an attested dependency is to the model: a training ``input``, a ``raw-source`` upstream, or
+    neither (code, environment). Attestations made before roles were written name inputs by URI only."""
+    annotations = dependency.get("annotations") or {}
+    uri = str(dependency.get("uri", ""))
+    if "role" in annotations:
+        return str(annotations["role"])
+    return "input" if uri.startswith("mlcustody:artifact/") else None
 
 
 def model_alias(name: str, move: AliasMove) -> dict[str, Any]:
@@ -597,8 +626,21 @@ def lineage(
         lineage_digest=digest,
         nodes=graph["nodes"],
         edges=graph["edges"],
+        sources=[source_node(n) for n in found.sources()] if found is not None and found.up else [],
         columns=export.columns_dict(columns) if columns is not None else None,
     )
+
+
+def source_node(node: Node) -> dict[str, Any]:
+    """A raw source at the root of a lineage graph: what it is and the digest of its bytes."""
+    a = node.attributes
+    return {
+        "id": node.id,
+        "kind": node.kind,
+        "path": a.get("path"),
+        "version": a.get("version"),
+        "digest": a.get("digest"),
+    }
 
 
 def export_bundle(found: Exported) -> dict[str, Any]:
@@ -683,8 +725,22 @@ def trace_decision(found: DecisionTrace) -> dict[str, Any]:
         code=details["code"],
         environment=details["environment"],
         datasets=details["datasets"],
+        sources=details["sources"],
         records=_decision_records(found.records) if found.records is not None else None,
     )
+
+
+def _link_kinds(node: RecordNode) -> str:
+    """How a record was followed back: ``tracked`` links (``_rid``, declared), ``inferred`` ones (shared
+    keys or fingerprints of a plain script), ``mixed``, or ``none`` (it is itself a raw record)."""
+    kinds: set[str] = set()
+    pending = [node]
+    while pending:
+        current = pending.pop()
+        if current.step is not None:
+            kinds.add("inferred" if current.step.relation.startswith("inferred-") else "tracked")
+        pending.extend(current.links)
+    return "mixed" if len(kinds) > 1 else next(iter(kinds), "none")
 
 
 def _decision_records(found: DecisionRecords) -> dict[str, Any]:
@@ -696,6 +752,7 @@ def _decision_records(found: DecisionRecords) -> dict[str, Any]:
             "label": item.label,
             "features": item.features,
             "sources": [{"ref": n.ref, "record_id": n.record_id, "source": n.source} for n in item.sources],
+            "reached_through": _link_kinds(item.trace),
             "trace": _trace_node(item.trace),
         }
         for item in found.records

@@ -31,14 +31,12 @@ from mlcustody.capture import context, iolog, models
 from mlcustody.capture.launch import Launch
 from mlcustody.capture.writer import RunWriter
 from mlcustody.errors import CustodyError, UsageError
-from mlcustody.metadata import artifacts, audit, run_values, runs
+from mlcustody.interfaces import run_files, shapes
+from mlcustody.metadata import audit, run_values, runs
 from mlcustody.metadata.artifacts import ArtifactVersion
 from mlcustody.metadata.runs import IO, Metric, RunEnd, RunStart
-from mlcustody.storage import manifest, snapshot
 
 if TYPE_CHECKING:
-    from sqlalchemy.engine import Connection
-
     from mlcustody.interfaces.record_lineage import RecordLineage
     from mlcustody.interfaces.sdk import Workspace
 
@@ -325,20 +323,15 @@ def finish_command(ws: Workspace, launch: Launch) -> CommandResult:
     writer = RunWriter(ws.db, start.id)
     for key, value in launch.params.items():
         writer.param(key, value)
-    with ws.db.read() as conn:
-        for rel, snap in launch.inputs:
-            version = artifacts.latest_at_path(conn, rel)
-            ref = version.ref if version is not None and version.digest == snap.digest else None
-            writer.io(IO("input", rel, snap.kind, snap.digest, snap.size, ref, "declared"))
     exit_status, signalled = launch.wait()
     captured = iolog.read_log(launch.log, ws.root)
-    declared = {rel for rel, _ in launch.inputs} | set(launch.outputs)
-    for item in _captured_io(ws, captured, declared):
+    versioned = run_files.version_files(ws, start.id, _seen(launch, captured))
+    for item in versioned.io:
         writer.io(item)
-    for rel in launch.outputs:
-        if (ws.root / rel).exists():
-            version = ws.add([ws.root / rel], generated_by=start.id)[0].version
-            writer.io(_io_of(version, "output", "declared"))
+    writer.lineage(versioned.links, [])
+    report = versioned.report()
+    if report is not None:
+        writer.tag(shapes.CAPTURE_TAG, report)
     writer.close()
     interpreter = captured.interpreters[0] if captured.interpreters else None
     environment = ws.store_json(context.capture_environment(ws.root, interpreter, ws.config.capture_env))
@@ -349,6 +342,21 @@ def finish_command(ws: Workspace, launch: Launch) -> CommandResult:
         return CommandResult(runs.get(conn, start.id), exit_status)
 
 
+def _seen(launch: Launch, captured: iolog.Captured) -> list[run_files.Seen]:
+    """Every file of the run: declared inputs, then what the process read and wrote, then declared
+    outputs; a path declared with --in/--out is recorded as declared, not as captured."""
+    declared = {rel for rel, _ in launch.inputs} | set(launch.outputs)
+    found = [run_files.Seen(rel, "input", "declared", digest=snap.digest) for rel, snap in launch.inputs]
+    found += [
+        run_files.Seen(rel, "input", "captured", opened=captured.reads[rel])
+        for rel in sorted(captured.reads)
+        if rel not in declared
+    ]
+    found += [run_files.Seen(rel, "output", "captured") for rel in sorted(captured.writes) if rel not in declared]
+    found += [run_files.Seen(rel, "output", "declared", type=kind) for rel, kind in launch.outputs.items()]
+    return found
+
+
 def _command_outcome(exit_status: int, signalled: bool) -> tuple[str, str]:
     if signalled:
         name = signal.Signals(exit_status - 128).name if 128 < exit_status < 160 else f"status {exit_status}"
@@ -356,69 +364,6 @@ def _command_outcome(exit_status: int, signalled: bool) -> tuple[str, str]:
     if exit_status == 0:
         return "finished", ""
     return "failed", f"exited with status {exit_status}"
-
-
-def _captured_io(ws: Workspace, captured: iolog.Captured, declared: set[str]) -> list[IO]:
-    """Files the process read (stored if unchanged since it opened them) and wrote (stored as they are);
-    paths declared with --in/--out are recorded as declared instead."""
-    reads = [rel for rel in sorted(captured.reads) if rel not in declared]
-    writes = [rel for rel in sorted(captured.writes) if rel not in declared and (ws.root / rel).is_file()]
-    unchanged = [rel for rel in reads if captured.reads[rel].unchanged(ws.root / rel)]
-    stored = dict(
-        zip(
-            unchanged + writes,
-            snapshot.take_files([ws.root / r for r in unchanged + writes], objects=ws.objects, cache=ws.cache),
-            strict=True,
-        )
-    )
-    ws.objects.barrier()
-    found = []
-    with ws.db.read() as conn:
-        linker = _ArtifactLinker(ws, conn, reads + writes)
-        for rel in reads:
-            digest_size = stored.get(rel) if rel in unchanged else None
-            digest, size = digest_size or (None, captured.reads[rel].size)
-            found.append(IO("input", rel, "file", digest, size, linker.ref(rel, digest), "captured"))
-        for rel in writes:
-            if stored.get(rel) is None:
-                continue
-            digest, size = stored[rel]  # type: ignore[misc]
-            found.append(IO("output", rel, "file", digest, size, linker.ref(rel, digest), "captured"))
-    return found
-
-
-class _ArtifactLinker:
-    """Which artifact version holds a file with given bytes: a version at its path, or a version of a
-    directory above it (newest first), so a run that read an older checkout links to that version."""
-
-    def __init__(self, ws: Workspace, conn: Connection, rels: Sequence[str]) -> None:
-        self.ws = ws
-        self._versions: dict[str, list[tuple[str, dict[str, str]]]] = {}
-        candidates = {"/".join(rel.split("/")[:depth]) for rel in rels for depth in range(1, rel.count("/") + 2)}
-        found = artifacts.at_paths(conn, sorted(candidates))  # one query, not one per file
-        for path in candidates:
-            self._versions[path] = [self._files(version) for version in found.get(path, [])]
-
-    def ref(self, rel: str, digest: str | None) -> str | None:
-        if digest is None:
-            return None
-        parts = rel.split("/")
-        for depth in range(len(parts), 0, -1):
-            inside = "/".join(parts[depth:]) or None
-            for ref, files in self._at("/".join(parts[:depth])):
-                if files.get(inside or "") == digest:
-                    return ref
-        return None
-
-    def _at(self, path: str) -> list[tuple[str, dict[str, str]]]:
-        return self._versions.get(path, [])
-
-    def _files(self, version: ArtifactVersion) -> tuple[str, dict[str, str]]:
-        """(ref, {path inside: digest}) of a version; a file's own entry is keyed ""."""
-        if version.kind == "file":
-            return version.ref, {"": version.digest}
-        entries = manifest.decode(self.ws.objects.read_bytes(version.digest))
-        return version.ref, {e.path: e.digest for e in entries}
 
 
 # -- shared pieces -----------------------------------------------------------------------------------

@@ -220,8 +220,11 @@ def listing(conn: Connection) -> list[KeyInfo]:
     return _select(conn)
 
 
-def get(conn: Connection, ref: str) -> KeyInfo:
-    """The key a name (its active key, else its newest), a keyid or a keyid prefix names."""
+def get(conn: Connection, ref: str | None) -> KeyInfo:
+    """The key a name (its active key, else its newest), a keyid or a keyid prefix names; None: the
+    active key that signs attestations by default."""
+    if ref is None:
+        return _active(conn, None)
     named = _select(conn, signing_keys.c.name == ref)
     if named:
         active = [k for k in named if k.status == "active"]

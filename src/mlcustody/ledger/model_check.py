@@ -108,8 +108,9 @@ def _provenance(
     found = []
     if lineage != version.lineage_digest:
         found.append(("lineage_modified", f"lineage digest is {lineage[:16]}, attested {version.lineage_digest[:16]}"))
-    now = registry.provenance(conn, objects, model, run, lineage)
     signed = statement.get("predicate", {})
+    format = _at(signed, "buildDefinition", "internalParameters", "provenanceFormat")
+    now = registry.provenance(conn, objects, model, run, lineage, format if isinstance(format, int) else 1)
     for section, label in (("resolvedDependencies", "dependency"), ("byproducts", "byproduct")):
         before, after = _named(signed, section), _named(now, section)
         for name in sorted(set(before) | set(after)):
@@ -137,6 +138,8 @@ def _describe(before: dict[str, Any] | None, after: dict[str, Any] | None) -> st
         return "not in the attestation"
     if after is None:
         return "attested but no longer in the store"
+    if before.get("digest") == after.get("digest"):
+        return f"now {json.dumps(after.get('annotations'))}, attested {json.dumps(before.get('annotations'))}"
     return f"now {json.dumps(after.get('digest'))}, attested {json.dumps(before.get('digest'))}"
 
 

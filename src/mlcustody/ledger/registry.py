@@ -87,21 +87,31 @@ def validate_name(name: str) -> str:
     return name
 
 
-def model_of_run(conn: Connection, run_id: str) -> ArtifactVersion:
-    """The one model version a run generated."""
-    query = sa.select(run_io.c.artifact).where(
-        run_io.c.run_id == run_id, run_io.c.role == "output", run_io.c.artifact.is_not(None)
-    )
-    found = [v for v in (refs.resolve(conn, ref) for ref in conn.execute(query).scalars()) if v.type == "model"]
+def model_of_run(conn: Connection, run_id: str, path: str | None = None) -> ArtifactVersion:
+    """The model version a run generated: its one model output, or the output at ``path``."""
+    query = sa.select(run_io.c.path, run_io.c.artifact).where(run_io.c.run_id == run_id, run_io.c.role == "output")
+    rows = list(conn.execute(query.order_by(run_io.c.path)))
+    written = {row.path: refs.resolve(conn, row.artifact) if row.artifact else None for row in rows}
+    listed = ", ".join(f"{p} ({v.type})" if v else f"{p} (not versioned)" for p, v in written.items()) or "nothing"
+    if path is not None:
+        chosen = written.get(path)
+        if chosen is None:
+            raise UsageError(f"run {run_id} did not write a version of {path} (it wrote {listed})", hint=_PICK)
+        return chosen
+    found = [v for v in written.values() if v is not None and v.type == "model"]
     if not found:
         raise UsageError(
-            f"run {run_id} has no model output",
-            hint="save the model with run.save_model() or `custody run --out model.skops`, or pass --path",
+            f"run {run_id} wrote no model (it wrote {listed})",
+            hint="save it in a model format (.skops, .safetensors, .onnx, …), declare `custody run --out FILE:model`, "
+            "or pass --path FILE",
         )
     if len(found) > 1:
-        shown = ", ".join(v.ref for v in found)
-        raise UsageError(f"run {run_id} produced several models ({shown})", hint="choose one with --path")
+        shown = ", ".join(f"{v.path or v.name} ({v.ref})" for v in found)
+        raise UsageError(f"run {run_id} wrote several models: {shown}", hint=_PICK)
     return found[0]
+
+
+_PICK = "choose one with --run RUN --path FILE"
 
 
 def prepare(conn: Connection, objects: ObjectStore, name: str, model: ArtifactVersion, run_id: str | None) -> Prepared:
@@ -240,9 +250,19 @@ def sha256_of(objects: ObjectStore, digest: str) -> str:
         return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
+PROVENANCE_FORMAT = 2  # 2: inputs carry role and how they were learnt, digest-only files and raw sources are named
+
+
 def provenance(
-    conn: Connection, objects: ObjectStore, model: ArtifactVersion, run: runs.Run | None, lineage_digest: str
+    conn: Connection,
+    objects: ObjectStore,
+    model: ArtifactVersion,
+    run: runs.Run | None,
+    lineage_digest: str,
+    format: int = PROVENANCE_FORMAT,
 ) -> dict[str, Any]:
+    """The SLSA predicate of a model version. ``format`` 1 re-derives attestations signed before format
+    2 (training inputs by artifact only), so that they still verify after an upgrade."""
     dependencies: list[dict[str, Any]] = []
     external: dict[str, Any] = {"model": model.ref}
     metadata: dict[str, Any] = {}
@@ -256,14 +276,15 @@ def provenance(
             if run.end.environment:
                 dependencies.append(_object_dependency(objects, "environment", run.end.environment))
         dependencies += _code_dependencies(objects, run.start.code)
-        for item in run.files("input"):
-            if item.artifact is not None:
-                dependencies.append(_dataset(conn, objects, item.artifact))
+        dependencies += _inputs(conn, objects, model, run, format)
+    internal: dict[str, Any] = {"lineageDigestAlgorithm": "mlcustody-lineage/v1"}
+    if format > 1:
+        internal["provenanceFormat"] = format
     return {
         "buildDefinition": {
             "buildType": attestation.BUILD_TYPE,
             "externalParameters": external,
-            "internalParameters": {"lineageDigestAlgorithm": "mlcustody-lineage/v1"},
+            "internalParameters": internal,
             "resolvedDependencies": dependencies,
         },
         "runDetails": {
@@ -272,6 +293,29 @@ def provenance(
             "byproducts": byproducts,
         },
     }
+
+
+def _inputs(
+    conn: Connection, objects: ObjectStore, model: ArtifactVersion, run: runs.Run, format: int
+) -> list[dict[str, Any]]:
+    """The run's training inputs (versions, and files kept digest-only) and the raw sources upstream."""
+    inputs = run.files("input")
+    if format == 1:
+        return [_dataset(conn, objects, item.artifact) for item in inputs if item.artifact is not None]
+    found = []
+    for item in inputs:
+        if item.artifact is not None:
+            found.append(_dataset(conn, objects, item.artifact, role="input", learnt=item.source))
+        elif item.digest is not None:  # kept digest-only by the capture policy: named, not stored
+            digest = {"blake3": item.digest}
+            found.append(
+                attestation.dependency(item.path, digest, f"file:{item.path}", role="input", learnt=item.source)
+            )
+    named = {item.artifact for item in inputs}
+    for source in graph.walk(conn, model.ref, direction="up").sources():
+        if source.kind == "artifact" and source.id not in named:
+            found.append(_dataset(conn, objects, source.id, role="raw-source"))
+    return found
 
 
 def _object_dependency(objects: ObjectStore, name: str, digest: str, **annotations: Any) -> dict[str, Any]:
@@ -292,9 +336,11 @@ def _code_dependencies(objects: ObjectStore, code_digest: str) -> list[dict[str,
     return found
 
 
-def _dataset(conn: Connection, objects: ObjectStore, ref: str) -> dict[str, Any]:
+def _dataset(conn: Connection, objects: ObjectStore, ref: str, **more: Any) -> dict[str, Any]:
+    """A version the model depends on: a training input (``learnt``: captured, declared or sdk) or a raw
+    source at the root of its lineage (``role``)."""
     version = refs.resolve(conn, ref)
-    annotations: dict[str, Any] = {"type": version.type, "kind": version.kind}
+    annotations: dict[str, Any] = {"type": version.type, "kind": version.kind, **more}
     if version.records is not None:
         record_manifest = version.records["manifest"]
         annotations["recordManifest"] = {"blake3": record_manifest, "sha256": sha256_of(objects, record_manifest)}

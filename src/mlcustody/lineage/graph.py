@@ -167,6 +167,12 @@ class Graph:
         """Edges into ``node_id`` from what came from it (sorted)."""
         return self._in.get(node_id, [])
 
+    def sources(self) -> list[Node]:
+        """The raw sources upstream: versions and files reached going up that nothing recorded made
+        (no run generated them, no record lineage derives them), sorted by id."""
+        entities = (self.nodes[i] for i in sorted(self.up) if i != self.origin)
+        return [n for n in entities if n.kind in ("artifact", "file") and not self.parents(n.id)]
+
     def ids(self, kind: str | None = None, *, side: str | None = None) -> set[str]:
         """Node ids, optionally of one kind and one side (``up`` or ``down``) of the origin."""
         chosen = self.up if side == "up" else self.down if side == "down" else self.nodes

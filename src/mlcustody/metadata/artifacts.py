@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -53,7 +54,10 @@ class ArtifactVersion:
 
     @classmethod
     def from_row(cls, row: Row[Any]) -> ArtifactVersion:
-        m = row._mapping
+        return cls.from_mapping(dict(row._mapping))
+
+    @classmethod
+    def from_mapping(cls, m: Mapping[str, Any]) -> ArtifactVersion:
         return cls(
             name=m["name"],
             version=m["version"],
@@ -80,6 +84,16 @@ def validate_name(name: str) -> str:
             hint="use 1–300 characters without '@', ':', tabs, newlines or surrounding spaces",
         )
     return name
+
+
+def default_name(path: Path, rel: str) -> str:
+    """A directory is named by its path, a file by its path without the extension (loans.csv → loans)."""
+    if path.is_dir():
+        return rel
+    stem = rel.rsplit("/", 1)[-1]
+    if "." in stem.lstrip("."):
+        return rel[: rel.rindex(".")]
+    return rel
 
 
 def validate_type(type: str | None) -> None:
@@ -130,6 +144,69 @@ def insert(
     version = get(conn, name, number)
     assert version is not None
     return version, event
+
+
+@dataclass(frozen=True)
+class NewVersion:
+    """One version to record with ``insert_many``; ``type`` None keeps the name's type (else ``other``)."""
+
+    name: str
+    type: str | None
+    kind: str
+    path: str | None
+    digest: str
+    size: int
+    file_count: int
+    meta: dict[str, Any]
+
+
+def insert_many(
+    conn: Connection, wanted: Sequence[NewVersion], *, actor: str, message: str = ""
+) -> tuple[list[ArtifactVersion], audit.Event | None]:
+    """Record the next version of each name in ``wanted`` (in order; a name may repeat) with one
+    query for the current versions, one insert and one audit event."""
+    if not wanted:
+        return [], None
+    names = sorted({item.name for item in wanted})
+    current: dict[str, tuple[int, str]] = {}
+    for start in range(0, len(names), 500):
+        newest = (
+            sa.select(av.c.name, sa.func.max(av.c.version).label("v"))
+            .where(av.c.name.in_(names[start : start + 500]))
+            .group_by(av.c.name)
+            .subquery()
+        )
+        query = sa.select(av.c.name, av.c.version, av.c.type).join(
+            newest, sa.and_(av.c.name == newest.c.name, av.c.version == newest.c.v)
+        )
+        current |= {row.name: (row.version, row.type) for row in conn.execute(query)}
+    rows = []
+    created_at = utc_now()
+    for item in wanted:
+        validate_name(item.name)
+        validate_type(item.type)
+        number, kept = current.get(item.name, (0, None))
+        kind = kept or item.type or "other"  # a name keeps its type: a captured file never retypes it
+        current[item.name] = (number + 1, kind)
+        rows.append(
+            {
+                "name": item.name,
+                "version": number + 1,
+                "type": kind,
+                "kind": item.kind,
+                "path": item.path,
+                "digest": item.digest,
+                "size": item.size,
+                "file_count": item.file_count,
+                "meta": canonical_json(item.meta).decode("utf-8"),
+                "tags": "[]",
+                "author": actor,
+                "message": message,
+                "created_at": created_at,
+            }
+        )
+    event = audit.record_rows(conn, av, rows, actor=actor, action="artifact.add")
+    return [ArtifactVersion.from_mapping(row) for row in rows], event
 
 
 def get(conn: Connection, name: str, version: int) -> ArtifactVersion | None:

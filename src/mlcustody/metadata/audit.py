@@ -87,6 +87,13 @@ def record_row(conn: Connection, table: sa.Table, row: dict[str, Any], *, actor:
     return append(conn, actor=actor, action=action, payload={"table": table.name, "row": row})
 
 
+def record_rows(conn: Connection, table: sa.Table, rows: list[dict[str, Any]], *, actor: str, action: str) -> Event:
+    """Insert many audited rows vouched for by one event (``{"table", "rows"}``): a run that versions
+    a thousand captured files appends one event, not a thousand."""
+    conn.execute(table.insert(), rows)
+    return append(conn, actor=actor, action=action, payload={"table": table.name, "rows": rows})
+
+
 def iter_events(conn: Connection, *, since: int = 0, limit: int | None = None, desc: bool = False) -> Iterator[Event]:
     order = audit_events.c.seq.desc() if desc else audit_events.c.seq
     query = sa.select(audit_events).where(audit_events.c.seq > since).order_by(order).limit(limit)
@@ -116,8 +123,10 @@ def verify(conn: Connection, witness: Path | None = None) -> list[Problem]:
             problems.append(Problem("event_modified", where, f"{row.action} event does not hash to its digest"))
         if isinstance(payload, dict) and payload.get("table") in expected:
             table = payload["table"]
-            key = tuple(payload["row"].get(col) for col in schema.AUDITED[table])
-            expected[table][key] = payload["row"]
+            vouched = payload["rows"] if "rows" in payload else [payload.get("row")]
+            for item in vouched if isinstance(vouched, list) else []:
+                if isinstance(item, dict):
+                    expected[table][tuple(item.get(col) for col in schema.AUDITED[table])] = item
         prev, last_seq = row.digest, row.seq
     problems += _check_head(conn, last_seq, prev)
     if witness is not None:

@@ -453,11 +453,17 @@ def keys_ls(as_json: JsonOpt = False) -> None:
 
 @keys_app.command("export-public")
 def keys_export_public(
-    ref: Annotated[str, typer.Argument(metavar="NAME_OR_KEYID", help="Key name (its active key) or keyid (prefix).")],
+    ref: Annotated[
+        str | None,
+        typer.Argument(
+            metavar="[NAME_OR_KEYID]", help="Key name (its active key) or keyid (prefix); default: the active key."
+        ),
+    ] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Write the PEM to this file.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Print a public key as PEM (SubjectPublicKeyInfo), or write it to --out."""
+    """Print a public key as PEM (SubjectPublicKeyInfo), or write it to --out; without a name, the
+    active key that signs attestations."""
     with workspace() as ws:
         key = ws.key(ref)
     if out is not None:

@@ -89,10 +89,17 @@ def _influential(found: dict[str, Any]) -> None:
     )
     output.line(f"                delta: {found['measure']}")
     rows = [
-        [item["rank"], item["record_id"], f"{item['delta']:+.4g}", item["label"], _first_source(item["sources"])]
+        [
+            item["rank"],
+            item["record_id"],
+            f"{item['delta']:+.4g}",
+            item["label"],
+            _first_source(item["sources"]),
+            item["reached_through"],
+        ]
         for item in found["top"]
     ]
-    output.table(["rank", "record", "delta", "label", "raw source"], rows)
+    output.table(["rank", "record", "delta", "label", "raw source", "links"], rows)
 
 
 def _first_source(sources: list[dict[str, Any]]) -> str:

@@ -45,9 +45,15 @@ def training_chain(doc: dict[str, Any]) -> None:
         env = doc["environment"]
         output.line(f"  environment:  Python {env['python']}, {env['packages']} packages")
     for dataset in doc["datasets"]:
-        records = dataset.get("annotations", {}).get("recordManifest")
+        annotations = dataset.get("annotations", {})
+        records = annotations.get("recordManifest")
         manifest = f"\n                record manifest {records['blake3']}" if records else ""
-        output.line(f"  data:         {dataset['name']} {dataset['digest']['blake3']}{manifest}")
+        learnt = f" ({annotations['learnt']})" if "learnt" in annotations else ""
+        output.line(f"  data:         {dataset['name']} {dataset['digest']['blake3']}{learnt}{manifest}")
+    if not doc["datasets"]:
+        output.line("  data:         (no training data recorded)", style="yellow")
+    for source in doc["sources"]:
+        output.line(f"  raw source:   {source['name']} {source['digest']['blake3']}")
 
 
 def alias(name: str, move: AliasMove, as_json: bool) -> None:

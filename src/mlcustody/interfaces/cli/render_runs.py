@@ -37,9 +37,10 @@ def show(details: RunDetails, as_json: bool) -> None:
     output.line(f"  environment: {_environment(details.environment)}")
     _mapping("params", details.run.params)
     _mapping("metrics", {k: f"{m.value:.6g} (step {m.step}, {m.count} values)" for k, m in details.run.metrics.items()})
-    _mapping("tags", details.run.tags)
+    _mapping("tags", {k: v for k, v in details.run.tags.items() if k != shapes.CAPTURE_TAG})
     _files("inputs", details.run.files("input"))
     _files("outputs", details.run.files("output"))
+    _capture(shapes.capture_report(details.run))
     for command in details.run.end.processes if details.run.end else []:
         output.line(f"  started process: {' '.join(command)}")
     if details.children:
@@ -114,6 +115,26 @@ def _files(title: str, items: list[IO]) -> None:
         output.line(f"  {title[:-1]:<7} {digest}  {item.path}{artifact}  ({item.source})")
     if len(items) > _FILES_SHOWN:
         output.line(f"  {title[:-1]:<7} … and {len(items) - _FILES_SHOWN} more (use --json for all)")
+
+
+def _capture(report: dict[str, Any] | None) -> None:
+    """What `custody run` kept as less than a version, the record manifests and links it made, its notes."""
+    if report is None:
+        return
+    for item in report["files"]:
+        output.line(f"  {item['state']:<7} {item['path']} ({item['role']}): {item['why']}", style="yellow")
+    for item in report["manifests"]:
+        if item.get("manifest"):
+            key = f"key {item['key']}" if item.get("key") else "ids file:LINE"
+            output.line(f"  records  {item['path']}: {item['count']} records, {key}")
+        if item.get("why"):
+            output.line(f"  records  {item['path']}: {item['why']}", style="yellow")
+    for item in report["links"]:
+        if item["relation"]:
+            how = f"{item['relation']} on {', '.join(item['columns'])}"
+            output.line(f"  linked   {item['output']} ← {item['input']}: {item['matched']} links, {how}")
+    for note in report["notes"]:
+        output.line(f"  note:    {note}", style="yellow")
 
 
 def _number(value: Any) -> str:

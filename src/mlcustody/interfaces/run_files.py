@@ -1,0 +1,347 @@
+"""The files a command run by ``custody run`` read and wrote, made into versions, manifests and links.
+
+This is what keeps the chain unbroken for a pipeline of plain scripts: every file the run touched
+under the workspace becomes an artifact version (named by its path, typed by its content, stored
+unless the ``[capture]`` policy keeps it digest-only), linked to the run as used or generated; tables
+also get a record manifest, and record links to the run's input tables are inferred from shared keys
+or carried-over columns (``lineage.inference``). Files declared with ``--in``/``--out`` take the same
+path, so lineage, trace and register treat declared and captured files alike.
+
+What could not be versioned, manifested or linked is said, with the reason, in the run's
+``custody.capture`` tag (sealed with the run, shown by ``show RUN``), never left as a silent gap.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import io
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+from mlcustody._canonical import canonical_json
+from mlcustody.capture import filetypes, iolog
+from mlcustody.errors import CustodyError
+from mlcustody.metadata import artifacts, audit, refs
+from mlcustody.metadata.artifacts import ArtifactVersion, NewVersion
+from mlcustody.metadata.runs import IO, RecordLink
+from mlcustody.metadata.schema import run_io
+from mlcustody.storage import manifest, snapshot
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    from sqlalchemy.engine import Connection
+
+    from mlcustody.interfaces.sdk import Workspace
+
+_RECORD_FORMATS = ("csv", "tsv", "parquet", "jsonl")
+_LINK_ROW_GROUP = 64 * 1024  # as the SDK's links: tracing one id reads one row group
+
+
+@dataclass(frozen=True)
+class Seen:
+    """One file the run touched: where, which way, how we know, and what is known already."""
+
+    rel: str
+    role: str  # input | output
+    source: str  # declared | captured
+    opened: iolog.ReadStat | None = None  # a captured read: its stat when the run opened it
+    type: str | None = None  # declared with --out PATH:TYPE
+    digest: str | None = None  # a declared input: stored before the command ran
+
+
+@dataclass
+class Versioned:
+    """What the run's files became: IO rows, record links, and the capture report for its tag."""
+
+    io: list[IO] = field(default_factory=list)
+    links: list[RecordLink] = field(default_factory=list)
+    files: list[dict[str, Any]] = field(default_factory=list)  # files kept as less than a version, and why
+    manifests: list[dict[str, Any]] = field(default_factory=list)  # record manifests built, or why not
+    linked: list[dict[str, Any]] = field(default_factory=list)  # each (output, input) table pair and its evidence
+    notes: list[str] = field(default_factory=list)
+
+    def report(self) -> str | None:
+        """The ``custody.capture`` tag value (canonical JSON), None when there is nothing to say."""
+        if not (self.files or self.manifests or self.linked or self.notes):
+            return None
+        found = {"files": self.files, "manifests": self.manifests, "links": self.linked, "notes": self.notes}
+        return canonical_json(found).decode("utf-8")
+
+
+@dataclass
+class _File:
+    seen: Seen
+    path: Path
+    digest: str | None = None
+    size: int = 0
+    stored: bool = False
+    ref: str | None = None
+    version: ArtifactVersion | None = None
+    new: NewVersion | None = None
+
+
+def version_files(ws: Workspace, run_id: str, seen: Sequence[Seen]) -> Versioned:
+    """Store, version and link what the run read and wrote (see the module docstring)."""
+    done = Versioned()
+    with ws.db.read() as conn:
+        known = _recorded_by_sdk(conn, run_id)
+    files = [_File(item, ws.root / item.rel) for item in seen if (item.role, item.rel) not in known]
+    kept = [f for f in files if _hash(ws, f, done)]
+    ws.objects.barrier()
+    with ws.db.read() as conn:
+        _link_known(ws, conn, kept)
+    for item in kept:
+        if item.stored and (item.ref is None or item.seen.role == "output"):
+            item.new = _new_version(ws, run_id, item, done)
+    _manifests(ws, [f for f in kept if f.new is not None], done)
+    _record_versions(ws, kept)
+    for item in files:
+        state = item.seen
+        kind = "dir" if item.path.is_dir() else "file"
+        done.io.append(IO(state.role, state.rel, kind, item.digest, item.size, item.ref, state.source))
+    _infer_links(ws, kept, done)
+    return done
+
+
+def _recorded_by_sdk(conn: Connection, run_id: str) -> set[tuple[str, str]]:
+    """(role, path) the run's own SDK calls recorded: they know better than the capture."""
+    query = sa.select(run_io.c.role, run_io.c.path).where(run_io.c.run_id == run_id, run_io.c.source == "sdk")
+    return {(row.role, row.path) for row in conn.execute(query)}
+
+
+def _hash(ws: Workspace, item: _File, done: Versioned) -> bool:
+    """Digest (and, within the policy, store) one file; False when there is no digest to keep."""
+    policy, rel = ws.config.capture, item.seen.rel
+    if not item.path.exists():
+        done.files.append({"path": rel, "role": item.seen.role, "state": "deleted", "why": "gone when the run ended"})
+        return False
+    if item.seen.opened is not None and not item.seen.opened.unchanged(item.path):
+        done.files.append({"path": rel, "role": "input", "state": "changed", "why": "changed after the run read it"})
+        return False
+    if item.seen.digest is not None:  # declared: stored by `custody run` before the command started
+        item.digest, item.size, item.stored = item.seen.digest, _size(item.path), True
+        return True
+    if item.path.is_dir():
+        snap = snapshot.take(item.path, objects=ws.objects, cache=ws.cache)
+        item.digest, item.size, item.stored = snap.digest, snap.size, True
+        return True
+    pattern = next((p for p in policy.ignore if fnmatch.fnmatch(rel, p)), None)
+    too_big = policy.store_max_bytes is not None and _size(item.path) > policy.store_max_bytes
+    if pattern or too_big:
+        why = (
+            f"matches ignore pattern {pattern}"
+            if pattern
+            else f"larger than store_max_bytes ({policy.store_max_bytes})"
+        )
+        item.digest, item.size = _stable(item.path, lambda: snapshot.take(item.path, cache=ws.cache).digest)
+        done.files.append({"path": rel, "role": item.seen.role, "state": "digest-only", "why": why})
+        return item.digest is not None
+
+    def store() -> str | None:
+        found = snapshot.take_files([item.path], objects=ws.objects, cache=ws.cache)[0]
+        return found[0] if found else None
+
+    item.digest, item.size = _stable(item.path, store)
+    item.stored = item.digest is not None
+    if item.digest is None:
+        done.files.append({"path": rel, "role": item.seen.role, "state": "unstable", "why": "changed while hashed"})
+    return item.digest is not None
+
+
+def _stable(path: Path, digest: Any) -> tuple[str | None, int]:
+    """A digest taken while the file's stat stayed the same; tried twice, then None (never a wrong digest)."""
+    for _ in range(2):
+        before = _stat(path)
+        found = digest()
+        if before is not None and before == _stat(path):
+            return found, before[0]
+    return None, _size(path)
+
+
+def _stat(path: Path) -> tuple[int, int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_size, st.st_mtime_ns, st.st_ino
+
+
+def _size(path: Path) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0
+
+
+def _link_known(ws: Workspace, conn: Connection, files: list[_File]) -> None:
+    """Reads of bytes already versioned (at their path, or inside a versioned directory) keep that version."""
+    linker = _ArtifactLinker(ws, conn, [f.seen.rel for f in files])
+    for item in files:
+        if item.seen.role == "input":
+            item.ref = linker.ref(item.seen.rel, item.digest)
+
+
+def _new_version(ws: Workspace, run_id: str, item: _File, done: Versioned) -> NewVersion:
+    kind_type = item.seen.type or (filetypes.artifact_type(item.path) if item.path.is_file() else None)
+    if kind_type == "model" and filetypes.pickle_risk(item.path):
+        done.notes.append(f"{item.seen.rel} is a pickle: loading it can run code (registering it needs --trust-pickle)")
+    meta: dict[str, Any] = {"run": run_id} if item.seen.role == "output" else {}
+    digest = item.digest or ""
+    kind, count = ("dir", len(manifest.decode(ws.objects.read_bytes(digest)))) if item.path.is_dir() else ("file", 1)
+    return NewVersion(
+        artifacts.default_name(item.path, item.seen.rel), kind_type, kind, item.seen.rel, digest, item.size, count, meta
+    )
+
+
+def _manifests(ws: Workspace, files: list[_File], done: Versioned) -> None:
+    """Record manifests for the tables among the new versions, within the ``[capture]`` limits."""
+    from mlcustody.storage.records import manifest as record_manifest
+    from mlcustody.storage.records import readers
+
+    policy = ws.config.capture
+    tables = [f for f in files if f.path.is_file() and readers.SUFFIXES.get(f.path.suffix.lower()) in _RECORD_FORMATS]
+    if not policy.records or not tables:
+        return
+    if len(tables) > policy.records_max_files:
+        done.notes.append(
+            f"{len(tables)} tables read or written (more than records_max_files = {policy.records_max_files}): "
+            "no record manifests; add the directory with `custody add DIR --records`, or raise the limit"
+        )
+        return
+    for item in tables:
+        rel, new = item.seen.rel, item.new
+        assert new is not None and item.digest is not None
+        if item.size > policy.records_max_bytes:
+            done.manifests.append(
+                {"path": rel, "manifest": None, "why": f"larger than records_max_bytes ({policy.records_max_bytes})"}
+            )
+            continue
+        fmt = readers.SUFFIXES[item.path.suffix.lower()]
+        source = [record_manifest.RecordSource(rel, ws.objects.path(item.digest))]
+        columns = _column_names(source[0].path, fmt)
+        key = next((k for k in policy.keys if k in columns), None)
+        entry: dict[str, Any] = {"path": rel, "key": key}
+        try:
+            try:
+                built = record_manifest.build(source, fmt, [key] if key else None, ws.objects)
+            except CustodyError as exc:
+                if key is None:
+                    raise
+                entry |= {"key": None, "why": f"key {key} not usable: {exc.one_line()}"}
+                built = record_manifest.build(source, fmt, None, ws.objects)
+        except CustodyError as exc:
+            done.manifests.append({**entry, "manifest": None, "why": exc.one_line()})
+            continue
+        new.meta["records"] = built.as_meta()
+        done.manifests.append({**entry, "manifest": built.digest, "count": built.count})
+    ws.objects.barrier()
+
+
+def _column_names(path: Path, fmt: str) -> list[str]:
+    """The column names of a table from its first line or footer, without reading it."""
+    import pyarrow.parquet as pq
+
+    if fmt == "parquet":
+        return list(pq.read_schema(path).names)
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        first = handle.readline()
+    if fmt == "jsonl":
+        try:
+            found = json.loads(first)
+        except ValueError:
+            return []
+        return list(found) if isinstance(found, dict) else []
+    import csv
+
+    return next(csv.reader([first], delimiter="\t" if fmt == "tsv" else ","), [])
+
+
+def _record_versions(ws: Workspace, files: list[_File]) -> None:
+    """Insert every new version in one transaction and one audit event; inputs before outputs, so that
+    a version never derives from a younger one."""
+    ordered = sorted((f for f in files if f.new is not None), key=lambda f: f.seen.role != "input")
+    if not ordered:
+        return
+    with ws.db.write() as conn:
+        versions, event = artifacts.insert_many(conn, [f.new for f in ordered if f.new], actor=ws.config.actor)
+    if event is not None:
+        audit.advance_witness(ws.witness, event)
+    for item, version in zip(ordered, versions, strict=True):
+        item.version, item.ref = version, version.ref
+
+
+def _infer_links(ws: Workspace, files: list[_File], done: Versioned) -> None:
+    """Record links from every input table to every output table the run wrote with a manifest."""
+    from mlcustody.lineage import inference
+
+    with ws.db.read() as conn:
+        read = [_version(conn, f) for f in files if f.seen.role == "input" and f.ref]
+    inputs = [v for v in read if v is not None and v.records is not None]
+    outputs = [v for v in (f.version for f in files if f.seen.role == "output") if v is not None and v.records]
+    if not inputs or not outputs:
+        for version in outputs if not inputs else []:
+            done.notes.append(f"{version.ref}: the run read no table with records, so its records link to nothing")
+        return
+    tables: dict[str, pa.Table] = {}
+
+    def table(version: ArtifactVersion) -> pa.Table:
+        if version.ref not in tables:
+            tables[version.ref] = ws.record_table(version)
+        return tables[version.ref]
+
+    keys = ws.config.capture.keys
+    for output in outputs:
+        for source in inputs:
+            found = inference.infer(table(output), table(source), keys=keys, names=(output.ref, source.ref))
+            done.notes.extend(found.notes)
+            entry = {"output": output.ref, "input": source.ref, "relation": found.relation, **found.evidence}
+            done.linked.append(entry)
+            if found.links is not None and found.relation is not None:
+                buffer = io.BytesIO()
+                found.links.write_parquet(buffer, row_group_size=_LINK_ROW_GROUP, statistics=True)
+                digest = ws.objects.put_bytes(buffer.getvalue())
+                done.links.append(RecordLink(output.ref, source.ref, found.relation, digest, found.links.height))
+    ws.objects.barrier()
+
+
+def _version(conn: Connection, item: _File) -> ArtifactVersion | None:
+    if item.version is not None:
+        return item.version
+    return refs.resolve(conn, item.ref) if item.ref else None
+
+
+class _ArtifactLinker:
+    """Which artifact version holds a file with given bytes: a version at its path, or a version of a
+    directory above it (newest first), so a run that read an older checkout links to that version."""
+
+    def __init__(self, ws: Workspace, conn: Connection, rels: Sequence[str]) -> None:
+        self.ws = ws
+        self._versions: dict[str, list[tuple[str, dict[str, str]]]] = {}
+        candidates = {"/".join(rel.split("/")[:depth]) for rel in rels for depth in range(1, rel.count("/") + 2)}
+        found = artifacts.at_paths(conn, sorted(candidates))  # one query, not one per file
+        for path in candidates:
+            self._versions[path] = [self._files(version) for version in found.get(path, [])]
+
+    def ref(self, rel: str, digest: str | None) -> str | None:
+        if digest is None:
+            return None
+        parts = rel.split("/")
+        for depth in range(len(parts), 0, -1):
+            inside = "/".join(parts[depth:]) or None
+            for ref, files in self._versions.get("/".join(parts[:depth]), []):
+                if files.get(inside or "") == digest:
+                    return ref
+        return None
+
+    def _files(self, version: ArtifactVersion) -> tuple[str, dict[str, str]]:
+        """(ref, {path inside: digest}) of a version; a file's own entry is keyed ""."""
+        if version.kind == "file":
+            return version.ref, {"": version.digest}
+        entries = manifest.decode(self.ws.objects.read_bytes(version.digest))
+        return version.ref, {e.path: e.digest for e in entries}
