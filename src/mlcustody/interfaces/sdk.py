@@ -786,12 +786,18 @@ class Workspace:
             audit.advance_witness(self.witness, event)
         return count
 
+    def seal_decisions(self) -> int | None:
+        """Sign a checkpoint over decisions a killed writer left unsealed; the size sealed, else None."""
+        from mlcustody.ledger import decisions
+
+        return decisions.seal(self._keyring())
+
     def verify_decisions(self) -> VerifyReport:
         """Recompute every decision entry, the Merkle tree and every signed checkpoint."""
         from mlcustody.ledger import decision_check
 
         with self.db.read() as conn:
-            found = decision_check.verify(conn)
+            found = decision_check.verify(conn, self.config.store_dir / "decision-head")
         return VerifyReport(found.problems, found.checked)
 
     def trace_decision(self, decision_id: str, records: int = 0, label: str | None = None) -> DecisionTrace:
@@ -895,8 +901,13 @@ class Workspace:
             return keys.check(conn, keyid, data, signature, signed_at)
 
     def verify(self, progress: Progress | None = None) -> VerifyReport:
+        """Objects, rows, the audit chain and runs; the decision log's anchors, checkpoints and key rows
+        (the full re-hash of every decision is ``verify_decisions``)."""
+        from mlcustody.ledger import decision_verify
+
         problems, checked = verify.verify_store(self.db, self.objects, self.witness, progress)
-        return VerifyReport(problems, checked)
+        found, counted = decision_verify.quick(self.db, self.config.store_dir)
+        return VerifyReport(sorted(set(problems + found)), checked | counted)
 
     def log(self, *, limit: int | None = None, since: int = 0) -> list[audit.Event]:
         """Audit events, newest first."""

@@ -114,8 +114,10 @@ FIELDS: dict[str, dict[str, str]] = {
     },
     "verify": {
         "ok": "true when no problem was found",
-        "checked": "{events, artifact_versions, sealed_runs, objects, bytes}",
-        "problems": "list of {kind, where, detail}",
+        "checked": "{events, artifact_versions, sealed_runs, objects, bytes, decisions, checkpoints}",
+        "problems": "list of {kind, where, detail}; the decision log's anchors, checkpoints and key rows are "
+        "checked too (decision_log_truncated, checkpoint_deleted, shred_unaudited, unsealed_tail, …; see "
+        "decisions_verify)",
     },
     "log": {"events": "list of {seq, time, actor, action, payload, prev_digest, digest}, newest first"},
     "gc": {
@@ -273,7 +275,14 @@ FIELDS: dict[str, dict[str, str]] = {
         "checked": "{decisions, checkpoints}",
         "problems": "list of {kind, where, detail}: decision_modified, decision_missing (deleted or reordered row, "
         "where = decisions[POSITION]), checkpoint_mismatch, checkpoint_modified, checkpoint_signature_invalid, "
-        "checkpoint_inconsistent, unsealed_tail",
+        "checkpoint_inconsistent, checkpoint_deleted, checkpoint_unrecorded, decision_log_truncated (the log is "
+        "shorter than a checkpoint the audit chain or the witnessed head file .custody/decision-head records), "
+        "decision_head_corrupt, shred_unaudited, shred_undone, row_modified / row_unrecorded / row_deleted "
+        "(decision_subjects[ID], store_info[decision_subject_key]), unsealed_tail",
+    },
+    "decisions_seal": {
+        "sealed": "true when a checkpoint was signed now, false when the log was sealed (or empty) already",
+        "size": "decisions the new checkpoint seals, or null",
     },
     "trace_decision": {
         "decision": "the decision (as in decisions)",
@@ -646,6 +655,10 @@ def decision(item: Decision) -> dict[str, Any]:
 
 def decisions(items: Iterable[Decision]) -> dict[str, Any]:
     return document("decisions", decisions=[decision(d) for d in items])
+
+
+def decisions_seal(size: int | None) -> dict[str, Any]:
+    return document("decisions_seal", sealed=size is not None, size=size)
 
 
 def decision_import(report: ImportReport) -> dict[str, Any]:

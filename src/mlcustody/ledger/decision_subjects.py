@@ -23,10 +23,10 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy.engine import Connection
 
 from mlcustody._canonical import utc_now
-from mlcustody.metadata import audit
+from mlcustody.metadata import audit, decision_audit
 from mlcustody.metadata.schema import decision_subjects, store_info
 
-SUBJECT_KEY_ROW = "decision_subject_key"  # store_info: hex of the 32-byte HMAC key for subject ids
+SUBJECT_KEY_ROW = decision_audit.SUBJECT_KEY_ROW  # store_info: hex of the 32-byte HMAC key for subject ids
 SHRED_COUNT_ROW = "decision_subjects_shredded"  # store_info: how many data keys were destroyed
 SHARED = ""  # the subject row whose key encrypts the inputs of decisions without a subject
 _IN_CHUNK = 2000
@@ -43,9 +43,17 @@ def store_value(conn: Connection, key: str, make: Callable[[], str] | None = Non
     return None if value is None else str(value)
 
 
-def subject_hasher(conn: Connection, *, create: bool = False) -> Callable[[str], str] | None:
+def ensure_hmac_key(conn: Connection, actor: str) -> audit.Event | None:
+    """Make the store's subject-HMAC key when it has none; its digest is an audit event (returned)."""
+    if store_value(conn, SUBJECT_KEY_ROW) is not None:
+        return None
+    secret = str(store_value(conn, SUBJECT_KEY_ROW, lambda: secrets.token_hex(32)))
+    return decision_audit.record_hmac_key(conn, secret, actor)
+
+
+def subject_hasher(conn: Connection) -> Callable[[str], str] | None:
     """HMAC-SHA256 (hex) of a subject id under the store's subject key; None when there is no key yet."""
-    secret = store_value(conn, SUBJECT_KEY_ROW, (lambda: secrets.token_hex(32)) if create else None)
+    secret = store_value(conn, SUBJECT_KEY_ROW)
     if secret is None:
         return None
     key = bytes.fromhex(secret)
@@ -65,11 +73,14 @@ class SubjectRows:
 
     A key is None once its subject was shredded. ``forget`` moves a counter in ``store_info`` in the
     same transaction as it destroys a key; a writer reads the counter once a batch and drops what it
-    holds when the counter moved, so a destroyed key is never used again."""
+    holds when the counter moved, so a destroyed key is never used again. New rows are an audit event
+    by ``actor`` (``metadata.decision_audit``); ``event`` is the last one written."""
 
-    def __init__(self) -> None:
+    def __init__(self, actor: str) -> None:
         self._known: dict[str, tuple[int, bytes | None]] = {}
         self._shredded: str | None = None
+        self.actor = actor
+        self.event: audit.Event | None = None
 
     def lookup(self, conn: Connection, subjects: Iterable[str]) -> dict[str, tuple[int, bytes | None]]:
         """The rows of ``subjects`` (``SHARED`` for none), made when missing; may hold others too."""
@@ -78,20 +89,22 @@ class SubjectRows:
             self._known, self._shredded = {}, shredded
         wanted = set(subjects).difference(self._known)
         if wanted:
-            self._known |= _rows(conn, wanted)
+            self._known |= self._rows(conn, wanted)
         return self._known
 
-
-def _rows(conn: Connection, wanted: set[str]) -> dict[str, tuple[int, bytes | None]]:
-    found = _select(conn, wanted)
-    missing = wanted.difference(found)
-    if missing:
-        now = utc_now()
-        conn.execute(
-            decision_subjects.insert(), [{"subject": s, "key": os.urandom(32), "created_at": now} for s in missing]
-        )
-        found |= _select(conn, missing)
-    return found
+    def _rows(self, conn: Connection, wanted: set[str]) -> dict[str, tuple[int, bytes | None]]:
+        found = _select(conn, wanted)
+        missing = wanted.difference(found)
+        if missing:
+            now = utc_now()
+            conn.execute(
+                decision_subjects.insert(), [{"subject": s, "key": os.urandom(32), "created_at": now} for s in missing]
+            )
+            made = _select(conn, missing)
+            new_rows = [(row, subject, now, key) for subject, (row, key) in made.items()]
+            self.event = decision_audit.record_rows(conn, new_rows, self.actor)
+            found |= made
+        return found
 
 
 def _select(conn: Connection, subjects: set[str]) -> dict[str, tuple[int, bytes | None]]:
@@ -149,9 +162,10 @@ def forget(conn: Connection, subject: str, actor: str) -> tuple[int, audit.Event
     from mlcustody.ledger import decision_store
 
     count = len(decision_store.subject_positions(conn, row))
+    now = utc_now()
     shred = decision_subjects.update().where(decision_subjects.c.id == row)
-    conn.execute(shred.values(key=None, shredded_at=utc_now()))
+    conn.execute(shred.values(key=None, shredded_at=now))
     shredded = int(store_value(conn, SHRED_COUNT_ROW, lambda: "0") or 0) + 1
     conn.execute(store_info.update().where(store_info.c.key == SHRED_COUNT_ROW).values(value=str(shredded)))
-    payload = {"subject": current.subject, "payloads": count}
-    return count, audit.append(conn, actor=actor, action="decision.shred", payload=payload)
+    payload = decision_audit.shred_payload(row, current.subject, bytes(current.key), now, count)
+    return count, audit.append(conn, actor=actor, action=decision_audit.SHRED_ACTION, payload=payload)

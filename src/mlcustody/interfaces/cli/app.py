@@ -685,6 +685,14 @@ def decisions_forget(
         render_decisions.forgotten(subject, ws.forget_subject(subject), as_json)
 
 
+@decisions_app.command("seal")
+def decisions_seal(as_json: JsonOpt = False) -> None:
+    """Sign a checkpoint over decisions a killed writer left unsealed (every writer also does so when
+    it opens); nothing to do when the log is sealed."""
+    with workspace() as ws:
+        render_decisions.sealed(ws.seal_decisions(), as_json)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the console script: maps every outcome to the documented exit status."""
     args = sys.argv[1:] if argv is None else argv

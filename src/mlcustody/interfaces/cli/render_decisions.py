@@ -109,3 +109,12 @@ def forgotten(subject: str, payloads: int, as_json: bool) -> None:
         output.line(f"no decision inputs of subject {subject} were kept; nothing to shred")
         return
     output.line(f"destroyed the data key of subject {subject}: {payloads} decision input(s) are unreadable now")
+
+
+def sealed(size: int | None, as_json: bool) -> None:
+    if as_json:
+        output.emit_json(shapes.decisions_seal(size))
+    elif size is None:
+        output.line("the decision log is sealed: nothing to do")
+    else:
+        output.line(f"sealed the decision log at {size} decision(s) with a signed checkpoint")
