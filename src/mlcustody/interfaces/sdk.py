@@ -31,6 +31,7 @@ from mlcustody.metadata.artifacts import ArtifactVersion
 from mlcustody.metadata.engine import Database
 from mlcustody.metadata.schema import store_info
 from mlcustody.storage import links, manifest, snapshot
+from mlcustody.storage.boundary import Boundary
 from mlcustody.storage.checkout import CheckoutResult, checkout
 from mlcustody.storage.diff import TreeDiff, diff_entries
 from mlcustody.storage.lock import store_lock
@@ -284,17 +285,29 @@ class Workspace:
                 raise PathError(f"{path} does not exist" if not path.exists() else f"cannot read {path}")
             artifacts.validate_name(chosen)
         results = []
-        with self._lock(exclusive=False):
-            for (path, rel), chosen in zip(targets, names, strict=True):
-                snap = snapshot.take(
-                    path, objects=self.objects, cache=self.cache, link_mode=self.config.link_mode, progress=progress
-                )
-                self._link_workspace(path, snap)
-                meta: dict[str, Any] = {"run": generated_by} if generated_by else {}
-                if records:
-                    meta["records"] = self._build_records(rel, snap, records).as_meta()
-                self.objects.barrier()
-                results.append(self._record(chosen, rel, snap, type, message, list(tags), meta))
+        boundary = Boundary(self.root)
+        with self.objects.recording() as written:
+            try:
+                with self._lock(exclusive=False):
+                    for (path, rel), chosen in zip(targets, names, strict=True):
+                        snap = snapshot.take(
+                            path,
+                            objects=self.objects,
+                            cache=self.cache,
+                            link_mode=self.config.link_mode,
+                            progress=progress,
+                            boundary=boundary,
+                        )
+                        meta: dict[str, Any] = {"run": generated_by} if generated_by else {}
+                        if records:
+                            meta["records"] = self._build_records(rel, snap, records).as_meta()
+                        self.objects.barrier()
+                        results.append(self._record(chosen, rel, snap, type, message, list(tags), meta))
+                        self._link_workspace(path, snap)  # once recorded: a refusal leaves the files as they were
+            except BaseException:
+                with self._lock(exclusive=True):  # a refusal changes nothing: its objects go again
+                    gc.discard(self.db, self.objects, written)
+                raise
         return results
 
     def _link_workspace(self, path: Path, snap: snapshot.Snapshot) -> None:
@@ -600,10 +613,17 @@ class Workspace:
     # -- model registry ----------------------------------------------------------------------------
 
     def register_model(
-        self, name: str, *, run: str | None = None, path: Path | str | None = None, key: str | None = None
+        self,
+        name: str,
+        *,
+        run: str | None = None,
+        path: Path | str | None = None,
+        key: str | None = None,
+        trust_pickle: bool = False,
     ) -> registry.ModelVersion:
         """Register the next version of a model: the model a run produced (``run``) or the file at
-        ``path``, bound by a signed in-toto/SLSA attestation to its run, data and lineage."""
+        ``path``, bound by a signed in-toto/SLSA attestation to its run, data and lineage. A pickle
+        is refused unless ``trust_pickle`` (the attestation then names it)."""
         from mlcustody.ledger import attestation, keys
         from mlcustody.ledger import registry as model_registry
 
@@ -616,7 +636,7 @@ class Workspace:
             run_id: str | None = model.meta.get("run") if run is None else runs.resolve(conn, run)
             if run is not None and run_id is not None:
                 model = model_registry.model_of_run(conn, run_id)
-            prepared = model_registry.prepare(conn, self.objects, name, model, run_id)
+            prepared = model_registry.prepare(conn, self.objects, name, model, run_id, trust_pickle=trust_pickle)
             signer = keys.signer(conn, self.config.store_dir, key)
         signature = signer.sign(attestation.pae(attestation.PAYLOAD_TYPE, prepared.statement))
         envelope = self.objects.put_bytes(attestation.envelope(prepared.statement, signer.keyid, signature))

@@ -537,11 +537,14 @@ def model_register(
     run: Annotated[str | None, typer.Option("--run", help="The run that trained it (its model output).")] = None,
     path: Annotated[Path | None, typer.Option("--path", help="The model file or directory instead.")] = None,
     key: Annotated[str | None, typer.Option("--key", help="Signing key name (default: the active key).")] = None,
+    trust_pickle: Annotated[
+        bool, typer.Option("--trust-pickle", help="Sign a pickled model (named as such in the attestation).")
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Register the next version of a model, bound by a signed in-toto/SLSA attestation to its lineage."""
     with workspace() as ws:
-        version = ws.register_model(name, run=run, path=path, key=key)
+        version = ws.register_model(name, run=run, path=path, key=key, trust_pickle=trust_pickle)
         render_models.show(ws.model(version.ref), False, as_json)
 
 
