@@ -10,6 +10,7 @@ database without editing it. Recognised settings (see docs/cli.md, section Confi
 
     [capture]
     env = ["MY_SEED"]          # environment variables runs record, besides the built-in allow-list
+    redact = ["^db[-_.]"]      # more names whose values runs never record (capture/redact.py)
 
 ``CUSTODY_DB_URL``, ``CUSTODY_LINK_MODE`` and ``CUSTODY_ACTOR`` override the file.
 """
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import getpass
 import os
+import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +30,7 @@ STORE_DIRNAME = ".custody"
 CONFIG_FILENAME = "config.toml"
 LINK_MODES = ("copy", "hardlink", "symlink", "reflink")
 _KNOWN_KEYS = {"db_url", "link_mode", "actor"}
+_CAPTURE_KEYS = {"env", "redact"}
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,7 @@ class Config:
     link_mode: str
     actor: str
     capture_env: tuple[str, ...] = ()
+    capture_redact: tuple[str, ...] = ()
 
     @property
     def store_dir(self) -> Path:
@@ -93,16 +97,19 @@ def load(root: Path) -> Config:
         raise ConfigError(f"cannot read {path}: {exc}") from exc
     core, capture = data.get("core", {}), data.get("capture", {})
     sections_ok = isinstance(core, dict) and isinstance(capture, dict)
-    if not sections_ok or set(data) - {"core", "capture"} or set(core) - _KNOWN_KEYS or set(capture) - {"env"}:
+    if not sections_ok or set(data) - {"core", "capture"} or set(core) - _KNOWN_KEYS or set(capture) - _CAPTURE_KEYS:
         unknown = sorted(
             (set(data) - {"core", "capture"})
             | (set(core) - _KNOWN_KEYS if isinstance(core, dict) else set())
-            | ({f"capture.{k}" for k in capture} - {"capture.env"} if isinstance(capture, dict) else set())
+            | ({f"capture.{k}" for k in set(capture) - _CAPTURE_KEYS} if isinstance(capture, dict) else set())
         )
-        raise ConfigError(f"{path} has unknown settings {unknown}; known: [core] {sorted(_KNOWN_KEYS)}, [capture] env")
+        raise ConfigError(
+            f"{path} has unknown settings {unknown}; known: [core] {sorted(_KNOWN_KEYS)}, [capture] env, redact"
+        )
     capture_env = capture.get("env", [])
     if not isinstance(capture_env, list) or not all(isinstance(name, str) for name in capture_env):
         raise ConfigError(f'{path}: [capture] env must be a list of variable names, e.g. env = ["MY_SEED"]')
+    capture_redact = _patterns(path, capture.get("redact", []))
     settings = {key: str(value) for key, value in core.items()}
     for key in _KNOWN_KEYS:
         env = os.environ.get(f"CUSTODY_{key.upper()}")
@@ -117,7 +124,20 @@ def load(root: Path) -> Config:
         link_mode=link_mode,
         actor=settings.get("actor") or _login_name(),
         capture_env=tuple(capture_env),
+        capture_redact=capture_redact,
     )
+
+
+def _patterns(path: Path, value: object) -> tuple[str, ...]:
+    """``[capture] redact``: regular expressions that compile."""
+    if not isinstance(value, list) or not all(isinstance(p, str) for p in value):
+        raise ConfigError(f'{path}: [capture] redact must be a list of regular expressions, e.g. redact = ["^db_"]')
+    for pattern in value:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise ConfigError(f"{path}: [capture] redact pattern {pattern!r} does not compile ({exc})") from exc
+    return tuple(value)
 
 
 def write_initial(root: Path, db_url: str | None, link_mode: str) -> None:

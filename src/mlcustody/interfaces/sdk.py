@@ -125,6 +125,7 @@ class ImportReport:
     count: int
     first_position: int
     versions: list[str]  # model versions the imported decisions were attributed to
+    skipped: int = 0  # with resume: decisions already in the log with the same content
 
 
 @dataclass(frozen=True)
@@ -750,9 +751,13 @@ class Workspace:
 
         return decisions.DecisionLog(self._keyring(), ref, **options)
 
-    def import_decisions(self, path: Path | str, ref: str, *, columns: DecisionColumns | None = None) -> ImportReport:
+    def import_decisions(
+        self, path: Path | str, ref: str, *, columns: DecisionColumns | None = None, resume: bool = False
+    ) -> ImportReport:
         """Import a prediction log (JSON Lines, CSV, Parquet) into the decision log, sealed by a checkpoint.
-        With an alias (``NAME:ALIAS``) each decision gets the version the alias pointed at at its time."""
+        With an alias (``NAME:ALIAS``) each decision gets the version the alias pointed at at its time.
+        With ``resume``, decisions already logged with the same content are skipped (an interrupted
+        import run again), one logged with other content refuses the import."""
         from mlcustody.ledger import decision_files, decision_queries, decisions
 
         cols = columns or DecisionColumns()
@@ -767,10 +772,11 @@ class Workspace:
                 time_col=cols.time,
                 subject_col=cols.subject,
                 where=found.where,
+                resume=resume,
             )
         with self.db.read() as conn:
             versions = decision_queries.versions_from(conn, start)
-        return ImportReport(str(found.path), count, start, versions)
+        return ImportReport(str(found.path), count, start, versions, found.table.num_rows - count)
 
     def list_decisions(
         self, *, model: str | None = None, subject: str | None = None, since: str | None = None, limit: int = 1000

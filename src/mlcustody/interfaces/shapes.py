@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from mlcustody._canonical import json_number
 
 if TYPE_CHECKING:  # the CLI imports this module before it knows whether it needs the database layer
+    from mlcustody.capture.redact import Redaction
     from mlcustody.checks import Problem
     from mlcustody.errors import CustodyError
     from mlcustody.forensics.decision_records import DecisionRecords
@@ -157,6 +158,9 @@ FIELDS: dict[str, dict[str, str]] = {
         "hardware, container, files: {name: digest}, variables}; null while running or when the run was killed",
         "processes": "commands the run started (argv lists)",
         "children": "ids of runs started inside this one",
+        "redacted": "list of {where (command[I], processes[P][I], environment.variables.NAME), rule "
+        "(url-password, secret-option, secret-assignment, token, config)}: secrets replaced by [REDACTED:RULE] "
+        "before the run was recorded (docs/runs.md)",
     },
     "runs": {"runs": "list of run summary (as in run.run), newest first unless --sort"},
     "trace_record": {
@@ -260,6 +264,7 @@ FIELDS: dict[str, dict[str, str]] = {
         "count": "decisions imported",
         "first_position": "log position of the first one",
         "versions": "model versions (NAME@VERSION) the decisions were attributed to",
+        "skipped": "with --resume: decisions already in the log with the same content, not logged again",
     },
     "decision_receipt": {
         "decision": "the decision (as in decisions)",
@@ -468,7 +473,17 @@ def run(details: RunDetails) -> dict[str, Any]:
         environment=details.environment,
         processes=item.end.processes if item.end else [],
         children=details.children,
+        redacted=[r.as_dict() for r in redactions(details)],
     )
+
+
+def redactions(details: RunDetails) -> list[Redaction]:
+    """What was redacted from a run before it was recorded (the markers its values carry)."""
+    from mlcustody.capture import redact
+
+    item = details.run
+    processes = item.end.processes if item.end else []
+    return redact.found({"command": item.start.command, "processes": processes, "environment": details.environment})
 
 
 def run_diff(a: RunDetails, b: RunDetails, differences: dict[str, Any]) -> dict[str, Any]:

@@ -41,7 +41,16 @@ from sqlalchemy.engine import Connection
 from mlcustody._canonical import utc_now
 from mlcustody.checks import Problem
 from mlcustody.errors import UsageError
-from mlcustody.ledger import decision_anchor, decision_seal, decision_store, decision_subjects, keys, registry, tlog
+from mlcustody.ledger import (
+    decision_anchor,
+    decision_resume,
+    decision_seal,
+    decision_store,
+    decision_subjects,
+    keys,
+    registry,
+    tlog,
+)
 from mlcustody.ledger.decision_batch import (
     Batch,
     canonical_output,
@@ -262,12 +271,15 @@ class DecisionLog:
         subject_col: str | None = None,
         outputs: Sequence[Any] | None = None,
         where: Callable[[int], str] | None = None,
+        resume: bool = False,
     ) -> int:
         """Log one decision per row of a pyarrow, polars or pandas frame, in one transaction.
 
         Every column besides the id, time, subject and output columns is an input. Without an id
         column, ids are generated; without a time column, the time is now. ``where(i)`` names row i in
-        errors (e.g. ``file:line``). Returns the number of decisions logged."""
+        errors (e.g. ``file:line``). With ``resume`` (re-running an interrupted ingest), decisions
+        already logged with identical content are skipped and one logged with other content refuses
+        the batch (``decision_resume``). Returns the number of decisions logged now."""
         from mlcustody.storage.records.fingerprint import to_arrow
 
         table = to_arrow(frame)
@@ -297,8 +309,13 @@ class DecisionLog:
         with self._lock:
             self._check_open()
             self._flush_pending()
-            self._write(batch)
-        return int(table.num_rows)
+            if resume:
+                batch.check_unique()
+                with self.db.read() as conn:
+                    batch = batch.without(decision_resume.already_logged(conn, batch, self.model.name))
+            if len(batch):
+                self._write(batch)
+        return len(batch)
 
     # -- writing ---------------------------------------------------------------------------------------
 

@@ -652,6 +652,9 @@ def decisions_import(
         str, typer.Option("--subject-col", help="Column of subject ids (pseudonymised).")
     ] = "subject",
     output_col: Annotated[str, typer.Option("--output-col", help="Column of model outputs.")] = "output",
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Skip decisions already logged with the same content (a rerun).")
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Import a prediction log into the decision log (every other column is an input) and seal it
@@ -660,7 +663,7 @@ def decisions_import(
 
     columns = DecisionColumns(id=id_col, time=time_col, subject=subject_col, output=output_col)
     with workspace() as ws:
-        render_decisions.imported(ws.import_decisions(path, model, columns=columns), as_json)
+        render_decisions.imported(ws.import_decisions(path, model, columns=columns, resume=resume), as_json)
 
 
 @decisions_app.command("receipt")

@@ -33,6 +33,7 @@ def imported(report: ImportReport, as_json: bool) -> None:
     output.line(
         f"imported {report.count} decision(s) from {report.path} at positions {report.first_position}…{last} "
         f"({', '.join(report.versions) or 'no model version'}); sealed by a signed checkpoint"
+        + (f"; {report.skipped} already logged, skipped" if report.skipped else "")
     )
 
 
