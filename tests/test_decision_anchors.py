@@ -83,7 +83,7 @@ def _subject_row(ws: Workspace, name: str = "alice") -> int:
     from mlcustody.ledger import decision_subjects
 
     with ws.db.read() as conn:
-        found = decision_subjects.row_of(conn, name)
+        found = decision_subjects.row_of(conn, name, ws._decision_keys(conn))
     assert found is not None
     return found
 

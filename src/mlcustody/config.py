@@ -7,12 +7,13 @@ database without editing it. Recognised settings (see docs/cli.md, section Confi
     db_url = "postgresql+psycopg://user@host/db"   # default: SQLite in .custody/metadata.db
     link_mode = "copy"                             # copy | hardlink | symlink | reflink
     actor = "alice"                                # default: the login name
+    kek_file = "~/.config/mlcustody/kek/ID.key"    # key-encryption key of the decision log (ledger/kek.py)
 
     [capture]
     env = ["MY_SEED"]          # environment variables runs record, besides the built-in allow-list
     redact = ["^db[-_.]"]      # more names whose values runs never record (capture/redact.py)
 
-``CUSTODY_DB_URL``, ``CUSTODY_LINK_MODE`` and ``CUSTODY_ACTOR`` override the file.
+``CUSTODY_DB_URL``, ``CUSTODY_LINK_MODE``, ``CUSTODY_ACTOR`` and ``CUSTODY_KEK_FILE`` override the file.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from mlcustody.errors import ConfigError, NotAWorkspace, PathError
 STORE_DIRNAME = ".custody"
 CONFIG_FILENAME = "config.toml"
 LINK_MODES = ("copy", "hardlink", "symlink", "reflink")
-_KNOWN_KEYS = {"db_url", "link_mode", "actor"}
+_KNOWN_KEYS = {"db_url", "link_mode", "actor", "kek_file"}
 _CAPTURE_KEYS = {"env", "redact"}
 
 
@@ -43,6 +44,7 @@ class Config:
     actor: str
     capture_env: tuple[str, ...] = ()
     capture_redact: tuple[str, ...] = ()
+    kek_file: str | None = None  # the decision log's key-encryption key file (ledger/kek.py); None: default
 
     @property
     def store_dir(self) -> Path:
@@ -125,6 +127,7 @@ def load(root: Path) -> Config:
         actor=settings.get("actor") or _login_name(),
         capture_env=tuple(capture_env),
         capture_redact=capture_redact,
+        kek_file=settings.get("kek_file") or None,
     )
 
 

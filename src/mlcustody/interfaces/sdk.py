@@ -43,7 +43,7 @@ if TYPE_CHECKING:  # the record layer pulls in pyarrow, DuckDB and polars: impor
     import pyarrow as pa
 
     from mlcustody.forensics import decision_records
-    from mlcustody.ledger import bundle, decision_queries, decisions, keys, registry
+    from mlcustody.ledger import bundle, decision_queries, decisions, kek, kek_rotate, keys, registry
     from mlcustody.lineage import graph as lineage_graph
     from mlcustody.lineage import records as record_trace
     from mlcustody.storage.records import diff as record_diff
@@ -785,7 +785,8 @@ class Workspace:
         from mlcustody.ledger import decision_queries
 
         with self.db.read() as conn:
-            return decision_queries.listing(conn, model=model, subject=subject, since=since, limit=limit)
+            keys = self._decision_keys(conn) if subject is not None else None
+            return decision_queries.listing(conn, model=model, subject=subject, since=since, limit=limit, keys=keys)
 
     def decision_receipt(self, decision_id: str) -> decision_queries.Receipt:
         """A c2sp.org/tlog-proof that the decision is in the signed log, to check offline."""
@@ -799,7 +800,9 @@ class Workspace:
         from mlcustody.ledger import decision_queries
 
         with self.db.read() as conn:
-            return decision_queries.read_inputs(conn, decision_queries.get(conn, decision_id))
+            return decision_queries.read_inputs(
+                conn, decision_queries.get(conn, decision_id), self._decision_keys(conn)
+            )
 
     def forget_subject(self, subject: str) -> int:
         """Crypto-shred a data subject's decision inputs (their data key is deleted, audited); the log
@@ -807,7 +810,7 @@ class Workspace:
         from mlcustody.ledger import decision_subjects
 
         with self.db.write() as conn:
-            count, event = decision_subjects.forget(conn, subject, self.config.actor)
+            count, event = decision_subjects.forget(conn, subject, self.config.actor, self._decision_keys(conn))
         if event is not None:
             audit.advance_witness(self.witness, event)
         return count
@@ -848,7 +851,8 @@ class Workspace:
         from mlcustody.forensics import decision_records
 
         with self.db.read() as conn:
-            return decision_records.influential(conn, self, decision, top=top, label=label)
+            keys = self._decision_keys(conn)
+            return decision_records.influential(conn, self, decision, top=top, label=label, keys=keys)
 
     # -- lineage graph -----------------------------------------------------------------------------
 
@@ -879,7 +883,19 @@ class Workspace:
     def _keyring(self) -> keys.Keyring:
         from mlcustody.ledger import keys
 
-        return keys.Keyring(self.db, self.config.store_dir, self.witness, self.config.actor)
+        return keys.Keyring(self.db, self.config.store_dir, self.witness, self.config.actor, self.config.kek_file)
+
+    def rotate_kek(self) -> kek_rotate.Rotation:
+        """Re-wrap the decision log's data keys and subject-HMAC key under a new key-encryption key."""
+        from mlcustody.ledger import kek_rotate
+
+        return kek_rotate.rotate(self._keyring())
+
+    def _decision_keys(self, conn: Any) -> kek.Keyset | None:
+        """The key-encryption keys that unwrap the decision log's keys (``ledger.kek``)."""
+        from mlcustody.ledger import decision_subjects
+
+        return decision_subjects.keyset(conn, self.config.kek_file)
 
     def generate_key(self, name: str | None = None, type: str | None = None) -> keys.KeyChange:
         """Make a signing key pair (default name ``default``, type ``ecdsa-p256``; see ``ledger.keys``)."""

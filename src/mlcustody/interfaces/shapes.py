@@ -285,6 +285,12 @@ FIELDS: dict[str, dict[str, str]] = {
         "decision_head_corrupt, shred_unaudited, shred_undone, row_modified / row_unrecorded / row_deleted "
         "(decision_subjects[ID], store_info[decision_subject_key]), unsealed_tail",
     },
+    "kek_rotate": {
+        "previous": "KEK ids the keys were wrapped under before (unwrapped: stored before wrapping)",
+        "current": "id of the KEK every key is wrapped under now",
+        "rewrapped": "keys re-wrapped (data keys and the subject-HMAC key; shredded keys are gone)",
+        "provider": "where the KEK is kept ($CUSTODY_KEK or the key file)",
+    },
     "decisions_seal": {
         "sealed": "true when a checkpoint was signed now, false when the log was sealed (or empty) already",
         "size": "decisions the new checkpoint seals, or null",

@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy.engine import Connection
 
 from mlcustody._canonical import utc_now
+from mlcustody.ledger import kek
 from mlcustody.metadata import audit, decision_audit
 from mlcustody.metadata.schema import decision_subjects, store_info
 
@@ -43,20 +44,29 @@ def store_value(conn: Connection, key: str, make: Callable[[], str] | None = Non
     return None if value is None else str(value)
 
 
-def ensure_hmac_key(conn: Connection, actor: str) -> audit.Event | None:
-    """Make the store's subject-HMAC key when it has none; its digest is an audit event (returned)."""
+def keyset(conn: Connection, kek_file: str | None, *, create: bool = False) -> kek.Keyset | None:
+    """The key-encryption keys of this store (``ledger.kek``); a writer (``create``) gets a key file
+    made when the store has no wrapped key yet. None when none is configured and none is needed."""
+    store_id = store_value(conn, "store_id") or "default"
+    return kek.open_keyset(store_id, kek_file, store_value(conn, kek.KEK_ROW), create=create)
+
+
+def ensure_hmac_key(conn: Connection, actor: str, keys: kek.Keyset) -> audit.Event | None:
+    """Make the store's subject-HMAC key (wrapped under the KEK) when it has none; its digest is an
+    audit event (returned)."""
     if store_value(conn, SUBJECT_KEY_ROW) is not None:
         return None
-    secret = str(store_value(conn, SUBJECT_KEY_ROW, lambda: secrets.token_hex(32)))
+    secret = str(store_value(conn, SUBJECT_KEY_ROW, lambda: keys.wrap_text(secrets.token_bytes(32), kek.HMAC_CONTEXT)))
+    store_value(conn, kek.KEK_ROW, lambda: keys.current.kek_id)
     return decision_audit.record_hmac_key(conn, secret, actor)
 
 
-def subject_hasher(conn: Connection) -> Callable[[str], str] | None:
+def subject_hasher(conn: Connection, keys: kek.Keyset | None) -> Callable[[str], str] | None:
     """HMAC-SHA256 (hex) of a subject id under the store's subject key; None when there is no key yet."""
     secret = store_value(conn, SUBJECT_KEY_ROW)
     if secret is None:
         return None
-    key = bytes.fromhex(secret)
+    key = kek.unwrap(keys, kek.text_blob(secret), kek.HMAC_CONTEXT)
     cache: dict[str, str] = {}
 
     def pseudonym(subject: str) -> str:
@@ -76,10 +86,11 @@ class SubjectRows:
     holds when the counter moved, so a destroyed key is never used again. New rows are an audit event
     by ``actor`` (``metadata.decision_audit``); ``event`` is the last one written."""
 
-    def __init__(self, actor: str) -> None:
+    def __init__(self, actor: str, keys: kek.Keyset) -> None:
         self._known: dict[str, tuple[int, bytes | None]] = {}
         self._shredded: str | None = None
         self.actor = actor
+        self.keys = keys  # new data keys are stored wrapped under the current KEK
         self.event: audit.Event | None = None
 
     def lookup(self, conn: Connection, subjects: Iterable[str]) -> dict[str, tuple[int, bytes | None]]:
@@ -96,18 +107,24 @@ class SubjectRows:
         found = _select(conn, wanted)
         missing = wanted.difference(found)
         if missing:
-            now = utc_now()
-            conn.execute(
-                decision_subjects.insert(), [{"subject": s, "key": os.urandom(32), "created_at": now} for s in missing]
-            )
+            now, wrap = utc_now(), self.keys.wrap
+            rows = [
+                {"subject": s, "key": wrap(os.urandom(32), kek.data_key_context(s)), "created_at": now} for s in missing
+            ]
+            conn.execute(decision_subjects.insert(), rows)
+            store_value(conn, kek.KEK_ROW, lambda: self.keys.current.kek_id)
             made = _select(conn, missing)
             new_rows = [(row, subject, now, key) for subject, (row, key) in made.items()]
             self.event = decision_audit.record_rows(conn, new_rows, self.actor)
             found |= made
-        return found
+        unwrap = self.keys.unwrap
+        return {
+            s: (row, None if key is None else unwrap(key, kek.data_key_context(s))) for s, (row, key) in found.items()
+        }
 
 
 def _select(conn: Connection, subjects: set[str]) -> dict[str, tuple[int, bytes | None]]:
+    """The row and stored (wrapped) data key of each subject HMAC that has a row."""
     ordered = sorted(subjects)
     found: dict[str, tuple[int, bytes | None]] = {}
     columns = (decision_subjects.c.subject, decision_subjects.c.id, decision_subjects.c.key)
@@ -128,22 +145,26 @@ def encrypt(keys: Sequence[bytes | None], ids: Sequence[str], plaintexts: Sequen
     ]
 
 
-def decrypt(conn: Connection, key_row: int, decision_id: str, payload: bytes) -> dict[str, Any] | None:
+def decrypt(
+    conn: Connection, key_row: int, decision_id: str, payload: bytes, keys: kek.Keyset | None
+) -> dict[str, Any] | None:
     """The inputs in ``payload``; None when the subject's key was destroyed or the payload altered."""
-    key = conn.execute(sa.select(decision_subjects.c.key).where(decision_subjects.c.id == key_row)).scalar()
-    if key is None:
+    query = sa.select(decision_subjects.c.key, decision_subjects.c.subject).where(decision_subjects.c.id == key_row)
+    found_row = conn.execute(query).first()
+    if found_row is None or found_row.key is None:
         return None
+    key = kek.unwrap(keys, bytes(found_row.key), kek.data_key_context(found_row.subject))
     try:
-        plain = AESGCM(bytes(key)).decrypt(payload[:_NONCE], payload[_NONCE:], decision_id.encode("utf-8"))
+        plain = AESGCM(key).decrypt(payload[:_NONCE], payload[_NONCE:], decision_id.encode("utf-8"))
     except InvalidTag:
         return None
     found: dict[str, Any] = json.loads(plain)
     return found
 
 
-def row_of(conn: Connection, subject: str) -> int | None:
+def row_of(conn: Connection, subject: str, keys: kek.Keyset | None) -> int | None:
     """The row id of a subject id (not its HMAC), or None when the subject never had a decision."""
-    pseudonym = subject_hasher(conn)
+    pseudonym = subject_hasher(conn, keys)
     if pseudonym is None:
         return None
     query = sa.select(decision_subjects.c.id).where(decision_subjects.c.subject == pseudonym(subject))
@@ -151,9 +172,9 @@ def row_of(conn: Connection, subject: str) -> int | None:
     return None if found is None else int(found)
 
 
-def forget(conn: Connection, subject: str, actor: str) -> tuple[int, audit.Event | None]:
+def forget(conn: Connection, subject: str, actor: str, keys: kek.Keyset | None) -> tuple[int, audit.Event | None]:
     """Crypto-shred one subject: destroy their data key (audited). Returns their decisions' count."""
-    row = row_of(conn, subject)
+    row = row_of(conn, subject, keys)
     if row is None:
         return 0, None
     current = conn.execute(sa.select(decision_subjects).where(decision_subjects.c.id == row)).one()

@@ -47,6 +47,7 @@ from mlcustody.ledger import (
     decision_seal,
     decision_store,
     decision_subjects,
+    kek,
     keys,
     registry,
     tlog,
@@ -182,14 +183,18 @@ class DecisionLog:
             self.model = registry.get(conn, ref)
             self._history = _alias_history(conn, ref)
         self._signer = log_signer(ring)
-        self._subjects = decision_subjects.SubjectRows(ring.actor)
+        with self.db.read() as conn:
+            keyset = decision_subjects.keyset(conn, ring.kek_file, create=True)
+        if keyset is None:  # a writer always gets one: the key file is made on first use
+            raise UsageError("no key-encryption key for the decision log", hint=f"set {kek.KEK_ENV}")
+        self._subjects = decision_subjects.SubjectRows(ring.actor, keyset)
         self._events: list[audit.Event] = []  # written in the open transaction, witnessed after commit
         self._head_due: decision_anchor.Head | None = None
         with self._transaction() as conn:
             self.origin = str(decision_subjects.store_value(conn, ORIGIN_ROW, _origin))
-            made = decision_subjects.ensure_hmac_key(conn, ring.actor)
+            made = decision_subjects.ensure_hmac_key(conn, ring.actor, keyset)
             self._events += [made] if made is not None else []
-            self._pseudonym = decision_subjects.subject_hasher(conn)
+            self._pseudonym = decision_subjects.subject_hasher(conn, keyset)
         self._frontier: tlog.Frontier | None = None  # the tree's right edge, read from the log's tail
         self._pool: Executor | None = None  # worker processes sealing the segments of large batches
         self._pending: list[_Pending] = []

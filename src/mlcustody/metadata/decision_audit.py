@@ -17,9 +17,10 @@ account for, and replacing either key silently changes what the log says about a
   the batch digest still recomputes after the key is gone.
 
 :func:`check` replays those events against the rows and names every row written, changed, deleted
-or shredded behind the log's back. Key digests are of the key itself (not of a wrapped form), so
-re-wrapping keys under a new key-encryption key does not change them. A SHA-256 of a random 256-bit
-key reveals nothing of it.
+or shredded behind the log's back. Key digests are of the stored (wrapped) value, so ``verify``
+needs no key-encryption key; re-wrapping under a new one (``ledger.kek_rotate``) records every row
+again as one batch, and the last batch that names a row is the one that vouches for it. A SHA-256
+of a wrapped key reveals nothing of it.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -54,9 +56,10 @@ def record_checkpoint(conn: Connection, row: dict[str, Any], actor: str) -> audi
     return audit.append(conn, actor=actor, action=CHECKPOINT_ACTION, payload=payload)
 
 
-def record_hmac_key(conn: Connection, secret_hex: str, actor: str) -> audit.Event:
-    """The event of a new subject-HMAC key (its digest), in the transaction that stores it."""
-    payload = {"row": SUBJECT_KEY_ROW, "digest": key_digest(bytes.fromhex(secret_hex))}
+def record_hmac_key(conn: Connection, stored: str, actor: str) -> audit.Event:
+    """The event of a new (or re-wrapped) subject-HMAC key: the digest of its stored value, in the
+    transaction that stores it."""
+    payload = {"row": SUBJECT_KEY_ROW, "digest": key_digest(stored.encode("utf-8"))}
     return audit.append(conn, actor=actor, action=HMAC_ACTION, payload=payload)
 
 
@@ -105,7 +108,7 @@ def _digest(lines: Iterable[tuple[int, str, str, str]]) -> str:
 
 def check(conn: Connection) -> list[Problem]:
     """Every key row against the events that vouch for it (see the module docstring)."""
-    batches, shreds, keyless, hmac_event = _events(conn)
+    batches, shreds, hmac_event = _events(conn)
     rows = {
         row.id: row
         for row in conn.execute(
@@ -118,70 +121,92 @@ def check(conn: Connection) -> list[Problem]:
             )
         )
     }
+    latest: dict[int, Batch] = {}  # a re-wrap records every row again: the last batch naming a row vouches for it
+    for batch in batches:
+        latest.update(dict.fromkeys(batch.ids, batch))
     problems = _check_hmac(conn, hmac_event)
-    digests: dict[int, str] = {}
     for row_id, row in rows.items():
-        where = f"decision_subjects[{row_id}]"
-        shred = shreds.get(row_id)
-        if row.key is None and row_id in keyless:
-            digests[row_id] = ""
-        elif row.key is None:
-            if shred is None:
-                problems.append(Problem("shred_unaudited", where, "its data key was destroyed without an audit event"))
-                continue
-            digests[row_id] = shred[1]
-            if row.shredded_at != shred[2]:
-                problems.append(Problem("row_modified", where, f"shredded_at differs from audit event {shred[0]}"))
-        else:
-            digests[row_id] = key_digest(bytes(row.key))
-            if shred is not None:
-                detail = f"audit event {shred[0]} destroyed its data key, but a key is there"
-                problems.append(Problem("shred_undone", where, detail))
-    covered: set[int] = set()
-    for seq, ids, digest in batches:
-        covered.update(ids)
-        span = f"decision_subjects[{ids[0]}…{ids[-1]}]" if ids else "decision_subjects"
-        gone = [i for i in ids if i not in rows]
+        problems += _check_shred(row_id, row, shreds.get(row_id), latest.get(row_id))
+    for batch in batches:
+        if any(latest[i] is not batch for i in batch.ids):
+            continue  # superseded by a later record of the same rows
+        span = f"decision_subjects[{batch.ids[0]}…{batch.ids[-1]}]" if batch.ids else "decision_subjects"
+        gone = [i for i in batch.ids if i not in rows]
         if gone:
-            detail = f"{len(gone)} row(s) of audit event {seq} missing, e.g. {gone[0]}"
+            detail = f"{len(gone)} row(s) of audit event {batch.seq} missing, e.g. {gone[0]}"
             problems.append(Problem("row_deleted", span, detail))
             continue
-        lines = ((i, rows[i].subject, rows[i].created_at, digests.get(i, "")) for i in ids)
-        if _digest(lines) != digest:
-            detail = f"a subject, time or data key differs from what audit event {seq} vouches for"
+        lines = (
+            (i, rows[i].subject, rows[i].created_at, _row_digest(rows[i], batch, shreds.get(i))) for i in batch.ids
+        )
+        if _digest(lines) != batch.digest:
+            detail = f"a subject, time or data key differs from what audit event {batch.seq} vouches for"
             problems.append(Problem("row_modified", span, detail))
-    unrecorded = sorted(rows.keys() - covered)
+    unrecorded = sorted(rows.keys() - latest.keys())
     for row_id in unrecorded[:_MAX_REPORTED]:
         problems.append(Problem("row_unrecorded", f"decision_subjects[{row_id}]", "row is not in the audit log"))
     return problems
 
 
+@dataclass(frozen=True)
+class Batch:
+    """A ``decision.subjects`` event: the rows it records, their digest, those recorded without a key."""
+
+    seq: int
+    ids: list[int]
+    digest: str
+    keyless: frozenset[int]
+
+
+def _row_digest(row: Any, batch: Batch, shred: tuple[int, str, str] | None) -> str:
+    """The key digest a batch recorded for a row: of its stored key; "" when recorded without one;
+    for a key shredded since, the digest its shred event kept."""
+    if row.key is not None:
+        return key_digest(bytes(row.key))
+    if row.id in batch.keyless:
+        return ""
+    return shred[1] if shred is not None else ""
+
+
+def _check_shred(row_id: int, row: Any, shred: tuple[int, str, str] | None, batch: Batch | None) -> list[Problem]:
+    where = f"decision_subjects[{row_id}]"
+    if row.key is None:
+        if shred is None and (batch is None or row_id not in batch.keyless):
+            return [Problem("shred_unaudited", where, "its data key was destroyed without an audit event")]
+        if shred is not None and row.shredded_at != shred[2]:
+            return [Problem("row_modified", where, f"shredded_at differs from audit event {shred[0]}")]
+    elif shred is not None:
+        return [Problem("shred_undone", where, f"audit event {shred[0]} destroyed its data key, but a key is there")]
+    return []
+
+
+def _ranges_ids(runs: Any) -> list[int]:
+    return [i for low, high in runs for i in range(int(low), int(high) + 1)]
+
+
 def _events(
     conn: Connection,
-) -> tuple[list[tuple[int, list[int], str]], dict[int, tuple[int, str, str]], set[int], tuple[int, str] | None]:
-    """Subject batches (seq, ids, digest), shreds by row (seq, key digest, time), rows recorded
-    without a key, the latest HMAC key event."""
+) -> tuple[list[Batch], dict[int, tuple[int, str, str]], tuple[int, str] | None]:
+    """Subject batches, shreds by row (seq, key digest, time), the latest HMAC key event."""
     query = sa.select(audit_events.c.seq, audit_events.c.action, audit_events.c.payload).where(
         audit_events.c.action.in_([HMAC_ACTION, ROWS_ACTION, SHRED_ACTION])
     )
-    batches: list[tuple[int, list[int], str]] = []
+    batches: list[Batch] = []
     shreds: dict[int, tuple[int, str, str]] = {}
     hmac_event: tuple[int, str] | None = None
-    keyless: set[int] = set()
     for seq, action, text in conn.execute(query.order_by(audit_events.c.seq)):
         try:
             value = json.loads(text)
             if action == ROWS_ACTION:
-                ids = [i for low, high in value["ids"] for i in range(int(low), int(high) + 1)]
-                batches.append((seq, ids, str(value["digest"])))
-                keyless.update(i for low, high in value.get("keyless", []) for i in range(int(low), int(high) + 1))
+                keyless = frozenset(_ranges_ids(value.get("keyless", [])))
+                batches.append(Batch(seq, _ranges_ids(value["ids"]), str(value["digest"]), keyless))
             elif action == SHRED_ACTION and "row" in value:
                 shreds[int(value["row"])] = (seq, str(value["key_digest"]), str(value["shredded_at"]))
             elif action == HMAC_ACTION:
                 hmac_event = (seq, str(value["digest"]))
         except (ValueError, KeyError, TypeError):
             continue  # audit.verify names a corrupt event
-    return batches, shreds, keyless, hmac_event
+    return batches, shreds, hmac_event
 
 
 def _check_hmac(conn: Connection, event: tuple[int, str] | None) -> list[Problem]:
@@ -192,10 +217,6 @@ def _check_hmac(conn: Connection, event: tuple[int, str] | None) -> list[Problem
         return [Problem("row_deleted", where, gone)] if event else []
     if event is None:
         return [Problem("row_unrecorded", where, "the subject-HMAC key is not in the audit log")]
-    try:
-        digest = key_digest(bytes.fromhex(str(value)))
-    except ValueError:
-        digest = ""
-    if digest != event[1]:
+    if key_digest(str(value).encode("utf-8")) != event[1]:
         return [Problem("row_modified", where, f"the subject-HMAC key differs from audit event {event[0]}")]
     return []

@@ -476,6 +476,14 @@ def keys_rotate(
         render_keys.change("rotated", ws.rotate_key(name), as_json)
 
 
+@keys_app.command("rotate-kek")
+def keys_rotate_kek(as_json: JsonOpt = False) -> None:
+    """Re-wrap the decision log's data keys and subject-HMAC key under a new key-encryption key (a new
+    key in the key file; with CUSTODY_KEK=NEW,OLD the first one), then drop the old one."""
+    with workspace() as ws:
+        render_decisions.kek_rotated(ws.rotate_kek(), as_json)
+
+
 @keys_app.command("revoke")
 def keys_revoke(
     ref: Annotated[str, typer.Argument(metavar="NAME_OR_KEYID", help="Key name (its active key) or keyid (prefix).")],

@@ -13,6 +13,7 @@ from mlcustody.interfaces.cli import output, render_models
 if TYPE_CHECKING:
     from mlcustody.interfaces.sdk import DecisionTrace, ImportReport, VerifyReport
     from mlcustody.ledger.decision_queries import Decision, Receipt
+    from mlcustody.ledger.kek_rotate import Rotation
 
 
 def listing(found: list[Decision], as_json: bool) -> None:
@@ -119,3 +120,12 @@ def sealed(size: int | None, as_json: bool) -> None:
         output.line("the decision log is sealed: nothing to do")
     else:
         output.line(f"sealed the decision log at {size} decision(s) with a signed checkpoint")
+
+
+def kek_rotated(found: Rotation, as_json: bool) -> None:
+    if as_json:
+        output.emit_json(shapes.document("kek_rotate", **found.__dict__))
+        return
+    before = ", ".join(found.previous) or "nothing"
+    output.line(f"re-wrapped {found.rewrapped} key(s) from {before} to key-encryption key {found.current}")
+    output.line(f"  kept in {found.provider}; the old key-encryption key is no longer needed")
