@@ -110,3 +110,12 @@ def cli(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.
         monkeypatch.delenv(key, raising=False)
     (tmp_path / "ws").mkdir()
     return Cli(tmp_path / "ws", capsys, monkeypatch)
+
+
+@pytest.fixture(autouse=True)
+def _private_config_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Key files made on first use (the decision log's key-encryption key) go under the test's own
+    directory, never the user's ~/.config."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config-home"))
+    monkeypatch.delenv("CUSTODY_KEK", raising=False)
+    monkeypatch.delenv("CUSTODY_KEK_FILE", raising=False)

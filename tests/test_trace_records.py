@@ -73,7 +73,7 @@ def _register_models(ws: Workspace) -> None:
         run.save_model(model, ws.root / "bare.skops")
     ws.register_model("bare", run=run.id)
     (ws.root / "legacy.pkl").write_bytes(pickle.dumps(_Touch(ws.root / "unpickled")))
-    ws.register_model("legacy", path=ws.root / "legacy.pkl")
+    ws.register_model("legacy", path=ws.root / "legacy.pkl", trust_pickle=True)
 
 
 class _Touch:

@@ -7,6 +7,7 @@ database without editing it. Recognised settings (see docs/cli.md, section Confi
     db_url = "postgresql+psycopg://user@host/db"   # default: SQLite in .custody/metadata.db
     link_mode = "copy"                             # copy | hardlink | symlink | reflink
     actor = "alice"                                # default: the login name
+    kek_file = "~/.config/mlcustody/kek/ID.key"    # key-encryption key of the decision log (ledger/kek.py)
 
     [capture]
     env = ["MY_SEED"]          # environment variables runs record, besides the built-in allow-list
@@ -16,14 +17,16 @@ database without editing it. Recognised settings (see docs/cli.md, section Confi
     records = true             # record manifests and inferred record links for captured tables
     records_max_bytes = 536870912  # … for tables up to this size (default 512 MiB)
     records_max_files = 32     # … when a run reads and writes at most this many tables
+    redact = ["^db[-_.]"]      # more names whose values runs never record (capture/redact.py)
 
-``CUSTODY_DB_URL``, ``CUSTODY_LINK_MODE`` and ``CUSTODY_ACTOR`` override the file.
+``CUSTODY_DB_URL``, ``CUSTODY_LINK_MODE``, ``CUSTODY_ACTOR`` and ``CUSTODY_KEK_FILE`` override the file.
 """
 
 from __future__ import annotations
 
 import getpass
 import os
+import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +36,7 @@ from mlcustody.errors import ConfigError, NotAWorkspace, PathError
 STORE_DIRNAME = ".custody"
 CONFIG_FILENAME = "config.toml"
 LINK_MODES = ("copy", "hardlink", "symlink", "reflink")
-_KNOWN_KEYS = {"db_url", "link_mode", "actor"}
+_KNOWN_KEYS = {"db_url", "link_mode", "actor", "kek_file"}
 # Files under these patterns are hashed but neither stored nor versioned when a run touches them:
 # version control, virtual environments, caches. ``[capture] ignore`` adds to them.
 DEFAULT_IGNORE = (
@@ -50,7 +53,16 @@ DEFAULT_IGNORE = (
     "**/.ruff_cache/**",
     "**/node_modules/**",
 )
-_CAPTURE_KEYS = {"env", "store_max_bytes", "ignore", "keys", "records", "records_max_bytes", "records_max_files"}
+_CAPTURE_KEYS = {
+    "env",
+    "redact",
+    "store_max_bytes",
+    "ignore",
+    "keys",
+    "records",
+    "records_max_bytes",
+    "records_max_files",
+}
 
 
 @dataclass(frozen=True)
@@ -82,6 +94,8 @@ class Config:
     actor: str
     capture_env: tuple[str, ...] = ()
     capture: CapturePolicy = CapturePolicy()
+    capture_redact: tuple[str, ...] = ()
+    kek_file: str | None = None  # the decision log's key-encryption key file (ledger/kek.py); None: default
 
     @property
     def store_dir(self) -> Path:
@@ -147,6 +161,7 @@ def load(root: Path) -> Config:
             f"known: [core] {sorted(_KNOWN_KEYS)}, [capture] {sorted(_CAPTURE_KEYS)}"
         )
     capture_env = _names(capture, "env", path, 'env = ["MY_SEED"]')
+    capture_redact = _patterns(path, capture.get("redact", []))
     settings = {key: str(value) for key, value in core.items()}
     for key in _KNOWN_KEYS:
         env = os.environ.get(f"CUSTODY_{key.upper()}")
@@ -162,6 +177,8 @@ def load(root: Path) -> Config:
         actor=settings.get("actor") or _login_name(),
         capture_env=capture_env,
         capture=_capture_policy(capture, path),
+        capture_redact=capture_redact,
+        kek_file=settings.get("kek_file") or None,
     )
 
 
@@ -191,6 +208,18 @@ def _capture_policy(section: dict[str, object], path: Path) -> CapturePolicy:
         records_max_bytes=sizes["records_max_bytes"] or 0,
         records_max_files=sizes["records_max_files"] or 0,
     )
+
+
+def _patterns(path: Path, value: object) -> tuple[str, ...]:
+    """``[capture] redact``: regular expressions that compile."""
+    if not isinstance(value, list) or not all(isinstance(p, str) for p in value):
+        raise ConfigError(f'{path}: [capture] redact must be a list of regular expressions, e.g. redact = ["^db_"]')
+    for pattern in value:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise ConfigError(f"{path}: [capture] redact pattern {pattern!r} does not compile ({exc})") from exc
+    return tuple(value)
 
 
 def write_initial(root: Path, db_url: str | None, link_mode: str) -> None:

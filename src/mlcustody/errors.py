@@ -14,6 +14,8 @@ Classes also subclass the builtin they resemble, so ``except LookupError`` keeps
     │   ├── AmbiguousRef (LookupError)                a digest prefix that names several things
     │   └── WouldOverwrite (FileExistsError)          checkout would clobber unsaved changes
     ├── SchemaError                                   store schema not at this release's revision, exit 2
+    ├── DiskFull (OSError)                            no space left where the store writes, exit 2
+    ├── StoreReadOnly (PermissionError)               the store (database or objects) cannot be written, exit 2
     └── StoreBusy (TimeoutError)                      another process held the store too long, exit 3
 
 Checks (``verify``, ``status``) never raise for what they find: they return a report with
@@ -90,6 +92,23 @@ class SchemaError(CustodyError):
     exit_code = 2
     http_status = 503
     hint = "run `custody migrate` to bring the store to this release's schema"
+
+
+class DiskFull(CustodyError, OSError):
+    """No space left on the store's disk (or quota): what was being written is not recorded."""
+
+    code = "disk_full"
+    exit_code = 2
+    http_status = 507
+    hint = "free space on the store's disk (or raise the quota) and run the command again; nothing was recorded"
+
+
+class StoreReadOnly(CustodyError, PermissionError):
+    """The store's database or object directory cannot be written by this user or on this mount."""
+
+    code = "store_read_only"
+    exit_code = 2
+    http_status = 503
 
 
 class StoreBusy(CustodyError, TimeoutError):

@@ -3,7 +3,8 @@
 Both are plain JSON values; the caller stores them as canonical objects, so a run refers to them by
 digest and a thousand runs in the same environment share one object. Nothing here may record a
 secret: remote URLs lose their credentials, and environment variables are taken only from an
-allow-list, minus any name that looks like it holds a credential.
+allow-list, minus any name that looks like it holds a credential; the values kept lose URL passwords
+and token-shaped parts (``redact``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from mlcustody._canonical import digest_bytes
+from mlcustody.capture.redact import Redactor
 
 # Variables that change what a training run computes, or where; extended by [capture] env.
 ENV_ALLOW = (
@@ -202,9 +204,14 @@ class Interpreter:
 
 
 def capture_environment(
-    root: Path, interpreter: Interpreter | None, extra_env: Sequence[str] = (), environ: Mapping[str, str] | None = None
+    root: Path,
+    interpreter: Interpreter | None,
+    extra_env: Sequence[str] = (),
+    environ: Mapping[str, str] | None = None,
+    redact: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """Interpreter and packages (when a Python ran), OS, hardware, container, env files, allowed variables."""
+    """Interpreter and packages (when a Python ran), OS, hardware, container, env files, allowed variables
+    (redacted by the built-in rules and the ``[capture] redact`` patterns ``redact``)."""
     environ = os.environ if environ is None else environ
     python = None
     if interpreter is not None:
@@ -220,7 +227,7 @@ def capture_environment(
         "hardware": {"cpus": os.cpu_count(), "memory_bytes": _memory_bytes(), "cpu": _cpu_model()},
         "container": _container(environ),
         "files": _env_files(root),
-        "variables": allowed_variables(environ, extra_env),
+        "variables": Redactor(redact).variables(allowed_variables(environ, extra_env)),
     }
 
 

@@ -23,8 +23,10 @@ _PICKLE_SUFFIXES = (".pkl", ".pickle", ".joblib")
 _SAVE_HINT = "save scikit-learn models as .skops, tensors as .safetensors, or ONNX as .onnx"
 
 
-def detect_format(path: Path) -> str | None:
-    """``skops``, ``safetensors``, ``onnx``, ``pickle``, or None for anything else."""
+def detect_format(path: Path, name: str | None = None) -> str | None:
+    """``skops``, ``safetensors``, ``onnx``, ``pickle``, or None for anything else. ``name`` is the
+    file's own name when ``path`` is a stored object (whose name is its digest, without a suffix)."""
+    suffix = Path(name).suffix.lower() if name is not None else path.suffix.lower()
     try:
         with open(path, "rb") as handle:
             head = handle.read(16)
@@ -40,9 +42,9 @@ def detect_format(path: Path) -> str | None:
         (header_size,) = struct.unpack("<Q", head[:8])
         if 0 < header_size < 100_000_000 and header_size + 8 <= path.stat().st_size:
             return "safetensors"
-    if path.suffix.lower() == ".onnx" and head[:1] == b"\x08":
+    if suffix == ".onnx" and head[:1] == b"\x08":
         return "onnx"
-    if path.suffix.lower() in _PICKLE_SUFFIXES:
+    if suffix in _PICKLE_SUFFIXES:
         return "pickle"
     return None
 

@@ -25,7 +25,7 @@ from sqlalchemy.engine import Connection
 from mlcustody.capture import frames, models
 from mlcustody.errors import UsageError
 from mlcustody.forensics import attribution
-from mlcustody.ledger import decision_queries, registry
+from mlcustody.ledger import decision_queries, kek, registry
 from mlcustody.lineage import records as record_trace
 from mlcustody.metadata import refs, runs
 from mlcustody.metadata.artifacts import ArtifactVersion
@@ -74,10 +74,17 @@ class DecisionRecords:
 
 
 def influential(
-    conn: Connection, store: Store, decision: decision_queries.Decision, *, top: int, label: str | None = None
+    conn: Connection,
+    store: Store,
+    decision: decision_queries.Decision,
+    *,
+    top: int,
+    label: str | None = None,
+    keys: kek.Keyset | None = None,
 ) -> DecisionRecords:
-    """The ``top`` training records with the largest effect on ``decision``, traced to their sources."""
-    inputs = _inputs(conn, decision)
+    """The ``top`` training records with the largest effect on ``decision``, traced to their sources
+    (``keys``: the store's key-encryption keys, to decrypt the decision's inputs)."""
+    inputs = _inputs(conn, decision, keys)
     version = registry.get(conn, decision.ref)
     model = _load_model(conn, store, version)
     features = _feature_names(model, inputs)
@@ -98,9 +105,9 @@ def influential(
     return DecisionRecords(dataset.ref, features, target, found.method, found.measure, found.prediction, ranked)
 
 
-def _inputs(conn: Connection, decision: decision_queries.Decision) -> dict[str, Any]:
+def _inputs(conn: Connection, decision: decision_queries.Decision, keys: kek.Keyset | None) -> dict[str, Any]:
     """The decision's logged inputs: the point attribution explains, so without them there is nothing to do."""
-    found = decision_queries.read_inputs(conn, decision)
+    found = decision_queries.read_inputs(conn, decision, keys)
     if found is not None:
         return found
     if decision.payload_digest is None:

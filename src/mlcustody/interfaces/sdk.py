@@ -31,6 +31,7 @@ from mlcustody.metadata.artifacts import ArtifactVersion
 from mlcustody.metadata.engine import Database
 from mlcustody.metadata.schema import store_info
 from mlcustody.storage import links, manifest, snapshot
+from mlcustody.storage.boundary import Boundary
 from mlcustody.storage.checkout import CheckoutResult, checkout
 from mlcustody.storage.diff import TreeDiff, diff_entries
 from mlcustody.storage.lock import store_lock
@@ -42,7 +43,7 @@ if TYPE_CHECKING:  # the record layer pulls in pyarrow, DuckDB and polars: impor
     import pyarrow as pa
 
     from mlcustody.forensics import decision_records
-    from mlcustody.ledger import bundle, decision_queries, decisions, keys, registry
+    from mlcustody.ledger import bundle, decision_queries, decisions, kek, kek_rotate, keys, registry
     from mlcustody.lineage import graph as lineage_graph
     from mlcustody.lineage import records as record_trace
     from mlcustody.storage.records import diff as record_diff
@@ -124,6 +125,7 @@ class ImportReport:
     count: int
     first_position: int
     versions: list[str]  # model versions the imported decisions were attributed to
+    skipped: int = 0  # with resume: decisions already in the log with the same content
 
 
 @dataclass(frozen=True)
@@ -284,17 +286,29 @@ class Workspace:
                 raise PathError(f"{path} does not exist" if not path.exists() else f"cannot read {path}")
             artifacts.validate_name(chosen)
         results = []
-        with self._lock(exclusive=False):
-            for (path, rel), chosen in zip(targets, names, strict=True):
-                snap = snapshot.take(
-                    path, objects=self.objects, cache=self.cache, link_mode=self.config.link_mode, progress=progress
-                )
-                self._link_workspace(path, snap)
-                meta: dict[str, Any] = {"run": generated_by} if generated_by else {}
-                if records:
-                    meta["records"] = self._build_records(rel, snap, records).as_meta()
-                self.objects.barrier()
-                results.append(self._record(chosen, rel, snap, type, message, list(tags), meta))
+        boundary = Boundary(self.root)
+        with self.objects.recording() as written:
+            try:
+                with self._lock(exclusive=False):
+                    for (path, rel), chosen in zip(targets, names, strict=True):
+                        snap = snapshot.take(
+                            path,
+                            objects=self.objects,
+                            cache=self.cache,
+                            link_mode=self.config.link_mode,
+                            progress=progress,
+                            boundary=boundary,
+                        )
+                        meta: dict[str, Any] = {"run": generated_by} if generated_by else {}
+                        if records:
+                            meta["records"] = self._build_records(rel, snap, records).as_meta()
+                        self.objects.barrier()
+                        results.append(self._record(chosen, rel, snap, type, message, list(tags), meta))
+                        self._link_workspace(path, snap)  # once recorded: a refusal leaves the files as they were
+            except BaseException:
+                with self._lock(exclusive=True):  # a refusal changes nothing: its objects go again
+                    gc.discard(self.db, self.objects, written)
+                raise
         return results
 
     def _link_workspace(self, path: Path, snap: snapshot.Snapshot) -> None:
@@ -600,10 +614,17 @@ class Workspace:
     # -- model registry ----------------------------------------------------------------------------
 
     def register_model(
-        self, name: str, *, run: str | None = None, path: Path | str | None = None, key: str | None = None
+        self,
+        name: str,
+        *,
+        run: str | None = None,
+        path: Path | str | None = None,
+        key: str | None = None,
+        trust_pickle: bool = False,
     ) -> registry.ModelVersion:
         """Register the next version of a model: the model a run produced (``run``) or the file at
-        ``path``, bound by a signed in-toto/SLSA attestation to its run, data and lineage."""
+        ``path``, bound by a signed in-toto/SLSA attestation to its run, data and lineage. A pickle
+        is refused unless ``trust_pickle`` (the attestation then names it)."""
         from mlcustody.ledger import attestation, keys
         from mlcustody.ledger import registry as model_registry
 
@@ -616,7 +637,7 @@ class Workspace:
             run_id: str | None = model.meta.get("run") if run is None else runs.resolve(conn, run)
             if run is not None and run_id is not None:
                 model = model_registry.model_of_run(conn, run_id, self.relpath(path) if path is not None else None)
-            prepared = model_registry.prepare(conn, self.objects, name, model, run_id)
+            prepared = model_registry.prepare(conn, self.objects, name, model, run_id, trust_pickle=trust_pickle)
             signer = keys.signer(conn, self.config.store_dir, key)
         signature = signer.sign(attestation.pae(attestation.PAYLOAD_TYPE, prepared.statement))
         envelope = self.objects.put_bytes(attestation.envelope(prepared.statement, signer.keyid, signature))
@@ -730,9 +751,13 @@ class Workspace:
 
         return decisions.DecisionLog(self._keyring(), ref, **options)
 
-    def import_decisions(self, path: Path | str, ref: str, *, columns: DecisionColumns | None = None) -> ImportReport:
+    def import_decisions(
+        self, path: Path | str, ref: str, *, columns: DecisionColumns | None = None, resume: bool = False
+    ) -> ImportReport:
         """Import a prediction log (JSON Lines, CSV, Parquet) into the decision log, sealed by a checkpoint.
-        With an alias (``NAME:ALIAS``) each decision gets the version the alias pointed at at its time."""
+        With an alias (``NAME:ALIAS``) each decision gets the version the alias pointed at at its time.
+        With ``resume``, decisions already logged with the same content are skipped (an interrupted
+        import run again), one logged with other content refuses the import."""
         from mlcustody.ledger import decision_files, decision_queries, decisions
 
         cols = columns or DecisionColumns()
@@ -747,10 +772,11 @@ class Workspace:
                 time_col=cols.time,
                 subject_col=cols.subject,
                 where=found.where,
+                resume=resume,
             )
         with self.db.read() as conn:
             versions = decision_queries.versions_from(conn, start)
-        return ImportReport(str(found.path), count, start, versions)
+        return ImportReport(str(found.path), count, start, versions, found.table.num_rows - count)
 
     def list_decisions(
         self, *, model: str | None = None, subject: str | None = None, since: str | None = None, limit: int = 1000
@@ -759,7 +785,8 @@ class Workspace:
         from mlcustody.ledger import decision_queries
 
         with self.db.read() as conn:
-            return decision_queries.listing(conn, model=model, subject=subject, since=since, limit=limit)
+            keys = self._decision_keys(conn) if subject is not None else None
+            return decision_queries.listing(conn, model=model, subject=subject, since=since, limit=limit, keys=keys)
 
     def decision_receipt(self, decision_id: str) -> decision_queries.Receipt:
         """A c2sp.org/tlog-proof that the decision is in the signed log, to check offline."""
@@ -773,7 +800,9 @@ class Workspace:
         from mlcustody.ledger import decision_queries
 
         with self.db.read() as conn:
-            return decision_queries.read_inputs(conn, decision_queries.get(conn, decision_id))
+            return decision_queries.read_inputs(
+                conn, decision_queries.get(conn, decision_id), self._decision_keys(conn)
+            )
 
     def forget_subject(self, subject: str) -> int:
         """Crypto-shred a data subject's decision inputs (their data key is deleted, audited); the log
@@ -781,17 +810,23 @@ class Workspace:
         from mlcustody.ledger import decision_subjects
 
         with self.db.write() as conn:
-            count, event = decision_subjects.forget(conn, subject, self.config.actor)
+            count, event = decision_subjects.forget(conn, subject, self.config.actor, self._decision_keys(conn))
         if event is not None:
             audit.advance_witness(self.witness, event)
         return count
+
+    def seal_decisions(self) -> int | None:
+        """Sign a checkpoint over decisions a killed writer left unsealed; the size sealed, else None."""
+        from mlcustody.ledger import decisions
+
+        return decisions.seal(self._keyring())
 
     def verify_decisions(self) -> VerifyReport:
         """Recompute every decision entry, the Merkle tree and every signed checkpoint."""
         from mlcustody.ledger import decision_check
 
         with self.db.read() as conn:
-            found = decision_check.verify(conn)
+            found = decision_check.verify(conn, self.config.store_dir / "decision-head")
         return VerifyReport(found.problems, found.checked)
 
     def trace_decision(self, decision_id: str, records: int = 0, label: str | None = None) -> DecisionTrace:
@@ -816,7 +851,8 @@ class Workspace:
         from mlcustody.forensics import decision_records
 
         with self.db.read() as conn:
-            return decision_records.influential(conn, self, decision, top=top, label=label)
+            keys = self._decision_keys(conn)
+            return decision_records.influential(conn, self, decision, top=top, label=label, keys=keys)
 
     # -- lineage graph -----------------------------------------------------------------------------
 
@@ -860,7 +896,19 @@ class Workspace:
     def _keyring(self) -> keys.Keyring:
         from mlcustody.ledger import keys
 
-        return keys.Keyring(self.db, self.config.store_dir, self.witness, self.config.actor)
+        return keys.Keyring(self.db, self.config.store_dir, self.witness, self.config.actor, self.config.kek_file)
+
+    def rotate_kek(self) -> kek_rotate.Rotation:
+        """Re-wrap the decision log's data keys and subject-HMAC key under a new key-encryption key."""
+        from mlcustody.ledger import kek_rotate
+
+        return kek_rotate.rotate(self._keyring())
+
+    def _decision_keys(self, conn: Any) -> kek.Keyset | None:
+        """The key-encryption keys that unwrap the decision log's keys (``ledger.kek``)."""
+        from mlcustody.ledger import decision_subjects
+
+        return decision_subjects.keyset(conn, self.config.kek_file)
 
     def generate_key(self, name: str | None = None, type: str | None = None) -> keys.KeyChange:
         """Make a signing key pair (default name ``default``, type ``ecdsa-p256``; see ``ledger.keys``)."""
@@ -909,8 +957,13 @@ class Workspace:
             return keys.check(conn, keyid, data, signature, signed_at)
 
     def verify(self, progress: Progress | None = None) -> VerifyReport:
+        """Objects, rows, the audit chain and runs; the decision log's anchors, checkpoints and key rows
+        (the full re-hash of every decision is ``verify_decisions``)."""
+        from mlcustody.ledger import decision_verify
+
         problems, checked = verify.verify_store(self.db, self.objects, self.witness, progress)
-        return VerifyReport(problems, checked)
+        found, counted = decision_verify.quick(self.db, self.config.store_dir)
+        return VerifyReport(sorted(set(problems + found)), checked | counted)
 
     def log(self, *, limit: int | None = None, since: int = 0) -> list[audit.Event]:
         """Audit events, newest first."""

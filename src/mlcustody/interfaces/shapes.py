@@ -18,6 +18,7 @@ from mlcustody._canonical import json_number
 CAPTURE_TAG = "custody.capture"  # the tag `custody run` writes its capture report to (interfaces.run_files)
 
 if TYPE_CHECKING:  # the CLI imports this module before it knows whether it needs the database layer
+    from mlcustody.capture.redact import Redaction
     from mlcustody.checks import Problem
     from mlcustody.errors import CustodyError
     from mlcustody.forensics.decision_records import DecisionRecords
@@ -116,8 +117,10 @@ FIELDS: dict[str, dict[str, str]] = {
     },
     "verify": {
         "ok": "true when no problem was found",
-        "checked": "{events, artifact_versions, sealed_runs, objects, bytes}",
-        "problems": "list of {kind, where, detail}",
+        "checked": "{events, artifact_versions, sealed_runs, objects, bytes, decisions, checkpoints}",
+        "problems": "list of {kind, where, detail}; the decision log's anchors, checkpoints and key rows are "
+        "checked too (decision_log_truncated, checkpoint_deleted, shred_unaudited, unsealed_tail, …; see "
+        "decisions_verify)",
     },
     "log": {"events": "list of {seq, time, actor, action, payload, prev_digest, digest}, newest first"},
     "gc": {
@@ -160,6 +163,9 @@ FIELDS: dict[str, dict[str, str]] = {
         "capture": "what `custody run` could not make whole versions of, or null: {files: [{path, role, state: "
         "deleted|changed|unstable|digest-only, why}], manifests: [{path, key, manifest, count, why}], links: [{output, "
         "input, relation: inferred-key|inferred-fingerprint|null, method, columns, matched, …}], notes: [text]}",
+        "redacted": "list of {where (command[I], processes[P][I], environment.variables.NAME), rule "
+        "(url-password, secret-option, secret-assignment, token, config)}: secrets replaced by [REDACTED:RULE] "
+        "before the run was recorded (docs/runs.md)",
     },
     "runs": {"runs": "list of run summary (as in run.run), newest first unless --sort"},
     "trace_record": {
@@ -268,6 +274,7 @@ FIELDS: dict[str, dict[str, str]] = {
         "count": "decisions imported",
         "first_position": "log position of the first one",
         "versions": "model versions (NAME@VERSION) the decisions were attributed to",
+        "skipped": "with --resume: decisions already in the log with the same content, not logged again",
     },
     "decision_receipt": {
         "decision": "the decision (as in decisions)",
@@ -283,7 +290,20 @@ FIELDS: dict[str, dict[str, str]] = {
         "checked": "{decisions, checkpoints}",
         "problems": "list of {kind, where, detail}: decision_modified, decision_missing (deleted or reordered row, "
         "where = decisions[POSITION]), checkpoint_mismatch, checkpoint_modified, checkpoint_signature_invalid, "
-        "checkpoint_inconsistent, unsealed_tail",
+        "checkpoint_inconsistent, checkpoint_deleted, checkpoint_unrecorded, decision_log_truncated (the log is "
+        "shorter than a checkpoint the audit chain or the witnessed head file .custody/decision-head records), "
+        "decision_head_corrupt, shred_unaudited, shred_undone, row_modified / row_unrecorded / row_deleted "
+        "(decision_subjects[ID], store_info[decision_subject_key]), unsealed_tail",
+    },
+    "kek_rotate": {
+        "previous": "KEK ids the keys were wrapped under before (unwrapped: stored before wrapping)",
+        "current": "id of the KEK every key is wrapped under now",
+        "rewrapped": "keys re-wrapped (data keys and the subject-HMAC key; shredded keys are gone)",
+        "provider": "where the KEK is kept ($CUSTODY_KEK or the key file)",
+    },
+    "decisions_seal": {
+        "sealed": "true when a checkpoint was signed now, false when the log was sealed (or empty) already",
+        "size": "decisions the new checkpoint seals, or null",
     },
     "trace_decision": {
         "decision": "the decision (as in decisions)",
@@ -471,6 +491,7 @@ def run(details: RunDetails) -> dict[str, Any]:
         processes=item.end.processes if item.end else [],
         children=details.children,
         capture=capture_report(item),
+        redacted=[r.as_dict() for r in redactions(details)],
     )
 
 
@@ -478,6 +499,15 @@ def capture_report(item: Run) -> dict[str, Any] | None:
     """The run's ``custody.capture`` tag (files kept digest-only, manifests, inferred links, notes), parsed."""
     text = item.tags.get(CAPTURE_TAG)
     return json.loads(text) if text else None
+
+
+def redactions(details: RunDetails) -> list[Redaction]:
+    """What was redacted from a run before it was recorded (the markers its values carry)."""
+    from mlcustody.capture import redact
+
+    item = details.run
+    processes = item.end.processes if item.end else []
+    return redact.found({"command": item.start.command, "processes": processes, "environment": details.environment})
 
 
 def run_diff(a: RunDetails, b: RunDetails, differences: dict[str, Any]) -> dict[str, Any]:
@@ -688,6 +718,10 @@ def decision(item: Decision) -> dict[str, Any]:
 
 def decisions(items: Iterable[Decision]) -> dict[str, Any]:
     return document("decisions", decisions=[decision(d) for d in items])
+
+
+def decisions_seal(size: int | None) -> dict[str, Any]:
+    return document("decisions_seal", sealed=size is not None, size=size)
 
 
 def decision_import(report: ImportReport) -> dict[str, Any]:

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 from mlcustody._canonical import utc_now
 from mlcustody.capture import context, iolog, models
 from mlcustody.capture.launch import Launch
+from mlcustody.capture.redact import Redactor
 from mlcustody.capture.writer import RunWriter
 from mlcustody.errors import CustodyError, UsageError
 from mlcustody.interfaces import run_files, shapes
@@ -263,7 +264,9 @@ def start_run(
     reap(ws)
     entry = Path(sys.argv[0]) if sys.argv and sys.argv[0] not in ("", "-c", "-m") else None
     code = context.capture_code(ws.root, entry)
-    environment = context.capture_environment(ws.root, context.Interpreter.current(), ws.config.capture_env)
+    environment = context.capture_environment(
+        ws.root, context.Interpreter.current(), ws.config.capture_env, redact=ws.config.capture_redact
+    )
     parent = parent or (_ACTIVE[-1].id if _ACTIVE else os.environ.get("CUSTODY_RUN_ID"))
     start = _record_start(ws, uuid.uuid4().hex, name, parent, list(sys.argv), code, utc_now())
     run = Run(ws, start.id, name, ws.store_json(environment))
@@ -334,9 +337,12 @@ def finish_command(ws: Workspace, launch: Launch) -> CommandResult:
         writer.tag(shapes.CAPTURE_TAG, report)
     writer.close()
     interpreter = captured.interpreters[0] if captured.interpreters else None
-    environment = ws.store_json(context.capture_environment(ws.root, interpreter, ws.config.capture_env))
+    environment = ws.store_json(
+        context.capture_environment(ws.root, interpreter, ws.config.capture_env, redact=ws.config.capture_redact)
+    )
     status, error = _command_outcome(exit_status, signalled)
-    seal(ws, start.id, RunEnd(status, exit_status, error, utc_now(), captured.processes, environment))
+    processes = Redactor(ws.config.capture_redact).processes(captured.processes)
+    seal(ws, start.id, RunEnd(status, exit_status, error, utc_now(), processes, environment))
     launch.log.unlink(missing_ok=True)
     with ws.db.read() as conn:
         return CommandResult(runs.get(conn, start.id), exit_status)
@@ -378,9 +384,11 @@ def _record_start(
     code: context.Code,
     started_at: str,
 ) -> RunStart:
-    """Store the code record (dirty diff and entry script too) and record the run's start, audited."""
+    """Store the code record (dirty diff and entry script too) and record the run's start, audited; the
+    command line is recorded with its secrets redacted (``capture.redact``)."""
     for blob in code.blobs:
         ws.objects.put_bytes(blob)
+    command = Redactor(ws.config.capture_redact).argv(command)
     start = RunStart(
         run_id, name, parent, command, ws.store_json(code.value), ws.config.actor, _HOST, os.getpid(), started_at
     )

@@ -13,6 +13,7 @@ an ``unsealed_tail``.
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -21,8 +22,9 @@ from sqlalchemy.engine import Connection
 
 from mlcustody.checks import Problem
 from mlcustody.errors import UsageError
-from mlcustody.ledger import decision_store, keys, tlog
-from mlcustody.ledger.decisions import ORIGIN_ROW, VerifyResult, public_raw
+from mlcustody.ledger import decision_anchor, decision_store, tlog
+from mlcustody.ledger.decisions import VerifyResult
+from mlcustody.metadata import decision_audit
 from mlcustody.metadata.schema import (
     checkpoints,
     decision_postings,
@@ -30,7 +32,6 @@ from mlcustody.metadata.schema import (
     decision_subjects,
     decision_tiles,
     decisions,
-    store_info,
 )
 
 _MAX_REPORTED = 20  # problems named one by one; a mass change is clear from the first ones
@@ -38,10 +39,13 @@ _NO_LEAF = bytes(32)
 _INDEXED = ("decision_id", "subject")
 
 
-def verify(conn: Connection) -> VerifyResult:
+def verify(conn: Connection, head: Path | None = None) -> VerifyResult:
     """Recompute every entry from its segment row, the tree, every checkpoint's root and signature, and
-    the consistency of consecutive checkpoints; a tail no checkpoint covers is reported too."""
-    problems: list[Problem] = []
+    the consistency of consecutive checkpoints; a tail no checkpoint covers is reported too, and so is
+    a log shorter than its anchors (``decision_anchor``) or a key row the audit chain does not vouch
+    for (``metadata.decision_audit``)."""
+    problems, _ = decision_anchor.check(conn, head, quick=False)
+    problems += decision_audit.check(conn)
     tree = tlog.Tree()
     subjects = {
         row.id: row.subject for row in conn.execute(sa.select(decision_subjects.c.id, decision_subjects.c.subject))
@@ -176,11 +180,11 @@ def _check_tree(conn: Connection, tree: tlog.Tree) -> list[Problem]:
 def _check_checkpoints(conn: Connection, tree: tlog.Tree) -> list[Problem]:
     problems: list[Problem] = []
     rows = list(conn.execute(sa.select(checkpoints).order_by(checkpoints.c.size)))
-    log_origin = conn.execute(sa.select(store_info.c.value).where(store_info.c.key == ORIGIN_ROW)).scalar()
+    log_origin = decision_anchor.origin(conn)
     previous: Any = None
     for row in rows:
         where = f"checkpoints[{row.size}]"
-        problems += _check_note(conn, row, str(log_origin), where)
+        problems += decision_anchor.check_note(conn, row, str(log_origin), where)
         if row.size > len(tree):
             problems.append(
                 Problem("checkpoint_mismatch", where, f"seals {row.size} decisions, the log holds {len(tree)}")
@@ -203,16 +207,3 @@ def _check_checkpoints(conn: Connection, tree: tlog.Tree) -> list[Problem]:
         detail = f"{len(tree) - sealed} decision(s) after the last checkpoint are not sealed by any signature"
         problems.append(Problem("unsealed_tail", f"decisions[{sealed}:{len(tree)}]", detail))
     return problems
-
-
-def _check_note(conn: Connection, row: Any, log_origin: str, where: str) -> list[Problem]:
-    try:
-        text = tlog.verify_note(row.note, log_origin, public_raw(keys.get(conn, row.keyid).public_pem))
-        body = tlog.parse_checkpoint(text)
-    except UsageError as exc:
-        return [Problem("checkpoint_signature_invalid", where, exc.message)]
-    if body.origin != log_origin or body.size != row.size or body.root.hex() != row.root:
-        return [Problem("checkpoint_modified", where, "the signed note does not say the size and root of the row")]
-    signature = next(blob[4:] for name, blob in tlog.split_note(row.note)[1] if name == log_origin)
-    why = keys.check(conn, row.keyid, text.encode("utf-8"), signature, row.at)
-    return [Problem("checkpoint_signature_invalid", where, why)] if why else []

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from mlcustody.errors import UnknownRef, UsageError
-from mlcustody.ledger import decision_store, decision_subjects, registry, tlog
+from mlcustody.ledger import decision_store, decision_subjects, kek, registry, tlog
 from mlcustody.ledger.decision_batch import canonical_output, normalise_time
 from mlcustody.ledger.decisions import verifier_key
 from mlcustody.metadata.schema import checkpoints, decisions
@@ -108,18 +108,20 @@ def listing(
     subject: str | None = None,
     since: str | None = None,
     limit: int | None = 1000,
+    keys: kek.Keyset | None = None,
 ) -> list[Decision]:
     """Decisions in log order, filtered by model (``NAME``, ``NAME@V``, ``NAME:ALIAS``), subject id and
-    time: a subject through the index, the rest by scanning the segments' columns."""
+    time: a subject through the index, the rest by scanning the segments' columns. A subject id is
+    found through its pseudonym, which needs the subject-HMAC key, wrapped under ``keys``."""
     keep = _filter(conn, model, since)
     if subject is None:
         return _decisions(decision_store.scan(conn, _DECISION_COLUMNS, keep, limit))
     import pyarrow.compute as pc
 
-    row = decision_subjects.row_of(conn, subject)
+    row = decision_subjects.row_of(conn, subject, keys)
     positions = [] if row is None else decision_store.subject_positions(conn, row)
     table = decision_store.rows(conn, positions, _DECISION_COLUMNS)
-    pseudonym = decision_subjects.subject_hasher(conn)
+    pseudonym = decision_subjects.subject_hasher(conn, keys)
     theirs = pc.equal(table.column("subject"), pseudonym(subject) if pseudonym else "")  # as the segment says
     table = table.filter(pc.and_(keep(table), theirs))
     return _decisions(table if limit is None else table.slice(0, limit))
@@ -153,14 +155,15 @@ def _filter(conn: Connection, model: str | None, since: str | None) -> Callable[
     return keep
 
 
-def read_inputs(conn: Connection, decision: Decision) -> dict[str, Any] | None:
-    """The decision's inputs, decrypted; None when none were kept or their key was destroyed."""
+def read_inputs(conn: Connection, decision: Decision, keys: kek.Keyset | None = None) -> dict[str, Any] | None:
+    """The decision's inputs, decrypted (their data key unwrapped with ``keys``); None when none were
+    kept or their key was destroyed."""
     if decision.payload_key is None:
         return None
     payload = decision_store.rows(conn, [decision.position], ["payload"]).column("payload")[0].as_py()
     if payload is None:
         return None
-    return decision_subjects.decrypt(conn, decision.payload_key, decision.decision_id, payload)
+    return decision_subjects.decrypt(conn, decision.payload_key, decision.decision_id, payload, keys)
 
 
 def versions_from(conn: Connection, position: int) -> list[str]:

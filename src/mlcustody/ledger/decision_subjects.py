@@ -23,10 +23,11 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy.engine import Connection
 
 from mlcustody._canonical import utc_now
-from mlcustody.metadata import audit
+from mlcustody.ledger import kek
+from mlcustody.metadata import audit, decision_audit
 from mlcustody.metadata.schema import decision_subjects, store_info
 
-SUBJECT_KEY_ROW = "decision_subject_key"  # store_info: hex of the 32-byte HMAC key for subject ids
+SUBJECT_KEY_ROW = decision_audit.SUBJECT_KEY_ROW  # store_info: hex of the 32-byte HMAC key for subject ids
 SHRED_COUNT_ROW = "decision_subjects_shredded"  # store_info: how many data keys were destroyed
 SHARED = ""  # the subject row whose key encrypts the inputs of decisions without a subject
 _IN_CHUNK = 2000
@@ -43,12 +44,29 @@ def store_value(conn: Connection, key: str, make: Callable[[], str] | None = Non
     return None if value is None else str(value)
 
 
-def subject_hasher(conn: Connection, *, create: bool = False) -> Callable[[str], str] | None:
+def keyset(conn: Connection, kek_file: str | None, *, create: bool = False) -> kek.Keyset | None:
+    """The key-encryption keys of this store (``ledger.kek``); a writer (``create``) gets a key file
+    made when the store has no wrapped key yet. None when none is configured and none is needed."""
+    store_id = store_value(conn, "store_id") or "default"
+    return kek.open_keyset(store_id, kek_file, store_value(conn, kek.KEK_ROW), create=create)
+
+
+def ensure_hmac_key(conn: Connection, actor: str, keys: kek.Keyset) -> audit.Event | None:
+    """Make the store's subject-HMAC key (wrapped under the KEK) when it has none; its digest is an
+    audit event (returned)."""
+    if store_value(conn, SUBJECT_KEY_ROW) is not None:
+        return None
+    secret = str(store_value(conn, SUBJECT_KEY_ROW, lambda: keys.wrap_text(secrets.token_bytes(32), kek.HMAC_CONTEXT)))
+    store_value(conn, kek.KEK_ROW, lambda: keys.current.kek_id)
+    return decision_audit.record_hmac_key(conn, secret, actor)
+
+
+def subject_hasher(conn: Connection, keys: kek.Keyset | None) -> Callable[[str], str] | None:
     """HMAC-SHA256 (hex) of a subject id under the store's subject key; None when there is no key yet."""
-    secret = store_value(conn, SUBJECT_KEY_ROW, (lambda: secrets.token_hex(32)) if create else None)
+    secret = store_value(conn, SUBJECT_KEY_ROW)
     if secret is None:
         return None
-    key = bytes.fromhex(secret)
+    key = kek.unwrap(keys, kek.text_blob(secret), kek.HMAC_CONTEXT)
     cache: dict[str, str] = {}
 
     def pseudonym(subject: str) -> str:
@@ -65,11 +83,15 @@ class SubjectRows:
 
     A key is None once its subject was shredded. ``forget`` moves a counter in ``store_info`` in the
     same transaction as it destroys a key; a writer reads the counter once a batch and drops what it
-    holds when the counter moved, so a destroyed key is never used again."""
+    holds when the counter moved, so a destroyed key is never used again. New rows are an audit event
+    by ``actor`` (``metadata.decision_audit``); ``event`` is the last one written."""
 
-    def __init__(self) -> None:
+    def __init__(self, actor: str, keys: kek.Keyset) -> None:
         self._known: dict[str, tuple[int, bytes | None]] = {}
         self._shredded: str | None = None
+        self.actor = actor
+        self.keys = keys  # new data keys are stored wrapped under the current KEK
+        self.event: audit.Event | None = None
 
     def lookup(self, conn: Connection, subjects: Iterable[str]) -> dict[str, tuple[int, bytes | None]]:
         """The rows of ``subjects`` (``SHARED`` for none), made when missing; may hold others too."""
@@ -78,23 +100,31 @@ class SubjectRows:
             self._known, self._shredded = {}, shredded
         wanted = set(subjects).difference(self._known)
         if wanted:
-            self._known |= _rows(conn, wanted)
+            self._known |= self._rows(conn, wanted)
         return self._known
 
-
-def _rows(conn: Connection, wanted: set[str]) -> dict[str, tuple[int, bytes | None]]:
-    found = _select(conn, wanted)
-    missing = wanted.difference(found)
-    if missing:
-        now = utc_now()
-        conn.execute(
-            decision_subjects.insert(), [{"subject": s, "key": os.urandom(32), "created_at": now} for s in missing]
-        )
-        found |= _select(conn, missing)
-    return found
+    def _rows(self, conn: Connection, wanted: set[str]) -> dict[str, tuple[int, bytes | None]]:
+        found = _select(conn, wanted)
+        missing = wanted.difference(found)
+        if missing:
+            now, wrap = utc_now(), self.keys.wrap
+            rows = [
+                {"subject": s, "key": wrap(os.urandom(32), kek.data_key_context(s)), "created_at": now} for s in missing
+            ]
+            conn.execute(decision_subjects.insert(), rows)
+            store_value(conn, kek.KEK_ROW, lambda: self.keys.current.kek_id)
+            made = _select(conn, missing)
+            new_rows = [(row, subject, now, key) for subject, (row, key) in made.items()]
+            self.event = decision_audit.record_rows(conn, new_rows, self.actor)
+            found |= made
+        unwrap = self.keys.unwrap
+        return {
+            s: (row, None if key is None else unwrap(key, kek.data_key_context(s))) for s, (row, key) in found.items()
+        }
 
 
 def _select(conn: Connection, subjects: set[str]) -> dict[str, tuple[int, bytes | None]]:
+    """The row and stored (wrapped) data key of each subject HMAC that has a row."""
     ordered = sorted(subjects)
     found: dict[str, tuple[int, bytes | None]] = {}
     columns = (decision_subjects.c.subject, decision_subjects.c.id, decision_subjects.c.key)
@@ -115,22 +145,26 @@ def encrypt(keys: Sequence[bytes | None], ids: Sequence[str], plaintexts: Sequen
     ]
 
 
-def decrypt(conn: Connection, key_row: int, decision_id: str, payload: bytes) -> dict[str, Any] | None:
+def decrypt(
+    conn: Connection, key_row: int, decision_id: str, payload: bytes, keys: kek.Keyset | None
+) -> dict[str, Any] | None:
     """The inputs in ``payload``; None when the subject's key was destroyed or the payload altered."""
-    key = conn.execute(sa.select(decision_subjects.c.key).where(decision_subjects.c.id == key_row)).scalar()
-    if key is None:
+    query = sa.select(decision_subjects.c.key, decision_subjects.c.subject).where(decision_subjects.c.id == key_row)
+    found_row = conn.execute(query).first()
+    if found_row is None or found_row.key is None:
         return None
+    key = kek.unwrap(keys, bytes(found_row.key), kek.data_key_context(found_row.subject))
     try:
-        plain = AESGCM(bytes(key)).decrypt(payload[:_NONCE], payload[_NONCE:], decision_id.encode("utf-8"))
+        plain = AESGCM(key).decrypt(payload[:_NONCE], payload[_NONCE:], decision_id.encode("utf-8"))
     except InvalidTag:
         return None
     found: dict[str, Any] = json.loads(plain)
     return found
 
 
-def row_of(conn: Connection, subject: str) -> int | None:
+def row_of(conn: Connection, subject: str, keys: kek.Keyset | None) -> int | None:
     """The row id of a subject id (not its HMAC), or None when the subject never had a decision."""
-    pseudonym = subject_hasher(conn)
+    pseudonym = subject_hasher(conn, keys)
     if pseudonym is None:
         return None
     query = sa.select(decision_subjects.c.id).where(decision_subjects.c.subject == pseudonym(subject))
@@ -138,9 +172,9 @@ def row_of(conn: Connection, subject: str) -> int | None:
     return None if found is None else int(found)
 
 
-def forget(conn: Connection, subject: str, actor: str) -> tuple[int, audit.Event | None]:
+def forget(conn: Connection, subject: str, actor: str, keys: kek.Keyset | None) -> tuple[int, audit.Event | None]:
     """Crypto-shred one subject: destroy their data key (audited). Returns their decisions' count."""
-    row = row_of(conn, subject)
+    row = row_of(conn, subject, keys)
     if row is None:
         return 0, None
     current = conn.execute(sa.select(decision_subjects).where(decision_subjects.c.id == row)).one()
@@ -149,9 +183,10 @@ def forget(conn: Connection, subject: str, actor: str) -> tuple[int, audit.Event
     from mlcustody.ledger import decision_store
 
     count = len(decision_store.subject_positions(conn, row))
+    now = utc_now()
     shred = decision_subjects.update().where(decision_subjects.c.id == row)
-    conn.execute(shred.values(key=None, shredded_at=utc_now()))
+    conn.execute(shred.values(key=None, shredded_at=now))
     shredded = int(store_value(conn, SHRED_COUNT_ROW, lambda: "0") or 0) + 1
     conn.execute(store_info.update().where(store_info.c.key == SHRED_COUNT_ROW).values(value=str(shredded)))
-    payload = {"subject": current.subject, "payloads": count}
-    return count, audit.append(conn, actor=actor, action="decision.shred", payload=payload)
+    payload = decision_audit.shred_payload(row, current.subject, bytes(current.key), now, count)
+    return count, audit.append(conn, actor=actor, action=decision_audit.SHRED_ACTION, payload=payload)

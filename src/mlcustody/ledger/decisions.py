@@ -26,8 +26,9 @@ import socket
 import threading
 import time as clock
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -40,7 +41,17 @@ from sqlalchemy.engine import Connection
 from mlcustody._canonical import utc_now
 from mlcustody.checks import Problem
 from mlcustody.errors import UsageError
-from mlcustody.ledger import decision_seal, decision_store, decision_subjects, keys, registry, tlog
+from mlcustody.ledger import (
+    decision_anchor,
+    decision_resume,
+    decision_seal,
+    decision_store,
+    decision_subjects,
+    kek,
+    keys,
+    registry,
+    tlog,
+)
 from mlcustody.ledger.decision_batch import (
     Batch,
     canonical_output,
@@ -55,6 +66,7 @@ from mlcustody.ledger.decision_batch import (
     rows_of,
     times_column,
 )
+from mlcustody.metadata import audit
 from mlcustody.metadata.schema import checkpoints, decisions
 
 if TYPE_CHECKING:
@@ -62,7 +74,7 @@ if TYPE_CHECKING:
 
 LOG_KEY_NAME = keys.LOG_KEY_NAME
 LOG_KEY_TYPE = "ed25519"
-ORIGIN_ROW = "decision_log_origin"  # store_info: the checkpoint origin line of this store's log
+ORIGIN_ROW = decision_anchor.ORIGIN_ROW  # store_info: the checkpoint origin line of this store's log
 FLUSH_EVERY = 10_000
 CHECKPOINT_EVERY = 100_000
 CHECKPOINT_SECONDS = 60.0
@@ -161,6 +173,8 @@ class DecisionLog:
         keep_inputs: bool = True,
     ) -> None:
         self.db = ring.db
+        self._ring = ring
+        self._head = decision_anchor.head_path(ring.store_dir)
         self._flush_every = max(1, flush_every)
         self._checkpoint_every = max(1, checkpoint_every)
         self._checkpoint_seconds = checkpoint_seconds
@@ -169,12 +183,20 @@ class DecisionLog:
             self.model = registry.get(conn, ref)
             self._history = _alias_history(conn, ref)
         self._signer = log_signer(ring)
-        with self.db.write() as conn:
+        with self.db.read() as conn:
+            keyset = decision_subjects.keyset(conn, ring.kek_file, create=True)
+        if keyset is None:  # a writer always gets one: the key file is made on first use
+            raise UsageError("no key-encryption key for the decision log", hint=f"set {kek.KEK_ENV}")
+        self._subjects = decision_subjects.SubjectRows(ring.actor, keyset)
+        self._events: list[audit.Event] = []  # written in the open transaction, witnessed after commit
+        self._head_due: decision_anchor.Head | None = None
+        with self._transaction() as conn:
             self.origin = str(decision_subjects.store_value(conn, ORIGIN_ROW, _origin))
-            self._pseudonym = decision_subjects.subject_hasher(conn, create=True)
+            made = decision_subjects.ensure_hmac_key(conn, ring.actor, keyset)
+            self._events += [made] if made is not None else []
+            self._pseudonym = decision_subjects.subject_hasher(conn, keyset)
         self._frontier: tlog.Frontier | None = None  # the tree's right edge, read from the log's tail
         self._pool: Executor | None = None  # worker processes sealing the segments of large batches
-        self._subjects = decision_subjects.SubjectRows()
         self._pending: list[_Pending] = []
         self._buffered: set[str] = set()
         self._lock = threading.Lock()
@@ -182,6 +204,7 @@ class DecisionLog:
         self._closed = False
         self._counter = 0
         self._prefix = uuid.uuid4().hex[:12]
+        self.seal()  # a writer that died before its checkpoint left an unsealed tail
 
     def __enter__(self) -> DecisionLog:
         return self
@@ -253,12 +276,15 @@ class DecisionLog:
         subject_col: str | None = None,
         outputs: Sequence[Any] | None = None,
         where: Callable[[int], str] | None = None,
+        resume: bool = False,
     ) -> int:
         """Log one decision per row of a pyarrow, polars or pandas frame, in one transaction.
 
         Every column besides the id, time, subject and output columns is an input. Without an id
         column, ids are generated; without a time column, the time is now. ``where(i)`` names row i in
-        errors (e.g. ``file:line``). Returns the number of decisions logged."""
+        errors (e.g. ``file:line``). With ``resume`` (re-running an interrupted ingest), decisions
+        already logged with identical content are skipped and one logged with other content refuses
+        the batch (``decision_resume``). Returns the number of decisions logged now."""
         from mlcustody.storage.records.fingerprint import to_arrow
 
         table = to_arrow(frame)
@@ -288,8 +314,13 @@ class DecisionLog:
         with self._lock:
             self._check_open()
             self._flush_pending()
-            self._write(batch)
-        return int(table.num_rows)
+            if resume:
+                batch.check_unique()
+                with self.db.read() as conn:
+                    batch = batch.without(decision_resume.already_logged(conn, batch, self.model.name))
+            if len(batch):
+                self._write(batch)
+        return len(batch)
 
     # -- writing ---------------------------------------------------------------------------------------
 
@@ -318,6 +349,31 @@ class DecisionLog:
         with self._lock:
             self._flush_pending()
             self._checkpoint_now()
+
+    def seal(self) -> int | None:
+        """A signed checkpoint of the whole log when decisions after the last one are unsealed (see
+        :func:`seal`); returns the size sealed, None when nothing was to seal."""
+        with self._lock:
+            return seal(self._ring, self._signer)
+
+    @contextmanager
+    def _transaction(self) -> Iterator[Connection]:
+        """A write transaction; the audit events and the checkpoint it wrote are witnessed (the
+        workspace's audit witness, the decision-log head file) once it commits."""
+        self._events, self._head_due, self._subjects.event = [], None, None
+        try:
+            with self.db.write() as conn:
+                yield conn
+                if self._subjects.event is not None:
+                    self._events.append(self._subjects.event)
+        except BaseException:
+            self._events, self._head_due = [], None
+            raise
+        if self._events:
+            audit.advance_witness(self._ring.witness, max(self._events, key=lambda e: e.seq))
+        if self._head_due is not None:
+            decision_anchor.advance_head(self._head, self._head_due)
+        self._events, self._head_due = [], None
 
     def _check_open(self) -> None:
         if self._closed:
@@ -396,7 +452,7 @@ class DecisionLog:
         if len(batch) >= decision_seal.POOL_FROM and self._pool is None:
             self._pool = decision_seal.start_pool()
         pool = self._pool if len(batch) >= decision_seal.POOL_FROM else None
-        with self.db.write() as conn, ThreadPoolExecutor(1, thread_name_prefix="decision-log") as storer:
+        with self._transaction() as conn, ThreadPoolExecutor(1, thread_name_prefix="decision-log") as storer:
             frontier = self._resume(conn)
             try:
                 named = [s if s is not None else decision_subjects.SHARED for s in batch.subjects]
@@ -429,7 +485,7 @@ class DecisionLog:
         return self._frontier
 
     def _checkpoint_now(self) -> None:
-        with self.db.write() as conn:
+        with self._transaction() as conn:
             frontier = self._resume(conn)
             sealed = _sealed(conn)
             if sealed is None or frontier.size > sealed:  # an empty log gets its checkpoint of size 0 too
@@ -437,11 +493,42 @@ class DecisionLog:
         self._last_checkpoint = clock.monotonic()
 
     def _insert_checkpoint(self, conn: Connection, frontier: tlog.Frontier) -> None:
-        root = frontier.root()
-        note = _sign(self._signer, self.origin, tlog.checkpoint_body(self.origin, frontier.size, root))
-        row = {"size": frontier.size, "root": root.hex(), "note": note, "keyid": self._signer.keyid, "at": utc_now()}
-        conn.execute(checkpoints.insert().values(**row))
+        event, self._head_due = _insert_checkpoint(conn, self._signer, self.origin, frontier, self._ring.actor)
+        self._events.append(event)
         self._last_checkpoint = clock.monotonic()
+
+
+def _insert_checkpoint(
+    conn: Connection, signer: keys.Signer, log_origin: str, frontier: tlog.Frontier, actor: str
+) -> tuple[audit.Event, decision_anchor.Head]:
+    """Sign and store a checkpoint of the tree ``frontier`` ends, with its audit event; the head to
+    witness once the transaction commits."""
+    root = frontier.root()
+    note = _sign(signer, log_origin, tlog.checkpoint_body(log_origin, frontier.size, root))
+    head = decision_anchor.Head(frontier.size, root.hex(), signer.keyid, utc_now(), note)
+    row = {"size": head.size, "root": head.root, "note": note, "keyid": head.keyid, "at": head.at}
+    conn.execute(checkpoints.insert().values(**row))
+    return decision_anchor.record(conn, row, actor), head
+
+
+def seal(ring: keys.Keyring, signer: keys.Signer | None = None) -> int | None:
+    """Sign a checkpoint of the whole log when decisions after the last checkpoint are unsealed (a
+    writer killed before its checkpoint leaves them so; ``custody decisions seal``, and every writer
+    when it opens). Returns the size sealed; None when the log was sealed (or empty) already."""
+    with ring.db.read() as conn:
+        size, sealed = decision_store.tail(conn).size, _sealed(conn)
+    if size == 0 or (sealed is not None and sealed >= size):
+        return None
+    signer = signer or log_signer(ring)
+    with ring.db.write() as conn:
+        tail, sealed = decision_store.tail(conn), _sealed(conn)
+        if sealed is not None and sealed >= tail.size:
+            return None  # another writer sealed it meanwhile
+        frontier = tlog.Frontier.unpack(tail.size, tail.frontier, keep_from=decision_store.TILE_HEIGHT)
+        event, head = _insert_checkpoint(conn, signer, origin(conn), frontier, ring.actor)
+    audit.advance_witness(ring.witness, event)
+    decision_anchor.advance_head(decision_anchor.head_path(ring.store_dir), head)
+    return tail.size
 
 
 def _alias_history(conn: Connection, ref: str) -> list[registry.AliasMove] | None:

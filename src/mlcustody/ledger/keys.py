@@ -123,13 +123,15 @@ class KeyChange:
 class Keyring:
     """A workspace's keys: public halves in its database, private halves under ``store_dir/keys``.
 
-    ``witness`` is the workspace's audit witness (advanced after each commit), ``actor`` who acts.
+    ``witness`` is the workspace's audit witness (advanced after each commit), ``actor`` who acts,
+    ``kek_file`` the key file of the decision log's key-encryption key (``ledger.kek``; None: default).
     """
 
     db: Database
     store_dir: Path
     witness: Path
     actor: str
+    kek_file: str | None = None
 
 
 class Signer:

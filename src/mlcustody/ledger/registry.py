@@ -114,10 +114,27 @@ def model_of_run(conn: Connection, run_id: str, path: str | None = None) -> Arti
 _PICK = "choose one with --run RUN --path FILE"
 
 
-def prepare(conn: Connection, objects: ObjectStore, name: str, model: ArtifactVersion, run_id: str | None) -> Prepared:
-    """Gather the model's digests and lineage into the Statement to sign."""
+def prepare(
+    conn: Connection,
+    objects: ObjectStore,
+    name: str,
+    model: ArtifactVersion,
+    run_id: str | None,
+    *,
+    trust_pickle: bool = False,
+) -> Prepared:
+    """Gather the model's digests and lineage into the Statement to sign. A model holding a pickle
+    (which runs arbitrary code when loaded) is refused unless ``trust_pickle``; then the attestation
+    says so (``externalParameters.trustPickle``: the pickled files), so whoever loads it knows."""
     validate_name(name)
     found = subjects(objects, model)
+    pickled = pickles(objects, model)
+    if pickled and not trust_pickle:
+        raise UsageError(
+            f"{model.ref}: {pickled[0]} is a pickle, which runs arbitrary code when loaded; refusing to sign it",
+            hint="re-save it with skops, safetensors or ONNX, or pass --trust-pickle (trust_pickle=True) "
+            "if you trust where it came from",
+        )
     run = runs.get(conn, run_id) if run_id else None
     lineage_digest = graph.lineage_digest(conn, model.ref)
     predicate = provenance(conn, objects, model, run, lineage_digest)
@@ -218,9 +235,8 @@ def _parse(conn: Connection, ref: str) -> tuple[str, int]:
         return name, history[-1].version
     name, at, number = ref.partition("@")
     if at:
-        if not number.isdigit():
-            raise UnknownRef(f"{ref!r}: version {number!r} is not a number", hint="write NAME@VERSION, e.g. credit@1")
-        return name, int(number)
+        found = refs.version_number(ref, number, "credit@1")
+        return name, min(found, refs.MAX_VERSION + 1)  # beyond any column: names no version
     latest = conn.execute(sa.select(sa.func.max(model_versions.c.version)).where(model_versions.c.name == ref)).scalar()
     if latest is None:
         raise UnknownRef(f"no registered model named {ref!r}", hint="list them with `custody model ls`")
@@ -237,6 +253,17 @@ def subjects(objects: ObjectStore, model: ArtifactVersion) -> list[attestation.S
         return [attestation.Subject(name, sha256_of(objects, model.digest), model.digest)]
     entries = manifest.decode(objects.read_bytes(model.digest))
     return [attestation.Subject(e.path, sha256_of(objects, e.digest), e.digest) for e in entries]
+
+
+def pickles(objects: ObjectStore, model: ArtifactVersion) -> list[str]:
+    """The names of the model's files that are pickles (by their bytes or their suffix)."""
+    from mlcustody.capture.models import detect_format
+
+    if model.kind == "file":
+        files = [((model.path or model.name).rsplit("/", 1)[-1], model.digest)]
+    else:
+        files = [(e.path, e.digest) for e in manifest.decode(objects.read_bytes(model.digest))]
+    return [name for name, digest in files if detect_format(objects.path(digest), name) == "pickle"]
 
 
 def _root(subjects: list[attestation.Subject]) -> str:
@@ -265,6 +292,9 @@ def provenance(
     2 (training inputs by artifact only), so that they still verify after an upgrade."""
     dependencies: list[dict[str, Any]] = []
     external: dict[str, Any] = {"model": model.ref}
+    pickled = pickles(objects, model)
+    if pickled:  # signed only with trust_pickle: whoever loads it must know it runs code
+        external["trustPickle"] = pickled
     metadata: dict[str, Any] = {}
     byproducts = [attestation.dependency("lineage-graph", {"blake3": lineage_digest})]
     if run is not None:

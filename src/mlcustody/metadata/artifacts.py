@@ -76,12 +76,17 @@ class ArtifactVersion:
 
 
 def validate_name(name: str) -> str:
-    """Names are what references are made of, so they may not contain reference syntax."""
-    bad = [c for c in "@:\n\t" if c in name]
-    if not name or bad or name != name.strip() or len(name) > 300:
+    """Names are what references are made of, so they may not contain reference syntax; they read
+    like workspace paths (``data/train``) and end up in paths (checkout, exports), so a name that
+    would climb out of a directory (``../x``, ``/etc/x``, ``a//b``, a backslash, NUL) is refused too."""
+    bad = [c for c in "@:\n\t\\\x00" if c in name]
+    parts = name.split("/")
+    climbs = any(part in ("", ".", "..") for part in parts)
+    if not name or bad or climbs or name != name.strip() or len(name) > 300:
         raise UsageError(
             f"invalid artifact name {name!r}",
-            hint="use 1–300 characters without '@', ':', tabs, newlines or surrounding spaces",
+            hint="use 1–300 characters without '@', ':', '\\', tabs, newlines or surrounding spaces, and "
+            "path segments that are not empty, '.' or '..'",
         )
     return name
 

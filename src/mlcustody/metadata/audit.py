@@ -18,7 +18,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -184,19 +184,44 @@ def _check_rows(conn: Connection, table: sa.Table, expected: dict[tuple[Any, ...
 
 def read_witness(path: Path) -> tuple[int, str] | None:
     try:
-        seq, digest = path.read_text(encoding="ascii").split()
-        return int(seq), digest
+        return _parse_witness(path.read_text(encoding="ascii"))
     except (FileNotFoundError, ValueError):
+        return None
+
+
+def _parse_witness(text: str) -> tuple[int, str] | None:
+    try:
+        seq, digest = text.split()
+        return int(seq), digest
+    except ValueError:
         return None
 
 
 def advance_witness(path: Path, event: Event) -> None:
     """Record a committed event in the witness file, keeping the highest seq under a lock."""
+
+    def newer(current: str | None) -> bool:
+        seen = None if current is None else _parse_witness(current)
+        return seen is None or seen[0] < event.seq
+
+    replace_if(path, newer, f"{event.seq} {event.digest}\n")
+
+
+def replace_if(path: Path, newer: Callable[[str | None], bool], text: str) -> bool:
+    """Write ``text`` to the witness file ``path`` (whole: temp file, rename) when ``newer`` says the
+    text it holds now (None: no file) is older, under a lock so that concurrent writers keep the
+    newest. Returns whether it wrote."""
     lock = path.with_suffix(".lock")
     with open(lock, "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
-        current = read_witness(path)
-        if current is None or current[0] < event.seq:
-            tmp = path.parent / "tmp" / f"{path.name}.{os.getpid()}.tmp"  # gc removes it if we die here
-            tmp.write_text(f"{event.seq} {event.digest}\n", encoding="ascii")
-            os.replace(tmp, path)
+        try:
+            current: str | None = path.read_text(encoding="utf-8")
+        except (FileNotFoundError, UnicodeDecodeError):
+            current = None
+        if not newer(current):
+            return False
+        tmp = path.parent / "tmp" / f"{path.name}.{os.getpid()}.tmp"  # gc removes it if we die here
+        tmp.parent.mkdir(exist_ok=True)
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+        return True

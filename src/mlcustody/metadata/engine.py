@@ -19,7 +19,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 
-from mlcustody.errors import ConfigError, SchemaError, StoreBusy
+from mlcustody.errors import ConfigError, DiskFull, SchemaError, StoreBusy, StoreReadOnly
 from mlcustody.metadata import schema
 
 _WRITE = "custody_write"
@@ -121,9 +121,25 @@ class Database:
 
 def _operational(exc: OperationalError, url: str) -> Exception:
     text = str(exc.orig)
+    shown = sa.make_url(url).render_as_string(hide_password=True)
     if "locked" in text or "busy" in text:
         return StoreBusy(f"the metadata database is busy: {text}")
+    if "readonly" in text or "read-only" in text:
+        where = sa.make_url(url).database or shown
+        return StoreReadOnly(
+            f"the metadata database {where} is read-only ({text}): nothing was written",
+            hint=f"make {where} and its directory writable by this user (SQLite writes a journal beside it), "
+            "or work on a writable copy",
+        )
+    if "disk is full" in text or "No space left" in text or "could not extend file" in text:
+        return DiskFull(f"no space left for the metadata database {shown} ({text}): the transaction was rolled back")
+    if sa.make_url(url).get_backend_name() == "sqlite":
+        return ConfigError(
+            f"cannot open the metadata database {shown}: {text}",
+            hint="check that the file exists and is a readable SQLite database, and the URL in CUSTODY_DB_URL "
+            "or config.toml",
+        )
     return ConfigError(
-        f"cannot open the metadata database {sa.make_url(url).render_as_string(hide_password=True)}: {text}",
+        f"cannot open the metadata database {shown}: {text}",
         hint="check that the database server is running and the URL in CUSTODY_DB_URL or config.toml is right",
     )

@@ -78,3 +78,13 @@ def collect(objects: ObjectStore, gc_plan: GcPlan) -> int:
             freed += path.stat().st_size
             path.unlink()
     return freed
+
+
+def discard(db: Database, objects: ObjectStore, written: set[str]) -> int:
+    """Remove the objects a refused command wrote (``written``) that no metadata refers to, so that a
+    refusal leaves the store as it was; call it under the store's exclusive lock (no add in flight
+    may be about to reference one). Returns the bytes freed."""
+    if not written:
+        return 0
+    unreferenced = set(plan(db, objects).unreferenced)
+    return sum(objects.remove(digest) for digest in sorted(written & unreferenced))

@@ -16,14 +16,23 @@ from mlcustody.metadata import artifacts
 from mlcustody.metadata.artifacts import ArtifactVersion
 
 _PREFIX = re.compile(r"[0-9a-f]{4,64}")
+_NUMBER = re.compile(r"[0-9]{1,30}")
+MAX_VERSION = 2**31 - 1  # versions are 32-bit integer columns: a larger number names nothing
+
+
+def version_number(ref: str, text: str, example: str) -> int:
+    """The version number ``text`` of ``ref`` (ASCII digits); an unknown-ref error otherwise. A
+    number beyond any column is returned as it is, for the caller to say that no such version exists."""
+    if not _NUMBER.fullmatch(text):
+        raise UnknownRef(f"{ref!r}: version {text!r} is not a number", hint=f"write NAME@VERSION, e.g. {example}")
+    return int(text)
 
 
 def resolve(conn: Connection, ref: str) -> ArtifactVersion:
     name, at, version = ref.rpartition("@")
     if at:
-        if not version.isdigit():
-            raise UnknownRef(f"{ref!r}: version {version!r} is not a number", hint="write NAME@VERSION, e.g. data@2")
-        found = artifacts.get(conn, name, int(version))
+        number = version_number(ref, version, "data@2")
+        found = artifacts.get(conn, name, number) if number <= MAX_VERSION else None
         if found is None:
             known = artifacts.history(conn, name)
             if not known:

@@ -21,7 +21,7 @@ from sqlalchemy import (
 )
 
 # Alembic revision this release's code expects; tests check it is the single head.
-REVISION = "0006"
+REVISION = "0007"
 
 metadata = MetaData(
     naming_convention={

@@ -3,7 +3,8 @@
 Three passes, each independent of the others' success:
 
 1. the audit chain and every audited row against the events that vouch for it (``audit.verify``);
-2. every sealed run's record rebuilt from its rows and compared with its seal (``runs.verify``);
+2. every sealed run's record rebuilt from its rows and compared with its seal (``runs.verify``), and
+   no metric summary without logged values (``metric_check``);
 3. every artifact version's object or manifest, and every object a run refers to: present,
    parseable, and every file a manifest names present with the recorded size;
 4. every object in the store re-hashed (large ones memory-mapped on all cores, small ones on a
@@ -20,7 +21,7 @@ import sqlalchemy as sa
 
 from mlcustody._progress import NoProgress, Progress
 from mlcustody.checks import Problem
-from mlcustody.metadata import artifacts, audit, references, runs
+from mlcustody.metadata import artifacts, audit, metric_check, references, runs
 from mlcustody.metadata.engine import Database
 from mlcustody.metadata.schema import audit_events
 from mlcustody.storage import manifest
@@ -38,6 +39,7 @@ def verify_store(
     with db.read() as conn:
         problems = audit.verify(conn, witness)
         run_problems, sealed = runs.verify(conn, objects)
+        run_problems += metric_check.check(conn)
         run_objects = references.stored_digests(conn, with_artifacts=False)
         versions = artifacts.listing(conn, all_versions=True)
         events = conn.execute(sa.select(sa.func.count()).select_from(audit_events)).scalar_one()

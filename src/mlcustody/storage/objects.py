@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from mlcustody._canonical import DIGEST_HEX_LEN, digest_bytes
-from mlcustody.errors import PathError, UsageError
+from mlcustody.errors import DiskFull, PathError, StoreReadOnly, UsageError
 from mlcustody.storage.hashing import MMAP_THRESHOLD, hash_file
 
 READ_ONLY = 0o444
@@ -56,6 +56,22 @@ class ObjectStore:
     def __init__(self, store_dir: Path) -> None:
         self.objects_dir = store_dir / "objects"
         self.tmp_dir = store_dir / "tmp"
+        self._recorders: list[set[str]] = []
+
+    @contextlib.contextmanager
+    def recording(self) -> Iterator[set[str]]:
+        """The digests of the objects this store object writes (not those already there) while the
+        block runs: what to take back when the command that wrote them is refused."""
+        created: set[str] = set()
+        self._recorders.append(created)
+        try:
+            yield created
+        finally:
+            self._recorders.remove(created)
+
+    def _note(self, digest: str) -> None:
+        for created in self._recorders:
+            created.add(digest)  # set.add is atomic: the snapshot's threads may call this at once
 
     def create(self) -> None:
         """Make the directory tree (idempotent); done once by ``custody init``."""
@@ -93,13 +109,21 @@ class ObjectStore:
         digest = digest_bytes(data)
         if self.exists(digest, len(data)):
             return digest
-        if not self._link_anonymous(digest, data):
+        with writing(self, f"an object of {len(data)} bytes"):
+            if self._link_anonymous(digest, data):
+                self._note(digest)
+                return digest
             tmp = self._tmp_path()
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, READ_ONLY)
             try:
-                _write_all(fd, data)
-            finally:
-                os.close(fd)
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, READ_ONLY)
+                try:
+                    _write_all(fd, data)
+                finally:
+                    os.close(fd)
+            except BaseException:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
+                raise
             self._install(tmp, digest)
         return digest
 
@@ -152,16 +176,17 @@ class ObjectStore:
                 raise PathError(f"cannot read {source}: {exc.strerror}") from exc
             return self.put_bytes(data), len(data)
         tmp = self._tmp_path()
-        try:
-            _materialise_tmp(source, tmp, link_mode)
-            os.chmod(tmp, os.stat(tmp).st_mode & 0o555)  # read-only; a hard link keeps its x bits
-            digest = hash_file(tmp)
-            stored = os.stat(tmp).st_size
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
-        self._install(tmp, digest)
+        with writing(self, f"{source} ({size} bytes)"):
+            try:
+                _materialise_tmp(source, tmp, link_mode)
+                os.chmod(tmp, os.stat(tmp).st_mode & 0o555)  # read-only; a hard link keeps its x bits
+                digest = hash_file(tmp)
+                stored = os.stat(tmp).st_size
+            except BaseException:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
+                raise
+            self._install(tmp, digest)
         return digest, stored
 
     def barrier(self) -> None:
@@ -212,6 +237,27 @@ class ObjectStore:
             os.unlink(tmp)
             return
         os.rename(tmp, final)  # also replaces a damaged copy of wrong length
+        self._note(digest)
+
+
+@contextlib.contextmanager
+def writing(objects: ObjectStore, what: str) -> Iterator[None]:
+    """Name a full disk or a read-only store as such (exit 2, one line) instead of a bare OSError."""
+    try:
+        yield
+    except OSError as exc:
+        if isinstance(exc, UsageError):
+            raise
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise DiskFull(f"no space left on the store's disk: {what} was not stored") from exc
+        if exc.errno == errno.EROFS or (
+            exc.errno in (errno.EACCES, errno.EPERM) and not os.access(objects.objects_dir, os.W_OK)
+        ):
+            raise StoreReadOnly(
+                f"the object store {objects.objects_dir} is read-only: {what} was not stored",
+                hint="make the store's objects/ and tmp/ directories writable by this user, or work on a copy",
+            ) from exc
+        raise
 
 
 def _write_all(fd: int, data: bytes) -> None:

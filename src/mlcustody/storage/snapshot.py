@@ -18,6 +18,7 @@ from mlcustody._canonical import digest_bytes
 from mlcustody._progress import NoProgress, Progress
 from mlcustody.errors import PathError
 from mlcustody.storage import manifest
+from mlcustody.storage.boundary import Boundary, refuse_special
 from mlcustody.storage.hashing import MMAP_THRESHOLD, hash_file
 from mlcustody.storage.manifest import Entry
 from mlcustody.storage.objects import ObjectStore
@@ -53,8 +54,11 @@ class _Found:
     st: os.stat_result
 
 
-def scan(path: Path) -> tuple[str, list[_Found]]:
-    """Kind of ``path`` and its regular files (symlinks followed; .custody and .git skipped)."""
+def scan(path: Path, boundary: Boundary | None = None) -> tuple[str, list[_Found]]:
+    """Kind of ``path`` and its regular files (symlinks followed; .custody and .git skipped). With a
+    ``boundary`` (``add``), links leaving it, link loops and special files are refused (``boundary``)."""
+    if boundary is not None:
+        boundary.check(os.fspath(path))
     try:
         st = os.stat(path)
     except FileNotFoundError as exc:
@@ -63,13 +67,21 @@ def scan(path: Path) -> tuple[str, list[_Found]]:
         raise PathError(f"cannot read {path}: {exc.strerror}") from exc
     if os.path.isfile(path):
         return "file", [_Found(path.name, os.fspath(path), st)]
+    if boundary is not None:
+        refuse_special(os.fspath(path), st.st_mode)
     found: list[_Found] = []
-    _walk(os.fspath(path), "", found)
+    _walk(os.fspath(path), "", found, boundary, frozenset({(st.st_dev, st.st_ino)}))
     found.sort(key=lambda item: manifest.sort_key(item.rel))
     return "dir", found
 
 
-def _walk(directory: str, prefix: str, found: list[_Found]) -> None:
+def _walk(
+    directory: str,
+    prefix: str,
+    found: list[_Found],
+    boundary: Boundary | None = None,
+    above: frozenset[tuple[int, int]] = frozenset(),
+) -> None:
     try:
         entries = list(os.scandir(directory))
     except OSError as exc:
@@ -88,10 +100,17 @@ def _walk(directory: str, prefix: str, found: list[_Found]) -> None:
             raise PathError(f"{entry.path} is a broken symbolic link", hint="remove or fix the link") from exc
         except OSError as exc:
             raise PathError(f"cannot read {entry.path}: {exc.strerror}") from exc
+        if boundary is not None and entry.is_symlink():
+            boundary.check(entry.path)
         if is_dir:
-            _walk(entry.path, rel + "/", found)
+            here = (st.st_dev, st.st_ino)
+            if here in above:
+                raise PathError(f"{entry.path} links back to a directory that contains it", hint="remove the link")
+            _walk(entry.path, rel + "/", found, boundary, above | {here})
         elif entry.is_file():
             found.append(_Found(rel, entry.path, st))
+        elif boundary is not None:
+            refuse_special(entry.path, st.st_mode)
 
 
 def take(
@@ -101,10 +120,11 @@ def take(
     cache: StatCache | NoStatCache | None = None,
     link_mode: str = "copy",
     progress: Progress | None = None,
+    boundary: Boundary | None = None,
 ) -> Snapshot:
     """Digest ``path``; with ``objects``, also store every file (and the manifest) in the store."""
     progress = progress or NoProgress()
-    kind, found = scan(path)
+    kind, found = scan(path, boundary)
     progress.start(f"{'adding' if objects else 'checking'} {path.name}", sum(f.st.st_size for f in found))
     digests = _digest_all(found, objects, cache, link_mode, progress)
     progress.finish()

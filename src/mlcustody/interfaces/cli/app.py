@@ -482,6 +482,14 @@ def keys_rotate(
         render_keys.change("rotated", ws.rotate_key(name), as_json)
 
 
+@keys_app.command("rotate-kek")
+def keys_rotate_kek(as_json: JsonOpt = False) -> None:
+    """Re-wrap the decision log's data keys and subject-HMAC key under a new key-encryption key (a new
+    key in the key file; with CUSTODY_KEK=NEW,OLD the first one), then drop the old one."""
+    with workspace() as ws:
+        render_decisions.kek_rotated(ws.rotate_kek(), as_json)
+
+
 @keys_app.command("revoke")
 def keys_revoke(
     ref: Annotated[str, typer.Argument(metavar="NAME_OR_KEYID", help="Key name (its active key) or keyid (prefix).")],
@@ -543,11 +551,14 @@ def model_register(
     run: Annotated[str | None, typer.Option("--run", help="The run that trained it (its model output).")] = None,
     path: Annotated[Path | None, typer.Option("--path", help="The model file or directory instead.")] = None,
     key: Annotated[str | None, typer.Option("--key", help="Signing key name (default: the active key).")] = None,
+    trust_pickle: Annotated[
+        bool, typer.Option("--trust-pickle", help="Sign a pickled model (named as such in the attestation).")
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Register the next version of a model, bound by a signed in-toto/SLSA attestation to its lineage."""
     with workspace() as ws:
-        version = ws.register_model(name, run=run, path=path, key=key)
+        version = ws.register_model(name, run=run, path=path, key=key, trust_pickle=trust_pickle)
         render_models.show(ws.model(version.ref), False, as_json)
 
 
@@ -655,6 +666,9 @@ def decisions_import(
         str, typer.Option("--subject-col", help="Column of subject ids (pseudonymised).")
     ] = "subject",
     output_col: Annotated[str, typer.Option("--output-col", help="Column of model outputs.")] = "output",
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Skip decisions already logged with the same content (a rerun).")
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Import a prediction log into the decision log (every other column is an input) and seal it
@@ -663,7 +677,7 @@ def decisions_import(
 
     columns = DecisionColumns(id=id_col, time=time_col, subject=subject_col, output=output_col)
     with workspace() as ws:
-        render_decisions.imported(ws.import_decisions(path, model, columns=columns), as_json)
+        render_decisions.imported(ws.import_decisions(path, model, columns=columns, resume=resume), as_json)
 
 
 @decisions_app.command("receipt")
@@ -689,6 +703,14 @@ def decisions_forget(
     copy of the encrypted inputs becomes unreadable, and the log still verifies."""
     with workspace() as ws:
         render_decisions.forgotten(subject, ws.forget_subject(subject), as_json)
+
+
+@decisions_app.command("seal")
+def decisions_seal(as_json: JsonOpt = False) -> None:
+    """Sign a checkpoint over decisions a killed writer left unsealed (every writer also does so when
+    it opens); nothing to do when the log is sealed."""
+    with workspace() as ws:
+        render_decisions.sealed(ws.seal_decisions(), as_json)
 
 
 def main(argv: list[str] | None = None) -> None:

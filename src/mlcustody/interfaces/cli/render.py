@@ -241,7 +241,8 @@ def verify(report: VerifyReport, as_json: bool) -> None:
     c = report.checked
     output.line(
         f"checked {c['events']} audit events, {c['artifact_versions']} artifact versions, {c['sealed_runs']} sealed "
-        f"runs, {c['objects']} objects ({output.human_size(c['bytes'])})"
+        f"runs, {c['objects']} objects ({output.human_size(c['bytes'])}), {c['decisions']} decisions and "
+        f"{c['checkpoints']} checkpoints (their anchors and key rows; every entry with --decisions)"
     )
     if not report.problems:
         output.line("OK: everything matches.", style="green")

@@ -13,6 +13,7 @@ from mlcustody.interfaces.cli import output, render_models
 if TYPE_CHECKING:
     from mlcustody.interfaces.sdk import DecisionTrace, ImportReport, VerifyReport
     from mlcustody.ledger.decision_queries import Decision, Receipt
+    from mlcustody.ledger.kek_rotate import Rotation
 
 
 def listing(found: list[Decision], as_json: bool) -> None:
@@ -33,6 +34,7 @@ def imported(report: ImportReport, as_json: bool) -> None:
     output.line(
         f"imported {report.count} decision(s) from {report.path} at positions {report.first_position}…{last} "
         f"({', '.join(report.versions) or 'no model version'}); sealed by a signed checkpoint"
+        + (f"; {report.skipped} already logged, skipped" if report.skipped else "")
     )
 
 
@@ -116,3 +118,21 @@ def forgotten(subject: str, payloads: int, as_json: bool) -> None:
         output.line(f"no decision inputs of subject {subject} were kept; nothing to shred")
         return
     output.line(f"destroyed the data key of subject {subject}: {payloads} decision input(s) are unreadable now")
+
+
+def sealed(size: int | None, as_json: bool) -> None:
+    if as_json:
+        output.emit_json(shapes.decisions_seal(size))
+    elif size is None:
+        output.line("the decision log is sealed: nothing to do")
+    else:
+        output.line(f"sealed the decision log at {size} decision(s) with a signed checkpoint")
+
+
+def kek_rotated(found: Rotation, as_json: bool) -> None:
+    if as_json:
+        output.emit_json(shapes.document("kek_rotate", **found.__dict__))
+        return
+    before = ", ".join(found.previous) or "nothing"
+    output.line(f"re-wrapped {found.rewrapped} key(s) from {before} to key-encryption key {found.current}")
+    output.line(f"  kept in {found.provider}; the old key-encryption key is no longer needed")

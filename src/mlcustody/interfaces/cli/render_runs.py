@@ -45,6 +45,9 @@ def show(details: RunDetails, as_json: bool) -> None:
         output.line(f"  started process: {' '.join(command)}")
     if details.children:
         output.line(f"  child runs:  {', '.join(c[:12] for c in details.children)}")
+    redacted = shapes.redactions(details)
+    if redacted:
+        output.line(f"  redacted:    {', '.join(f'{r.where} ({r.rule})' for r in redacted)}")
     output.line(f"  seal:        {summary['seal'] or '(not sealed: still running)'}")
 
 

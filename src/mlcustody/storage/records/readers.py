@@ -218,6 +218,10 @@ def _parse_delimited(buffer: bytes, fmt: str, rel: str, schema: pa.Schema | None
                 index = schema.get_field_index(column)
                 raise Retype(schema.set(index, pa.field(column, pa.string()))) from exc
             column_types[column] = pa.string()  # contradicted within the first batch
+    try:
+        table.schema.names  # noqa: B018  (column names are decoded only when asked for)
+    except UnicodeDecodeError as exc:
+        raise _diagnose(fmt, data, rel, exc) from exc
     if schema is None and any(pa.types.is_binary(t) or pa.types.is_large_binary(t) for t in table.schema.types):
         raise _diagnose(fmt, data, rel, None)  # pyarrow falls back to binary for invalid UTF-8
     return table
