@@ -12,6 +12,7 @@ The method follows the model, because each model class admits a different exact 
     influence       binary LogisticRegression (L2 or none)   Δ logit if left out (one Newton step)
     loo-exact       Ridge, LinearRegression                  Δ prediction if left out (exact)
     forest-kernel   RandomForest*, ExtraTrees*               Δ probability / value if left out, trees fixed
+    boostin         (Hist)GradientBoosting* (binary, L2)     Δ logit / value if left out, trees fixed, first order
     knn             anything else with predict               similarity to the decision (a baseline)
 
 ``method="knn"`` forces the baseline on any model. ``X_train`` and ``y_train`` must be exactly the rows
@@ -26,6 +27,7 @@ from typing import Any
 from mlcustody.errors import UsageError
 
 from ._common import KNN_HINT, Attribution, Attributor, Influence, check_top, training_data
+from .boostin import boostin
 from .forest import forest_kernel
 from .knn import same_label_neighbours
 from .linear import least_squares_loo, logistic_influence
@@ -36,6 +38,7 @@ _BUILDERS = {
     "influence": logistic_influence,
     "loo-exact": least_squares_loo,
     "forest-kernel": forest_kernel,
+    "boostin": boostin,
     "knn": same_label_neighbours,
 }
 METHODS = tuple(_BUILDERS)
@@ -102,6 +105,12 @@ def _natural_method(model: Any) -> str:
             ensemble.RandomForestRegressor,
             ensemble.ExtraTreesClassifier,
             ensemble.ExtraTreesRegressor,
+        ),
+        "boostin": (
+            ensemble.HistGradientBoostingClassifier,
+            ensemble.HistGradientBoostingRegressor,
+            ensemble.GradientBoostingClassifier,
+            ensemble.GradientBoostingRegressor,
         ),
     }
     for name, classes in families.items():
