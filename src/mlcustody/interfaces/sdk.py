@@ -41,7 +41,7 @@ from mlcustody.storage.statcache import StatCache
 if TYPE_CHECKING:  # the record layer pulls in pyarrow, DuckDB and polars: imported when first used
     import pyarrow as pa
 
-    from mlcustody.forensics import decision_records
+    from mlcustody.forensics import attribution_investigation, decision_records
     from mlcustody.ledger import bundle, decision_queries, decisions, keys, registry
     from mlcustody.lineage import graph as lineage_graph
     from mlcustody.lineage import records as record_trace
@@ -910,6 +910,17 @@ class Workspace:
         with self._lock(exclusive=True):
             found = gc.plan(self.db, self.objects)
             return found, gc.collect(self.objects, found)
+
+    def investigate_attribution(
+        self, query: attribution_investigation.Query
+    ) -> attribution_investigation.Investigation:
+        """The training records that most raised and lowered one prediction (``custody investigate attribution``)."""
+        from mlcustody.forensics import attribution_investigation
+
+        with self.db.read() as conn:
+            return attribution_investigation.investigate(
+                conn, self, query, self.config.store_dir / "cache" / "attribution"
+            )
 
 
 def default_name(path: Path, rel: str) -> str:

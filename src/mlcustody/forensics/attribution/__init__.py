@@ -24,24 +24,54 @@ from __future__ import annotations
 
 from typing import Any
 
+from numpy.typing import NDArray
+
 from mlcustody.errors import UsageError
 
-from ._common import KNN_HINT, Attribution, Attributor, Influence, check_top, training_data
-from .boostin import boostin
+from ._common import (
+    KNN_HINT,
+    Attribution,
+    Attributor,
+    FloatArray,
+    Influence,
+    check_top,
+    extremes,
+    largest,
+    training_data,
+)
+from .boostin import boosted_trees
 from .forest import forest_kernel
 from .knn import same_label_neighbours
 from .linear import least_squares_loo, logistic_influence
 
-__all__ = ["METHODS", "Attribution", "Attributor", "Influence", "attribute", "prepare"]
+__all__ = [
+    "METHODS",
+    "Attribution",
+    "Attributor",
+    "Influence",
+    "attribute",
+    "checked_training_data",
+    "choose_method",
+    "extremes",
+    "largest",
+    "prepare",
+]
 
 _BUILDERS = {
     "influence": logistic_influence,
     "loo-exact": least_squares_loo,
     "forest-kernel": forest_kernel,
-    "boostin": boostin,
+    "boostin": boosted_trees,
     "knn": same_label_neighbours,
 }
 METHODS = tuple(_BUILDERS)
+COVERS = {  # the model families each method is built for, as errors name them
+    "influence": "binary LogisticRegression",
+    "loo-exact": "Ridge and LinearRegression",
+    "forest-kernel": "RandomForest* and ExtraTrees*",
+    "boostin": "binary or squared-error (Hist)GradientBoosting*",
+    "knn": "any model with predict",
+}
 
 
 def attribute(
@@ -67,8 +97,13 @@ def prepare(model: Any, X_train: Any, y_train: Any, *, method: str | None = None
     ``method=None`` chooses by model class; naming a method that does not fit the model is an error
     rather than a silent fallback, so a result's ``method`` is always the one asked for.
     """
+    chosen = choose_method(model, method)
+    return _BUILDERS[chosen](model, *checked_training_data(model, X_train, y_train))
+
+
+def checked_training_data(model: Any, X_train: Any, y_train: Any) -> tuple[FloatArray, NDArray[Any]]:  # noqa: N803
+    """The training rows as the methods take them, checked against the fitted model's width."""
     features, labels = training_data(X_train, y_train)
-    chosen = _choose(model, method)
     _require_fitted(model)
     expected = getattr(model, "n_features_in_", features.shape[1])
     if expected != features.shape[1]:
@@ -76,10 +111,11 @@ def prepare(model: Any, X_train: Any, y_train: Any, *, method: str | None = None
             f"the model expects {expected} features, X_train has {features.shape[1]}",
             hint="pass the training features with the columns the model was fitted on, in the same order",
         )
-    return _BUILDERS[chosen](model, features, labels)
+    return features, labels
 
 
-def _choose(model: Any, method: str | None) -> str:
+def choose_method(model: Any, method: str | None) -> str:
+    """The method ``prepare`` uses for ``model``: its most exact one, or ``method`` if that fits it."""
     if method is not None and method not in _BUILDERS:
         raise UsageError(f"unknown attribution method {method!r}", hint=f"choose one of {', '.join(METHODS)}")
     if method == "knn":
@@ -88,7 +124,7 @@ def _choose(model: Any, method: str | None) -> str:
     if method is not None and method != natural:
         raise UsageError(
             f"method {method!r} does not apply to {type(model).__name__} (its method is {natural!r})",
-            hint=f"leave method unset to use {natural!r}; or {KNN_HINT}",
+            hint=f"{method} covers {COVERS[method]}; leave method unset to use {natural!r}; or {KNN_HINT}",
         )
     return natural
 

@@ -80,7 +80,7 @@ class Precomputed:
             return cls(stored["leaves"], stored["terms"])
 
 
-def boostin(model: Any, features: FloatArray, labels: NDArray[Any]) -> Attributor:
+def boosted_trees(model: Any, features: FloatArray, labels: NDArray[Any]) -> Attributor:
     """Gradient-boosted trees: first-order change of the decision's raw score when a record is left out."""
     return attributor(model, precompute(model, features, labels))
 

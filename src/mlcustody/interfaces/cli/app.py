@@ -20,6 +20,7 @@ from typer.exceptions import TyperException
 from mlcustody.errors import CustodyError, PathError, UsageError
 from mlcustody.interfaces import shapes
 from mlcustody.interfaces.cli import (
+    investigate_attribution,
     output,
     render,
     render_bundles,
@@ -683,6 +684,12 @@ def decisions_forget(
     copy of the encrypted inputs becomes unreadable, and the log still verifies."""
     with workspace() as ws:
         render_decisions.forgotten(subject, ws.forget_subject(subject), as_json)
+
+
+# -- investigate: a minimal group for `investigate attribution`; the lead merges it with investigate_app --
+investigate_group = typer.Typer(help="Investigations: which training records made a prediction, and more.")
+app.add_typer(investigate_group, name="investigate")
+investigate_attribution.register(investigate_group)
 
 
 def main(argv: list[str] | None = None) -> None:
