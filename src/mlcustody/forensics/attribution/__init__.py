@@ -9,7 +9,7 @@
 The method follows the model, because each model class admits a different exact or near-exact answer:
 
     method          models                                   delta of a record
-    influence       binary LogisticRegression (L2 or none)   Δ logit if left out (one Newton step)
+    influence       LogisticRegression (L2 or none)          Δ logit if left out (one Newton step)
     loo-exact       Ridge, LinearRegression                  Δ prediction if left out (exact)
     forest-kernel   RandomForest*, ExtraTrees*               Δ probability / value if left out, trees fixed
     boostin         (Hist)GradientBoosting* (binary, L2)     Δ logit / value if left out, trees fixed, first order
@@ -66,7 +66,7 @@ _BUILDERS = {
 }
 METHODS = tuple(_BUILDERS)
 COVERS = {  # the model families each method is built for, as errors name them
-    "influence": "binary LogisticRegression",
+    "influence": "LogisticRegression (binary or multinomial)",
     "loo-exact": "Ridge and LinearRegression",
     "forest-kernel": "RandomForest* and ExtraTrees*",
     "boostin": "binary or squared-error (Hist)GradientBoosting*",
