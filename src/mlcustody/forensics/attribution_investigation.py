@@ -223,7 +223,7 @@ def _exact(
     seed, seed_from = _seed(conn, found)
     params = {"random_state": seed} if seed is not None and "random_state" in model.get_params() else {}
     rows, labels = found.rows(), found.labels()
-    output, name = _output(model)
+    output, name = _output(model, x)
     registered = output(model, x)
     refit = clone(model).set_params(**params).fit(rows, labels)
     reproduced = output(refit, x)
@@ -265,20 +265,23 @@ def _outputs(model: Any, rows: NDArray[Any]) -> NDArray[np.float64]:
     return np.asarray(found, dtype=np.float64)
 
 
-def _output(model: Any) -> tuple[Any, str]:
-    """The model output a refit is compared on: the logit where there is one, else the positive
-    probability, else the predicted value."""
-
-    def score(fitted: Any, x: NDArray[np.float64]) -> float:
-        rows = x[None, :]
-        if hasattr(fitted, "decision_function"):
-            return float(np.ravel(fitted.decision_function(rows))[0])
-        if hasattr(fitted, "predict_proba"):
-            return float(fitted.predict_proba(rows)[0, -1])
-        return float(fitted.predict(rows)[0])
-
+def _output(model: Any, x: NDArray[np.float64]) -> tuple[Any, str]:
+    """The model output a refit is compared on, as attribution explains it: the logit where there is
+    one, else the probability, of the positive class (binary) or of the class the model predicts on x;
+    else the predicted value."""
+    rows = x[None, :]
     if hasattr(model, "decision_function"):
-        return score, "decision_function (logit)"
-    if hasattr(model, "predict_proba"):
-        return score, "probability of the last class"
-    return score, "predicted value"
+        method, name = "decision_function", "logit"
+    elif hasattr(model, "predict_proba"):
+        method, name = "predict_proba", "probability"
+    else:
+        method, name = "predict", "predicted value"
+    found = np.atleast_2d(getattr(model, method)(rows))
+    column = found.shape[1] - 1 if found.shape[1] <= 2 else int(np.argmax(found[0]))
+    if method != "predict" and hasattr(model, "classes_"):
+        name += f" of class {model.classes_[max(column, 0) if found.shape[1] > 1 else -1]!r}"
+
+    def score(fitted: Any, point: NDArray[np.float64]) -> float:
+        return float(np.atleast_2d(getattr(fitted, method)(point[None, :]))[0, column])
+
+    return score, name
