@@ -106,8 +106,11 @@ def test_every_boosting_family_is_prepared_and_round_trips_through_bytes(model: 
     ready = prepare(model, train, target)
     assert ready.method == "boostin"
     prediction, delta = ready.deltas(decisions[0])
-    output = model.decision_function if hasattr(model, "classes_") else model.predict
-    assert prediction == pytest.approx(output(decisions[:1])[0], abs=1e-12)
+    if type(model).__module__.startswith("lightgbm"):
+        assert prediction == pytest.approx(model.predict(decisions[:1], raw_score=True)[0], abs=1e-12)
+    else:
+        output = model.decision_function if hasattr(model, "classes_") else model.predict
+        assert prediction == pytest.approx(output(decisions[:1])[0], abs=1e-12)
     (tmp_path / "pre").write_bytes(precompute(model, train, target).to_bytes())
     again = attributor(model, Precomputed.load(tmp_path / "pre")).deltas(decisions[0])[1]
     assert np.array_equal(again, delta) and np.count_nonzero(delta) > 0
@@ -192,3 +195,47 @@ def test_rows_the_model_was_not_trained_on_are_refused(change: str) -> None:
     other = (train, rng.permutation(y)) if change == "labels" else (train[rng.permutation(len(y))], y)
     with pytest.raises(UsageError, match="do not reproduce the leaves"):
         prepare(model, *other)
+
+
+def _lightgbm(kind: str, **settings: Any) -> Any:
+    lightgbm = pytest.importorskip("lightgbm")
+    return getattr(lightgbm, kind)(n_estimators=100, num_leaves=15, reg_lambda=1.0, verbose=-1, n_jobs=1, **settings)
+
+
+@pytest.mark.parametrize("kind", ["LGBMClassifier", "LGBMRegressor"])
+def test_lightgbm_models_are_prepared_with_their_start_taken_out_of_the_first_tree(kind: str, tmp_path: Path) -> None:
+    test_every_boosting_family_is_prepared_and_round_trips_through_bytes(_lightgbm(kind), tmp_path)
+
+
+def test_lightgbm_top_50_removal_beats_random_in_18_of_20() -> None:
+    train, y, decisions = boosting_data()
+    base = _lightgbm("LGBMClassifier")
+    found = prepare(clone(base).fit(train, y), train, y)
+    rng = np.random.default_rng(SEED)
+
+    def raw_without(rows: Array, x: Array) -> float:
+        keep = np.setdiff1d(np.arange(len(y)), rows)
+        return float(clone(base).fit(train[keep], y[keep]).predict(x[None, :], raw_score=True)[0])
+
+    wins = 0
+    for x in decisions:
+        delta = found.deltas(x)[1]
+        random = np.mean([raw_without(rng.choice(len(y), 50, replace=False), x) for _ in range(3)])
+        wins += raw_without(np.argsort(delta)[:50], x) < random
+    assert wins >= 18, wins
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"boosting_type": "goss"}, "boosting_type='goss'"),
+        ({"subsample": 0.5, "subsample_freq": 1}, "bagging"),
+        ({"reg_alpha": 1.0}, "L1"),
+    ],
+)
+def test_lightgbm_settings_outside_the_derivation_are_refused(settings: dict[str, Any], message: str) -> None:
+    train, y, _ = boosting_data(n=300)
+    model = _lightgbm("LGBMClassifier", **settings).fit(train, y)
+    with pytest.raises(UsageError) as caught:
+        prepare(model, train, y)
+    assert message in str(caught.value)

@@ -270,6 +270,12 @@ def _output(model: Any, x: NDArray[np.float64]) -> tuple[Any, str]:
     one, else the probability, of the positive class (binary) or of the class the model predicts on x;
     else the predicted value."""
     rows = x[None, :]
+    if boostin.is_lightgbm(model):  # its logit is the raw score
+
+        def raw(fitted: Any, point: NDArray[np.float64]) -> float:
+            return float(np.ravel(fitted.predict(point[None, :], raw_score=True))[0])
+
+        return raw, "raw score (logit or value)"
     if hasattr(model, "decision_function"):
         method, name = "decision_function", "logit"
     elif hasattr(model, "predict_proba"):

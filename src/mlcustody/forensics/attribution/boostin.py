@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +59,8 @@ class _Ensemble:
     learning_rate: float
     l2: float
     classifier: bool
+    raw: Callable[[FloatArray], FloatArray]  # rows → the model's own raw score (logit or value)
+    start_in_first_tree: bool = False  # LightGBM adds its boost-from-average start to the first tree
 
 
 @dataclass(frozen=True)
@@ -96,7 +98,10 @@ def precompute(model: Any, features: FloatArray, labels: NDArray[Any]) -> Precom
         target = numeric(labels, "y_train")
         require_finite(target, "y_train")
     leaves = ensemble.route(features)
-    raw = _raw_score(model, features) - ensemble.learning_rate * _tree_sum(ensemble, leaves)  # f₀, per row
+    if ensemble.start_in_first_tree:  # take the start out of the first tree's leaves, so they are Newton steps
+        start = _average_start(target, ensemble.classifier)
+        ensemble = replace(ensemble, values=[ensemble.values[0] - start / ensemble.learning_rate, *ensemble.values[1:]])
+    raw = ensemble.raw(features) - ensemble.learning_rate * _tree_sum(ensemble, leaves)  # f₀, per row
     if np.ptp(raw) > _SCORE_ATOL:  # the leaves found are not the ones the model's own prediction used
         raise _not_its_rows(name, 0)
     terms = np.empty(leaves.shape, dtype=np.float32)
@@ -137,7 +142,7 @@ def attributor(model: Any, precomputed: Precomputed) -> Attributor:
         delta = np.zeros(n)
         for tree, (first, last) in enumerate(zip(begin.tolist(), end.tolist(), strict=True)):
             delta[order[tree, first:last]] += sorted_terms[tree, first:last]  # rows are distinct within a tree
-        return float(_raw_score(model, x[None, :])[0]), delta
+        return float(ensemble.raw(x[None, :])[0]), delta
 
     return Attributor(method="boostin", measure=_measure(model), n_features=model.n_features_in_, effects=effects)
 
@@ -154,13 +159,22 @@ def _measure(model: Any) -> str:
     )
 
 
-def _raw_score(model: Any, rows: FloatArray) -> FloatArray:
-    score = model.decision_function(rows) if hasattr(model, "classes_") else model.predict(rows)
-    return np.asarray(score, dtype=np.float64)
+def _scikit_learn_raw(model: Any) -> Callable[[FloatArray], FloatArray]:
+    def raw(rows: FloatArray) -> FloatArray:
+        score = model.decision_function(rows) if hasattr(model, "classes_") else model.predict(rows)
+        return np.asarray(score, dtype=np.float64)
+
+    return raw
 
 
 def _tree_sum(ensemble: _Ensemble, leaves: NDArray[np.intp]) -> FloatArray:
     return np.asarray(sum(value[leaf] for value, leaf in zip(ensemble.values, leaves, strict=True)), np.float64)
+
+
+def _average_start(target: FloatArray, classifier: bool) -> float:
+    """The constant a booster starts from: the log-odds of the positive rate, or the mean value."""
+    mean = float(target.mean())
+    return float(np.log(mean / (1.0 - mean))) if classifier else mean
 
 
 def _derivatives(raw: FloatArray, target: FloatArray, classifier: bool) -> tuple[FloatArray, FloatArray]:
@@ -193,10 +207,62 @@ def _ensemble(model: Any) -> _Ensemble:
         return _histogram_boosting(model)
     if isinstance(model, GradientBoostingClassifier | GradientBoostingRegressor):
         return _gradient_boosting(model)
+    if is_lightgbm(model):
+        return _lightgbm(model)
     raise UsageError(
         f"BoostIn does not cover {type(model).__name__}",
-        hint="it covers scikit-learn's (Hist)GradientBoostingClassifier/Regressor; or " + KNN_HINT,
+        hint="it covers scikit-learn's (Hist)GradientBoosting* and LightGBM's LGBMClassifier/Regressor; or " + KNN_HINT,
     )
+
+
+def is_lightgbm(model: Any) -> bool:
+    """LightGBM's scikit-learn models, recognised without importing LightGBM (an optional package)."""
+    kind = type(model)
+    return kind.__module__.startswith("lightgbm") and kind.__name__ in ("LGBMClassifier", "LGBMRegressor")
+
+
+def _lightgbm(model: Any) -> _Ensemble:
+    """LightGBM: leaves shrunk by η; the first tree's leaves also carry the boost-from-average start."""
+    classifier = hasattr(model, "classes_")
+    params = {**model.booster_.params, **model.get_params()}
+    expected = "binary" if classifier else "regression"
+    objective = params.get("objective") or expected
+    if classifier and len(model.classes_) != 2:
+        raise _refuse(model, f"{len(model.classes_)} classes", "BoostIn is built for binary classifiers here")
+    if objective not in (expected, "l2" if not classifier else "binary"):
+        raise _refuse(model, f"objective={objective!r}", "BoostIn covers binary log loss and squared error")
+    if params.get("boosting_type", "gbdt") != "gbdt" or params.get("data_sample_strategy", "bagging") != "bagging":
+        raise _refuse(model, f"boosting_type={params.get('boosting_type')!r}", "only plain gradient boosting")
+    sampled = params.get("subsample", 1.0) < 1.0 and params.get("subsample_freq", 0) > 0
+    weighted = params.get("class_weight") is not None or params.get("is_unbalance") or params.get("scale_pos_weight")
+    if sampled or weighted or params.get("reg_alpha", 0.0) or params.get("path_smooth", 0.0):
+        raise _refuse(model, "bagging, class weights, L1 or path smoothing", "its leaves are not plain Newton steps")
+    booster = model.booster_
+    trees = booster.dump_model()["tree_info"]
+    eta = float(params.get("learning_rate", 0.1))
+    values, counts = [], []
+    for tree in trees:
+        leaves: dict[int, tuple[float, int]] = {}
+        _lightgbm_leaves(tree["tree_structure"], leaves)
+        values.append(np.array([leaves[i][0] for i in range(len(leaves))]) / eta)
+        counts.append(np.array([leaves[i][1] for i in range(len(leaves))], dtype=np.intp))
+
+    def route(rows: FloatArray) -> NDArray[np.intp]:
+        return np.asarray(booster.predict(rows, pred_leaf=True), dtype=np.intp).reshape(len(rows), -1).T
+
+    def raw(rows: FloatArray) -> FloatArray:
+        return np.asarray(model.predict(rows, raw_score=True), dtype=np.float64)
+
+    start = bool(params.get("boost_from_average", True))
+    return _Ensemble(route, values, counts, eta, float(params.get("reg_lambda", 0.0)), classifier, raw, start)
+
+
+def _lightgbm_leaves(node: dict[str, Any], out: dict[int, tuple[float, int]]) -> None:
+    if "leaf_index" in node:
+        out[node["leaf_index"]] = (float(node["leaf_value"]), int(node["leaf_count"]))
+        return
+    _lightgbm_leaves(node["left_child"], out)
+    _lightgbm_leaves(node["right_child"], out)
 
 
 def _refuse(model: Any, setting: str, why: str) -> UsageError:
@@ -240,7 +306,7 @@ def _histogram_boosting(model: Any) -> _Ensemble:
         used = threads if rows.shape[0] >= _ROWS_PER_THREAD else 1  # OpenMP start-up dwarfs one row's work
         return np.stack([r.predict(rows, known, feature_map, used) for r in routers]).astype(np.intp)
 
-    return _Ensemble(route, values, counts, eta, float(model.l2_regularization), classifier)
+    return _Ensemble(route, values, counts, eta, float(model.l2_regularization), classifier, _scikit_learn_raw(model))
 
 
 def _gradient_boosting(model: Any) -> _Ensemble:
@@ -267,4 +333,4 @@ def _gradient_boosting(model: Any) -> _Ensemble:
         nodes = model.apply(rows).reshape(rows.shape[0], len(numbers), -1)[:, :, 0].T.astype(np.intp)
         return np.stack([number[node] for number, node in zip(numbers, nodes, strict=True)])
 
-    return _Ensemble(route, values, counts, float(model.learning_rate), 0.0, classifier)
+    return _Ensemble(route, values, counts, float(model.learning_rate), 0.0, classifier, _scikit_learn_raw(model))
