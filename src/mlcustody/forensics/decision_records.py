@@ -14,12 +14,15 @@ is; one that filters or shuffles the rows first is not, and would get plausible 
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 import pyarrow as pa
+from numpy.typing import NDArray
 from sqlalchemy.engine import Connection
 
 from mlcustody.capture import frames, models
@@ -73,6 +76,25 @@ class DecisionRecords:
     records: list[InfluentialRecord]
 
 
+@dataclass(frozen=True)
+class TrainingSet:
+    """A registered model reloaded safely, with the stored training set it was fitted on, row for row."""
+
+    version: registry.ModelVersion
+    model: Any
+    dataset: ArtifactVersion
+    table: pa.Table
+    features: list[str]
+    label: str
+
+    def rows(self) -> NDArray[Any]:
+        """The feature matrix, columns in the model's feature order, rows in stored order."""
+        return np.column_stack([self.table.column(name).to_numpy() for name in self.features])
+
+    def labels(self) -> NDArray[Any]:
+        return np.asarray(self.table.column(self.label).to_numpy())
+
+
 def influential(
     conn: Connection,
     store: Store,
@@ -84,28 +106,60 @@ def influential(
 ) -> DecisionRecords:
     """The ``top`` training records with the largest effect on ``decision``, traced to their sources
     (``keys``: the store's key-encryption keys, to decrypt the decision's inputs)."""
-    inputs = _inputs(conn, decision, keys)
-    version = registry.get(conn, decision.ref)
+    inputs = decision_inputs(conn, decision, keys)
+    found = training_set(conn, store, registry.get(conn, decision.ref), list(inputs), label)
+    x = point(found, inputs, f"the inputs of decision {decision.decision_id}")
+    with quiet_feature_names():  # the columns are in feature_names_in_ order: the names were checked here
+        result = attribution.attribute(found.model, found.rows(), found.labels(), x, top)
+    ranked = traced(conn, store, found, result.top)
+    return DecisionRecords(
+        found.dataset.ref, found.features, found.label, result.method, result.measure, result.prediction, ranked
+    )
+
+
+def training_set(
+    conn: Connection, store: Store, version: registry.ModelVersion, inputs: list[str], label: str | None
+) -> TrainingSet:
+    """``version``'s model and the one training set with records its run read that holds every feature
+    (the model's ``feature_names_in_``, else ``inputs``), with its label column (``label`` or the one
+    column left)."""
     model = _load_model(conn, store, version)
     features = _feature_names(model, inputs)
     dataset, key = _training_set(conn, store.objects, version, features)
     table = store.record_table(dataset)
-    target = _label(table, dataset.ref, key, features, label)
-    x = [_input(inputs, decision, name) for name in features]
-    rows = np.column_stack([table.column(name).to_numpy() for name in features])
-    with warnings.catch_warnings():  # the columns are in feature_names_in_ order: the names were checked here
-        warnings.filterwarnings("ignore", "X does not have valid feature names", UserWarning)
-        found = attribution.attribute(model, rows, table.column(target).to_numpy(), x, top)
-    values = table.take([item.index for item in found.top]).to_pylist()
+    return TrainingSet(version, model, dataset, table, features, _label(table, dataset.ref, key, features, label))
+
+
+def point(found: TrainingSet, inputs: dict[str, Any], where: str) -> list[Any]:
+    """One decision's inputs as the model's feature vector; ``where`` names them in an error."""
+    return [_input(inputs, where, name) for name in found.features]
+
+
+def traced(
+    conn: Connection, store: Store, found: TrainingSet, items: list[attribution.Influence]
+) -> list[InfluentialRecord]:
+    """Each influential row with its values, walked back through record lineage to its raw sources."""
+    if not items:
+        return []
+    values = found.table.take([item.index for item in items]).to_pylist()
     with record_trace.tracer(conn, store.objects) as walk:
-        ranked = [
-            _traced(walk, dataset.ref, rank, item.delta, row, features, target)
-            for rank, (item, row) in enumerate(zip(found.top, values, strict=True), start=1)
+        return [
+            _traced(walk, found.dataset.ref, rank, item.delta, row, found.features, found.label)
+            for rank, (item, row) in enumerate(zip(items, values, strict=True), start=1)
         ]
-    return DecisionRecords(dataset.ref, features, target, found.method, found.measure, found.prediction, ranked)
 
 
-def _inputs(conn: Connection, decision: decision_queries.Decision, keys: kek.Keyset | None) -> dict[str, Any]:
+@contextmanager
+def quiet_feature_names() -> Iterator[None]:
+    """Models fitted on a named frame warn when given plain rows; the columns were matched by name here."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "X does not have valid feature names", UserWarning)
+        yield
+
+
+def decision_inputs(
+    conn: Connection, decision: decision_queries.Decision, keys: kek.Keyset | None = None
+) -> dict[str, Any]:
     """The decision's logged inputs: the point attribution explains, so without them there is nothing to do."""
     found = decision_queries.read_inputs(conn, decision, keys)
     if found is not None:
@@ -134,15 +188,15 @@ def _load_model(conn: Connection, store: Store, version: registry.ModelVersion) 
     return models.load_model(path)
 
 
-def _feature_names(model: Any, inputs: dict[str, Any]) -> list[str]:
+def _feature_names(model: Any, inputs: list[str]) -> list[str]:
     names = getattr(model, "feature_names_in_", None)
     return [str(name) for name in names] if names is not None else list(inputs)
 
 
-def _input(inputs: dict[str, Any], decision: decision_queries.Decision, name: str) -> Any:
+def _input(inputs: dict[str, Any], where: str, name: str) -> Any:
     if name not in inputs:
         raise UsageError(
-            f"the inputs of decision {decision.decision_id} have no feature {name!r} (they have {', '.join(inputs)})",
+            f"{where} have no feature {name!r} (they have {', '.join(inputs)})",
             hint="the model was fitted with feature names: log every one of them as an input",
         )
     return inputs[name]

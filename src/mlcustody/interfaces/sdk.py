@@ -42,7 +42,7 @@ from mlcustody.storage.statcache import StatCache
 if TYPE_CHECKING:  # the record layer pulls in pyarrow, DuckDB and polars: imported when first used
     import pyarrow as pa
 
-    from mlcustody.forensics import decision_records
+    from mlcustody.forensics import attribution_investigation, decision_records
     from mlcustody.ledger import bundle, decision_queries, decisions, kek, kek_rotate, keys, registry
     from mlcustody.lineage import graph as lineage_graph
     from mlcustody.lineage import records as record_trace
@@ -977,6 +977,16 @@ class Workspace:
         with self._lock(exclusive=True):
             found = gc.plan(self.db, self.objects)
             return found, gc.collect(self.objects, found)
+
+    def investigate_attribution(
+        self, query: attribution_investigation.Query
+    ) -> attribution_investigation.Investigation:
+        """The training records that most raised and lowered one prediction (``custody investigate attribution``)."""
+        from mlcustody.forensics import attribution_investigation
+
+        with self.db.read() as conn:
+            cache = self.config.store_dir / "cache" / "attribution"
+            return attribution_investigation.investigate(conn, self, query, cache, self._decision_keys(conn))
 
 
 def _record_files(rel: str, entries: tuple[Entry, ...], fmt: str | None) -> tuple[str, list[Entry]]:

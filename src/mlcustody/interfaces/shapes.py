@@ -21,7 +21,8 @@ if TYPE_CHECKING:  # the CLI imports this module before it knows whether it need
     from mlcustody.capture.redact import Redaction
     from mlcustody.checks import Problem
     from mlcustody.errors import CustodyError
-    from mlcustody.forensics.decision_records import DecisionRecords
+    from mlcustody.forensics.attribution_investigation import Investigation
+    from mlcustody.forensics.decision_records import DecisionRecords, InfluentialRecord
     from mlcustody.interfaces.sdk import (
         DecisionTrace,
         FoundRecord,
@@ -325,6 +326,27 @@ FIELDS: dict[str, dict[str, str]] = {
     "decision_forget": {
         "subject": "the subject id given",
         "payloads": "encrypted decision inputs made unreadable (0 when the subject had no key)",
+    },
+    "investigation.attribution": {
+        "model": "{ref, digest, run}: the model version attributed",
+        "decision": "the decision id attributed (--decision), or null",
+        "input_file": "the inputs file attributed (--input), or null",
+        "inputs": "{feature: value}: the point explained, in the model's feature order",
+        "dataset": "{ref, digest}: the training set attributed over, row for row the rows the model was fitted on",
+        "features": "feature columns, in the model's order",
+        "label": "the training set's label column",
+        "method": "influence | loo-exact | forest-kernel | boostin | knn",
+        "measure": "what delta and prediction mean for this method",
+        "prediction": "the reloaded model's own output for the inputs",
+        "raised": "the records that most raised the prediction (negative delta: leaving them out lowers it), "
+        "largest effect first: list of {rank, record_id, delta, label, features, sources, trace} as in "
+        "trace_decision.records.top; [] for knn",
+        "lowered": "the records that most lowered it (positive delta), same items; [] for knn",
+        "similar": "knn only: the most similar records of the predicted label (delta = similarity), same items",
+        "cache": "boostin: {object}: the store object holding the precomputed leaves and derivatives; else null",
+        "exact": "with --exact: {seed, seed_from, output (the output compared), reproduced (a refit on all rows, "
+        "equal to the model's own), retrains: list of {side (raised|lowered), removed (count), estimated (sum "
+        "of their deltas, null for knn), actual (the refit's change of output)}}; else null",
     },
 }
 # An artifact is {ref, name, version, type, kind, path, digest, size, file_count, meta, tags, author,
@@ -778,19 +800,7 @@ def _link_kinds(node: RecordNode) -> str:
 
 
 def _decision_records(found: DecisionRecords) -> dict[str, Any]:
-    top = [
-        {
-            "rank": item.rank,
-            "record_id": item.record_id,
-            "delta": item.delta,
-            "label": item.label,
-            "features": item.features,
-            "sources": [{"ref": n.ref, "record_id": n.record_id, "source": n.source} for n in item.sources],
-            "reached_through": _link_kinds(item.trace),
-            "trace": _trace_node(item.trace),
-        }
-        for item in found.records
-    ]
+    top = [_influential_record(item) for item in found.records]
     return {
         "dataset": found.dataset,
         "features": found.features,
@@ -800,3 +810,49 @@ def _decision_records(found: DecisionRecords) -> dict[str, Any]:
         "prediction": found.prediction,
         "top": top,
     }
+
+
+def _influential_record(item: InfluentialRecord) -> dict[str, Any]:
+    return {
+        "rank": item.rank,
+        "record_id": item.record_id,
+        "delta": item.delta,
+        "label": item.label,
+        "features": item.features,
+        "sources": [{"ref": n.ref, "record_id": n.record_id, "source": n.source} for n in item.sources],
+        "reached_through": _link_kinds(item.trace),
+        "trace": _trace_node(item.trace),
+    }
+
+
+def investigation_attribution(found: Investigation) -> dict[str, Any]:
+    summary, exact = found.found, found.exact
+    return document(
+        "investigation.attribution",
+        model={"ref": found.model.ref, "digest": found.model.digest, "run": found.model.run_id},
+        decision=found.decision,
+        input_file=found.input_file,
+        inputs=found.inputs,
+        dataset={"ref": summary.dataset, "digest": found.dataset_digest},
+        features=summary.features,
+        label=summary.label,
+        method=summary.method,
+        measure=summary.measure,
+        prediction=summary.prediction,
+        raised=[_influential_record(item) for item in found.raised],
+        lowered=[_influential_record(item) for item in found.lowered],
+        similar=[_influential_record(item) for item in found.similar],
+        cache={"object": found.cache["object"]} if found.cache is not None else None,
+        exact=None
+        if exact is None
+        else {
+            "seed": exact.seed,
+            "seed_from": exact.seed_from,
+            "output": exact.output,
+            "reproduced": exact.reproduced,
+            "retrains": [
+                {"side": r.side, "removed": r.removed, "estimated": r.estimated, "actual": r.actual}
+                for r in exact.retrains
+            ],
+        },
+    )

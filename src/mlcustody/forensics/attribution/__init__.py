@@ -9,9 +9,10 @@
 The method follows the model, because each model class admits a different exact or near-exact answer:
 
     method          models                                   delta of a record
-    influence       binary LogisticRegression (L2 or none)   Δ logit if left out (one Newton step)
+    influence       LogisticRegression (L2 or none)          Δ logit if left out (one Newton step)
     loo-exact       Ridge, LinearRegression                  Δ prediction if left out (exact)
     forest-kernel   RandomForest*, ExtraTrees*               Δ probability / value if left out, trees fixed
+    boostin         (Hist)GradientBoosting* (binary, L2)     Δ logit / value if left out, trees fixed, first order
     knn             anything else with predict               similarity to the decision (a baseline)
 
 ``method="knn"`` forces the baseline on any model. ``X_train`` and ``y_train`` must be exactly the rows
@@ -23,22 +24,54 @@ from __future__ import annotations
 
 from typing import Any
 
+from numpy.typing import NDArray
+
 from mlcustody.errors import UsageError
 
-from ._common import KNN_HINT, Attribution, Attributor, Influence, check_top, training_data
+from ._common import (
+    KNN_HINT,
+    Attribution,
+    Attributor,
+    FloatArray,
+    Influence,
+    check_top,
+    extremes,
+    largest,
+    training_data,
+)
+from .boostin import boosted_trees, is_lightgbm
 from .forest import forest_kernel
 from .knn import same_label_neighbours
 from .linear import least_squares_loo, logistic_influence
 
-__all__ = ["METHODS", "Attribution", "Attributor", "Influence", "attribute", "prepare"]
+__all__ = [
+    "METHODS",
+    "Attribution",
+    "Attributor",
+    "Influence",
+    "attribute",
+    "checked_training_data",
+    "choose_method",
+    "extremes",
+    "largest",
+    "prepare",
+]
 
 _BUILDERS = {
     "influence": logistic_influence,
     "loo-exact": least_squares_loo,
     "forest-kernel": forest_kernel,
+    "boostin": boosted_trees,
     "knn": same_label_neighbours,
 }
 METHODS = tuple(_BUILDERS)
+COVERS = {  # the model families each method is built for, as errors name them
+    "influence": "LogisticRegression (binary or multinomial)",
+    "loo-exact": "Ridge and LinearRegression",
+    "forest-kernel": "RandomForest* and ExtraTrees*",
+    "boostin": "binary or squared-error (Hist)GradientBoosting* and LightGBM models",
+    "knn": "any model with predict",
+}
 
 
 def attribute(
@@ -64,8 +97,13 @@ def prepare(model: Any, X_train: Any, y_train: Any, *, method: str | None = None
     ``method=None`` chooses by model class; naming a method that does not fit the model is an error
     rather than a silent fallback, so a result's ``method`` is always the one asked for.
     """
+    chosen = choose_method(model, method)
+    return _BUILDERS[chosen](model, *checked_training_data(model, X_train, y_train))
+
+
+def checked_training_data(model: Any, X_train: Any, y_train: Any) -> tuple[FloatArray, NDArray[Any]]:  # noqa: N803
+    """The training rows as the methods take them, checked against the fitted model's width."""
     features, labels = training_data(X_train, y_train)
-    chosen = _choose(model, method)
     _require_fitted(model)
     expected = getattr(model, "n_features_in_", features.shape[1])
     if expected != features.shape[1]:
@@ -73,10 +111,11 @@ def prepare(model: Any, X_train: Any, y_train: Any, *, method: str | None = None
             f"the model expects {expected} features, X_train has {features.shape[1]}",
             hint="pass the training features with the columns the model was fitted on, in the same order",
         )
-    return _BUILDERS[chosen](model, features, labels)
+    return features, labels
 
 
-def _choose(model: Any, method: str | None) -> str:
+def choose_method(model: Any, method: str | None) -> str:
+    """The method ``prepare`` uses for ``model``: its most exact one, or ``method`` if that fits it."""
     if method is not None and method not in _BUILDERS:
         raise UsageError(f"unknown attribution method {method!r}", hint=f"choose one of {', '.join(METHODS)}")
     if method == "knn":
@@ -85,7 +124,7 @@ def _choose(model: Any, method: str | None) -> str:
     if method is not None and method != natural:
         raise UsageError(
             f"method {method!r} does not apply to {type(model).__name__} (its method is {natural!r})",
-            hint=f"leave method unset to use {natural!r}; or {KNN_HINT}",
+            hint=f"{method} covers {COVERS[method]}; leave method unset to use {natural!r}; or {KNN_HINT}",
         )
     return natural
 
@@ -103,11 +142,17 @@ def _natural_method(model: Any) -> str:
             ensemble.ExtraTreesClassifier,
             ensemble.ExtraTreesRegressor,
         ),
+        "boostin": (
+            ensemble.HistGradientBoostingClassifier,
+            ensemble.HistGradientBoostingRegressor,
+            ensemble.GradientBoostingClassifier,
+            ensemble.GradientBoostingRegressor,
+        ),
     }
     for name, classes in families.items():
         if isinstance(model, classes):
             return name
-    return "knn"
+    return "boostin" if is_lightgbm(model) else "knn"
 
 
 def _require_fitted(model: Any) -> None:

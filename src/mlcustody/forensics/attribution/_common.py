@@ -84,6 +84,14 @@ def largest(delta: FloatArray, top: int) -> list[Influence]:
     return [Influence(int(row), float(delta[row])) for row in rows[order]]
 
 
+def extremes(delta: FloatArray, top: int) -> tuple[list[Influence], list[Influence]]:
+    """The ``top`` records that most raised the decision (leaving them out lowers it: the most negative
+    deltas) and the ``top`` that most lowered it (the most positive), each largest effect first."""
+    raised = largest(np.minimum(delta, 0.0), top)
+    lowered = largest(np.maximum(delta, 0.0), top)
+    return raised, lowered
+
+
 def check_top(top: int) -> None:
     if isinstance(top, bool) or not isinstance(top, int | np.integer) or top < 1:
         raise UsageError(f"top must be a positive whole number, got {top!r}", hint="pass top=10, for example")

@@ -20,6 +20,7 @@ from typer.exceptions import TyperException
 from mlcustody.errors import CustodyError, PathError, UsageError
 from mlcustody.interfaces import shapes
 from mlcustody.interfaces.cli import (
+    investigate_attribution,
     output,
     render,
     render_bundles,
@@ -711,6 +712,12 @@ def decisions_seal(as_json: JsonOpt = False) -> None:
     it opens); nothing to do when the log is sealed."""
     with workspace() as ws:
         render_decisions.sealed(ws.seal_decisions(), as_json)
+
+
+# -- investigate: a minimal group for `investigate attribution`; the lead merges it with investigate_app --
+investigate_group = typer.Typer(help="Investigations: which training records made a prediction, and more.")
+app.add_typer(investigate_group, name="investigate")
+investigate_attribution.register(investigate_group)
 
 
 def main(argv: list[str] | None = None) -> None:
