@@ -709,3 +709,59 @@ def _decision_records(found: DecisionRecords) -> dict[str, Any]:
         "prediction": found.prediction,
         "top": top,
     }
+
+
+# -- custody investigate: every investigation is one document, stored as a report artifact ----------------
+
+_CITED = "list of {ref, type, digest (BLAKE3 of the bytes), records (digest of the record manifest, or null)}: every "
+_CITED += "version the findings were computed from"
+_MODEL = "{ref (NAME@VERSION in the registry), artifact (its file's version), digest, run (training run id), "
+_MODEL += "attestation (digest of the signed DSSE envelope), lineage_digest}"
+_REPORT = "{ref, digest}: the report artifact version this document is stored as (linked to the versions it read)"
+FIELDS.update(
+    {
+        "investigation.bias": {
+            "model": _MODEL,
+            "read": _CITED,
+            "source": "what was measured: `dataset NAME@V` (the model's own predictions) or the decision log",
+            "result": "{sensitive, label, pos_label, overall, groups: list of {group, count, positives, "
+            "selection_rate, tpr, fpr, accuracy (null without a label), intervals: {metric: {low, high}}}, "
+            "disparities: list of {name, between_groups, to_overall, interval (bootstrap 95 % of between_groups)}, "
+            "warnings, bootstrap: {replicates, seed, method, level}} — fairlearn's definitions",
+            "decisions": "with --decisions: {used, not_kept, shredded, without_label} decision counts, else null",
+            "report": _REPORT,
+        },
+        "investigation.drift": {
+            "read": _CITED + " (reference first)",
+            "columns": "list of {column, kind, reference_count, current_count, nulls, bins, reference_share, "
+            "current_share, psi, chi2, chi2_p, chi2_dof, jensen_shannon, ks, ks_p, ks_mode (exact | asymp | "
+            "asymp-bound), wasserstein, wasserstein_normed} — scipy.stats' definitions",
+            "report": _REPORT,
+        },
+    }
+)
+
+
+def plain(value: Any) -> Any:
+    """A result value as JSON holds it: dataclasses as objects, tuples as lists, NaN as a string."""
+    import dataclasses
+
+    import numpy as np
+
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float):
+        return json_number(value)
+    return value
+
+
+def investigation(kind: str, result: Any, report: dict[str, str] | None) -> dict[str, Any]:
+    """The document of an investigation; ``report`` None gives the body that is stored and digested."""
+    body = plain(result)
+    return document(f"investigation.{kind}", **body, **({"report": report} if report is not None else {}))

@@ -723,3 +723,8 @@ def run(args: list[str]) -> int:
             raise
         output.error(f"internal error: {type(exc).__name__}: {exc} — rerun with --debug for the traceback")
         return 3
+
+
+from mlcustody.interfaces.cli.investigate import investigate_app  # noqa: E402 - registered after app exists
+
+app.add_typer(investigate_app, name="investigate")
