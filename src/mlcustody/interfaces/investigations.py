@@ -53,6 +53,13 @@ def drift(ws: Workspace, reference: str, current: str, columns: list[str] | None
     return _run(ws, "drift", subject, lambda conn: measure.investigate(conn, ws, reference, current, columns))
 
 
+def slices(ws: Workspace, model: str, data: str, **options: Any) -> Investigation:
+    """``investigate slices``: see ``forensics.suspects.investigate`` for the options."""
+    from mlcustody.forensics import suspects
+
+    return _run(ws, "slices", model, lambda conn: suspects.investigate(conn, ws, model, data, **options))
+
+
 def _run(ws: Workspace, kind: str, subject: str, compute: Callable[[Connection], Any]) -> Investigation:
     with ws.db.read() as conn:
         result = compute(conn)

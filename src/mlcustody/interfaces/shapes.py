@@ -717,6 +717,14 @@ _CITED = "list of {ref, type, digest (BLAKE3 of the bytes), records (digest of t
 _CITED += "version the findings were computed from"
 _MODEL = "{ref (NAME@VERSION in the registry), artifact (its file's version), digest, run (training run id), "
 _MODEL += "attestation (digest of the signed DSSE envelope), lineage_digest}"
+_SLICE = "{rank, conditions: [{column, value (a category) or low/high (a bin, null: unbounded)}], size, errors, "
+_SLICE += "error_rate, positive_rate (of predictions), score (SliceLine's), p_value (one-sided Fisher), p_adjusted}"
+_SHARE = "{source (raw source version), path, inside, outside (its records in and outside the subset), share_inside, "
+_SHARE += "share_outside, lift, rate (its records' share in the subset), p_value (one-sided Fisher), p_adjusted}"
+_FLAGGED = "{record_id, label, given_probability (out-of-fold), raw: [{source, record_id, locator (file:LINE)}]}"
+_EVIDENCE = "{slice, training_set, missing_columns, inside, outside, label_rate_inside, label_rate_outside, "
+_EVIDENCE += "source_mix: [" + _SHARE + "], label_issues: [share of the slice's flagged records per source], "
+_EVIDENCE += "flagged: [" + _FLAGGED + "]}"
 _REPORT = "{ref, digest}: the report artifact version this document is stored as (linked to the versions it read)"
 FIELDS.update(
     {
@@ -729,6 +737,16 @@ FIELDS.update(
             "disparities: list of {name, between_groups, to_overall, interval (bootstrap 95 % of between_groups)}, "
             "warnings, bootstrap: {replicates, seed, method, level}} — fairlearn's definitions",
             "decisions": "with --decisions: {used, not_kept, shredded, without_label} decision counts, else null",
+            "report": _REPORT,
+        },
+        "investigation.slices": {
+            "model": _MODEL,
+            "read": _CITED,
+            "label": "the label column the errors are counted against",
+            "columns": "the columns sliced on (numeric ones binned at deciles)",
+            "search": "{alpha, min_support, max_conditions, significance, correction, rows, evaluated (slices with "
+            "enough support), error_rate, positive_rate, slices: list of " + _SLICE + "}",
+            "training": "for the top slices: list of " + _EVIDENCE,
             "report": _REPORT,
         },
         "investigation.drift": {

@@ -28,6 +28,11 @@ ModelArg = Annotated[str, typer.Argument(metavar="MODEL", help="Model version: N
 TrustOpt = Annotated[
     bool, typer.Option("--trust-pickle", help="Load a pickled model (runs its code: only if you trust its author).")
 ]
+LabelOpt = Annotated[str | None, typer.Option("--label", help="Column of true labels (default: the one left).")]
+ExcludeOpt = Annotated[
+    list[str] | None,
+    typer.Option("--exclude", help="A column the label-issue model must not see, e.g. the group (repeat)."),
+]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Seed of the bootstrap.")]
 
 
@@ -92,4 +97,30 @@ def drift(
 
     with _workspace() as ws:
         found = investigations.drift(ws, reference, current, columns or None)
+    render_investigate.show(found, as_json, html)
+
+
+@investigate_app.command("slices")
+def slices(
+    model: ModelArg,
+    data: Annotated[str, typer.Option("--data", help="Dataset version with labels to find the model's errors on.")],
+    label: LabelOpt = None,
+    max_conditions: Annotated[int, typer.Option("--max-conditions", help="Conditions per slice: 1 or 2.")] = 2,
+    alpha: Annotated[float, typer.Option("--alpha", help="SliceLine's weight of error against size.")] = 0.6,
+    min_support: Annotated[int, typer.Option("--min-support", help="Fewest rows a slice may have.")] = 32,
+    top: Annotated[int, typer.Option("--top", min=1, help="Slices to list.")] = 5,
+    exclude: ExcludeOpt = None,
+    seed: SeedOpt = 0,
+    trust_pickle: TrustOpt = False,
+    html: HtmlOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Slices of at most two conditions where the model errs most (SliceLine's score, Bonferroni-corrected
+    Fisher tests); for the top ones, their training records' source mix, label issues and raw lines."""
+    from mlcustody.forensics.suspects import Options
+    from mlcustody.interfaces import investigations
+
+    options = Options(max_conditions, alpha, min_support, top, tuple(exclude or ()), seed)
+    with _workspace() as ws:
+        found = investigations.slices(ws, model, data, label=label, options=options, trust_pickle=trust_pickle)
     render_investigate.show(found, as_json, html)

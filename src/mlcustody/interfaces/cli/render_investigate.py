@@ -67,4 +67,83 @@ def drift(doc: dict[str, Any]) -> None:
     output.table(["column", "kind", "PSI", "KS", "KS p", "χ² p", "JS", "W₁/std"], rows)
 
 
-SUMMARIES = {"bias": bias, "drift": drift}
+def slices(doc: dict[str, Any]) -> None:
+    search = doc["search"]
+    output.line(
+        f"slices where {doc['model']['ref']} misses {doc['label']} (error rate {number(search['error_rate'])}, "
+        f"{search['evaluated']:,} slices tested, {search['correction']})",
+        style="bold",
+    )
+    cited(doc)
+    slice_table(search["slices"])
+    for item in doc["training"]:
+        evidence(item)
+
+
+def slice_table(items: list[dict[str, Any]]) -> None:
+    rows = [
+        [
+            s["rank"],
+            condition_text(s["conditions"]),
+            s["size"],
+            number(s["error_rate"]),
+            number(s["score"]),
+            number(s["p_adjusted"]),
+        ]
+        for s in items
+    ]
+    output.table(["#", "slice", "size", "error rate", "score", "p (Bonferroni)"], rows)
+
+
+def condition_text(conditions: list[dict[str, Any]]) -> str:
+    parts = []
+    for c in conditions:
+        if c["value"] is not None:
+            parts.append(f"{c['column']} = {c['value']}")
+        else:
+            low = "" if c["low"] is None else f"{number(c['low'])} ≤ "
+            high = "" if c["high"] is None else f" < {number(c['high'])}"
+            parts.append(f"{low}{c['column']}{high}")
+    return " ∧ ".join(parts)
+
+
+def evidence(item: dict[str, Any]) -> None:
+    output.line(
+        f"training records of [{item['slice']}] in {item['training_set']}: {item['inside']:,} inside, "
+        f"{item['outside']:,} outside; label rate {number(item['label_rate_inside'])} vs "
+        f"{number(item['label_rate_outside'])}",
+        style="bold",
+    )
+    share_table(item["source_mix"])
+    flagged(item["flagged"], 10)
+
+
+def share_table(shares: list[dict[str, Any]]) -> None:
+    rows = [
+        [
+            s["source"],
+            s["inside"],
+            number(s["share_inside"]),
+            number(s["share_outside"]),
+            number(s["lift"]),
+            number(s["p_adjusted"]),
+        ]
+        for s in shares
+    ]
+    output.table(["raw source", "inside", "share inside", "share outside", "lift", "p (Bonferroni)"], rows)
+
+
+def flagged(records: list[dict[str, Any]], shown: int) -> None:
+    if not records:
+        return
+    output.line(f"  {len(records)} flagged record(s), least believed label first:")
+    for record in records[:shown]:
+        lines = ", ".join(raw["locator"] or raw["record_id"] for raw in record["raw"])
+        output.line(
+            f"    {record['record_id']} label {record['label']} (p {number(record['given_probability'])}) ← {lines}"
+        )
+    if len(records) > shown:
+        output.line(f"    … {len(records) - shown} more in --json / --html")
+
+
+SUMMARIES = {"bias": bias, "drift": drift, "slices": slices}
