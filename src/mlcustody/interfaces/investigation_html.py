@@ -167,6 +167,115 @@ def drift_sections(doc: dict[str, Any]) -> list[str]:
     ]
 
 
+def slices_sections(doc: dict[str, Any]) -> list[str]:
+    search = doc["search"]
+    parts = [
+        f"<h2>Slices where the model misses {_e(doc['label'])}</h2>",
+        f"<p>{search['evaluated']:,} slices of at most {search['max_conditions']} conditions tested over "
+        f"{search['rows']:,} rows; SliceLine α = {search['alpha']}, support ≥ {search['min_support']}, "
+        f"{_e(search['correction'])} at {search['significance']}. Overall error rate "
+        f"{_e(number(search['error_rate']))}.</p>",
+        *slice_list(search["slices"]),
+    ]
+    for item in doc["training"]:
+        parts += evidence_sections(item)
+    return parts
+
+
+def slice_list(items: Sequence[dict[str, Any]]) -> list[str]:
+    rows = [
+        [
+            s["rank"],
+            condition_text(s["conditions"]),
+            s["size"],
+            s["error_rate"],
+            s["positive_rate"],
+            s["score"],
+            s["p_adjusted"],
+        ]
+        for s in items
+    ]
+    return [
+        table(["#", "slice", "size", "error rate", "positive rate", "score", "p (Bonferroni)"], rows),
+        bars([(condition_text(s["conditions"]), float(s["error_rate"]), None, None) for s in items], scale=1.0),
+    ]
+
+
+def condition_text(conditions: Sequence[dict[str, Any]]) -> str:
+    parts = []
+    for c in conditions:
+        if c["value"] is not None:
+            parts.append(f"{c['column']} = {c['value']}")
+        else:
+            low = "" if c["low"] is None else f"{number(c['low'])} ≤ "
+            high = "" if c["high"] is None else f" < {number(c['high'])}"
+            parts.append(f"{low}{c['column']}{high}")
+    return " ∧ ".join(parts)
+
+
+def evidence_sections(item: dict[str, Any]) -> list[str]:
+    return [
+        f"<h2>Training records of [{_e(item['slice'])}] in {_e(item['training_set'])}</h2>",
+        f"<p>{item['inside']:,} inside, {item['outside']:,} outside; positive label rate "
+        f"{_e(number(item['label_rate_inside']))} inside against {_e(number(item['label_rate_outside']))} outside.</p>",
+        "<h3>Source mix through record lineage</h3>",
+        *share_sections(item["source_mix"]),
+        "<h3>Flagged records of the slice, least believed label first</h3>",
+        flagged_table(item["flagged"]),
+    ]
+
+
+def share_sections(shares: Sequence[dict[str, Any]]) -> list[str]:
+    rows = [
+        [
+            s["source"],
+            s["path"],
+            s["inside"],
+            s["outside"],
+            s["share_inside"],
+            s["share_outside"],
+            s["lift"],
+            s["rate"],
+            s["p_value"],
+            s["p_adjusted"],
+        ]
+        for s in shares
+    ]
+    headers = ["source", "path", "inside", "outside", "share inside", "share outside", "lift", "rate", "p", "p adj."]
+    return [table(headers, rows), bars([(s["source"], float(s["lift"]), None, None) for s in shares])]
+
+
+def flagged_table(records: Sequence[dict[str, Any]], shown: int = 500) -> str:
+    rows = [
+        [r["record_id"], r["label"], r["given_probability"], " ".join(x["locator"] or x["record_id"] for x in r["raw"])]
+        for r in records[:shown]
+    ]
+    more = f'<p class="muted">… {len(records) - shown} more in the JSON document.</p>' if len(records) > shown else ""
+    return table(["record", "label", "p(given label)", "raw lines"], rows) + more
+
+
+def labels_sections(report: dict[str, Any]) -> list[str]:
+    return [
+        f"<h2>Label issues of {_e(report['label'])}</h2>",
+        f"<p>{report['flagged']:,} of {report['rows']:,} records flagged ({_e(number(report['rate']))}); "
+        f"{_e(report['model'])}; features {_e(', '.join(report['features']))}.</p>",
+        "<h3>Per raw source (rate = the share of its records flagged)</h3>",
+        *share_sections(report["by_source"]),
+        "<h3>Flagged records</h3>",
+        flagged_table(report["records"]),
+    ]
+
+
+def case_sections(doc: dict[str, Any]) -> list[str]:
+    parts = ["<h2>Findings</h2><ol>" + "".join(f"<li>{_e(s)}</li>" for s in doc["findings"]) + "</ol>"]
+    parts += bias_sections({"result": doc["bias"], "source": doc["read"][1]["ref"]})
+    parts += ["<h2>Suspect slices</h2>", *slice_list(doc["slices"]["slices"])]
+    if doc["top_slice"]:
+        parts += evidence_sections(doc["top_slice"])
+    parts += labels_sections(doc["label_issues"])
+    return parts
+
+
 def _interval(found: dict[str, Any] | None) -> list[Any]:
     return [None, None] if not found else [found["low"], found["high"]]
 
@@ -177,4 +286,10 @@ def _generic(doc: dict[str, Any]) -> list[str]:
     return [f"<pre>{_e(json.dumps(doc, indent=2))}</pre>"]
 
 
-SECTIONS: dict[str, Callable[[dict[str, Any]], list[str]]] = {"bias": bias_sections, "drift": drift_sections}
+SECTIONS: dict[str, Callable[[dict[str, Any]], list[str]]] = {
+    "bias": bias_sections,
+    "drift": drift_sections,
+    "slices": slices_sections,
+    "case": case_sections,
+    "labels": lambda doc: labels_sections(doc["label_issues"]),
+}

@@ -60,6 +60,13 @@ def slices(ws: Workspace, model: str, data: str, **options: Any) -> Investigatio
     return _run(ws, "slices", model, lambda conn: suspects.investigate(conn, ws, model, data, **options))
 
 
+def case(ws: Workspace, model: str, data: str, **options: Any) -> Investigation:
+    """``investigate case``: see ``forensics.case.investigate`` for the options."""
+    from mlcustody.forensics import case as story
+
+    return _run(ws, "case", model, lambda conn: story.investigate(conn, ws, model, data, **options))
+
+
 def _run(ws: Workspace, kind: str, subject: str, compute: Callable[[Connection], Any]) -> Investigation:
     with ws.db.read() as conn:
         result = compute(conn)

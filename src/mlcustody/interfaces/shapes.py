@@ -725,6 +725,8 @@ _FLAGGED = "{record_id, label, given_probability (out-of-fold), raw: [{source, r
 _EVIDENCE = "{slice, training_set, missing_columns, inside, outside, label_rate_inside, label_rate_outside, "
 _EVIDENCE += "source_mix: [" + _SHARE + "], label_issues: [share of the slice's flagged records per source], "
 _EVIDENCE += "flagged: [" + _FLAGGED + "]}"
+_LABELS = "{label, features (what the out-of-fold model saw), model, rows, flagged, rate, by_source: [" + _SHARE
+_LABELS += "] (inside = flagged; rate = the source's flag rate), records: [" + _FLAGGED + "], listed_limit}"
 _REPORT = "{ref, digest}: the report artifact version this document is stored as (linked to the versions it read)"
 FIELDS.update(
     {
@@ -747,6 +749,24 @@ FIELDS.update(
             "search": "{alpha, min_support, max_conditions, significance, correction, rows, evaluated (slices with "
             "enough support), error_rate, positive_rate, slices: list of " + _SLICE + "}",
             "training": "for the top slices: list of " + _EVIDENCE,
+            "report": _REPORT,
+        },
+        "investigation.case": {
+            "model": _MODEL,
+            "read": _CITED,
+            "run": "the training run: {id, name, status, seal, commit}, or null",
+            "training_set": "the training set of that run (as in read)",
+            "bias": "as investigation.bias's result, on the data given",
+            "slices": "as investigation.slices' search",
+            "top_slice": "the training-side evidence of the top slice, as in investigation.slices' training, or null",
+            "label_issues": _LABELS,
+            "findings": "the story as sentences, in order, each citing the versions and digests it rests on",
+            "report": _REPORT,
+        },
+        "investigation.labels": {
+            "read": _CITED,
+            "dataset": "the dataset version examined",
+            "label_issues": _LABELS,
             "report": _REPORT,
         },
         "investigation.drift": {

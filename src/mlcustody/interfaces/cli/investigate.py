@@ -124,3 +124,29 @@ def slices(
     with _workspace() as ws:
         found = investigations.slices(ws, model, data, label=label, options=options, trust_pickle=trust_pickle)
     render_investigate.show(found, as_json, html)
+
+
+@investigate_app.command("case")
+def case(
+    model: ModelArg,
+    data: Annotated[str, typer.Option("--data", help="Dataset version the bias is seen on, with labels.")],
+    sensitive: Annotated[str, typer.Option("--sensitive", help="The column whose groups are compared.")],
+    label: LabelOpt = None,
+    max_conditions: Annotated[int, typer.Option("--max-conditions", help="Conditions per slice: 1 or 2.")] = 2,
+    exclude: ExcludeOpt = None,
+    seed: SeedOpt = 0,
+    trust_pickle: TrustOpt = False,
+    html: HtmlOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """The whole case: registry → run → snapshot → bias → top slice → source mix → label issues → flagged
+    records → raw lines, one report whose findings cite the versions and digests they used."""
+    from mlcustody.forensics.suspects import Options
+    from mlcustody.interfaces import investigations
+
+    options = Options(max_conditions=max_conditions, exclude=tuple(exclude or ()), seed=seed)
+    with _workspace() as ws:
+        found = investigations.case(
+            ws, model, data, sensitive=sensitive, label=label, options=options, trust_pickle=trust_pickle
+        )
+    render_investigate.show(found, as_json, html)

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from mlcustody.errors import PathError
 from mlcustody.interfaces.cli import output
-from mlcustody.interfaces.investigation_html import number, page
+from mlcustody.interfaces.investigation_html import condition_text, number, page
 
 if TYPE_CHECKING:
     from mlcustody.interfaces.investigations import Investigation
@@ -95,18 +95,6 @@ def slice_table(items: list[dict[str, Any]]) -> None:
     output.table(["#", "slice", "size", "error rate", "score", "p (Bonferroni)"], rows)
 
 
-def condition_text(conditions: list[dict[str, Any]]) -> str:
-    parts = []
-    for c in conditions:
-        if c["value"] is not None:
-            parts.append(f"{c['column']} = {c['value']}")
-        else:
-            low = "" if c["low"] is None else f"{number(c['low'])} ≤ "
-            high = "" if c["high"] is None else f" < {number(c['high'])}"
-            parts.append(f"{low}{c['column']}{high}")
-    return " ∧ ".join(parts)
-
-
 def evidence(item: dict[str, Any]) -> None:
     output.line(
         f"training records of [{item['slice']}] in {item['training_set']}: {item['inside']:,} inside, "
@@ -146,4 +134,14 @@ def flagged(records: list[dict[str, Any]], shown: int) -> None:
         output.line(f"    … {len(records) - shown} more in --json / --html")
 
 
-SUMMARIES = {"bias": bias, "drift": drift, "slices": slices}
+def case(doc: dict[str, Any]) -> None:
+    output.line(f"the case of {doc['model']['ref']}", style="bold")
+    cited(doc)
+    for number_, sentence in enumerate(doc["findings"], start=1):
+        output.line(f"{number_}. {sentence}")
+    slice_table(doc["slices"]["slices"][:3])
+    if doc["top_slice"]:
+        evidence(doc["top_slice"])
+
+
+SUMMARIES = {"bias": bias, "drift": drift, "slices": slices, "case": case}
