@@ -67,6 +67,13 @@ def case(ws: Workspace, model: str, data: str, **options: Any) -> Investigation:
     return _run(ws, "case", model, lambda conn: story.investigate(conn, ws, model, data, **options))
 
 
+def labels(ws: Workspace, dataset: str, **options: Any) -> Investigation:
+    """``investigate labels``: see ``forensics.label_issues.investigate`` for the options."""
+    from mlcustody.forensics import label_issues
+
+    return _run(ws, "labels", dataset, lambda conn: label_issues.investigate(conn, ws, dataset, **options))
+
+
 def _run(ws: Workspace, kind: str, subject: str, compute: Callable[[Connection], Any]) -> Investigation:
     with ws.db.read() as conn:
         result = compute(conn)

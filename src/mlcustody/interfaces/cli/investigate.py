@@ -150,3 +150,21 @@ def case(
             ws, model, data, sensitive=sensitive, label=label, options=options, trust_pickle=trust_pickle
         )
     render_investigate.show(found, as_json, html)
+
+
+@investigate_app.command("labels")
+def labels(
+    dataset: Annotated[str, typer.Argument(metavar="DATASET", help="Dataset version with records (NAME@VERSION).")],
+    label: Annotated[str, typer.Option("--label", help="The label column to check.")],
+    exclude: ExcludeOpt = None,
+    seed: SeedOpt = 0,
+    html: HtmlOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Label issues by confident learning (cleanlab on out-of-fold probabilities of a logistic regression
+    on the numeric columns), per raw source with counts, rates and Fisher tests, each with its raw line."""
+    from mlcustody.interfaces import investigations
+
+    with _workspace() as ws:
+        found = investigations.labels(ws, dataset, label=label, exclude=tuple(exclude or ()), seed=seed)
+    render_investigate.show(found, as_json, html)

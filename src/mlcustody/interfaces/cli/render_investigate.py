@@ -144,4 +144,16 @@ def case(doc: dict[str, Any]) -> None:
         evidence(doc["top_slice"])
 
 
-SUMMARIES = {"bias": bias, "drift": drift, "slices": slices, "case": case}
+def labels(doc: dict[str, Any]) -> None:
+    report = doc["label_issues"]
+    output.line(
+        f"label issues of {report['label']} in {doc['dataset']}: {report['flagged']:,} of {report['rows']:,} "
+        f"({number(report['rate'])})",
+        style="bold",
+    )
+    cited(doc)
+    share_table(report["by_source"])
+    flagged(report["records"], 10)
+
+
+SUMMARIES = {"labels": labels, "bias": bias, "drift": drift, "slices": slices, "case": case}
