@@ -856,3 +856,97 @@ def investigation_attribution(found: Investigation) -> dict[str, Any]:
             ],
         },
     )
+
+
+# -- custody investigate: every investigation is one document, stored as a report artifact ----------------
+
+_CITED = "list of {ref, type, digest (BLAKE3 of the bytes), records (digest of the record manifest, or null)}: every "
+_CITED += "version the findings were computed from"
+_MODEL = "{ref (NAME@VERSION in the registry), artifact (its file's version), digest, run (training run id), "
+_MODEL += "attestation (digest of the signed DSSE envelope), lineage_digest}"
+_SLICE = "{rank, conditions: [{column, value (a category) or low/high (a bin, null: unbounded)}], size, errors, "
+_SLICE += "error_rate, positive_rate (of predictions), score (SliceLine's), p_value (one-sided Fisher), p_adjusted}"
+_SHARE = "{source (raw source version), path, inside, outside (its records in and outside the subset), share_inside, "
+_SHARE += "share_outside, lift, rate (its records' share in the subset), p_value (one-sided Fisher), p_adjusted}"
+_FLAGGED = "{record_id, label, given_probability (out-of-fold), raw: [{source, record_id, locator (file:LINE)}]}"
+_EVIDENCE = "{slice, training_set, missing_columns, inside, outside, label_rate_inside, label_rate_outside, "
+_EVIDENCE += "source_mix: [" + _SHARE + "], label_issues: [share of the slice's flagged records per source], "
+_EVIDENCE += "flagged: [" + _FLAGGED + "]}"
+_LABELS = "{label, features (what the out-of-fold model saw), model, rows, flagged, rate, by_source: [" + _SHARE
+_LABELS += "] (inside = flagged; rate = the source's flag rate), records: [" + _FLAGGED + "], listed_limit}"
+_REPORT = "{ref, digest}: the report artifact version this document is stored as (linked to the versions it read)"
+FIELDS.update(
+    {
+        "investigation.bias": {
+            "model": _MODEL,
+            "read": _CITED,
+            "source": "what was measured: `dataset NAME@V` (the model's own predictions) or the decision log",
+            "result": "{sensitive, label, pos_label, overall, groups: list of {group, count, positives, "
+            "selection_rate, tpr, fpr, accuracy (null without a label), intervals: {metric: {low, high}}}, "
+            "disparities: list of {name, between_groups, to_overall, interval (bootstrap 95 % of between_groups)}, "
+            "warnings, bootstrap: {replicates, seed, method, level}} — fairlearn's definitions",
+            "decisions": "with --decisions: {used, not_kept, shredded, without_label} decision counts, else null",
+            "report": _REPORT,
+        },
+        "investigation.slices": {
+            "model": _MODEL,
+            "read": _CITED,
+            "label": "the label column the errors are counted against",
+            "columns": "the columns sliced on (numeric ones binned at deciles)",
+            "search": "{alpha, min_support, max_conditions, significance, correction, rows, evaluated (slices with "
+            "enough support), error_rate, positive_rate, slices: list of " + _SLICE + "}",
+            "training": "for the top slices: list of " + _EVIDENCE,
+            "report": _REPORT,
+        },
+        "investigation.case": {
+            "model": _MODEL,
+            "read": _CITED,
+            "run": "the training run: {id, name, status, seal, commit}, or null",
+            "training_set": "the training set of that run (as in read)",
+            "bias": "as investigation.bias's result, on the data given",
+            "slices": "as investigation.slices' search",
+            "top_slice": "the training-side evidence of the top slice, as in investigation.slices' training, or null",
+            "label_issues": _LABELS,
+            "findings": "the story as sentences, in order, each citing the versions and digests it rests on",
+            "report": _REPORT,
+        },
+        "investigation.labels": {
+            "read": _CITED,
+            "dataset": "the dataset version examined",
+            "label_issues": _LABELS,
+            "report": _REPORT,
+        },
+        "investigation.drift": {
+            "read": _CITED + " (reference first)",
+            "columns": "list of {column, kind, reference_count, current_count, nulls, bins, reference_share, "
+            "current_share, psi, chi2, chi2_p, chi2_dof, jensen_shannon, ks, ks_p, ks_mode (exact | asymp | "
+            "asymp-bound), wasserstein, wasserstein_normed} — scipy.stats' definitions",
+            "report": _REPORT,
+        },
+    }
+)
+
+
+def plain(value: Any) -> Any:
+    """A result value as JSON holds it: dataclasses as objects, tuples as lists, NaN as a string."""
+    import dataclasses
+
+    import numpy as np
+
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float):
+        return json_number(value)
+    return value
+
+
+def investigation(kind: str, result: Any, report: dict[str, str] | None) -> dict[str, Any]:
+    """The document of an investigation; ``report`` None gives the body that is stored and digested."""
+    body = plain(result)
+    return document(f"investigation.{kind}", **body, **({"report": report} if report is not None else {}))

@@ -714,12 +714,6 @@ def decisions_seal(as_json: JsonOpt = False) -> None:
         render_decisions.sealed(ws.seal_decisions(), as_json)
 
 
-# -- investigate: a minimal group for `investigate attribution`; the lead merges it with investigate_app --
-investigate_group = typer.Typer(help="Investigations: which training records made a prediction, and more.")
-app.add_typer(investigate_group, name="investigate")
-investigate_attribution.register(investigate_group)
-
-
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the console script: maps every outcome to the documented exit status."""
     args = sys.argv[1:] if argv is None else argv
@@ -758,3 +752,9 @@ def run(args: list[str]) -> int:
             raise
         output.error(f"internal error: {type(exc).__name__}: {exc} — rerun with --debug for the traceback")
         return 3
+
+
+from mlcustody.interfaces.cli.investigate import investigate_app  # noqa: E402 - registered after app exists
+
+investigate_attribution.register(investigate_app)
+app.add_typer(investigate_app, name="investigate")
