@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -284,3 +285,9 @@ def demo_step(title: str, command: str, text: str) -> None:
     output.markup(f"\n[bold cyan]▶ {title}[/]\n[dim]$ {command}[/]")
     if text:
         output.line(text.rstrip())
+
+
+def demo_end(where: Path) -> None:
+    """Where the tour left its workspace, and the commands to look around in it."""
+    output.markup(f"\n[bold green]Done.[/] The demo workspace is kept in {where}")
+    output.line(f"Explore it: cd {shlex.quote(str(where))} && custody log   (or custody ls, custody runs, custody model ls)")
