@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import mlcustody
-from conftest import Cli
+from conftest import Cli, write_tree
 from mlcustody.interfaces.cli.app import click_command
 from mlcustody.interfaces.cli.docs import _commands
 
@@ -62,3 +62,70 @@ def test_cli_reference_names_run_ids_and_aliases() -> None:
 def test_pydot_is_a_dev_extra() -> None:
     extras = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["optional-dependencies"]
     assert any(re.match(r"pydot\b", requirement) for requirement in extras["dev"])
+
+
+# -- re-adding keeps the record settings -------------------------------------------------------------
+
+
+def _write_loans(path: Path, rows: int, changed: dict[int, str] | None = None) -> None:
+    lines = ["loan_id,amount,region"]
+    for i in range(rows):
+        lines.append(f"L-{i:05d},{(changed or {}).get(i, str(1000 + 7 * i))},{('north', 'south')[i % 2]}")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def test_re_adding_keeps_the_record_manifest_and_identical_bytes_make_no_version(cli: Cli) -> None:
+    cli("init")
+    _write_loans(cli.cwd / "loans.csv", 20)
+    first = cli.json("add", "loans.csv", "--records", "--key", "loan_id")["results"][0]["artifact"]
+    again = cli.json("add", "loans.csv")["results"][0]
+    assert not again["created"] and again["artifact"]["ref"] == "loans@1"
+    same = cli.json("add", "loans.csv", "--records", "--key", "loan_id")["results"][0]
+    assert not same["created"] and same["artifact"]["meta"] == first["meta"]
+
+    _write_loans(cli.cwd / "loans.csv", 21, changed={3: "999"})
+    second = cli.json("add", "loans.csv")["results"][0]["artifact"]
+    assert second["ref"] == "loans@2"
+    assert second["meta"]["records"]["key"] == ["loan_id"] and second["meta"]["records"]["count"] == 21
+    found = cli.json("show", "loans", "--record", "L-00003")["found"][0]
+    assert found["values"]["amount"] == 999
+    changed = cli.json("diff", "loans@1", "loans@2", "--records")
+    assert (changed["summary"]["added"], changed["summary"]["changed"]) == (1, 1)
+
+
+# -- status after a checkout -------------------------------------------------------------------------
+
+
+def test_status_compares_with_the_checked_out_version_and_says_which(cli: Cli) -> None:
+    cli("init")
+    write_tree(cli.cwd / "data", {"a.txt": "one"})
+    cli("add", "data")
+    (cli.cwd / "data" / "b.txt").write_text("two")
+    cli("add", "data")
+    cli("checkout", "data@1")
+    out, _ = cli("status")
+    assert out.split() == ["unchanged", "data", "[data@1,", "checked", "out;", "latest", "data@2]"]
+    item = cli.json("status")["artifacts"][0]
+    assert (item["ref"], item["state"], item["checked_out"], item["latest"]) == ("data@1", "unchanged", True, "data@2")
+
+    (cli.cwd / "data" / "a.txt").write_text("edited")
+    item = cli.json("status", code=1)["artifacts"][0]
+    assert (item["ref"], item["state"], item["changes"]["modified"]) == ("data@1", "modified", 1)
+    cli("add", "data")  # data@3: the path holds the latest version again
+    item = cli.json("status")["artifacts"][0]
+    assert (item["ref"], item["checked_out"]) == ("data@3", False)
+
+    cli("checkout", "data@1", "--to", "elsewhere")  # another place: the path is still data@3
+    assert cli.json("status")["artifacts"][0]["ref"] == "data@3"
+    cli("checkout", "data@2", "--force")
+    cli("checkout", "data", "--force")  # back to the latest
+    assert cli.json("status")["artifacts"][0]["checked_out"] is False
+
+
+def test_status_of_a_modified_file_gives_no_file_counts(cli: Cli) -> None:
+    cli("init")
+    (cli.cwd / "loans.csv").write_text("a\n1\n")
+    cli("add", "loans.csv")
+    (cli.cwd / "loans.csv").write_text("a\n2\n")
+    out, _ = cli("status", code=1)
+    assert out.split() == ["modified", "loans.csv", "[loans@1]"]

@@ -30,7 +30,7 @@ from mlcustody.metadata import artifacts, audit, gc, refs, run_diff, run_query, 
 from mlcustody.metadata.artifacts import ArtifactVersion
 from mlcustody.metadata.engine import Database
 from mlcustody.metadata.schema import store_info
-from mlcustody.storage import links, manifest, snapshot
+from mlcustody.storage import checked_out, links, manifest, snapshot
 from mlcustody.storage.checkout import CheckoutResult, checkout
 from mlcustody.storage.diff import TreeDiff, diff_entries
 from mlcustody.storage.lock import store_lock
@@ -79,9 +79,10 @@ class RecordDiffReport:
 
 @dataclass(frozen=True)
 class ArtifactStatus:
-    version: ArtifactVersion
+    version: ArtifactVersion  # what the path is compared with: the checked-out version, else the latest
     state: str  # unchanged | modified | missing
     changes: TreeDiff | None
+    latest: ArtifactVersion | None = None  # the latest version, when an older one is checked out
 
 
 @dataclass(frozen=True)
@@ -291,10 +292,12 @@ class Workspace:
                 )
                 self._link_workspace(path, snap)
                 meta: dict[str, Any] = {"run": generated_by} if generated_by else {}
-                if records:
-                    meta["records"] = self._build_records(rel, snap, records).as_meta()
+                kept = self._records_meta(chosen, rel, snap, records)
+                if kept is not None:
+                    meta["records"] = kept
                 self.objects.barrier()
                 results.append(self._record(chosen, rel, snap, type, message, list(tags), meta))
+                checked_out.forget(self.config.store_dir, chosen)
         return results
 
     def _link_workspace(self, path: Path, snap: snapshot.Snapshot) -> None:
@@ -310,6 +313,32 @@ class Workspace:
             if mode == "symlink" and target.is_symlink() and Path(os.readlink(target)) == obj:
                 continue
             links.place(obj, target, entry.mode, mode)
+
+    def _records_meta(
+        self, name: str, rel: str, snap: snapshot.Snapshot, spec: RecordSpec | None
+    ) -> dict[str, Any] | None:
+        """The record manifest of the next version of ``name``: built with the settings asked for, else
+        with those of its latest version (a plain re-add keeps the records); the latest's own manifest
+        when the bytes and the settings are the same, so that such a re-add makes no new version."""
+        with self.db.read() as conn:
+            latest = artifacts.latest(conn, name)
+        kept = latest.records if latest is not None else None
+        if spec is None:
+            if kept is None:
+                return None
+            spec = RecordSpec(key=tuple(kept["key"]) if kept["key"] else None, format=kept["format"])
+        if latest is not None and kept is not None and latest.digest == snap.digest and latest.kind == snap.kind:
+            same_key = tuple(kept["key"] or ()) == tuple(spec.key or ())
+            if same_key and self._record_format(rel, snap, spec) == kept["format"]:
+                return kept
+        return self._build_records(rel, snap, spec).as_meta()
+
+    def _record_format(self, rel: str, snap: snapshot.Snapshot, spec: RecordSpec) -> str:
+        from mlcustody.storage.records import readers
+
+        if snap.kind == "file":
+            return readers.detect_format(Path(rel), spec.format)
+        return _record_files(rel, snap.entries, spec.format)[0]
 
     def _build_records(self, rel: str, snap: snapshot.Snapshot, spec: RecordSpec) -> record_manifest.RecordManifest:
         """Fingerprint the records of the bytes just stored (not of the workspace, which may move on)."""
@@ -357,21 +386,25 @@ class Workspace:
         return AddResult(version, created=True)
 
     def status(self, progress: Progress | None = None) -> list[ArtifactStatus]:
-        """How each artifact's latest version compares with what is at its path now."""
+        """How each artifact's latest version — or the version ``checkout`` restored at its path —
+        compares with what is at its path now."""
+        pinned = checked_out.read(self.config.store_dir)
         with self.db.read() as conn:
-            versions = artifacts.listing(conn)
+            versions = [(artifacts.get(conn, v.name, pinned.get(v.name, v.version)), v) for v in artifacts.listing(conn)]
         report = []
-        for version in versions:
+        for found, latest in versions:
+            version = found or latest
+            older = latest if version.version != latest.version else None
             target = self.root / (version.path or version.name)
             if not (target.exists() or target.is_symlink()):
-                report.append(ArtifactStatus(version, "missing", None))
+                report.append(ArtifactStatus(version, "missing", None, older))
                 continue
             snap = snapshot.take(target, cache=self.cache, progress=progress)
             if snap.digest == version.digest and snap.kind == version.kind:
-                report.append(ArtifactStatus(version, "unchanged", None))
+                report.append(ArtifactStatus(version, "unchanged", None, older))
                 continue
             changes = diff_entries(self.entries(version), snap.entries) if version.kind == snap.kind else None
-            report.append(ArtifactStatus(version, "modified", changes))
+            report.append(ArtifactStatus(version, "modified", changes, older))
         return report
 
     def listing(self, *, all_versions: bool = False, type: str | None = None) -> list[ArtifactVersion]:
@@ -418,6 +451,13 @@ class Workspace:
             force=force,
             progress=progress,
         )
+        if to is None:  # its own path now holds this version: `status` compares with it
+            with self.db.read() as conn:
+                latest = artifacts.latest(conn, version.name)
+            if latest is not None and latest.version != version.version:
+                checked_out.record(self.config.store_dir, version.name, version.version)
+            else:
+                checked_out.forget(self.config.store_dir, version.name)
         return version, target, result
 
     # -- records -----------------------------------------------------------------------------------

@@ -73,9 +73,10 @@ FIELDS: dict[str, dict[str, str]] = {
         "and artifact is then the existing latest version"
     },
     "status": {
-        "clean": "true when every artifact matches its latest version",
+        "clean": "true when every artifact matches the version it is compared with",
         "artifacts": "list of {ref, path, state: unchanged|modified|missing, changes: diff summary "
-        "(as in diff) or null}",
+        "(as in diff) or null, checked_out, latest}: ref is the version compared with — the one "
+        "`checkout` restored at the path (checked_out true), else the latest — and latest the latest version's ref",
     },
     "ls": {"artifacts": "list of artifact (latest version of each name, or every version with --all)"},
     "show": {

@@ -162,7 +162,8 @@ def add(
 
 @app.command()
 def status(as_json: JsonOpt = False) -> None:
-    """Compare every artifact's latest version with its path; exit 1 if anything changed."""
+    """Compare every artifact's path with its latest version (or with the version `checkout` restored
+    there); exit 1 if anything changed."""
     with workspace() as ws:
         report = ws.status(progress=output.progress(not as_json))
         render.status(report, as_json)

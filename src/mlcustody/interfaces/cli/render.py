@@ -75,6 +75,8 @@ def status(report: list[ArtifactStatus], as_json: bool) -> None:
                 "path": s.version.path,
                 "state": s.state,
                 "changes": shapes.diff_summary(s.changes) if s.changes else None,
+                "checked_out": s.latest is not None,
+                "latest": (s.latest or s.version).ref,
             }
             for s in report
         ]
@@ -84,11 +86,12 @@ def status(report: list[ArtifactStatus], as_json: bool) -> None:
         output.line("No artifacts yet; version data with `custody add PATH`.")
     for s in report:
         detail = ""
-        if s.changes:
+        if s.changes and s.version.kind == "dir":  # a file is modified or not: no file counts
             c = shapes.diff_summary(s.changes)
             detail = f"  (+{c['added']} -{c['removed']} ~{c['modified']} files)"
         style = {"unchanged": None, "modified": "yellow", "missing": "red"}[s.state]
-        output.line(f"{s.state:<10} {s.version.path}  [{s.version.ref}]{detail}", style=style)
+        compared = f"{s.version.ref}, checked out; latest {s.latest.ref}" if s.latest else s.version.ref
+        output.line(f"{s.state:<10} {s.version.path}  [{compared}]{detail}", style=style)
 
 
 def listing(versions: list[ArtifactVersion], as_json: bool) -> None:
