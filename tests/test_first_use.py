@@ -10,6 +10,7 @@ import pytest
 
 import mlcustody
 from conftest import Cli, write_tree
+from mlcustody import Workspace
 from mlcustody.interfaces.cli.app import click_command
 from mlcustody.interfaces.cli.docs import _commands
 
@@ -129,3 +130,23 @@ def test_status_of_a_modified_file_gives_no_file_counts(cli: Cli) -> None:
     (cli.cwd / "loans.csv").write_text("a\n2\n")
     out, _ = cli("status", code=1)
     assert out.split() == ["modified", "loans.csv", "[loans@1]"]
+
+
+# -- a typo'd metric or param --------------------------------------------------------------------------
+
+
+def test_an_unknown_metric_or_param_is_exit_2_naming_the_closest(cli: Cli) -> None:
+    cli("init")
+    out, _ = cli("runs", "--where", "metrics.acuracy > 0.8")
+    assert "No runs match" in out  # no runs yet: nothing to be a typo of
+    with Workspace.open(cli.cwd) as ws, ws.start_run("train", params={"learning_rate": 0.1}) as run:
+        run.log_metric("accuracy", 0.9)
+        run.log_metric("val_loss", 0.3)
+    _, err = cli("runs", "--where", "metrics.acuracy > 0.8", code=2)
+    assert err.count("\n") == 1 and "no run has a metric named 'acuracy'" in err
+    assert "did you mean metrics.accuracy?" in err
+    _, err = cli("runs", "--where", "params.learning_rat < 1", code=2)
+    assert "did you mean params.learning_rate?" in err
+    _, err = cli("runs", "--sort", "-metrics.zzz", code=2)
+    assert "known metrics: metrics.accuracy, metrics.val_loss" in err
+    assert len(cli.json("runs", "--where", "metrics.accuracy > 0.8")["runs"]) == 1
