@@ -150,3 +150,51 @@ def test_an_unknown_metric_or_param_is_exit_2_naming_the_closest(cli: Cli) -> No
     _, err = cli("runs", "--sort", "-metrics.zzz", code=2)
     assert "known metrics: metrics.accuracy, metrics.val_loss" in err
     assert len(cli.json("runs", "--where", "metrics.accuracy > 0.8")["runs"]) == 1
+
+
+# -- record diff output ------------------------------------------------------------------------------
+
+
+def test_record_diff_says_how_many_more_lists_all_and_names_changed_columns(cli: Cli) -> None:
+    cli("init")
+    _write_loans(cli.cwd / "loans.csv", 10)
+    cli("add", "loans.csv", "--records", "--key", "loan_id")
+    _write_loans(cli.cwd / "loans.csv", 510, changed={2: "42", 4: "44"})
+    cli("add", "loans.csv")
+
+    out, _ = cli("diff", "loans@1", "loans@2", "--records")
+    lines = out.splitlines()
+    assert "500 added, 0 removed, 2 changed, 8 unchanged" in lines[0]
+    assert sum(line.startswith("  A L-") for line in lines) == 5
+    assert "  A … and 495 more (--all or --limit N to list more records, --json for all)" in lines
+    changed = lines.index("  C L-00002  (loans.csv:4)")
+    assert lines[changed + 1].split() == ["amount:", "1014", "→", "42"]
+    assert "C … and" not in out
+
+    out, _ = cli("diff", "loans@1", "loans@2", "--records", "--all")
+    assert sum(line.startswith("  A L-") for line in out.splitlines()) == 500 and "more" not in out
+    out, _ = cli("diff", "loans@1", "loans@2", "--records", "--limit", "12")
+    assert sum(line.startswith("  A L-") for line in out.splitlines()) == 12 and "… and 488 more" in out
+
+    doc = cli.json("diff", "loans@1", "loans@2", "--records")
+    assert doc["limit"] is None and len(doc["examples"]["added"]) == 500
+    assert [(r["record_id"], r["columns"]) for r in doc["examples"]["changed"]] == [
+        ("L-00002", {"amount": [1014, 42]}),
+        ("L-00004", {"amount": [1028, 44]}),
+    ]
+    paged = cli.json("diff", "loans@1", "loans@2", "--records", "--limit", "3")
+    assert paged["limit"] == 3 and len(paged["examples"]["added"]) == 3
+    _, err = cli("diff", "loans@1", "loans@2", "--records", "--all", "--limit", "3", code=2)
+    assert "--all and --limit" in err
+
+
+def test_file_diff_lists_all_with_all(cli: Cli) -> None:
+    cli("init")
+    write_tree(cli.cwd / "data", {"a": "1"})
+    cli("add", "data")
+    write_tree(cli.cwd / "data", {f"f{i:02d}": str(i) for i in range(25)})
+    cli("add", "data")
+    out, _ = cli("diff", "data@1", "data@2")
+    assert "+ … and 5 more (--all or --limit N to list more files, --json for all)" in out
+    out, _ = cli("diff", "data@1", "data@2", "--all")
+    assert sum(line.startswith("  + f") for line in out.splitlines()) == 25

@@ -94,7 +94,10 @@ FIELDS: dict[str, dict[str, str]] = {
         "b": "artifact",
         "matched_by": "record_id (both versions keyed alike) or fingerprint (multiset match)",
         "summary": "{added, removed, changed, unchanged} record counts",
-        "examples": "{added, removed, changed}: first records of each, with ids, fingerprints and sources",
+        "examples": "{added, removed, changed}: the records of each kind in id order — every one, or the first N "
+        "with --limit N — with ids, fingerprints and sources; the first 100 changed records also have columns: "
+        "{column: [old value, new value]} for each column that changed",
+        "limit": "the most records listed of each kind (--limit N), or null when the lists are complete",
         "columns": "schema changes: {added_columns, removed_columns, type_changes}",
         "stats": "{column: {statistic: [old, new]}} for statistics that moved",
     },
@@ -573,6 +576,7 @@ def record_diff(a: ArtifactVersion, b: ArtifactVersion, report: RecordDiffReport
             "unchanged": found.unchanged,
         },
         examples=found.examples,
+        limit=report.limit,
         columns=report.schema,
         stats=report.stats,
     )

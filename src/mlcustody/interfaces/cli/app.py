@@ -216,17 +216,33 @@ def diff(
     records: Annotated[
         bool, typer.Option("--records", help="Compare records (added, removed, changed), schema and statistics.")
     ] = False,
+    show_all: Annotated[bool, typer.Option("--all", help="List every file or record that differs.")] = False,
+    limit: Annotated[
+        int | None,
+        typer.Option("--limit", min=1, help="List at most N of each kind (default 20 files, 5 records; --json: all)."),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Files (or, with --records, records) added, removed and modified between two versions, or what
-    differs between two runs (params, metrics, code, packages, inputs, outputs)."""
+    differs between two runs (params, metrics, code, packages, inputs, outputs). A changed record is
+    shown with the columns that changed, old and new values."""
     with workspace() as ws:
         if ws.is_run(ref_a) and ws.is_run(ref_b):
             render_runs.diff(*ws.run_diff(ref_a, ref_b), as_json)
         elif records:
-            render.record_diff(*ws.record_diff(ref_a, ref_b), as_json)
+            found = ws.record_diff(ref_a, ref_b, limit=_listed(show_all, limit, as_json, 5))
+            render.record_diff(*found, as_json)
         else:
-            render.diff(*ws.diff(ref_a, ref_b), as_json)
+            render.diff(*ws.diff(ref_a, ref_b), as_json, shown=_listed(show_all, limit, as_json, 20))
+
+
+def _listed(show_all: bool, limit: int | None, as_json: bool, default: int) -> int | None:
+    """How many of each kind a diff lists: --limit N, else every one with --all or --json, else ``default``."""
+    if show_all and limit is not None:
+        raise UsageError("--all and --limit contradict each other", hint="give one of them")
+    if limit is not None:
+        return limit
+    return None if show_all or as_json else default
 
 
 @app.command()

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from mlcustody.storage.diff import TreeDiff
     from mlcustody.storage.manifest import Entry
 
-_SHOWN = 20  # changed files listed per category in human output; JSON lists all
+_SHOWN = 20  # changed files listed per category in human output by default; JSON lists all
 
 
 def init(ws: Workspace, as_json: bool) -> None:
@@ -186,10 +186,14 @@ def record_diff(a: ArtifactVersion, b: ArtifactVersion, report: RecordDiffReport
         f"{d.changed} changed, {d.unchanged} unchanged"
     )
     for kind, style in (("added", "green"), ("removed", "red"), ("changed", "yellow")):
-        for row in d.examples[kind]:
+        rows = d.examples[kind]
+        for row in rows:
             ident = row.get("record_id") or row.get("new_id") or row.get("old_id")
             where = row.get("new_source") or row.get("old_source")
             output.line(f"  {kind[0].upper()} {ident}  ({where})", style=style)
+            for column, (old, new) in row.get("columns", {}).items():
+                output.line(f"      {column}: {old!r} → {new!r}", style=style)
+        _more(kind[0].upper(), getattr(d, kind) - len(rows), style, "more records")
     schema = report.schema
     if schema["added_columns"] or schema["removed_columns"] or schema["type_changes"]:
         output.line(f"schema: +{schema['added_columns']} -{schema['removed_columns']} ~{schema['type_changes']}")
@@ -202,7 +206,13 @@ def _short(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-def diff(a: ArtifactVersion, b: ArtifactVersion, changes: TreeDiff, as_json: bool) -> None:
+def _more(sign: str, hidden: int, style: str, what: str) -> None:
+    """The line that says how many a diff did not list, and how to list them."""
+    if hidden > 0:
+        output.line(f"  {sign} … and {hidden} more (--all or --limit N to list {what}, --json for all)", style=style)
+
+
+def diff(a: ArtifactVersion, b: ArtifactVersion, changes: TreeDiff, as_json: bool, shown: int | None = _SHOWN) -> None:
     if as_json:
         output.emit_json(
             shapes.document("diff", a=shapes.artifact(a), b=shapes.artifact(b), **shapes.tree_diff(changes))
@@ -218,10 +228,10 @@ def diff(a: ArtifactVersion, b: ArtifactVersion, changes: TreeDiff, as_json: boo
         ("-", "red", changes.removed),
         ("~", "yellow", changes.modified),
     ):
-        for change in items[:_SHOWN]:
+        listed = items if shown is None else items[:shown]
+        for change in listed:
             output.line(f"  {sign} {change.path}", style=style)
-        if len(items) > _SHOWN:
-            output.line(f"  {sign} … and {len(items) - _SHOWN} more (use --json for all)", style=style)
+        _more(sign, len(items) - len(listed), style, "more files")
 
 
 def checkout(version: ArtifactVersion, target: Path, result: CheckoutResult, as_json: bool) -> None:
@@ -293,4 +303,6 @@ def demo_step(title: str, command: str, text: str) -> None:
 def demo_end(where: Path) -> None:
     """Where the tour left its workspace, and the commands to look around in it."""
     output.markup(f"\n[bold green]Done.[/] The demo workspace is kept in {where}")
-    output.line(f"Explore it: cd {shlex.quote(str(where))} && custody log   (or custody ls, custody runs, custody model ls)")
+    output.line(
+        f"Explore it: cd {shlex.quote(str(where))} && custody log   (or custody ls, custody runs, custody model ls)"
+    )
