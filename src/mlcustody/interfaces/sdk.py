@@ -11,7 +11,7 @@ import json
 import os
 import shutil
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,7 +30,7 @@ from mlcustody.metadata import artifacts, audit, gc, refs, run_diff, run_query, 
 from mlcustody.metadata.artifacts import ArtifactVersion
 from mlcustody.metadata.engine import Database
 from mlcustody.metadata.schema import store_info
-from mlcustody.storage import links, manifest, snapshot
+from mlcustody.storage import checked_out, links, manifest, snapshot
 from mlcustody.storage.boundary import Boundary
 from mlcustody.storage.checkout import CheckoutResult, checkout
 from mlcustody.storage.diff import TreeDiff, diff_entries
@@ -65,6 +65,11 @@ class RecordSpec:
     format: str | None = None
 
 
+# Changed records whose old and new values are re-read from the raw bytes to name the changed
+# columns; each read costs ~10 ms, so a complete --json list of 10,000 changes names ids only past this.
+_COLUMN_DETAIL = 100
+
+
 @dataclass(frozen=True)
 class FoundRecord:
     hit: lookup.Hit
@@ -76,13 +81,15 @@ class RecordDiffReport:
     diff: record_diff.RecordDiff
     schema: dict[str, Any]
     stats: dict[str, dict[str, Any]]
+    limit: int | None = None  # the most records listed of each kind (None: all)
 
 
 @dataclass(frozen=True)
 class ArtifactStatus:
-    version: ArtifactVersion
+    version: ArtifactVersion  # what the path is compared with: the checked-out version, else the latest
     state: str  # unchanged | modified | missing
     changes: TreeDiff | None
+    latest: ArtifactVersion | None = None  # the latest version, when an older one is checked out
 
 
 @dataclass(frozen=True)
@@ -300,11 +307,13 @@ class Workspace:
                             boundary=boundary,
                         )
                         meta: dict[str, Any] = {"run": generated_by} if generated_by else {}
-                        if records:
-                            meta["records"] = self._build_records(rel, snap, records).as_meta()
+                        kept = self._records_meta(chosen, rel, snap, records)
+                        if kept is not None:
+                            meta["records"] = kept
                         self.objects.barrier()
                         results.append(self._record(chosen, rel, snap, type, message, list(tags), meta))
                         self._link_workspace(path, snap)  # once recorded: a refusal leaves the files as they were
+                        checked_out.forget(self.config.store_dir, chosen)
             except BaseException:
                 with self._lock(exclusive=True):  # a refusal changes nothing: its objects go again
                     gc.discard(self.db, self.objects, written)
@@ -324,6 +333,32 @@ class Workspace:
             if mode == "symlink" and target.is_symlink() and Path(os.readlink(target)) == obj:
                 continue
             links.place(obj, target, entry.mode, mode)
+
+    def _records_meta(
+        self, name: str, rel: str, snap: snapshot.Snapshot, spec: RecordSpec | None
+    ) -> dict[str, Any] | None:
+        """The record manifest of the next version of ``name``: built with the settings asked for, else
+        with those of its latest version (a plain re-add keeps the records); the latest's own manifest
+        when the bytes and the settings are the same, so that such a re-add makes no new version."""
+        with self.db.read() as conn:
+            latest = artifacts.latest(conn, name)
+        kept = latest.records if latest is not None else None
+        if spec is None:
+            if kept is None:
+                return None
+            spec = RecordSpec(key=tuple(kept["key"]) if kept["key"] else None, format=kept["format"])
+        if latest is not None and kept is not None and latest.digest == snap.digest and latest.kind == snap.kind:
+            same_key = tuple(kept["key"] or ()) == tuple(spec.key or ())
+            if same_key and self._record_format(rel, snap, spec) == kept["format"]:
+                return kept
+        return self._build_records(rel, snap, spec).as_meta()
+
+    def _record_format(self, rel: str, snap: snapshot.Snapshot, spec: RecordSpec) -> str:
+        from mlcustody.storage.records import readers
+
+        if snap.kind == "file":
+            return readers.detect_format(Path(rel), spec.format)
+        return _record_files(rel, snap.entries, spec.format)[0]
 
     def _build_records(self, rel: str, snap: snapshot.Snapshot, spec: RecordSpec) -> record_manifest.RecordManifest:
         """Fingerprint the records of the bytes just stored (not of the workspace, which may move on)."""
@@ -371,21 +406,27 @@ class Workspace:
         return AddResult(version, created=True)
 
     def status(self, progress: Progress | None = None) -> list[ArtifactStatus]:
-        """How each artifact's latest version compares with what is at its path now."""
+        """How each artifact's latest version — or the version ``checkout`` restored at its path —
+        compares with what is at its path now."""
+        pinned = checked_out.read(self.config.store_dir)
         with self.db.read() as conn:
-            versions = artifacts.listing(conn)
+            versions = [
+                (artifacts.get(conn, v.name, pinned.get(v.name, v.version)), v) for v in artifacts.listing(conn)
+            ]
         report = []
-        for version in versions:
+        for found, latest in versions:
+            version = found or latest
+            older = latest if version.version != latest.version else None
             target = self.root / (version.path or version.name)
             if not (target.exists() or target.is_symlink()):
-                report.append(ArtifactStatus(version, "missing", None))
+                report.append(ArtifactStatus(version, "missing", None, older))
                 continue
             snap = snapshot.take(target, cache=self.cache, progress=progress)
             if snap.digest == version.digest and snap.kind == version.kind:
-                report.append(ArtifactStatus(version, "unchanged", None))
+                report.append(ArtifactStatus(version, "unchanged", None, older))
                 continue
             changes = diff_entries(self.entries(version), snap.entries) if version.kind == snap.kind else None
-            report.append(ArtifactStatus(version, "modified", changes))
+            report.append(ArtifactStatus(version, "modified", changes, older))
         return report
 
     def listing(self, *, all_versions: bool = False, type: str | None = None) -> list[ArtifactVersion]:
@@ -432,6 +473,13 @@ class Workspace:
             force=force,
             progress=progress,
         )
+        if to is None:  # its own path now holds this version: `status` compares with it
+            with self.db.read() as conn:
+                latest = artifacts.latest(conn, version.name)
+            if latest is not None and latest.version != version.version:
+                checked_out.record(self.config.store_dir, version.name, version.version)
+            else:
+                checked_out.forget(self.config.store_dir, version.name)
         return version, target, result
 
     # -- records -----------------------------------------------------------------------------------
@@ -445,39 +493,62 @@ class Workspace:
             )
         return version.records
 
-    def record_diff(self, ref_a: str, ref_b: str) -> tuple[ArtifactVersion, ArtifactVersion, RecordDiffReport]:
-        """Records added, removed and changed, schema changes and statistic shifts between two versions."""
+    def record_diff(
+        self, ref_a: str, ref_b: str, *, limit: int | None = 5
+    ) -> tuple[ArtifactVersion, ArtifactVersion, RecordDiffReport]:
+        """Records added, removed and changed, schema changes and statistic shifts between two versions;
+        the first ``limit`` records of each kind (None: all), each changed one with the columns that
+        changed, old and new values re-read from the stored raw bytes."""
         from mlcustody.storage.records import diff as record_diff
+        from mlcustody.storage.records import lookup
         from mlcustody.storage.records.stats import compare_stats
 
         a, b = self.resolve(ref_a), self.resolve(ref_b)
         old, new = self.record_manifest(a), self.record_manifest(b)
         keyed = bool(old["key"]) and old["key"] == new["key"]
-        found = record_diff.diff(self.objects.path(old["manifest"]), self.objects.path(new["manifest"]), keyed=keyed)
+        found = record_diff.diff(
+            self.objects.path(old["manifest"]), self.objects.path(new["manifest"]), keyed=keyed, examples=limit
+        )
+        read_old, read_new = self._record_reader(a), self._record_reader(b)
+        for kind, rows in found.examples.items():
+            for index, row in enumerate(rows):
+                old_at, new_at = row.pop("old_offset", None), row.pop("new_offset", None)
+                if kind == "changed" and index < _COLUMN_DETAIL:
+                    before = read_old(lookup.Hit(row["record_id"], row["old_fp"], row["old_source"], old_at))
+                    after = read_new(lookup.Hit(row["record_id"], row["new_fp"], row["new_source"], new_at))
+                    row["columns"] = record_diff.changed_columns(before.values, after.values)
         schema_changes, stat_shifts = compare_stats(old, new)
-        return a, b, RecordDiffReport(found, schema_changes, stat_shifts)
+        return a, b, RecordDiffReport(found, schema_changes, stat_shifts, limit)
+
+    def _record_reader(self, version: ArtifactVersion) -> Callable[[lookup.Hit], lookup.Record]:
+        """Reads a record of ``version`` back from its stored raw bytes, given its manifest row."""
+        from mlcustody.storage.records import lookup
+        from mlcustody.storage.records import manifest as record_manifest
+
+        summary = self.record_manifest(version)
+        schema = record_manifest.values_schema(self.objects.path(summary["manifest"]))
+        files = {f"{version.path}/{e.path}": e.digest for e in self.entries(version)} if version.kind == "dir" else {}
+
+        def read(hit: lookup.Hit) -> lookup.Record:
+            raw = self.objects.path(files.get(hit.rel, version.digest))
+            return lookup.read_record(raw, summary["format"], hit, schema)
+
+        return read
 
     def find_records(
         self, ref: str, *, record_id: str | None = None, fingerprint: str | None = None
     ) -> tuple[ArtifactVersion, list[FoundRecord]]:
         """A record by id or fingerprint: its locator and its values re-read from the stored raw bytes."""
         from mlcustody.storage.records import lookup
-        from mlcustody.storage.records import manifest as record_manifest
 
         version = self.resolve(ref)
         summary = self.record_manifest(version)
-        path = self.objects.path(summary["manifest"])
-        hits = lookup.find(path, record_id=record_id, fingerprint=fingerprint)
+        hits = lookup.find(self.objects.path(summary["manifest"]), record_id=record_id, fingerprint=fingerprint)
         if not hits:
             what = f"record id {record_id!r}" if record_id is not None else f"fingerprint {fingerprint!r}"
             raise UsageError(f"{version.ref} has no {what}", hint="record ids are shown by `custody diff --records`")
-        schema = record_manifest.values_schema(path)
-        files = {f"{version.path}/{e.path}": e.digest for e in self.entries(version)} if version.kind == "dir" else {}
-        found = []
-        for hit in hits:
-            raw = self.objects.path(files.get(hit.rel, version.digest))
-            found.append(FoundRecord(hit, lookup.read_record(raw, summary["format"], hit, schema)))
-        return version, found
+        read = self._record_reader(version)
+        return version, [FoundRecord(hit, read(hit)) for hit in hits]
 
     def record_table(self, version: ArtifactVersion) -> pa.Table:
         """Every record of a version (added with records) with its record id, read from the stored bytes."""

@@ -77,9 +77,10 @@ FIELDS: dict[str, dict[str, str]] = {
         "and artifact is then the existing latest version"
     },
     "status": {
-        "clean": "true when every artifact matches its latest version",
+        "clean": "true when every artifact matches the version it is compared with",
         "artifacts": "list of {ref, path, state: unchanged|modified|missing, changes: diff summary "
-        "(as in diff) or null}",
+        "(as in diff) or null, checked_out, latest}: ref is the version compared with — the one "
+        "`checkout` restored at the path (checked_out true), else the latest — and latest the latest version's ref",
     },
     "ls": {"artifacts": "list of artifact (latest version of each name, or every version with --all)"},
     "show": {
@@ -97,7 +98,10 @@ FIELDS: dict[str, dict[str, str]] = {
         "b": "artifact",
         "matched_by": "record_id (both versions keyed alike) or fingerprint (multiset match)",
         "summary": "{added, removed, changed, unchanged} record counts",
-        "examples": "{added, removed, changed}: first records of each, with ids, fingerprints and sources",
+        "examples": "{added, removed, changed}: the records of each kind in id order — every one, or the first N "
+        "with --limit N — with ids, fingerprints and sources; the first 100 changed records also have columns: "
+        "{column: [old value, new value]} for each column that changed",
+        "limit": "the most records listed of each kind (--limit N), or null when the lists are complete",
         "columns": "schema changes: {added_columns, removed_columns, type_changes}",
         "stats": "{column: {statistic: [old, new]}} for statistics that moved",
     },
@@ -653,6 +657,7 @@ def record_diff(a: ArtifactVersion, b: ArtifactVersion, report: RecordDiffReport
             "unchanged": found.unchanged,
         },
         examples=found.examples,
+        limit=report.limit,
         columns=report.schema,
         stats=report.stats,
     )

@@ -9,6 +9,7 @@ or a bare word. A key with spaces or operators in it is written in backticks: ``
 
 from __future__ import annotations
 
+import difflib
 import operator
 import re
 from collections.abc import Callable
@@ -98,7 +99,11 @@ def search(
     sort: tuple[str, bool] | None = None,
     limit: int | None = None,
 ) -> list[str]:
-    """Ids of the runs that match, in order (newest first unless sorted otherwise)."""
+    """Ids of the runs that match, in order (newest first unless sorted otherwise).
+
+    A metric, param or tag key that no run has is a usage error naming the closest known keys:
+    ``metrics.acuracy > 0.8`` is a typo, not a question with the answer "no runs"."""
+    _check_keys(conn, [c.field for c in where] + ([sort[0]] if sort is not None else []))
     query = sa.select(runs.c.id).select_from(runs.outerjoin(run_ends, run_ends.c.run_id == runs.c.id))
     if name is not None:
         query = query.where(runs.c.name == name)
@@ -109,6 +114,37 @@ def search(
         query = query.order_by(sa.nulls_last(column.desc() if sort[1] else column.asc()))
     query = query.order_by(runs.c.started_at.desc(), runs.c.id)
     return list(conn.execute(query.limit(limit)).scalars())
+
+
+_FAMILIES = {"metrics": (run_metric_latest, "metric"), "params": (run_params, "param"), "tags": (run_tags, "tag")}
+
+
+def _check_keys(conn: Connection, fields: list[str]) -> None:
+    """Refuse a key that no run has (when there are runs at all), suggesting the nearest known ones."""
+    for field in fields:
+        if "." not in field:
+            continue
+        family, key = _split(field)
+        table, noun = _FAMILIES[family]
+        if conn.execute(sa.select(table.c.key).where(table.c.key == key).limit(1)).first() is not None:
+            continue
+        if conn.execute(sa.select(runs.c.id).limit(1)).first() is None:
+            return  # no runs yet: "no runs match" says it better
+        known = sorted(conn.execute(sa.select(table.c.key).distinct()).scalars())
+        close = difflib.get_close_matches(key, known, n=3, cutoff=0.6)
+        if close:
+            hint = "did you mean " + " or ".join(f"{family}.{_quoted(k)}" for k in close) + "?"
+        elif known:
+            hint = f"known {noun}s: " + ", ".join(f"{family}.{_quoted(k)}" for k in known[:10])
+            hint += f" (and {len(known) - 10} more)" if len(known) > 10 else ""
+        else:
+            hint = f"no run has any {noun} yet"
+        raise UsageError(f"no run has a {noun} named {key!r}", hint=hint)
+
+
+def _quoted(key: str) -> str:
+    """A key as ``--where`` reads it back: in backticks when it holds spaces or operators."""
+    return key if re.fullmatch(r"[A-Za-z0-9_.\-/]+", key) else f"`{key}`"
 
 
 def _tokens(text: str) -> list[tuple[str, str]]:

@@ -51,12 +51,23 @@ class State:
     directory: Path | None = None
 
 
+def _print_version(asked: bool) -> None:
+    if asked:
+        from mlcustody import __version__
+
+        output.line(f"custody (mlcustody) {__version__}")
+        raise typer.Exit(0)
+
+
 @app.callback()
 def _global(
     directory: Annotated[
         Path | None, typer.Option("--dir", "-C", help="Workspace directory (default: current or a parent).")
     ] = None,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks of internal errors.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", is_eager=True, callback=_print_version, help="Print the version and exit.")
+    ] = False,
 ) -> None:
     State.directory = directory or (Path(os.environ["CUSTODY_DIR"]) if os.environ.get("CUSTODY_DIR") else None)
 
@@ -152,7 +163,8 @@ def add(
 
 @app.command()
 def status(as_json: JsonOpt = False) -> None:
-    """Compare every artifact's latest version with its path; exit 1 if anything changed."""
+    """Compare every artifact's path with its latest version (or with the version `checkout` restored
+    there); exit 1 if anything changed."""
     with workspace() as ws:
         report = ws.status(progress=output.progress(not as_json))
         render.status(report, as_json)
@@ -205,17 +217,33 @@ def diff(
     records: Annotated[
         bool, typer.Option("--records", help="Compare records (added, removed, changed), schema and statistics.")
     ] = False,
+    show_all: Annotated[bool, typer.Option("--all", help="List every file or record that differs.")] = False,
+    limit: Annotated[
+        int | None,
+        typer.Option("--limit", min=1, help="List at most N of each kind (default 20 files, 5 records; --json: all)."),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Files (or, with --records, records) added, removed and modified between two versions, or what
-    differs between two runs (params, metrics, code, packages, inputs, outputs)."""
+    differs between two runs (params, metrics, code, packages, inputs, outputs). A changed record is
+    shown with the columns that changed, old and new values."""
     with workspace() as ws:
         if ws.is_run(ref_a) and ws.is_run(ref_b):
             render_runs.diff(*ws.run_diff(ref_a, ref_b), as_json)
         elif records:
-            render.record_diff(*ws.record_diff(ref_a, ref_b), as_json)
+            found = ws.record_diff(ref_a, ref_b, limit=_listed(show_all, limit, as_json, 5))
+            render.record_diff(*found, as_json)
         else:
-            render.diff(*ws.diff(ref_a, ref_b), as_json)
+            render.diff(*ws.diff(ref_a, ref_b), as_json, shown=_listed(show_all, limit, as_json, 20))
+
+
+def _listed(show_all: bool, limit: int | None, as_json: bool, default: int) -> int | None:
+    """How many of each kind a diff lists: --limit N, else every one with --all or --json, else ``default``."""
+    if show_all and limit is not None:
+        raise UsageError("--all and --limit contradict each other", hint="give one of them")
+    if limit is not None:
+        return limit
+    return None if show_all or as_json else default
 
 
 @app.command()
@@ -389,7 +417,7 @@ def gc(
         render.gc(found, freed, delete, as_json)
 
 
-trace_app = typer.Typer(help="Follow one record (or, later, one decision) through the chain of custody.")
+trace_app = typer.Typer(help="Follow one record or one decision through the chain of custody.")
 app.add_typer(trace_app, name="trace")
 
 
@@ -440,7 +468,12 @@ def keys_generate(
     as_json: JsonOpt = False,
 ) -> None:
     """Make a key pair: the private half encrypted with CUSTODY_KEY_PASSPHRASE (or a prompted
-    passphrase) under .custody/keys/, the public half registered in the audit log."""
+    passphrase) under .custody/keys/, the public half registered in the audit log.
+
+    Scripts and CI, which have no terminal to prompt on, set CUSTODY_KEY_PASSPHRASE in the
+    environment (every command that signs reads it too), or give a ready-made private key in
+    CUSTODY_SIGNING_KEY (PEM text or a path) instead of generating one. The decision log signs with
+    its own Ed25519 key, decision-log, made with the same passphrase on first use."""
     with workspace() as ws:
         render_keys.change("generated", ws.generate_key(name, type), as_json)
 
@@ -509,12 +542,16 @@ def demo(
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """A two-minute tour: version a dataset twice, diff, verify, then catch tampering."""
+    """A tour in a fresh workspace: version loan data record by record, diff and restore it, run a
+    feature pipeline and a training run with record lineage, sign and register the model, log and
+    trace decisions, then catch tampering in copies. The workspace is kept to explore afterwards."""
     from mlcustody.interfaces import demo as tour
 
     steps, where = tour.run(directory, echo=None if as_json else render.demo_step)
     if as_json:
         output.emit_json(shapes.document("demo", workspace=str(where), steps=steps))
+    else:
+        render.demo_end(where)
 
 
 @app.command("export")
@@ -714,6 +751,13 @@ def decisions_seal(as_json: JsonOpt = False) -> None:
         render_decisions.sealed(ws.seal_decisions(), as_json)
 
 
+def click_command() -> Any:
+    """The click command tree of ``app``, its values named for users (``PATH…``, ``REF``: ``metavars``)."""
+    from mlcustody.interfaces.cli import metavars
+
+    return metavars.apply(typer.main.get_command(app))
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the console script: maps every outcome to the documented exit status."""
     args = sys.argv[1:] if argv is None else argv
@@ -724,7 +768,7 @@ def run(args: list[str]) -> int:
     ours = args[: args.index("--")] if "--" in args else args  # what follows -- belongs to `custody run`'s command
     want_json, debug = "--json" in ours, "--debug" in ours
     try:
-        result = typer.main.get_command(app).main(args=args, prog_name="custody", standalone_mode=False)
+        result = click_command().main(args=args, prog_name="custody", standalone_mode=False)
         return result if isinstance(result, int) else 0
     except typer.Exit as exc:
         return exc.exit_code

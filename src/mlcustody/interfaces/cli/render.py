@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
     from mlcustody.storage.diff import TreeDiff
     from mlcustody.storage.manifest import Entry
 
-_SHOWN = 20  # changed files listed per category in human output; JSON lists all
+_SHOWN = 20  # changed files listed per category in human output by default; JSON lists all
 
 
 def init(ws: Workspace, as_json: bool) -> None:
@@ -74,6 +75,8 @@ def status(report: list[ArtifactStatus], as_json: bool) -> None:
                 "path": s.version.path,
                 "state": s.state,
                 "changes": shapes.diff_summary(s.changes) if s.changes else None,
+                "checked_out": s.latest is not None,
+                "latest": (s.latest or s.version).ref,
             }
             for s in report
         ]
@@ -83,11 +86,12 @@ def status(report: list[ArtifactStatus], as_json: bool) -> None:
         output.line("No artifacts yet; version data with `custody add PATH`.")
     for s in report:
         detail = ""
-        if s.changes:
+        if s.changes and s.version.kind == "dir":  # a file is modified or not: no file counts
             c = shapes.diff_summary(s.changes)
             detail = f"  (+{c['added']} -{c['removed']} ~{c['modified']} files)"
         style = {"unchanged": None, "modified": "yellow", "missing": "red"}[s.state]
-        output.line(f"{s.state:<10} {s.version.path}  [{s.version.ref}]{detail}", style=style)
+        compared = f"{s.version.ref}, checked out; latest {s.latest.ref}" if s.latest else s.version.ref
+        output.line(f"{s.state:<10} {s.version.path}  [{compared}]{detail}", style=style)
 
 
 def listing(versions: list[ArtifactVersion], as_json: bool) -> None:
@@ -182,10 +186,14 @@ def record_diff(a: ArtifactVersion, b: ArtifactVersion, report: RecordDiffReport
         f"{d.changed} changed, {d.unchanged} unchanged"
     )
     for kind, style in (("added", "green"), ("removed", "red"), ("changed", "yellow")):
-        for row in d.examples[kind]:
+        rows = d.examples[kind]
+        for row in rows:
             ident = row.get("record_id") or row.get("new_id") or row.get("old_id")
             where = row.get("new_source") or row.get("old_source")
             output.line(f"  {kind[0].upper()} {ident}  ({where})", style=style)
+            for column, (old, new) in row.get("columns", {}).items():
+                output.line(f"      {column}: {old!r} → {new!r}", style=style)
+        _more(kind[0].upper(), getattr(d, kind) - len(rows), style, "more records")
     schema = report.schema
     if schema["added_columns"] or schema["removed_columns"] or schema["type_changes"]:
         output.line(f"schema: +{schema['added_columns']} -{schema['removed_columns']} ~{schema['type_changes']}")
@@ -198,7 +206,13 @@ def _short(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-def diff(a: ArtifactVersion, b: ArtifactVersion, changes: TreeDiff, as_json: bool) -> None:
+def _more(sign: str, hidden: int, style: str, what: str) -> None:
+    """The line that says how many a diff did not list, and how to list them."""
+    if hidden > 0:
+        output.line(f"  {sign} … and {hidden} more (--all or --limit N to list {what}, --json for all)", style=style)
+
+
+def diff(a: ArtifactVersion, b: ArtifactVersion, changes: TreeDiff, as_json: bool, shown: int | None = _SHOWN) -> None:
     if as_json:
         output.emit_json(
             shapes.document("diff", a=shapes.artifact(a), b=shapes.artifact(b), **shapes.tree_diff(changes))
@@ -214,10 +228,10 @@ def diff(a: ArtifactVersion, b: ArtifactVersion, changes: TreeDiff, as_json: boo
         ("-", "red", changes.removed),
         ("~", "yellow", changes.modified),
     ):
-        for change in items[:_SHOWN]:
+        listed = items if shown is None else items[:shown]
+        for change in listed:
             output.line(f"  {sign} {change.path}", style=style)
-        if len(items) > _SHOWN:
-            output.line(f"  {sign} … and {len(items) - _SHOWN} more (use --json for all)", style=style)
+        _more(sign, len(items) - len(listed), style, "more files")
 
 
 def checkout(version: ArtifactVersion, target: Path, result: CheckoutResult, as_json: bool) -> None:
@@ -285,3 +299,11 @@ def demo_step(title: str, command: str, text: str) -> None:
     output.markup(f"\n[bold cyan]▶ {title}[/]\n[dim]$ {command}[/]")
     if text:
         output.line(text.rstrip())
+
+
+def demo_end(where: Path) -> None:
+    """Where the tour left its workspace, and the commands to look around in it."""
+    output.markup(f"\n[bold green]Done.[/] The demo workspace is kept in {where}")
+    output.line(
+        f"Explore it: cd {shlex.quote(str(where))} && custody log   (or custody ls, custody runs, custody model ls)"
+    )
