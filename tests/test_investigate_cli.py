@@ -101,7 +101,7 @@ def test_data_without_records_says_how_to_add_them(credit: Cli) -> None:
 def test_a_pickled_model_needs_the_opt_in(credit: Cli) -> None:
     model = load_model(credit.cwd / "credit-model.skops")
     (credit.cwd / "legacy.pkl").write_bytes(pickle.dumps(model))
-    credit("model", "register", "legacy", "--path", "legacy.pkl")
+    credit("model", "register", "legacy", "--path", "legacy.pkl", "--trust-pickle")
     args = ("investigate", "bias", "legacy@1", "--data", "credit-train", "--sensitive", "group")
     _, err = credit(*args, code=2)
     assert "pickle" in err and len(err.strip().splitlines()) == 1

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from mlcustody.errors import PathError
+from mlcustody.interfaces import demo_plain
 
 Echo = Callable[[str, str, str], None]
 _DEMO_PASSPHRASE = "demo-only passphrase"
@@ -49,6 +50,7 @@ def run(directory: Path | None, echo: Echo | None) -> tuple[list[dict[str, Any]]
     _data_chapter(step, where)
     _runs_chapter(step, where)
     _registry_chapter(step, where)
+    demo_plain.chapter(step, where)
     _tamper_chapter(step, where)
     return steps, where
 
