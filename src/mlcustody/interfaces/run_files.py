@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 
     from mlcustody.interfaces.sdk import Workspace
 
-_RECORD_FORMATS = ("csv", "tsv", "parquet", "jsonl")
+_RECORD_SUFFIXES = frozenset({".csv", ".tsv", ".tab", ".parquet", ".pq", ".jsonl", ".ndjson"})
 _LINK_ROW_GROUP = 64 * 1024  # as the SDK's links: tracing one id reads one row group
 
 
@@ -201,13 +201,13 @@ def _new_version(ws: Workspace, run_id: str, item: _File, done: Versioned) -> Ne
 
 def _manifests(ws: Workspace, files: list[_File], done: Versioned) -> None:
     """Record manifests for the tables among the new versions, within the ``[capture]`` limits."""
+    policy = ws.config.capture
+    tables = [f for f in files if f.path.is_file() and f.path.suffix.lower() in _RECORD_SUFFIXES]
+    if not policy.records or not tables:
+        return  # before the record layer (pyarrow, DuckDB) is imported: most runs write no table
     from mlcustody.storage.records import manifest as record_manifest
     from mlcustody.storage.records import readers
 
-    policy = ws.config.capture
-    tables = [f for f in files if f.path.is_file() and readers.SUFFIXES.get(f.path.suffix.lower()) in _RECORD_FORMATS]
-    if not policy.records or not tables:
-        return
     if len(tables) > policy.records_max_files:
         done.notes.append(
             f"{len(tables)} tables read or written (more than records_max_files = {policy.records_max_files}): "
@@ -278,12 +278,14 @@ def _record_versions(ws: Workspace, files: list[_File]) -> None:
 
 def _infer_links(ws: Workspace, files: list[_File], done: Versioned) -> None:
     """Record links from every input table to every output table the run wrote with a manifest."""
+    outputs = [v for v in (f.version for f in files if f.seen.role == "output") if v is not None and v.records]
+    if not outputs:
+        return
     from mlcustody.lineage import inference
 
     with ws.db.read() as conn:
         read = [_version(conn, f) for f in files if f.seen.role == "input" and f.ref]
     inputs = [v for v in read if v is not None and v.records is not None]
-    outputs = [v for v in (f.version for f in files if f.seen.role == "output") if v is not None and v.records]
     if not inputs or not outputs:
         for version in outputs if not inputs else []:
             done.notes.append(f"{version.ref}: the run read no table with records, so its records link to nothing")
