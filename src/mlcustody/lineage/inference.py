@@ -80,8 +80,8 @@ def infer(output: pa.Table, input: pa.Table, *, keys: Sequence[str] = (), names:
             f"candidate keys {', '.join(candidates)} pair {out_name} with {in_name} differently; "
             f'name the key in .custody/config.toml: [capture] keys = ["{candidates[0]}"]'
         )
-    elif _dropped_key(input, output):
-        notes.append(f"{out_name} dropped or renamed the key of {in_name} ({_dropped_key(input, output)})")
+    elif dropped := _dropped_key(input, output):
+        notes.append(f"{out_name} dropped or renamed the key of {in_name} ({dropped})")
     return _by_fingerprint(output, input, shared, counts, notes, names)
 
 
