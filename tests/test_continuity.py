@@ -117,6 +117,38 @@ def test_a_file_deleted_by_the_run_is_recorded_as_deleted(cli: Cli) -> None:
     ]
 
 
+@pytest.mark.parametrize("moves", [1, 99])
+def test_a_file_that_changes_while_hashed_is_read_again_once_then_unstable(
+    cli: Cli, monkeypatch: pytest.MonkeyPatch, moves: int
+) -> None:
+    """The file grows while `custody run` hashes it: the first ``moves`` hashes see it move. Once, and
+    the second reading is kept (the digest of what is there now); always, and it is recorded unstable."""
+    from mlcustody.interfaces import run_files
+    from mlcustody.storage.hashing import hash_file
+
+    (cli.cwd / "job.py").write_text("from pathlib import Path\nPath('out.txt').write_text('first')\n")
+    cli("init")
+    real, calls = run_files.snapshot.take_files, []
+
+    def growing(paths: list[Path], **kwargs: Any) -> Any:
+        if len(calls) < moves and any(p.name == "out.txt" for p in paths):
+            calls.append(1)
+            with (cli.cwd / "out.txt").open("a") as handle:
+                handle.write(" and more")
+        return real(paths, **kwargs)
+
+    monkeypatch.setattr(run_files.snapshot, "take_files", growing)
+    doc = _run(cli, "job", "job.py")
+    [written] = doc["outputs"]
+    if moves == 1:
+        assert written["digest"] == hash_file(cli.cwd / "out.txt") and written["artifact"] == "out@1"
+    else:
+        assert written["digest"] is None and len(calls) == 2  # the batch, then one reading alone
+        assert doc["capture"]["files"] == [
+            {"path": "out.txt", "role": "output", "state": "unstable", "why": "changed while hashed"}
+        ]
+
+
 def test_store_policy_keeps_large_and_ignored_files_digest_only(cli: Cli) -> None:
     (cli.cwd / "big.bin").write_bytes(b"x" * 5000)
     (cli.cwd / "scratch").mkdir()

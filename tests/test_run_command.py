@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from _cli import clean_env, ok, ok_json, run, start
+from _cli import clean_env, finish, ok, ok_json, run, start
 from conftest import write_tree
 
 PY = sys.executable
@@ -303,3 +303,31 @@ def test_gc_keeps_every_object_a_run_refers_to(project: Path) -> None:
     assert plan["unreferenced"]["count"] == 0, plan
     ok(project, "gc", "--delete")
     assert ok_json(project, "verify")["ok"]
+
+
+def test_the_command_starts_before_the_database_layer_loads() -> None:
+    """What `custody run` imports before it starts the command must not pull in SQLAlchemy (about a
+    third of a second): the database layer is meant to load while the command runs."""
+    probe = "import sys, mlcustody.interfaces.cli.app, mlcustody.capture.launch; print('sqlalchemy' in sys.modules)"
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert loaded.strip() == "False"
+
+
+def test_what_the_command_reads_is_stored_while_it_still_runs(project: Path) -> None:
+    """The prefetch: the input's object is in the store before the command has ended, so the work
+    left after it ends is a stat per file."""
+    from mlcustody.storage.hashing import hash_file
+
+    waiting = "import pathlib, time\nopen('data/loans.csv').read()\n"
+    waiting += "for _ in range(600):\n    if pathlib.Path('go').exists(): break\n    time.sleep(0.05)\n"
+    (project / "wait.py").write_text(waiting)
+    digest = hash_file(project / "data" / "loans.csv")
+    stored = project / ".custody" / "objects" / digest[:2] / digest[2:]
+    proc = start(project, "run", "--name", "wait", "--", sys.executable, "wait.py")
+    deadline = time.monotonic() + 60
+    while not stored.exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    seen_while_running = stored.exists() and proc.poll() is None
+    (project / "go").touch()
+    assert finish(proc).returncode == 0
+    assert seen_while_running

@@ -76,50 +76,87 @@ def paused() -> Iterator[None]:
 
 def read_log(log: Path, root: Path) -> Captured:
     """What the child processes reported; a torn last line (a killed child) is ignored."""
-    found = Captured()
-    try:
-        text = log.read_text(encoding="utf-8", errors="surrogateescape")
-    except FileNotFoundError:
-        return found
-    prefixes: set[str] = set()
-    for line in text.splitlines():
+    return LogReader(log, root).finish()
+
+
+class LogReader:
+    """Reads the capture log as it grows, so that ``custody run`` can follow a command while it runs.
+
+    Only complete lines are taken (the hook writes each line with one ``O_APPEND`` write, so a line
+    without its newline is one being written, or torn by a kill); the rest waits for the next poll.
+    """
+
+    def __init__(self, log: Path, root: Path) -> None:
+        self._log, self._root = log, root
+        self._prefix = str(root).rstrip(os.sep) + os.sep
+        self._offset = 0
+        self._rest = b""
+        self._real_root = Path(os.path.realpath(root))
+        self._inside: set[str] = set()  # interpreter directories inside the workspace, relative to it
+        self.captured = Captured()
+
+    def poll(self) -> list[str]:
+        """Take what was appended since the last call; the workspace paths read for the first time."""
         try:
-            item = json.loads(line)
-        except ValueError:
-            continue
-        kind = item[0]
-        if kind == "i":
-            found.interpreters.append(Interpreter(item[1], item[2], item[3], tuple(item[4])))
-            prefixes |= {os.path.realpath(p) for p in item[5]}
-        elif kind == "p":
-            found.processes.append(item[1])
-        elif kind in ("r", "w"):
-            rel = _relevant(item[1], root)
-            if rel is None:
+            with open(self._log, "rb") as handle:
+                handle.seek(self._offset)
+                data = handle.read()
+        except FileNotFoundError:
+            return []
+        self._offset += len(data)
+        complete, newline, self._rest = (self._rest + data).rpartition(b"\n")
+        if not newline:
+            self._rest = complete + self._rest
+            return []
+        found, new = self.captured, []
+        for line in complete.decode("utf-8", "surrogateescape").splitlines():
+            try:
+                item = json.loads(line)
+            except ValueError:
                 continue
-            if kind == "w":
-                found.writes.add(rel)
-            else:
-                found.reads.setdefault(rel, ReadStat(item[2], item[3], item[4]))
-    # A file under an interpreter's own directories (a virtualenv inside the workspace) is not data;
-    # a prefix that holds the whole workspace would hide everything, so it is not used.
-    prefixes = {p for p in prefixes if not root.is_relative_to(p)}
-    for rel in [r for r in found.reads if _under(root / r, prefixes)]:
-        del found.reads[rel]
-    for rel in [w for w in found.writes if _under(root / w, prefixes)]:
-        found.writes.discard(rel)
-    return found
+            kind = item[0]
+            if kind == "i":
+                found.interpreters.append(Interpreter(item[1], item[2], item[3], tuple(item[4])))
+                self._inside |= {
+                    Path(real).relative_to(self._real_root).as_posix()
+                    for real in map(os.path.realpath, item[5])
+                    if Path(real).is_relative_to(self._real_root) and Path(real) != self._real_root
+                }
+            elif kind == "p":
+                found.processes.append(item[1])
+            elif kind in ("r", "w"):
+                rel = self._relevant(item[1])
+                if rel is None:
+                    continue
+                if kind == "w":
+                    found.writes.add(rel)
+                elif rel not in found.reads:
+                    found.reads[rel] = ReadStat(item[2], item[3], item[4])
+                    new.append(rel)
+        return [rel for rel in new if not self.interpreter_file(rel)]
 
+    def interpreter_file(self, rel: str) -> bool:
+        """A file under an interpreter's own directories (a virtualenv inside the workspace) is not
+        data. Only such directories inside the workspace count: a prefix that holds the whole
+        workspace would hide everything, and one outside it holds no workspace path."""
+        return any(rel == inside or rel.startswith(inside + "/") for inside in self._inside)
 
-def _relevant(name: str, root: Path) -> str | None:
-    if name.endswith(_CODE_SUFFIXES) or "/__pycache__/" in name:
-        return None
-    try:
-        return Path(name).relative_to(root).as_posix()
-    except ValueError:
-        return None
+    def finish(self) -> Captured:
+        """Everything the log holds, the interpreters' own files left out."""
+        self.poll()
+        found = self.captured
+        for rel in [r for r in found.reads if self.interpreter_file(r)]:
+            del found.reads[rel]
+        for rel in [w for w in found.writes if self.interpreter_file(w)]:
+            found.writes.discard(rel)
+        return found
 
-
-def _under(path: Path, prefixes: set[str]) -> bool:
-    real = os.path.realpath(path)
-    return any(real.startswith(p.rstrip(os.sep) + os.sep) for p in prefixes if p and p != os.sep)
+    def _relevant(self, name: str) -> str | None:
+        if name.endswith(_CODE_SUFFIXES) or "/__pycache__/" in name:
+            return None
+        if name.startswith(self._prefix):  # the hook reports absolute paths under the root it was given
+            return name[len(self._prefix) :]
+        try:
+            return Path(name).relative_to(self._root).as_posix()
+        except ValueError:
+            return None

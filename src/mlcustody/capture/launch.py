@@ -28,7 +28,7 @@ from mlcustody._canonical import canonical_json, utc_now
 from mlcustody.capture import context, iolog
 from mlcustody.config import Config
 from mlcustody.errors import PathError, UsageError
-from mlcustody.metadata import artifacts, run_values
+from mlcustody.metadata import artifact_names, run_values
 from mlcustody.storage import snapshot
 from mlcustody.storage.objects import ObjectStore
 from mlcustody.storage.statcache import StatCache
@@ -142,11 +142,11 @@ def stopped_on_error(launch: Launch) -> Iterator[Launch]:
 def _typed_output(cfg: Config, given: str) -> tuple[str, str | None]:
     """``PATH`` or ``PATH:TYPE`` (``--out model.bin:model``) → (workspace path, type or None)."""
     path, colon, kind = given.rpartition(":")
-    if colon and kind in artifacts.TYPES and path:
+    if colon and kind in artifact_names.TYPES and path:
         return cfg.relpath(path), kind
     if colon and path and "/" not in kind and not Path(given).exists():
         raise UsageError(
-            f"--out {given}: unknown type {kind!r}", hint=f"use PATH:TYPE with one of {', '.join(artifacts.TYPES)}"
+            f"--out {given}: unknown type {kind!r}", hint=f"use PATH:TYPE with one of {', '.join(artifact_names.TYPES)}"
         )
     return cfg.relpath(given), None
 

@@ -13,11 +13,14 @@ What could not be versioned, manifested or linked is said, with the reason, in t
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
+import functools
 import io
 import json
 import os
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,16 +30,18 @@ import sqlalchemy as sa
 from mlcustody._canonical import canonical_json
 from mlcustody.capture import filetypes, iolog
 from mlcustody.errors import CustodyError
-from mlcustody.metadata import artifacts, audit, refs
+from mlcustody.metadata import artifact_names, artifacts, audit, refs
 from mlcustody.metadata.artifacts import ArtifactVersion, NewVersion
 from mlcustody.metadata.runs import IO, RecordLink
 from mlcustody.metadata.schema import run_io
 from mlcustody.storage import manifest, snapshot
+from mlcustody.storage.statcache import StatCache
 
 if TYPE_CHECKING:
     import pyarrow as pa
     from sqlalchemy.engine import Connection
 
+    from mlcustody.config import CapturePolicy
     from mlcustody.interfaces.sdk import Workspace
 
 _RECORD_SUFFIXES = frozenset({".csv", ".tsv", ".tab", ".parquet", ".pq", ".jsonl", ".ndjson"})
@@ -92,7 +97,7 @@ def version_files(ws: Workspace, run_id: str, seen: Sequence[Seen]) -> Versioned
     with ws.db.read() as conn:
         known = _recorded_by_sdk(conn, run_id)
     files = [_File(item, ws.root / item.rel) for item in seen if (item.role, item.rel) not in known]
-    kept = [f for f in files if _hash(ws, f, done)]
+    kept = _hash_all(ws, files, done)
     ws.objects.barrier()
     with ws.db.read() as conn:
         _link_known(ws, conn, kept)
@@ -115,9 +120,18 @@ def _recorded_by_sdk(conn: Connection, run_id: str) -> set[tuple[str, str]]:
     return {(row.role, row.path) for row in conn.execute(query)}
 
 
-def _hash(ws: Workspace, item: _File, done: Versioned) -> bool:
-    """Digest (and, within the policy, store) one file; False when there is no digest to keep."""
-    policy, rel = ws.config.capture, item.seen.rel
+def _hash_all(ws: Workspace, files: list[_File], done: Versioned) -> list[_File]:
+    """Digest (and, within the policy, store) every file; the files to store go in one batch, so that
+    a thousand unchanged inputs cost a thousand ``stat`` calls and one stat-cache query. Returns the
+    files that have a digest to keep."""
+    _store_stable(ws, [item for item in files if _needs_storing(ws, item, done)], done)
+    return [item for item in files if item.digest is not None]
+
+
+def _needs_storing(ws: Workspace, item: _File, done: Versioned) -> bool:
+    """Settle every file that is not simply stored (gone, changed, declared, a directory, digest-only);
+    True for the rest."""
+    rel = item.seen.rel
     if not item.path.exists():
         done.files.append({"path": rel, "role": item.seen.role, "state": "deleted", "why": "gone when the run ended"})
         return False
@@ -126,41 +140,98 @@ def _hash(ws: Workspace, item: _File, done: Versioned) -> bool:
         return False
     if item.seen.digest is not None:  # declared: stored by `custody run` before the command started
         item.digest, item.size, item.stored = item.seen.digest, _size(item.path), True
-        return True
+        return False
     if item.path.is_dir():
         snap = snapshot.take(item.path, objects=ws.objects, cache=ws.cache)
         item.digest, item.size, item.stored = snap.digest, snap.size, True
+        return False
+    why = _digest_only(ws.config.capture, rel, item.path)
+    if why is None:
         return True
+    item.digest, item.size = _stable(item.path, lambda: snapshot.take(item.path, cache=ws.cache).digest)
+    done.files.append({"path": rel, "role": item.seen.role, "state": "digest-only", "why": why})
+    return False
+
+
+def _digest_only(policy: CapturePolicy, rel: str, path: Path) -> str | None:
+    """Why the ``[capture]`` policy keeps this file digest-only, or None when it is stored."""
     pattern = next((p for p in policy.ignore if fnmatch.fnmatch(rel, p)), None)
-    too_big = policy.store_max_bytes is not None and _size(item.path) > policy.store_max_bytes
-    if pattern or too_big:
-        why = (
-            f"matches ignore pattern {pattern}"
-            if pattern
-            else f"larger than store_max_bytes ({policy.store_max_bytes})"
-        )
-        item.digest, item.size = _stable(item.path, lambda: snapshot.take(item.path, cache=ws.cache).digest)
-        done.files.append({"path": rel, "role": item.seen.role, "state": "digest-only", "why": why})
-        return item.digest is not None
-
-    def store() -> str | None:
-        found = snapshot.take_files([item.path], objects=ws.objects, cache=ws.cache)[0]
-        return found[0] if found else None
-
-    item.digest, item.size = _stable(item.path, store)
-    item.stored = item.digest is not None
-    if item.digest is None:
-        done.files.append({"path": rel, "role": item.seen.role, "state": "unstable", "why": "changed while hashed"})
-    return item.digest is not None
+    if pattern is not None:
+        return f"matches ignore pattern {pattern}"
+    if policy.store_max_bytes is not None and _size(path) > policy.store_max_bytes:
+        return f"larger than store_max_bytes ({policy.store_max_bytes})"
+    return None
 
 
-def _stable(path: Path, digest: Any) -> tuple[str | None, int]:
+class Prefetch:
+    """Stores the files a command reads while it is still running, on a thread of ``custody run``.
+
+    The command mostly computes after it has read its inputs, and the machine has a core to spare
+    meanwhile: hashing and storing them then leaves ``version_files`` a ``stat`` per file (a stat-cache
+    hit) when the command ends. It is only ever a head start: ``version_files`` decides, checks every
+    file again, and reports what went wrong, so a failure here is left for it to meet.
+    """
+
+    _POLL_SECONDS = 0.05
+
+    def __init__(self, ws: Workspace, reader: iolog.LogReader) -> None:
+        self._ws, self._reader = ws, reader
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._follow, name="custody-prefetch", daemon=True)
+
+    def __enter__(self) -> Prefetch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _follow(self) -> None:
+        policy, root = self._ws.config.capture, self._ws.root
+        with contextlib.closing(StatCache(self._ws.config.stat_cache_path)) as cache:  # its own connection
+            while not self._stop.wait(self._POLL_SECONDS):
+                paths = [root / rel for rel in self._reader.poll() if _digest_only(policy, rel, root / rel) is None]
+                if paths:
+                    with contextlib.suppress(CustodyError, OSError):
+                        snapshot.take_files(paths, objects=self._ws.objects, cache=cache)
+                        self._ws.objects.barrier()  # flushed now, the final barrier has little left to do
+
+
+def _store_stable(ws: Workspace, items: list[_File], done: Versioned) -> None:
+    """Store the files in one batch and keep each digest taken while the file's stat stayed the same;
+    a file that moved meanwhile is read once more alone, then recorded as unstable."""
+    before = [_stat(item.path) for item in items]
+    found = snapshot.take_files([item.path for item in items], objects=ws.objects, cache=ws.cache)
+    for item, stat, got in zip(items, before, found, strict=True):
+        if got is not None and stat is not None and stat == _stat(item.path):
+            item.digest, item.size = got[0], stat[0]
+        else:
+            item.digest, item.size = _once(item.path, functools.partial(_store, ws, item.path))
+        item.stored = item.digest is not None
+        if item.digest is None:
+            done.files.append(
+                {"path": item.seen.rel, "role": item.seen.role, "state": "unstable", "why": "changed while hashed"}
+            )
+
+
+def _store(ws: Workspace, path: Path) -> str | None:
+    found = snapshot.take_files([path], objects=ws.objects, cache=ws.cache)[0]
+    return found[0] if found else None
+
+
+def _stable(path: Path, digest: Callable[[], str | None]) -> tuple[str | None, int]:
     """A digest taken while the file's stat stayed the same; tried twice, then None (never a wrong digest)."""
-    for _ in range(2):
-        before = _stat(path)
-        found = digest()
-        if before is not None and before == _stat(path):
-            return found, before[0]
+    found, size = _once(path, digest)
+    return (found, size) if found is not None else _once(path, digest)
+
+
+def _once(path: Path, digest: Callable[[], str | None]) -> tuple[str | None, int]:
+    """(digest, size) when the file's stat did not move while ``digest`` ran, else (None, size)."""
+    before = _stat(path)
+    found = digest()
+    if before is not None and before == _stat(path):
+        return found, before[0]
     return None, _size(path)
 
 
@@ -195,7 +266,14 @@ def _new_version(ws: Workspace, run_id: str, item: _File, done: Versioned) -> Ne
     digest = item.digest or ""
     kind, count = ("dir", len(manifest.decode(ws.objects.read_bytes(digest)))) if item.path.is_dir() else ("file", 1)
     return NewVersion(
-        artifacts.default_name(item.path, item.seen.rel), kind_type, kind, item.seen.rel, digest, item.size, count, meta
+        artifact_names.default_name(item.path, item.seen.rel),
+        kind_type,
+        kind,
+        item.seen.rel,
+        digest,
+        item.size,
+        count,
+        meta,
     )
 
 
@@ -205,15 +283,15 @@ def _manifests(ws: Workspace, files: list[_File], done: Versioned) -> None:
     tables = [f for f in files if f.path.is_file() and f.path.suffix.lower() in _RECORD_SUFFIXES]
     if not policy.records or not tables:
         return  # before the record layer (pyarrow, DuckDB) is imported: most runs write no table
-    from mlcustody.storage.records import manifest as record_manifest
-    from mlcustody.storage.records import readers
-
     if len(tables) > policy.records_max_files:
         done.notes.append(
             f"{len(tables)} tables read or written (more than records_max_files = {policy.records_max_files}): "
             "no record manifests; add the directory with `custody add DIR --records`, or raise the limit"
         )
         return
+    from mlcustody.storage.records import manifest as record_manifest
+    from mlcustody.storage.records import readers
+
     for item in tables:
         rel, new = item.seen.rel, item.new
         assert new is not None and item.digest is not None

@@ -26,7 +26,7 @@ from mlcustody.checks import Problem
 from mlcustody.config import STORE_DIRNAME, Config
 from mlcustody.errors import PathError, UnknownRef, UsageError, WorkspaceExists
 from mlcustody.interfaces import tracking
-from mlcustody.metadata import artifacts, audit, gc, refs, run_diff, run_query, runs, verify
+from mlcustody.metadata import artifact_names, artifacts, audit, gc, refs, run_diff, run_query, runs, verify
 from mlcustody.metadata.artifacts import ArtifactVersion
 from mlcustody.metadata.engine import Database
 from mlcustody.metadata.schema import store_info
@@ -285,13 +285,13 @@ class Workspace:
             raise UsageError("no path given", hint="name the files or directories to add")
         if name is not None and len(paths) > 1:
             raise UsageError("--name applies to a single path", hint="add the paths one at a time")
-        artifacts.validate_type(type)
+        artifact_names.validate_type(type)
         targets = [(Path(p), self.relpath(p)) for p in paths]
-        names = [name or artifacts.default_name(path, rel) for path, rel in targets]
+        names = [name or artifact_names.default_name(path, rel) for path, rel in targets]
         for (path, _), chosen in zip(targets, names, strict=True):  # checked before anything is stored
             if not os.access(path, os.R_OK):
                 raise PathError(f"{path} does not exist" if not path.exists() else f"cannot read {path}")
-            artifacts.validate_name(chosen)
+            artifact_names.validate_name(chosen)
         results = []
         boundary = Boundary(self.root)
         with self.objects.recording() as written:

@@ -320,14 +320,16 @@ def reap(ws: Workspace) -> list[str]:
 
 def finish_command(ws: Workspace, launch: Launch) -> CommandResult:
     """Record the run of a command started by ``launch.start`` while it runs, then seal it when it ends."""
-    reap(ws)
-    parent = os.environ.get("CUSTODY_RUN_ID")
-    start = _record_start(ws, launch.run_id, launch.name, parent, launch.command, launch.code, launch.started_at)
-    writer = RunWriter(ws.db, start.id)
-    for key, value in launch.params.items():
-        writer.param(key, value)
-    exit_status, signalled = launch.wait()
-    captured = iolog.read_log(launch.log, ws.root)
+    reader = iolog.LogReader(launch.log, ws.root)
+    with run_files.Prefetch(ws, reader):
+        reap(ws)
+        parent = os.environ.get("CUSTODY_RUN_ID")
+        start = _record_start(ws, launch.run_id, launch.name, parent, launch.command, launch.code, launch.started_at)
+        writer = RunWriter(ws.db, start.id)
+        for key, value in launch.params.items():
+            writer.param(key, value)
+        exit_status, signalled = launch.wait()
+    captured = reader.finish()
     versioned = run_files.version_files(ws, start.id, _seen(launch, captured))
     for item in versioned.io:
         writer.io(item)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -14,9 +13,8 @@ from sqlalchemy.engine import Connection, Row
 from mlcustody._canonical import canonical_json, utc_now
 from mlcustody.errors import UsageError
 from mlcustody.metadata import audit
+from mlcustody.metadata.artifact_names import validate_name, validate_type
 from mlcustody.metadata.schema import artifact_versions as av
-
-TYPES = ("dataset", "model", "config", "code", "environment", "report", "other")
 
 
 @dataclass(frozen=True)
@@ -73,37 +71,6 @@ class ArtifactVersion:
             message=m["message"],
             created_at=m["created_at"],
         )
-
-
-def validate_name(name: str) -> str:
-    """Names are what references are made of, so they may not contain reference syntax; they read
-    like workspace paths (``data/train``) and end up in paths (checkout, exports), so a name that
-    would climb out of a directory (``../x``, ``/etc/x``, ``a//b``, a backslash, NUL) is refused too."""
-    bad = [c for c in "@:\n\t\\\x00" if c in name]
-    parts = name.split("/")
-    climbs = any(part in ("", ".", "..") for part in parts)
-    if not name or bad or climbs or name != name.strip() or len(name) > 300:
-        raise UsageError(
-            f"invalid artifact name {name!r}",
-            hint="use 1–300 characters without '@', ':', '\\', tabs, newlines or surrounding spaces, and "
-            "path segments that are not empty, '.' or '..'",
-        )
-    return name
-
-
-def default_name(path: Path, rel: str) -> str:
-    """A directory is named by its path, a file by its path without the extension (loans.csv → loans)."""
-    if path.is_dir():
-        return rel
-    stem = rel.rsplit("/", 1)[-1]
-    if "." in stem.lstrip("."):
-        return rel[: rel.rindex(".")]
-    return rel
-
-
-def validate_type(type: str | None) -> None:
-    if type is not None and type not in TYPES:
-        raise UsageError(f"unknown artifact type {type!r}", hint=f"use one of: {', '.join(TYPES)}")
 
 
 def insert(
