@@ -331,3 +331,26 @@ def test_what_the_command_reads_is_stored_while_it_still_runs(project: Path) -> 
     (project / "go").touch()
     assert finish(proc).returncode == 0
     assert seen_while_running
+
+
+def test_a_new_input_table_gets_its_record_manifest_while_the_command_runs(project: Path, tmp_path: Path) -> None:
+    """The prefetch builds the manifest of a table new to the store as soon as the command reads it:
+    the manifest (the same `custody add --records` builds) is in the store before the command ends."""
+    other = tmp_path / "other"
+    write_tree(other, {"data/loans.csv": (project / "data" / "loans.csv").read_text()})
+    ok(other, "init")
+    ok(other, "add", "data/loans.csv", "--records")
+    expected = ok_json(other, "show", "data/loans@1", "--json")["artifact"]["meta"]["records"]["manifest"]
+    waiting = "import pathlib, time\nopen('data/loans.csv').read()\n"
+    waiting += "for _ in range(600):\n    if pathlib.Path('go').exists(): break\n    time.sleep(0.05)\n"
+    (project / "wait.py").write_text(waiting)
+    built = project / ".custody" / "objects" / expected[:2] / expected[2:]
+    proc = start(project, "run", "--name", "wait", "--", sys.executable, "wait.py")
+    deadline = time.monotonic() + 60
+    while not built.exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    seen_while_running = built.exists() and proc.poll() is None
+    (project / "go").touch()
+    assert finish(proc).returncode == 0
+    assert seen_while_running
+    assert ok_json(project, "show", "data/loans@1", "--json")["artifact"]["meta"]["records"]["manifest"] == expected

@@ -16,11 +16,12 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import functools
+import importlib
 import io
 import json
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -91,8 +92,11 @@ class _File:
     new: NewVersion | None = None
 
 
-def version_files(ws: Workspace, run_id: str, seen: Sequence[Seen]) -> Versioned:
-    """Store, version and link what the run read and wrote (see the module docstring)."""
+def version_files(
+    ws: Workspace, run_id: str, seen: Sequence[Seen], prebuilt: Mapping[tuple[str, str], _Manifest] | None = None
+) -> Versioned:
+    """Store, version and link what the run read and wrote (see the module docstring); ``prebuilt``:
+    the manifests a ``Prefetch`` built while the command ran, by (path, digest)."""
     done = Versioned()
     with ws.db.read() as conn:
         known = _recorded_by_sdk(conn, run_id)
@@ -104,7 +108,7 @@ def version_files(ws: Workspace, run_id: str, seen: Sequence[Seen]) -> Versioned
     for item in kept:
         if item.stored and (item.ref is None or item.seen.role == "output"):
             item.new = _new_version(ws, run_id, item, done)
-    _manifests(ws, [f for f in kept if f.new is not None], done)
+    _manifests(ws, [f for f in kept if f.new is not None], done, prebuilt or {})
     _record_versions(ws, kept)
     for item in files:
         state = item.seen
@@ -164,20 +168,25 @@ def _digest_only(policy: CapturePolicy, rel: str, path: Path) -> str | None:
 
 
 class Prefetch:
-    """Stores the files a command reads while it is still running, on a thread of ``custody run``.
+    """Head starts taken on a thread of ``custody run`` while the command is still running.
 
     The command mostly computes after it has read its inputs, and the machine has a core to spare
-    meanwhile: hashing and storing them then leaves ``version_files`` a ``stat`` per file (a stat-cache
-    hit) when the command ends. It is only ever a head start: ``version_files`` decides, checks every
-    file again, and reports what went wrong, so a failure here is left for it to meet.
+    meanwhile: the files it read are hashed and stored then, which leaves ``version_files`` a ``stat``
+    per file (a stat-cache hit) when the command ends; and once it touches a table, the record layer
+    (pyarrow, DuckDB, polars: about a second) is imported then, not after. It is only ever a head
+    start: ``version_files`` decides, checks every file again, and reports what went wrong, so a
+    failure here is left for it to meet.
     """
 
     _POLL_SECONDS = 0.05
+    _RECORD_MODULES = ("mlcustody.storage.records.manifest", "mlcustody.lineage.inference")
 
     def __init__(self, ws: Workspace, reader: iolog.LogReader) -> None:
         self._ws, self._reader = ws, reader
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._follow, name="custody-prefetch", daemon=True)
+        self._tables_seen = not ws.config.capture.records  # nothing to import when manifests are off
+        self.manifests: dict[tuple[str, str], _Manifest] = {}  # (path, digest) → built while it ran
 
     def __enter__(self) -> Prefetch:
         self._thread.start()
@@ -191,11 +200,33 @@ class Prefetch:
         policy, root = self._ws.config.capture, self._ws.root
         with contextlib.closing(StatCache(self._ws.config.stat_cache_path)) as cache:  # its own connection
             while not self._stop.wait(self._POLL_SECONDS):
-                paths = [root / rel for rel in self._reader.poll() if _digest_only(policy, rel, root / rel) is None]
-                if paths:
-                    with contextlib.suppress(CustodyError, OSError):
-                        snapshot.take_files(paths, objects=self._ws.objects, cache=cache)
-                        self._ws.objects.barrier()  # flushed now, the final barrier has little left to do
+                read = [rel for rel in self._reader.poll() if _digest_only(policy, rel, root / rel) is None]
+                if not self._tables_seen and _tables([*read, *self._reader.captured.writes]):
+                    self._tables_seen = True
+                    for name in self._RECORD_MODULES:
+                        importlib.import_module(name)
+                with contextlib.suppress(CustodyError, OSError):
+                    self._take(read, cache)
+
+    def _take(self, read: list[str], cache: StatCache) -> None:
+        """Store what was read; build the manifests of tables new to the store (they will be new
+        versions), while the run has read no more tables than ``records_max_files``."""
+        policy, root, objects = self._ws.config.capture, self._ws.root, self._ws.objects
+        fresh = []
+        if policy.records and len(_tables(list(self._reader.captured.reads))) <= policy.records_max_files:
+            for rel in _tables(read):
+                snap = snapshot.take(root / rel, cache=cache)
+                if not objects.exists(snap.digest):
+                    fresh.append((rel, snap.digest, snap.size))
+        if read:
+            snapshot.take_files([root / rel for rel in read], objects=objects, cache=cache)
+            objects.barrier()  # flushed now, the final barrier has little left to do
+        for rel, digest, size in fresh:
+            self.manifests[(rel, digest)] = _manifest(self._ws, rel, digest, size)
+
+
+def _tables(rels: Sequence[str]) -> list[str]:
+    return [rel for rel in rels if os.path.splitext(rel)[1].lower() in _RECORD_SUFFIXES]
 
 
 def _store_stable(ws: Workspace, items: list[_File], done: Versioned) -> None:
@@ -277,8 +308,20 @@ def _new_version(ws: Workspace, run_id: str, item: _File, done: Versioned) -> Ne
     )
 
 
-def _manifests(ws: Workspace, files: list[_File], done: Versioned) -> None:
-    """Record manifests for the tables among the new versions, within the ``[capture]`` limits."""
+@dataclass(frozen=True)
+class _Manifest:
+    """A table's record manifest as ``custody run`` built it: the capture report's entry, and the
+    version's ``records`` metadata when one was built."""
+
+    entry: dict[str, Any]
+    meta: dict[str, Any] | None
+
+
+def _manifests(
+    ws: Workspace, files: list[_File], done: Versioned, prebuilt: Mapping[tuple[str, str], _Manifest]
+) -> None:
+    """Record manifests for the tables among the new versions, within the ``[capture]`` limits; those
+    the prefetch built while the command ran are taken as they are."""
     policy = ws.config.capture
     tables = [f for f in files if f.path.is_file() and f.path.suffix.lower() in _RECORD_SUFFIXES]
     if not policy.records or not tables:
@@ -289,36 +332,42 @@ def _manifests(ws: Workspace, files: list[_File], done: Versioned) -> None:
             "no record manifests; add the directory with `custody add DIR --records`, or raise the limit"
         )
         return
+    for item in tables:
+        assert item.new is not None and item.digest is not None
+        found = prebuilt.get((item.seen.rel, item.digest)) or _manifest(ws, item.seen.rel, item.digest, item.size)
+        done.manifests.append(found.entry)
+        if found.meta is not None:
+            item.new.meta["records"] = found.meta
+    ws.objects.barrier()
+
+
+def _manifest(ws: Workspace, rel: str, digest: str, size: int) -> _Manifest:
+    """The manifest of one stored table, keyed by the first ``[capture] keys`` column it has; a key
+    that does not identify its records falls back to keyless, and the reason is kept."""
+    policy = ws.config.capture
+    if size > policy.records_max_bytes:
+        return _Manifest(
+            {"path": rel, "manifest": None, "why": f"larger than records_max_bytes ({policy.records_max_bytes})"}, None
+        )
     from mlcustody.storage.records import manifest as record_manifest
     from mlcustody.storage.records import readers
 
-    for item in tables:
-        rel, new = item.seen.rel, item.new
-        assert new is not None and item.digest is not None
-        if item.size > policy.records_max_bytes:
-            done.manifests.append(
-                {"path": rel, "manifest": None, "why": f"larger than records_max_bytes ({policy.records_max_bytes})"}
-            )
-            continue
-        fmt = readers.SUFFIXES[item.path.suffix.lower()]
-        source = [record_manifest.RecordSource(rel, ws.objects.path(item.digest))]
-        columns = _column_names(source[0].path, fmt)
-        key = next((k for k in policy.keys if k in columns), None)
-        entry: dict[str, Any] = {"path": rel, "key": key}
+    fmt = readers.SUFFIXES[os.path.splitext(rel)[1].lower()]
+    source = [record_manifest.RecordSource(rel, ws.objects.path(digest))]
+    columns = _column_names(source[0].path, fmt)
+    key = next((k for k in policy.keys if k in columns), None)
+    entry: dict[str, Any] = {"path": rel, "key": key}
+    try:
         try:
-            try:
-                built = record_manifest.build(source, fmt, [key] if key else None, ws.objects)
-            except CustodyError as exc:
-                if key is None:
-                    raise
-                entry |= {"key": None, "why": f"key {key} not usable: {exc.one_line()}"}
-                built = record_manifest.build(source, fmt, None, ws.objects)
+            built = record_manifest.build(source, fmt, [key] if key else None, ws.objects)
         except CustodyError as exc:
-            done.manifests.append({**entry, "manifest": None, "why": exc.one_line()})
-            continue
-        new.meta["records"] = built.as_meta()
-        done.manifests.append({**entry, "manifest": built.digest, "count": built.count})
-    ws.objects.barrier()
+            if key is None:
+                raise
+            entry |= {"key": None, "why": f"key {key} not usable: {exc.one_line()}"}
+            built = record_manifest.build(source, fmt, None, ws.objects)
+    except CustodyError as exc:
+        return _Manifest({**entry, "manifest": None, "why": exc.one_line()}, None)
+    return _Manifest({**entry, "manifest": built.digest, "count": built.count}, built.as_meta())
 
 
 def _column_names(path: Path, fmt: str) -> list[str]:

@@ -321,7 +321,7 @@ def reap(ws: Workspace) -> list[str]:
 def finish_command(ws: Workspace, launch: Launch) -> CommandResult:
     """Record the run of a command started by ``launch.start`` while it runs, then seal it when it ends."""
     reader = iolog.LogReader(launch.log, ws.root)
-    with run_files.Prefetch(ws, reader):
+    with run_files.Prefetch(ws, reader) as prefetch:
         reap(ws)
         parent = os.environ.get("CUSTODY_RUN_ID")
         start = _record_start(ws, launch.run_id, launch.name, parent, launch.command, launch.code, launch.started_at)
@@ -330,7 +330,7 @@ def finish_command(ws: Workspace, launch: Launch) -> CommandResult:
             writer.param(key, value)
         exit_status, signalled = launch.wait()
     captured = reader.finish()
-    versioned = run_files.version_files(ws, start.id, _seen(launch, captured))
+    versioned = run_files.version_files(ws, start.id, _seen(launch, captured), prefetch.manifests)
     for item in versioned.io:
         writer.io(item)
     writer.lineage(versioned.links, [])
