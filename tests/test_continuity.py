@@ -198,3 +198,17 @@ def test_captured_files_by_content_type(tmp_path: Path) -> None:
     assert filetypes.artifact_type(tmp_path / "notes.txt") is None
     assert filetypes.artifact_type(Path("x.parquet")) == "dataset"
     assert filetypes.artifact_type(Path("x.safetensors")) == "model"
+
+
+def test_custody_add_types_files_by_content_as_a_run_does(cli: Cli) -> None:
+    (cli.cwd / "loans.csv").write_text("id,amount\n1,10\n")
+    (cli.cwd / "notes.md").write_text("# notes\n")
+    cli("init")
+    cli("add", "loans.csv", "notes.md")
+    listed = {item["ref"]: item["type"] for item in _json(cli("ls", "--json")[0])["artifacts"]}
+    assert listed == {"loans@1": "dataset", "notes@1": "other"}
+    cli("add", "loans.csv", "--name", "loans_as_config", "--type", "config")  # a given type still rules
+    (cli.cwd / "loans.csv").write_text("id,amount\n1,10\n2,20\n")
+    cli("add", "loans.csv")
+    listed = {item["ref"]: item["type"] for item in _json(cli("ls", "--json")[0])["artifacts"]}
+    assert listed["loans@2"] == "dataset" and listed["loans_as_config@1"] == "config"

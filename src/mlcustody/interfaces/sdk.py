@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from mlcustody import config as config_module
 from mlcustody._canonical import canonical_json
 from mlcustody._progress import Progress
-from mlcustody.capture import launch
+from mlcustody.capture import filetypes, launch
 from mlcustody.checks import Problem
 from mlcustody.config import STORE_DIRNAME, Config
 from mlcustody.errors import PathError, UnknownRef, UsageError, WorkspaceExists
@@ -388,6 +388,8 @@ class Workspace:
             same = latest is not None and latest.digest == snap.digest and latest.meta == meta
             if latest is not None and same and (type is None or type == latest.type):
                 return AddResult(latest, created=False)
+            if type is None and latest is None and snap.kind == "file":  # typed by content, as a run's files
+                type = filetypes.artifact_type(self.root / rel)
             version, event = artifacts.insert(
                 conn,
                 name=name,
