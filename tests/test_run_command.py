@@ -318,19 +318,7 @@ def test_what_the_command_reads_is_stored_while_it_still_runs(project: Path) -> 
     left after it ends is a stat per file."""
     from mlcustody.storage.hashing import hash_file
 
-    waiting = "import pathlib, time\nopen('data/loans.csv').read()\n"
-    waiting += "for _ in range(600):\n    if pathlib.Path('go').exists(): break\n    time.sleep(0.05)\n"
-    (project / "wait.py").write_text(waiting)
-    digest = hash_file(project / "data" / "loans.csv")
-    stored = project / ".custody" / "objects" / digest[:2] / digest[2:]
-    proc = start(project, "run", "--name", "wait", "--", sys.executable, "wait.py")
-    deadline = time.monotonic() + 60
-    while not stored.exists() and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.05)
-    seen_while_running = stored.exists() and proc.poll() is None
-    (project / "go").touch()
-    assert finish(proc).returncode == 0
-    assert seen_while_running
+    assert _appears_while_running(project, hash_file(project / "data" / "loans.csv"))
 
 
 def test_a_new_input_table_gets_its_record_manifest_while_the_command_runs(project: Path, tmp_path: Path) -> None:
@@ -341,16 +329,22 @@ def test_a_new_input_table_gets_its_record_manifest_while_the_command_runs(proje
     ok(other, "init")
     ok(other, "add", "data/loans.csv", "--records")
     expected = ok_json(other, "show", "data/loans@1", "--json")["artifact"]["meta"]["records"]["manifest"]
+    assert _appears_while_running(project, expected)
+    assert ok_json(project, "show", "data/loans@1", "--json")["artifact"]["meta"]["records"]["manifest"] == expected
+
+
+def _appears_while_running(project: Path, digest: str) -> bool:
+    """Run a command that reads data/loans.csv and then waits to be let go: whether the object
+    ``digest`` was in the store while it still ran (it is let go once seen, or after a minute)."""
     waiting = "import pathlib, time\nopen('data/loans.csv').read()\n"
-    waiting += "for _ in range(600):\n    if pathlib.Path('go').exists(): break\n    time.sleep(0.05)\n"
+    waiting += "for _ in range(1200):\n    if pathlib.Path('go').exists(): break\n    time.sleep(0.05)\n"
     (project / "wait.py").write_text(waiting)
-    built = project / ".custody" / "objects" / expected[:2] / expected[2:]
+    stored = project / ".custody" / "objects" / digest[:2] / digest[2:]
     proc = start(project, "run", "--name", "wait", "--", sys.executable, "wait.py")
     deadline = time.monotonic() + 60
-    while not built.exists() and time.monotonic() < deadline and proc.poll() is None:
+    while not stored.exists() and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.05)
-    seen_while_running = built.exists() and proc.poll() is None
+    seen = stored.exists() and proc.poll() is None
     (project / "go").touch()
     assert finish(proc).returncode == 0
-    assert seen_while_running
-    assert ok_json(project, "show", "data/loans@1", "--json")["artifact"]["meta"]["records"]["manifest"] == expected
+    return seen
