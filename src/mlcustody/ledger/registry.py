@@ -256,7 +256,8 @@ def _no_model(conn: Connection, name: str) -> UnknownRef:
 
 
 def _registered(conn: Connection, name: str) -> bool:
-    return conn.execute(sa.select(model_versions.c.name).where(model_versions.c.name == name).limit(1)).first() is not None
+    query = sa.select(model_versions.c.name).where(model_versions.c.name == name).limit(1)
+    return conn.execute(query).first() is not None
 
 
 # -- what the attestation names ------------------------------------------------------------------------
