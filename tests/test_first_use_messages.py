@@ -103,9 +103,8 @@ def test_show_prints_metadata_in_words_not_a_python_dict(cli: Cli) -> None:
     assert "{'" not in out and "[]" not in out, out
     lines = out.splitlines()
     meta = next(i for i, line in enumerate(lines) if line.startswith("       meta: "))
-    assert lines[meta] == (
-        f"       meta: records: 20 (csv, key loan_id, mlcustody-record/v1), manifest {manifest['records']['manifest'][:12]}"
-    )
+    digest = manifest["records"]["manifest"][:12]
+    assert lines[meta] == f"       meta: records: 20 (csv, key loan_id, mlcustody-record/v1), manifest {digest}"
     assert lines[meta + 1] == "             columns: loan_id string, amount integer"
     assert lines[meta + 2] == "       tags: none"
     assert any(line.split()[:3] == ["amount", "│", "integer"] for line in lines)  # the statistics table
