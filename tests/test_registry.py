@@ -150,7 +150,7 @@ def test_bad_registry_input_is_refused(cli: Cli, monkeypatch: pytest.MonkeyPatch
         (("model", "register", "credit", "--run", run.id), "wrote no model (it wrote nothing)"),
         (("model", "register", "credit"), "give a run or a model path"),
         (("model", "show", "nosuch"), "no registered model named 'nosuch'"),
-        (("model", "verify", "credit:production"), "no alias"),
+        (("model", "verify", "credit:production"), "no registered model named 'credit'"),  # not "no alias"
         (("model", "alias", "credit", "production", "1", "--reason", "ok"), "no registered model named 'credit'"),
         (("model", "alias", "credit", "prod uction", "1", "--reason", "ok"), "alias 'prod uction' is not valid"),
         (("model", "alias", "credit", "production", "1"), "an alias move needs a reason"),

@@ -248,7 +248,7 @@ def test_checkout_refuses_to_destroy_unsaved_changes(tmp_path: Path, objects: Ob
     cache = StatCache(tmp_path / "stat.db")
     (data / "a.txt").write_text("unsaved edit")
     (data / "new.txt").write_text("unsaved file")
-    with pytest.raises(WouldOverwrite, match=r"a\.txt, new\.txt"):
+    with pytest.raises(WouldOverwrite, match=r"overwrite a\.txt, whose changes .* and delete new\.txt, which is not"):
         checkout("dir", snap.entries, data, objects=objects, cache=cache)
     assert (data / "a.txt").read_text() == "unsaved edit"  # nothing touched
     result = checkout("dir", snap.entries, data, objects=objects, cache=cache, force=True)

@@ -102,7 +102,7 @@ def start(
         raise UsageError("no command given", hint="write the command after --, e.g. custody run -- python train.py")
     if shutil.which(command[0]) is None:
         raise UsageError(f"command not found: {command[0]}", hint="check the spelling, or give its path")
-    name = run_values.validate_key(name or Path(command[0]).name, "run")
+    name = run_values.validate_key(name or default_name(command), "run")
     params = dict(params or {})
     for key, value in params.items():
         run_values.validate_key(key, "param")
@@ -149,6 +149,27 @@ def _typed_output(cfg: Config, given: str) -> tuple[str, str | None]:
             f"--out {given}: unknown type {kind!r}", hint=f"use PATH:TYPE with one of {', '.join(artifact_names.TYPES)}"
         )
     return cfg.relpath(given), None
+
+
+def default_name(command: Sequence[str]) -> str:
+    """The name of a run not given ``--name``: what the command runs, as users call it — the script's
+    stem (``python train.py`` → ``train``, ``./prepare.sh`` → ``prepare``), the module's last part
+    (``python -m pkg.train`` → ``train``), else the program (``make``), never merely ``python``."""
+    script = _entry_script(command)
+    stem = script.stem if script is not None else _module(command)
+    if stem and run_values.valid_key(stem):
+        return stem
+    return Path(command[0]).name
+
+
+def _module(command: Sequence[str]) -> str | None:
+    """The module of ``python [opts] -m pkg.mod``, by its last dotted part."""
+    if not Path(command[0]).name.startswith("python"):
+        return None
+    args = list(command[1:])
+    if "-m" in args[:-1]:
+        return args[args.index("-m") + 1].rpartition(".")[2]
+    return None
 
 
 def _entry_script(command: Sequence[str]) -> Path | None:

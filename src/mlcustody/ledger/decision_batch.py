@@ -135,18 +135,19 @@ def pseudonyms(column: pa.ChunkedArray, pseudonym: Callable[[str], str]) -> list
 
 def normalise_time(value: Any) -> str:
     """An RFC 3339 instant (string or aware datetime) in the one stored form: UTC, µs, ``Z``."""
+    parsed = value
     if isinstance(value, str):
         if _TIME.fullmatch(value):
             return value
         try:
-            value = datetime.fromisoformat(value)
+            parsed = datetime.fromisoformat(value)
         except ValueError:
-            value = None
-    if not isinstance(value, datetime) or value.tzinfo is None:
-        raise UsageError(
+            parsed = None
+    if not isinstance(parsed, datetime) or parsed.tzinfo is None:
+        raise UsageError(  # the value as given, not what parsing made of it: that is what the user can find
             f"decision time {value!r} is not an RFC 3339 time with a zone", hint="e.g. 2026-01-31T12:00:00Z"
         )
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return parsed.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def check_id(decision_id: object) -> str:

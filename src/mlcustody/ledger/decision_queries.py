@@ -143,7 +143,7 @@ def _filter(conn: Connection, model: str | None, since: str | None) -> Callable[
     start = None if since is None else normalise_time(since)
 
     def keep(table: pa.Table) -> pa.Array:
-        mask = pa.array([True] * table.num_rows)
+        mask = pa.array([True] * table.num_rows, pa.bool_())  # typed: an empty list alone makes a null array
         if name is not None:
             mask = pc.and_(mask, pc.equal(table.column("model"), name))
         if version is not None:

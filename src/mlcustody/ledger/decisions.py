@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import bisect
+import logging
 import os
 import re
 import socket
@@ -72,6 +73,7 @@ from mlcustody.metadata.schema import checkpoints, decisions
 if TYPE_CHECKING:
     pass
 
+_log = logging.getLogger(__name__)
 LOG_KEY_NAME = keys.LOG_KEY_NAME
 LOG_KEY_TYPE = "ed25519"
 ORIGIN_ROW = decision_anchor.ORIGIN_ROW  # store_info: the checkpoint origin line of this store's log
@@ -110,7 +112,16 @@ def log_signer(ring: keys.Keyring) -> keys.Signer:
     with ring.db.read() as conn:
         missing = not [k for k in keys.listing(conn) if k.name == LOG_KEY_NAME and k.status == "active"]
     if missing and not os.environ.get(keys.SIGNING_KEY_ENV):
-        keys.generate(ring, LOG_KEY_NAME, LOG_KEY_TYPE)
+        purpose = f"the decision log's own signing key {LOG_KEY_NAME}, made on first use"
+        made = keys.generate(ring, LOG_KEY_NAME, LOG_KEY_TYPE, purpose=purpose).key
+        _log.warning(  # a new private key the user did not ask for: say so once, where it is, what it guards
+            "made the decision log's signing key %s (%s, keyid %s) on first use: it signs decision-log "
+            "checkpoints, encrypted with %s like your other keys; see `custody keys ls`",
+            LOG_KEY_NAME,
+            LOG_KEY_TYPE,
+            made.keyid[:12],
+            keys.PASSPHRASE_ENV,
+        )
     signer = keys.open_signer(ring, LOG_KEY_NAME)
     if signer.key.type != LOG_KEY_TYPE:
         raise UsageError(

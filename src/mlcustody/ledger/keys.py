@@ -356,12 +356,17 @@ def validate(name: str, type: str = DEFAULT_TYPE) -> None:
         )
 
 
-def generate(ring: Keyring, name: str = DEFAULT_NAME, type: str = DEFAULT_TYPE) -> KeyChange:
-    """Make a key pair: the private half encrypted under the keys directory, the public half registered."""
+def generate(
+    ring: Keyring, name: str = DEFAULT_NAME, type: str = DEFAULT_TYPE, *, purpose: str | None = None
+) -> KeyChange:
+    """Make a key pair: the private half encrypted under the keys directory, the public half registered.
+
+    ``purpose`` names the key in the passphrase prompt and its error when it is not the user's own
+    idea (the decision log's key, made on first use): a prompt for a key nobody asked for confuses."""
     validate(name, type)
     with ring.db.read() as conn:
         _refuse_second_active(conn, name)
-    secret = ask_passphrase(f"the new key {name}", confirm=True)
+    secret = ask_passphrase(purpose or f"the new key {name}", confirm=True)
     private = _new_private(type)
     with ring.db.write() as conn:
         _refuse_second_active(conn, name)
@@ -535,7 +540,7 @@ def ask_passphrase(what: str, *, confirm: bool = False) -> bytes:
     given = os.environ.get(PASSPHRASE_ENV)
     if given:
         return given.encode("utf-8")
-    if not sys.stdin.isatty():
+    if sys.stdin is None or not sys.stdin.isatty():  # None: started with standard input closed
         raise UsageError(
             f"no passphrase for {what}",
             hint=f"set {PASSPHRASE_ENV} (standard input is not a terminal, so it cannot be asked for)",

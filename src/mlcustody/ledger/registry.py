@@ -13,6 +13,7 @@ when, from which version, to which, and why.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import re
@@ -205,7 +206,7 @@ def get(conn: Connection, ref: str) -> ModelVersion:
     if row is None:
         known = conn.execute(sa.select(model_versions.c.version).where(model_versions.c.name == name)).scalars().all()
         if not known:
-            raise UnknownRef(f"no registered model named {name!r}", hint="list them with `custody model ls`")
+            raise _no_model(conn, name)
         raise UnknownRef(f"{name} has no version {version}", hint=f"versions are 1…{max(known)}")
     return ModelVersion(**row._mapping)
 
@@ -229,6 +230,8 @@ def _parse(conn: Connection, ref: str) -> tuple[str, int]:
     if ":" in ref:
         name, alias = ref.split(":", 1)
         history = aliases(conn, name).get(alias)
+        if not history and not _registered(conn, name):
+            raise _no_model(conn, name)
         if not history or history[-1].version is None:
             hint = f"set one with `custody model alias {name} {alias} VERSION --reason TEXT`"
             raise UnknownRef(f"{name} has no alias {alias!r}", hint=hint)
@@ -239,8 +242,22 @@ def _parse(conn: Connection, ref: str) -> tuple[str, int]:
         return name, min(found, refs.MAX_VERSION + 1)  # beyond any column: names no version
     latest = conn.execute(sa.select(sa.func.max(model_versions.c.version)).where(model_versions.c.name == ref)).scalar()
     if latest is None:
-        raise UnknownRef(f"no registered model named {ref!r}", hint="list them with `custody model ls`")
+        raise _no_model(conn, ref)
     return ref, int(latest)
+
+
+def _no_model(conn: Connection, name: str) -> UnknownRef:
+    """The error for a model name nothing is registered under, naming the closest registered names
+    (``model verify credt`` → did you mean credit?)."""
+    names = conn.execute(sa.select(model_versions.c.name).distinct()).scalars().all()
+    close = difflib.get_close_matches(name, names, n=3)
+    hint = f"did you mean {', '.join(close)}? " if close else ""
+    return UnknownRef(f"no registered model named {name!r}", hint=hint + "list them with `custody model ls`")
+
+
+def _registered(conn: Connection, name: str) -> bool:
+    query = sa.select(model_versions.c.name).where(model_versions.c.name == name).limit(1)
+    return conn.execute(query).first() is not None
 
 
 # -- what the attestation names ------------------------------------------------------------------------

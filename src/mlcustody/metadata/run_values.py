@@ -7,7 +7,7 @@ command before it imports SQLAlchemy; so these checks live apart from ``runs``.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, TypeGuard
 
 from mlcustody._canonical import canonical_json
 from mlcustody.errors import UsageError
@@ -15,8 +15,13 @@ from mlcustody.errors import UsageError
 _KEY = re.compile(r"[A-Za-z0-9_.\-/ ]{1,250}")
 
 
+def valid_key(key: object) -> TypeGuard[str]:
+    """Whether ``key`` is a valid run, param, metric or tag name."""
+    return isinstance(key, str) and _KEY.fullmatch(key) is not None
+
+
 def validate_key(key: object, what: str) -> str:
-    if not isinstance(key, str) or not _KEY.fullmatch(key):
+    if not valid_key(key):
         raise UsageError(
             f"{what} name {key!r} is not valid",
             hint="use 1–250 letters, digits, spaces and _ . - /",

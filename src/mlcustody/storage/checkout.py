@@ -48,10 +48,12 @@ def checkout(
             _refuse([target.name], target, "is a directory")
         current = snapshot.take(target, cache=cache).entries
     changes = diff_entries(current, wanted)
-    at_risk = [c.old for c in (*changes.modified, *changes.removed) if c.old is not None]
-    unsaved = [entry.path for entry in at_risk if not objects.exists(entry.digest, entry.size)]
-    if unsaved and not force:
-        _refuse(unsaved, target, "has changes that are not in the store")
+    overwritten, deleted = (
+        [c.old.path for c in found if c.old is not None and not objects.exists(c.old.digest, c.old.size)]
+        for found in (changes.modified, changes.removed)
+    )
+    if (overwritten or deleted) and not force:
+        _refuse_unsaved(kind, target, overwritten, deleted)
     progress.start(f"checking out {target.name}", len(changes.added) + len(changes.modified))
     written: list[tuple[Path, Entry]] = []
     for change in (*changes.added, *changes.modified):
@@ -72,8 +74,26 @@ def checkout(
 
 
 def _refuse(paths: list[str], target: Path, why: str) -> None:
-    shown = ", ".join(paths[:5]) + (f" and {len(paths) - 5} more" if len(paths) > 5 else "")
-    raise WouldOverwrite(f"checkout would overwrite {target}: {shown} {why}")
+    raise WouldOverwrite(f"checkout would overwrite {target}: {_names(paths)} {why}")
+
+
+def _refuse_unsaved(kind: str, target: Path, overwritten: list[str], deleted: list[str]) -> None:
+    """Say which files a checkout would lose and how: overwritten (edited) or deleted (new files)."""
+    if kind == "file":
+        raise WouldOverwrite(f"checkout would overwrite {target}, whose changes are not in the store")
+    losses = []
+    if overwritten:
+        losses.append(f"overwrite {_names(overwritten)}, whose changes are not in the store")
+    if deleted:
+        losses.append(f"delete {_names(deleted)}, {'which is' if len(deleted) == 1 else 'which are'} not in the store")
+    raise WouldOverwrite(f"checkout of {target} would " + ", and ".join(losses))
+
+
+def _names(paths: list[str]) -> str:
+    """``a``, ``a and b``, ``a, b, c, d, e and 3 more``."""
+    if len(paths) > 5:
+        return ", ".join(paths[:5]) + f" and {len(paths) - 5} more"
+    return paths[0] if len(paths) == 1 else ", ".join(paths[:-1]) + " and " + paths[-1]
 
 
 def _prune_empty_dirs(directory: Path, stop: Path) -> None:

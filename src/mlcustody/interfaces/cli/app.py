@@ -689,7 +689,8 @@ def decisions_ls(
 ) -> None:
     """List logged decisions in log order."""
     with workspace() as ws:
-        render_decisions.listing(ws.list_decisions(model=model, subject=subject, since=since, limit=limit), as_json)
+        found = ws.list_decisions(model=model, subject=subject, since=since, limit=limit)
+        render_decisions.listing(found, as_json, filtered=(model, subject, since) != (None, None, None))
 
 
 @decisions_app.command("import")

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlcustody.interfaces import shapes
-from mlcustody.interfaces.cli import output
+from mlcustody.interfaces.cli import output, render_meta
 
 if TYPE_CHECKING:
     from mlcustody.interfaces.sdk import (
@@ -134,7 +134,8 @@ def show(version: ArtifactVersion, history: list[ArtifactVersion], details: Show
         value = getattr(version, field)
         if field == "meta" and version.records:
             value = {**version.meta, "records": {k: v for k, v in version.records.items() if k != "stats"}}
-        output.line(f"{field:>11}: {value}")
+        for text in render_meta.lines(field, value):
+            output.line(text)
     output.line(f"{'history':>11}: " + ", ".join(f"@{v.version} {v.digest[:8]}" for v in history))
     for entry in details.files or ():
         output.line(f"  {entry.digest[:12]} {entry.size:>12} {entry.mode:o} {entry.path}")

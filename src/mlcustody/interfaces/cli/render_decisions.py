@@ -16,9 +16,19 @@ if TYPE_CHECKING:
     from mlcustody.ledger.kek_rotate import Rotation
 
 
-def listing(found: list[Decision], as_json: bool) -> None:
+def listing(found: list[Decision], as_json: bool, *, filtered: bool = False) -> None:
+    """The decisions as a table; none found is said in words (an empty table reads as a failure)."""
     if as_json:
         output.emit_json(shapes.decisions(found))
+        return
+    if not found and filtered:
+        output.line("No decisions match; drop --model, --subject or --since to list them all.")
+        return
+    if not found:
+        output.line(
+            "No decisions logged yet; import a prediction log with `custody decisions import FILE --model "
+            "NAME@VERSION`, or log them from Python with mlcustody.decision_log(MODEL)."
+        )
         return
     rows = [
         [d.position, d.decision_id, d.time[:19], d.ref, json.dumps(d.output), (d.subject or "")[:12]] for d in found
