@@ -12,6 +12,7 @@ The same world serves the acceptance tests, which run the very scripts the demo 
 from __future__ import annotations
 
 import csv
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,10 +109,10 @@ def chapter(step: Step, where: Path) -> None:
     (where / "credit_train.py").write_text(TRAIN, encoding="utf-8")
     for path, key in ((BRANCH, "loan_id"), (PURCHASED, "loan_id"), (CUSTOMERS, "customer_id")):
         step(f"Version {path} record by record", "add", path, "--records", "--key", key, "--type", "dataset")
-    step("A plain-script pipeline joins the purchased loans into training", "run", "--", "python", "credit_pipeline.py")
-    step("Train the credit model on it", "run", "--", "python", "credit_train.py")
-    run_id = step("", "runs", "--name", "credit-train-model", "--json", quiet=True)
-    step("Register it", "model", "register", "credit-risk", "--run", _first_run(run_id))
+    pipeline = ("run", "--", sys.executable, "credit_pipeline.py")
+    step("A feature pipeline joins the purchased loans into training, with record lineage", *pipeline)
+    step("Train the credit model on it", "run", "--", sys.executable, "credit_train.py")
+    step("Register it from the training run", "model", "register", "credit-risk", "--run", _training_run(where))
     bias = ("investigate", "bias", "credit-risk@1", "--data", "credit-train", "--sensitive", "group")
     step("Group B is approved less often: how much, with intervals", *bias, "--label", "approved")
     case = ("investigate", "case", "credit-risk@1", "--data", "credit-train", "--sensitive", "group")
@@ -128,7 +129,12 @@ def chapter(step: Step, where: Path) -> None:
     )
 
 
-def _first_run(runs_json: str) -> str:
-    import json
+def _training_run(where: Path) -> str:
+    """The id of the run the training script opened, read from the workspace (not from CLI output)."""
+    from mlcustody.interfaces.sdk import Workspace
 
-    return str(json.loads(runs_json)["runs"][0]["id"])[:12]
+    ws = Workspace.open(where)
+    try:
+        return ws.runs(name="credit-train-model")[0].id[:12]
+    finally:
+        ws.close()
