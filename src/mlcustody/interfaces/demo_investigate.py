@@ -56,20 +56,39 @@ print("credit model trained")
 
 
 @dataclass(frozen=True)
+class Copy:
+    """A branch loan the vendor resold as its own: ``exact``, with its label ``flipped``, or ``retouched``
+    (another region), with the raw lines of the original and of the copy."""
+
+    kind: str
+    original: str  # raw/branch_loans.csv:LINE
+    copy: str  # raw/purchased_loans.csv:LINE
+
+
+@dataclass(frozen=True)
 class Planted:
     """What was planted: the loan ids whose labels the vendor flipped, and their raw lines."""
 
     flipped: frozenset[str]
     lines: frozenset[str]  # ``raw/purchased_loans.csv:LINE`` of each flipped loan
+    copies: tuple[Copy, ...] = ()
 
 
-def write_sources(root: Path, *, branch: int = 1400, purchased: int = 600, seed: int = 0) -> Planted:
-    """Write the two loan files and the customer register under ``root``; return what was flipped."""
+_COPY_KINDS = ("exact", "flipped", "retouched")
+
+
+def write_sources(root: Path, *, branch: int = 1400, purchased: int = 600, resold: int = 0, seed: int = 0) -> Planted:
+    """Write the two loan files and the customer register under ``root``; return what was flipped.
+
+    ``resold`` branch loans are appended to the purchased file under new loan and customer ids
+    (cycling through the kinds of ``Copy``), as a vendor reselling a bank's own data would."""
     rng = np.random.default_rng(seed)
     customers: list[list[object]] = []
     flipped: set[str] = set()
     lines: set[str] = set()
     start = 0
+    written: dict[str, list[list[object]]] = {}
+    copies: tuple[Copy, ...] = ()
     for path, count in ((BRANCH, branch), (PURCHASED, purchased)):
         rows: list[list[object]] = []
         for i in range(start, start + count):
@@ -85,10 +104,37 @@ def write_sources(root: Path, *, branch: int = 1400, purchased: int = 600, seed:
                 lines.add(f"{path}:{len(rows) + 2}")  # line 1 is the header
             rows.append([loan, f"C-{i:05d}", round(income, 2), round(debt, 2), approved])
             customers.append([f"C-{i:05d}", int(rng.integers(21, 70)), group, f"r{int(rng.integers(0, 4))}"])
+        if path == PURCHASED:
+            copies = _resell(written[BRANCH], rows, customers, resold, start + count, seed)
+        written[path] = rows
         _write(root / path, ["loan_id", "customer_id", "income", "debt", "approved"], rows)
         start += count
     _write(root / CUSTOMERS, ["customer_id", "age", "group", "region"], customers)
-    return Planted(frozenset(flipped), frozenset(lines))
+    return Planted(frozenset(flipped), frozenset(lines), copies)
+
+
+def _resell(
+    branch: list[list[object]],
+    rows: list[list[object]],
+    customers: list[list[object]],
+    count: int,
+    start: int,
+    seed: int,
+) -> tuple[Copy, ...]:
+    """Append ``count`` copies of distinct branch loans to ``rows`` (and their customers); what was copied."""
+    rng = np.random.default_rng(seed + 1)  # its own stream: the world without copies stays as it was
+    register = {row[0]: row for row in customers}
+    copies = []
+    for k, original in enumerate(rng.choice(len(branch), size=count, replace=False).tolist()):
+        _, customer_id, income, debt, approved = branch[original]
+        kind = _COPY_KINDS[k % len(_COPY_KINDS)]
+        label = 1 - int(str(approved)) if kind == "flipped" else approved
+        _, age, group, region = register[customer_id]
+        region = f"r{(int(str(region)[1:]) + 1) % 4}" if kind == "retouched" else region
+        rows.append([f"L-{start + k:05d}", f"C-{start + k:05d}", income, debt, label])
+        customers.append([f"C-{start + k:05d}", age, group, region])
+        copies.append(Copy(kind, f"{BRANCH}:{original + 2}", f"{PURCHASED}:{len(rows) + 1}"))
+    return tuple(copies)
 
 
 def _write(path: Path, header: list[str], rows: list[list[object]]) -> None:

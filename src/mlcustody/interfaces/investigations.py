@@ -74,6 +74,13 @@ def labels(ws: Workspace, dataset: str, **options: Any) -> Investigation:
     return _run(ws, "labels", dataset, lambda conn: label_issues.investigate(conn, ws, dataset, **options))
 
 
+def contamination(ws: Workspace, dataset: str, **options: Any) -> Investigation:
+    """``investigate contamination``: see ``forensics.contamination.investigate`` for the options."""
+    from mlcustody.forensics import contamination as search
+
+    return _run(ws, "contamination", dataset, lambda conn: search.investigate(conn, ws, dataset, **options))
+
+
 def _run(ws: Workspace, kind: str, subject: str, compute: Callable[[Connection], Any]) -> Investigation:
     with ws.db.read() as conn:
         result = compute(conn)

@@ -168,3 +168,34 @@ def labels(
     with _workspace() as ws:
         found = investigations.labels(ws, dataset, label=label, exclude=tuple(exclude or ()), seed=seed)
     render_investigate.show(found, as_json, html)
+
+
+@investigate_app.command("contamination")
+def contamination(
+    dataset: Annotated[str, typer.Argument(metavar="DATASET", help="Dataset version with records (NAME@VERSION).")],
+    against: Annotated[
+        str | None, typer.Option("--against", help="Another version (e.g. the test set) to check for leakage into.")
+    ] = None,
+    label: Annotated[
+        str | None, typer.Option("--label", help="Label column: also find duplicates that differ only in it.")
+    ] = None,
+    threshold: Annotated[
+        float, typer.Option("--threshold", help="Jaccard of col=value tokens from which records are near-duplicates.")
+    ] = 0.8,
+    by_source: Annotated[
+        bool, typer.Option("--by-source", help="Also each raw source's share of the dataset and of every slice.")
+    ] = False,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the MinHash permutations.")] = 0,
+    html: HtmlOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Exact, conflicting and near-duplicate records (MinHash, bands chosen for recall, exact Jaccard check),
+    leakage into --against (same content, near content, same raw source line), and the raw sources
+    over-represented among them, each record with its raw lines."""
+    from mlcustody.interfaces import investigations
+
+    with _workspace() as ws:
+        found = investigations.contamination(
+            ws, dataset, against=against, label=label, threshold=threshold, by_source=by_source, seed=seed
+        )
+    render_investigate.show(found, as_json, html)

@@ -156,4 +156,61 @@ def labels(doc: dict[str, Any]) -> None:
     flagged(report["records"], 10)
 
 
-SUMMARIES = {"labels": labels, "bias": bias, "drift": drift, "slices": slices, "case": case}
+def contamination(doc: dict[str, Any]) -> None:
+    output.line(f"contamination of {doc['dataset']} ({doc['rows']:,} records)", style="bold")
+    cited(doc)
+    near = doc["near"]
+    banding = near["banding"]
+    parts = [("exact duplicates", doc["exact"]), ("conflicting labels", doc["conflicting"])]
+    for title, part in parts:
+        if part is not None:
+            output.line(f"  {title}: {part['groups']:,} groups, {part['records']:,} records")
+    output.line(
+        f"  near-duplicates (Jaccard ≥ {banding['threshold']:g}; {banding['bands']} bands × {banding['rows']} "
+        f"hashes, P(candidate at threshold) {number(banding['p_candidate_at_threshold'])}): {near['pairs']:,} pairs, "
+        f"{near['records']:,} records, {near['candidates']:,} candidates checked"
+    )
+    leakage = doc["leakage"]
+    if leakage is not None:
+        output.line(
+            f"  leakage into {leakage['against']} ({leakage['rows']:,} records): same content {leakage['exact']:,} "
+            f"({number(leakage['exact_ratio'])}), near {leakage['near']:,}, same raw source record "
+            f"{leakage['lineage']:,} ({number(leakage['lineage_ratio'])})"
+        )
+        for item in leakage["by_source"]:
+            output.line(f"    {item['source']}: {item['shared']:,} raw records feed both", style="dim")
+    for suspect in doc["suspects"]:
+        share = suspect["share"]
+        output.line(
+            f"  suspect: {suspect['source']} ({suspect['path']}) holds {number(share['share_inside'])} of the "
+            f"{suspect['finding']} records against {number(share['share_outside'])} of the rest, lift "
+            f"{number(share['lift'])}, p {number(share['p_adjusted'])}",
+            style="yellow",
+        )
+    groups = (doc["conflicting"] or doc["exact"])["listed"]
+    for group in groups[:5]:
+        lines = ", ".join(raw["locator"] or raw["record_id"] for record in group["records"] for raw in record["raw"])
+        output.line(f"    {group['size']} records ({', '.join(map(str, group['labels'])) or 'same'}) ← {lines}")
+    if doc["slices"]:
+        rows = [
+            [
+                s["slice"],
+                s["share"]["source"],
+                s["size"],
+                number(s["share"]["share_inside"]),
+                number(s["share"]["lift"]),
+                number(s["share"]["p_adjusted"]),
+            ]
+            for s in doc["slices"][:10]
+        ]
+        output.table(["slice", "raw source", "size", "share inside", "lift", "p (Bonferroni)"], rows)
+
+
+SUMMARIES = {
+    "labels": labels,
+    "bias": bias,
+    "drift": drift,
+    "slices": slices,
+    "case": case,
+    "contamination": contamination,
+}
