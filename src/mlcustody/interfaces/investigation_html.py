@@ -351,4 +351,5 @@ SECTIONS: dict[str, Callable[[dict[str, Any]], list[str]]] = {
     "case": case_sections,
     "labels": lambda doc: labels_sections(doc["label_issues"]),
     "contamination": contamination_sections,
+    "decision-drift": drift_sections,
 }

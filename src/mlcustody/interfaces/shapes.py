@@ -983,3 +983,12 @@ FIELDS["investigation.contamination"] = {
     "slice)}], most significant first; else null",
     "report": _REPORT,
 }
+FIELDS["investigation.decision-drift"] = {
+    "model": _MODEL,
+    "read": _CITED + " (the model file, then its training set: the reference)",
+    "training_set": "the training set its run read",
+    "window": "{since, until (exclusive)} of the decisions compared, null: unbounded",
+    "decisions": "{used, not_kept, shredded, incomplete (readable but without a compared input)} decision counts",
+    "columns": "as investigation.drift's columns, the decisions' inputs being the current sample",
+    "report": _REPORT,
+}

@@ -84,19 +84,51 @@ def bias(
 
 @investigate_app.command("drift")
 def drift(
-    reference: Annotated[str, typer.Argument(metavar="REFERENCE", help="The reference dataset version.")],
-    current: Annotated[str, typer.Argument(metavar="CURRENT", help="The dataset version compared with it.")],
+    reference: Annotated[str | None, typer.Argument(metavar="REFERENCE", help="The reference dataset version.")] = None,
+    current: Annotated[
+        str | None, typer.Argument(metavar="CURRENT", help="The dataset version compared with it.")
+    ] = None,
     columns: Annotated[
         list[str] | None, typer.Option("--columns", help="Only these columns (repeat the option).")
     ] = None,
+    decisions: Annotated[
+        str | None,
+        typer.Option(
+            "--decisions", metavar="MODEL", help="Compare this model's logged decision inputs with its training set."
+        ),
+    ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option(
+            "--since", metavar="TIME", help="With --decisions: from this time (RFC 3339, or a date: its midnight UTC)."
+        ),
+    ] = None,
+    until: Annotated[
+        str | None,
+        typer.Option("--until", metavar="TIME", help="With --decisions: before this time (RFC 3339, or a date)."),
+    ] = None,
+    trust_pickle: TrustOpt = False,
     html: HtmlOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """PSI, Kolmogorov–Smirnov, chi-square, Jensen–Shannon and Wasserstein per column (scipy's definitions)."""
+    """PSI, Kolmogorov–Smirnov, chi-square, Jensen–Shannon and Wasserstein per column (scipy's definitions),
+    between two dataset versions or, with --decisions, between a model's served inputs and its training set."""
+    from mlcustody.errors import UsageError
     from mlcustody.interfaces import investigations
 
+    if (decisions is None) == (reference is None or current is None) or (decisions and reference):
+        raise UsageError(
+            "give either REFERENCE CURRENT or --decisions MODEL",
+            hint="e.g. `custody investigate drift data@1 data@2` or `custody investigate drift --decisions credit@1`",
+        )
     with _workspace() as ws:
-        found = investigations.drift(ws, reference, current, columns or None)
+        if decisions is not None:
+            found = investigations.decision_drift(
+                ws, decisions, since=since, until=until, columns=columns or None, trust_pickle=trust_pickle
+            )
+        else:
+            assert reference is not None and current is not None
+            found = investigations.drift(ws, reference, current, columns or None)
     render_investigate.show(found, as_json, html)
 
 

@@ -55,6 +55,19 @@ def drift(doc: dict[str, Any]) -> None:
     a, b = (item["ref"] for item in doc["read"])
     output.line(f"drift of {b} against {a}", style="bold")
     cited(doc)
+    drift_table(doc)
+
+
+def decision_drift(doc: dict[str, Any]) -> None:
+    window = doc["window"]
+    span = f" from {window['since'] or 'the first'} to {window['until'] or 'the last'}"
+    output.line(f"drift of {doc['model']['ref']}'s decision inputs{span} against {doc['training_set']}", style="bold")
+    cited(doc)
+    output.line("  decisions: " + ", ".join(f"{k} {v}" for k, v in doc["decisions"].items()))
+    drift_table(doc)
+
+
+def drift_table(doc: dict[str, Any]) -> None:
     rows = [
         [
             c["column"],
@@ -213,4 +226,5 @@ SUMMARIES = {
     "slices": slices,
     "case": case,
     "contamination": contamination,
+    "decision-drift": decision_drift,
 }
