@@ -49,7 +49,9 @@ def test_served_inputs_against_the_training_set(cli: Cli, monkeypatch: pytest.Mo
     build(cli, monkeypatch, branch=700, purchased=300)
     training, march, april = _serve(cli)
     early = cli.json("investigate", "drift", "--decisions", "credit-risk@1", "--until", "2026-03-15")
-    late = cli.json("investigate", "drift", "--decisions", "credit-risk@1", "--since", "2026-04-01")
+    late = cli.json(
+        "investigate", "drift", "--decisions", "credit-risk@1", "--since", "2026-04-01", "--evidently-compatible"
+    )
     assert early["training_set"] == "credit-train@1" and early["read"][1]["ref"] == "credit-train@1"
     assert early["decisions"] == {"used": 294, "not_kept": 0, "shredded": 6, "incomplete": 0}
     for doc, served in ((early, march), (late, april)):
@@ -63,6 +65,10 @@ def test_served_inputs_against_the_training_set(cli: Cli, monkeypatch: pytest.Mo
         doc["window"]["since"] is None: c for doc in (early, late) for c in doc["columns"] if c["column"] == "income_k"
     }
     assert income[True]["psi"] < 0.1 and income[False]["psi"] > 0.25  # March is the training data, April is not
+    as_evidently = {c["column"]: c for c in late["evidently"]["columns"]}
+    assert as_evidently["income_k"]["test"] == "ks" and as_evidently["income_k"]["drifted"]  # 1,000 training rows
+    assert as_evidently["income_k"]["score"] == pytest.approx(ks_2samp(training["income_k"], april["income_k"]).pvalue)
+    assert early["evidently"] is None
     assert late["window"]["until"] is None and late["window"]["since"].startswith("2026-04-01")
 
     text, _ = cli("investigate", "drift", "--decisions", "credit-risk@1", "--since", "2026-04-01")

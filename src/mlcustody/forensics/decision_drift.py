@@ -46,6 +46,7 @@ class DecisionDrift:
     window: Window
     decisions: DecisionCounts
     columns: list[drift.ColumnDrift]
+    evidently: Any  # evidently_compat.EvidentlyReport with --evidently-compatible, else None
 
 
 def investigate(
@@ -58,6 +59,7 @@ def investigate(
     columns: list[str] | None = None,
     trust_pickle: bool = False,
     keys: kek.Keyset | None = None,
+    evidently: bool = False,
 ) -> DecisionDrift:
     """Every drift statistic of the decisions' inputs (in ``[since, until)``) against the training set;
     ``keys`` unwrap the log's data keys (``decision_subjects.keyset``)."""
@@ -89,9 +91,11 @@ def investigate(
             hint=f"the logged inputs are {', '.join(seen) or 'none readable'}; choose among them with --columns",
         )
     current = {name: np.asarray([row[name] for row in complete]) for name in chosen}
-    found = [drift.column(name, inputs.column(training, name, "compared"), current[name]) for name in chosen]
+    pairs = [(name, inputs.column(training, name, "compared"), current[name]) for name in chosen]
+    found = [drift.column(*pair) for pair in pairs]
+    verdicts = drift.evidently_verdicts(pairs) if evidently else None
     read = [Cited.of(loaded.artifact), Cited.of(version)]
-    return DecisionDrift(loaded.cited(), read, version.ref, window, counts, found)
+    return DecisionDrift(loaded.cited(), read, version.ref, window, counts, found, verdicts)
 
 
 def _readable(

@@ -159,12 +159,24 @@ def drift_sections(doc: dict[str, Any]) -> list[str]:
         ]
         for c in columns
     ]
-    return [
+    parts = [
         "<h2>Columns</h2>",
         table(["column", "kind", "PSI", "KS", "KS p", "χ² p", "Jensen–Shannon", "W₁ / std"], rows),
         "<h3>PSI per column (0.1 moderate, 0.25 major)</h3>",
         bars([(c["column"], float(c["psi"]), None, None) for c in columns]),
     ]
+    found = doc.get("evidently")
+    if found:
+        verdicts = [
+            [c["column"], c["column_type"], c["test"], c["score"], c["threshold"], str(c["drifted"])]
+            for c in found["columns"]
+        ]
+        parts += [
+            f"<h2>As Evidently's defaults decide: {found['drifted_columns']} of {len(verdicts)} columns drifted, "
+            f"dataset {'drifted' if found['dataset_drift'] else 'not drifted'}</h2>",
+            table(["column", "type", "test", "score", "threshold", "drifted"], verdicts),
+        ]
+    return parts
 
 
 def slices_sections(doc: dict[str, Any]) -> list[str]:

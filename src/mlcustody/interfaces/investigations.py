@@ -49,12 +49,18 @@ def bias(ws: Workspace, model: str, **options: Any) -> Investigation:
     return _run(ws, "bias", model, compute)
 
 
-def drift(ws: Workspace, reference: str, current: str, columns: list[str] | None = None) -> Investigation:
+def drift(
+    ws: Workspace, reference: str, current: str, columns: list[str] | None = None, *, evidently: bool = False
+) -> Investigation:
     """``investigate drift``: every statistic of every shared column (or of ``columns``)."""
     from mlcustody.forensics import drift as measure
 
     subject = f"{reference}-{current}"
-    return _run(ws, "drift", subject, lambda conn: measure.investigate(conn, ws, reference, current, columns))
+
+    def compute(conn: Connection) -> Any:
+        return measure.investigate(conn, ws, reference, current, columns, evidently=evidently)
+
+    return _run(ws, "drift", subject, compute)
 
 
 def slices(ws: Workspace, model: str, data: str, **options: Any) -> Investigation:

@@ -992,3 +992,8 @@ FIELDS["investigation.decision-drift"] = {
     "columns": "as investigation.drift's columns, the decisions' inputs being the current sample",
     "report": _REPORT,
 }
+_EVIDENTLY = "with --evidently-compatible: {columns: [{column, column_type (num | cat), test (ks | chisquare | z | "
+_EVIDENTLY += "wasserstein | jensenshannon: Evidently's default for the column's type and size), score, threshold, "
+_EVIDENTLY += "drifted}], drifted_columns, share, drift_share, dataset_drift}; else null"
+FIELDS["investigation.drift"]["evidently"] = _EVIDENTLY
+FIELDS["investigation.decision-drift"]["evidently"] = _EVIDENTLY

@@ -107,6 +107,12 @@ def drift(
         str | None,
         typer.Option("--until", metavar="TIME", help="With --decisions: before this time (RFC 3339, or a date)."),
     ] = None,
+    evidently: Annotated[
+        bool,
+        typer.Option(
+            "--evidently-compatible", help="Also the verdict of the test Evidently picks by default for each column."
+        ),
+    ] = False,
     trust_pickle: TrustOpt = False,
     html: HtmlOpt = None,
     as_json: JsonOpt = False,
@@ -124,11 +130,17 @@ def drift(
     with _workspace() as ws:
         if decisions is not None:
             found = investigations.decision_drift(
-                ws, decisions, since=since, until=until, columns=columns or None, trust_pickle=trust_pickle
+                ws,
+                decisions,
+                since=since,
+                until=until,
+                columns=columns or None,
+                trust_pickle=trust_pickle,
+                evidently=evidently,
             )
         else:
             assert reference is not None and current is not None
-            found = investigations.drift(ws, reference, current, columns or None)
+            found = investigations.drift(ws, reference, current, columns or None, evidently=evidently)
     render_investigate.show(found, as_json, html)
 
 

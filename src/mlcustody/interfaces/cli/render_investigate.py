@@ -67,6 +67,21 @@ def decision_drift(doc: dict[str, Any]) -> None:
     drift_table(doc)
 
 
+def evidently_table(doc: dict[str, Any]) -> None:
+    found = doc.get("evidently")
+    if not found:
+        return
+    rows = [
+        [c["column"], c["column_type"], c["test"], number(c["score"]), c["threshold"], c["drifted"]]
+        for c in found["columns"]
+    ]
+    output.table(["column", "type", "Evidently's test", "score", "threshold", "drifted"], rows)
+    verdict = "drifted" if found["dataset_drift"] else "not drifted"
+    output.line(
+        f"  as Evidently: {found['drifted_columns']} of {len(found['columns'])} columns drifted; dataset {verdict}"
+    )
+
+
 def drift_table(doc: dict[str, Any]) -> None:
     rows = [
         [
@@ -78,6 +93,7 @@ def drift_table(doc: dict[str, Any]) -> None:
         for c in doc["columns"]
     ]
     output.table(["column", "kind", "PSI", "KS", "KS p", "χ² p", "JS", "W₁/std"], rows)
+    evidently_table(doc)
 
 
 def slices(doc: dict[str, Any]) -> None:
