@@ -1,7 +1,8 @@
 """The demo's forensic chapter, and the synthetic credit world it investigates.
 
 A bank trains a credit model on its own branch loans and on a purchased file of loans. The vendor's
-file mostly covers applicants of group B, and for half of those its approval labels are flipped.
+file mostly covers applicants of group B, and for half of those its approval labels are flipped; in
+the demo it also resells some of the bank's own loans as new ones (some relabelled, some retouched).
 A plain-script pipeline concatenates both files, joins the customer register (where the group is
 recorded) and writes the training set with record lineage; a training script fits the model. The
 chapter then walks ``custody investigate case`` from the biased model to the purchased file's lines.
@@ -150,7 +151,7 @@ Step = Callable[..., str]
 
 def chapter(step: Step, where: Path) -> None:
     """Plant the contaminating source, train on it, and walk ``investigate case`` to its raw lines."""
-    write_sources(where)
+    write_sources(where, resold=30)
     (where / "credit_pipeline.py").write_text(PIPELINE, encoding="utf-8")
     (where / "credit_train.py").write_text(TRAIN, encoding="utf-8")
     for path, key in ((BRANCH, "loan_id"), (PURCHASED, "loan_id"), (CUSTOMERS, "customer_id")):
@@ -172,6 +173,12 @@ def chapter(step: Step, where: Path) -> None:
     )
     step(
         "The report is in the chain of custody, linked to what it read", "lineage", "investigation-case-credit-risk-v1"
+    )
+    contamination = ("investigate", "contamination", "credit-train", "--label", "approved", "--threshold", "0.7")
+    step(
+        "Contamination: the vendor also resold the bank's own loans — duplicates, conflicting labels, their raw lines",
+        *contamination,
+        "--by-source",
     )
 
 

@@ -211,8 +211,8 @@ def contamination(doc: dict[str, Any]) -> None:
     for suspect in doc["suspects"]:
         share = suspect["share"]
         output.line(
-            f"  suspect: {suspect['source']} ({suspect['path']}) holds {number(share['share_inside'])} of the "
-            f"{suspect['finding']} records against {number(share['share_outside'])} of the rest, lift "
+            f"  suspect: {suspect['source']} ({suspect['path']}) holds {share['share_inside']:.0%} of the "
+            f"{suspect['finding']} copies against {share['share_outside']:.0%} of the rest, lift "
             f"{number(share['lift'])}, p {number(share['p_adjusted'])}",
             style="yellow",
         )
