@@ -239,3 +239,54 @@ def test_lightgbm_settings_outside_the_derivation_are_refused(settings: dict[str
     with pytest.raises(UsageError) as caught:
         prepare(model, train, y)
     assert message in str(caught.value)
+
+
+def _xgboost(kind: str, **settings: Any) -> Any:
+    xgboost = pytest.importorskip("xgboost")
+    return getattr(xgboost, kind)(n_estimators=100, max_depth=4, learning_rate=0.1, n_jobs=1, **settings)
+
+
+@pytest.mark.parametrize("kind", ["XGBClassifier", "XGBRegressor"])
+def test_xgboost_models_are_prepared_and_checked_by_their_leaf_covers(kind: str, tmp_path: Path) -> None:
+    model = _xgboost(kind)
+    train, y, decisions = boosting_data(n=500)
+    target = y if kind == "XGBClassifier" else train @ np.arange(train.shape[1]) + y
+    ready = prepare(model.fit(train, target), train, target)
+    assert ready.method == "boostin"
+    prediction, delta = ready.deltas(decisions[0])
+    assert prediction == pytest.approx(float(model.predict(decisions[:1], output_margin=True)[0]), abs=1e-5)
+    (tmp_path / "pre").write_bytes(precompute(model, train, target).to_bytes())
+    assert np.array_equal(attributor(model, Precomputed.load(tmp_path / "pre")).deltas(decisions[0])[1], delta)
+    rng = np.random.default_rng(1)
+    for rows, values in ((train, rng.permutation(target)), (train[rng.permutation(len(target))], target)):
+        with pytest.raises(UsageError, match="do not reproduce the leaves"):
+            prepare(model, rows, values)  # labels or rows shuffled: not what the trees were fitted to
+
+
+def test_xgboost_top_50_removal_beats_random_in_18_of_20() -> None:
+    train, y, decisions = boosting_data()
+    base = _xgboost("XGBClassifier")
+    found = prepare(clone(base).fit(train, y), train, y)
+    rng = np.random.default_rng(SEED)
+
+    def margin_without(rows: Array, x: Array) -> float:
+        keep = np.setdiff1d(np.arange(len(y)), rows)
+        return float(clone(base).fit(train[keep], y[keep]).predict(x[None, :], output_margin=True)[0])
+
+    wins = 0
+    for x in decisions:
+        delta = found.deltas(x)[1]
+        random = np.mean([margin_without(rng.choice(len(y), 50, replace=False), x) for _ in range(3)])
+        wins += margin_without(np.argsort(delta)[:50], x) < random
+    assert wins >= 18, wins
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [({"subsample": 0.5}, "subsample"), ({"reg_alpha": 1.0}, "L1"), ({"booster": "dart"}, "booster='dart'")],
+)
+def test_xgboost_settings_outside_the_derivation_are_refused(settings: dict[str, Any], message: str) -> None:
+    train, y, _ = boosting_data(n=300)
+    model = _xgboost("XGBClassifier", **settings).fit(train, y)
+    with pytest.raises(UsageError, match=message):
+        prepare(model, train, y)

@@ -281,6 +281,12 @@ def _output(model: Any, x: NDArray[np.float64]) -> tuple[Any, str]:
             return float(np.ravel(fitted.predict(point[None, :], raw_score=True))[0])
 
         return raw, "raw score (logit or value)"
+    if boostin.is_xgboost(model):  # its logit is the margin
+
+        def margin(fitted: Any, point: NDArray[np.float64]) -> float:
+            return float(np.ravel(fitted.predict(point[None, :], output_margin=True))[0])
+
+        return margin, "raw score (logit or value)"
     if hasattr(model, "decision_function"):
         method, name = "decision_function", "logit"
     elif hasattr(model, "predict_proba"):

@@ -24,7 +24,7 @@ from sqlalchemy.engine import Connection
 from mlcustody.errors import UsageError
 from mlcustody.forensics import inputs
 from mlcustody.forensics.inputs import Cited, CitedModel, Store
-from mlcustody.ledger import decision_queries
+from mlcustody.ledger import decision_queries, kek
 
 FloatArray = NDArray[np.float64]
 METRICS = ("selection_rate", "tpr", "fpr", "accuracy")
@@ -293,6 +293,7 @@ def investigate(
     trust_pickle: bool = False,
     replicates: int = 200,
     seed: int = 0,
+    keys: kek.Keyset | None = None,
 ) -> BiasInvestigation:
     """Bias of ``model_ref`` on a dataset version (its own predictions) or on its logged decisions."""
     if from_decisions == (data_ref is not None):
@@ -306,13 +307,13 @@ def investigate(
         predicted = inputs.predict(loaded, data)
         found = measure(groups, predicted, truth, name=sensitive, label=label, replicates=replicates, seed=seed)
         return BiasInvestigation(model, [cited, inputs.Cited.of(data.version)], f"dataset {data.ref}", found, None)
-    groups, predicted, truth, counts = _logged(conn, loaded.version.ref, sensitive, label)
+    groups, predicted, truth, counts = _logged(conn, loaded.version.ref, sensitive, label, keys)
     found = measure(groups, predicted, truth, name=sensitive, label=label, replicates=replicates, seed=seed)
     return BiasInvestigation(model, [cited], f"decision log of {loaded.version.ref}", found, counts)
 
 
 def _logged(
-    conn: Connection, ref: str, sensitive: str, label: str | None
+    conn: Connection, ref: str, sensitive: str, label: str | None, keys: kek.Keyset | None
 ) -> tuple[NDArray[Any], NDArray[Any], NDArray[Any] | None, dict[str, int]]:
     """Sensitive value, output and (if logged as an input) label of every readable decision of ``ref``."""
     counts = {"used": 0, "not_kept": 0, "shredded": 0, "without_label": 0}
@@ -321,7 +322,7 @@ def _logged(
     labels: list[Any] = []
     seen: set[str] = set()
     for decision in decision_queries.listing(conn, model=ref, limit=None):
-        found = decision_queries.read_inputs(conn, decision)
+        found = decision_queries.read_inputs(conn, decision, keys)
         if found is None:
             counts["not_kept" if decision.payload_key is None else "shredded"] += 1
             continue

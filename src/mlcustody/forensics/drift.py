@@ -193,12 +193,20 @@ class DriftInvestigation:
 
     read: list[Cited]
     columns: list[ColumnDrift]
+    evidently: Any = None  # evidently_compat.EvidentlyReport with --evidently-compatible, else None
 
 
 def investigate(
-    conn: Connection, store: Store, reference_ref: str, current_ref: str, columns: list[str] | None = None
+    conn: Connection,
+    store: Store,
+    reference_ref: str,
+    current_ref: str,
+    columns: list[str] | None = None,
+    *,
+    evidently: bool = False,
 ) -> DriftInvestigation:
-    """Drift of ``current_ref`` against ``reference_ref`` on ``columns`` (default: every shared column)."""
+    """Drift of ``current_ref`` against ``reference_ref`` on ``columns`` (default: every shared column);
+    with ``evidently``, also the verdicts of Evidently's default tests."""
     reference, current = inputs.dataset(conn, store, reference_ref), inputs.dataset(conn, store, current_ref)
     shared = [name for name in reference.values() if name in current.values()]
     chosen = columns or shared
@@ -207,8 +215,16 @@ def investigate(
             f"{reference.ref} and {current.ref} share no column",
             hint=f"their columns are {', '.join(reference.values())} and {', '.join(current.values())}",
         )
-    found = [
-        column(name, inputs.column(reference, name, "compared"), inputs.column(current, name, "compared"))
-        for name in chosen
+    pairs = [
+        (name, inputs.column(reference, name, "compared"), inputs.column(current, name, "compared")) for name in chosen
     ]
-    return DriftInvestigation([Cited.of(reference.version), Cited.of(current.version)], found)
+    found = [column(*pair) for pair in pairs]
+    verdicts = evidently_verdicts(pairs) if evidently else None
+    return DriftInvestigation([Cited.of(reference.version), Cited.of(current.version)], found, verdicts)
+
+
+def evidently_verdicts(pairs: list[tuple[str, NDArray[Any], NDArray[Any]]]) -> Any:
+    """``evidently_compat.report`` of the (column, reference, current) triples, nulls dropped as Evidently does."""
+    from mlcustody.forensics import evidently_compat
+
+    return evidently_compat.report([(name, _present(a), _present(b)) for name, a, b in pairs])

@@ -72,6 +72,10 @@ class Origins:
         having = set(self.table.filter(pl.col("source_ref") == source)["record_id"].to_list())
         return np.fromiter((rid in having for rid in record_ids), dtype=bool, count=len(record_ids))
 
+    def path(self, source: str) -> str | None:
+        """The workspace path of a raw source version."""
+        return refs.resolve(self.conn, source).path
+
     def raw(self, record_id: str) -> list[tuple[str, str, str | None]]:
         """The raw records behind one record: (source version, source record id, ``file:LINE``)."""
         rows = self.table.filter(pl.col("record_id") == record_id).sort("source_ref", "source_id")
@@ -122,14 +126,26 @@ class Origins:
         return list(self.conn.execute(query))
 
 
-def mix(origins: Origins, record_ids: list[str], inside: NDArray[np.bool_]) -> list[SourceShare]:
+def memberships(origins: Origins, record_ids: list[str]) -> dict[str, NDArray[np.bool_]]:
+    """For every raw source, which of ``record_ids`` have an origin in it (to reuse over many subsets)."""
+    return {source: origins.membership(record_ids, source) for source in origins.sources()}
+
+
+def mix(
+    origins: Origins,
+    record_ids: list[str],
+    inside: NDArray[np.bool_],
+    members: dict[str, NDArray[np.bool_]] | None = None,
+) -> list[SourceShare]:
     """The share of every raw source among the records ``inside`` and among the rest, most over-
-    represented first. ``record_ids`` are records of ``origins.version``."""
+    represented first. ``record_ids`` are records of ``origins.version``; ``members`` is their
+    ``memberships`` when the caller already has it."""
     found = []
-    sources = origins.sources()
+    members = members if members is not None else memberships(origins, record_ids)
+    sources = sorted(members)
     total, size = len(record_ids), int(inside.sum())
     for source in sources:
-        member = origins.membership(record_ids, source)
+        member = members[source]
         a, n_s = int((member & inside).sum()), int(member.sum())
         share_in = a / size if size else 0.0
         share_out = (n_s - a) / (total - size) if total > size else 0.0

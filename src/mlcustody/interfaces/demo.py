@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from mlcustody.errors import PathError
-from mlcustody.interfaces import demo_plain
+from mlcustody.interfaces import demo_investigate, demo_plain
 
 Echo = Callable[[str, str, str], None]
 _DEMO_PASSPHRASE = "demo-only passphrase"
@@ -52,6 +52,7 @@ def run(directory: Path | None, echo: Echo | None) -> tuple[list[dict[str, Any]]
     _registry_chapter(step, where)
     demo_plain.chapter(step, where)
     _tamper_chapter(step, where)
+    demo_investigate.chapter(step, where)
     return steps, where
 
 

@@ -159,12 +159,24 @@ def drift_sections(doc: dict[str, Any]) -> list[str]:
         ]
         for c in columns
     ]
-    return [
+    parts = [
         "<h2>Columns</h2>",
         table(["column", "kind", "PSI", "KS", "KS p", "χ² p", "Jensen–Shannon", "W₁ / std"], rows),
         "<h3>PSI per column (0.1 moderate, 0.25 major)</h3>",
         bars([(c["column"], float(c["psi"]), None, None) for c in columns]),
     ]
+    found = doc.get("evidently")
+    if found:
+        verdicts = [
+            [c["column"], c["column_type"], c["test"], c["score"], c["threshold"], str(c["drifted"])]
+            for c in found["columns"]
+        ]
+        parts += [
+            f"<h2>As Evidently's defaults decide: {found['drifted_columns']} of {len(verdicts)} columns drifted, "
+            f"dataset {'drifted' if found['dataset_drift'] else 'not drifted'}</h2>",
+            table(["column", "type", "test", "score", "threshold", "drifted"], verdicts),
+        ]
+    return parts
 
 
 def slices_sections(doc: dict[str, Any]) -> list[str]:
@@ -276,6 +288,64 @@ def case_sections(doc: dict[str, Any]) -> list[str]:
     return parts
 
 
+def contamination_sections(doc: dict[str, Any]) -> list[str]:
+    parts = []
+    if doc["suspects"]:
+        rows = [
+            [x["source"], x["path"], x["finding"], x["share"]["lift"], x["share"]["p_adjusted"]]
+            for x in doc["suspects"]
+        ]
+        parts += ["<h2>Suspect sources</h2>", table(["source", "path", "finding", "lift", "p adj."], rows)]
+    for title, key in (("Exact duplicates", "exact"), ("Conflicting labels", "conflicting")):
+        part = doc[key]
+        if part is None:
+            continue
+        rows = [
+            [g["size"], ", ".join(map(str, g["labels"])), " ".join(_lines(r) for r in g["records"])]
+            for g in part["listed"]
+        ]
+        parts += [f"<h2>{title}: {part['groups']:,} groups, {part['records']:,} records</h2>"]
+        parts += [table(["records", "labels", "raw lines"], rows), "<h3>Per raw source</h3>"]
+        parts += share_sections(part["by_source"])
+    near, banding = doc["near"], doc["near"]["banding"]
+    parts.append(
+        f"<h2>Near-duplicates: {near['pairs']:,} pairs</h2><p>Jaccard ≥ {_e(banding['threshold'])}, "
+        f"{banding['bands']} bands × {banding['rows']} MinHash values (P(candidate) at the threshold "
+        f"{_e(number(banding['p_candidate_at_threshold']))}), {near['candidates']:,} candidates checked exactly.</p>"
+    )
+    rows = [[p["jaccard"], ", ".join(p["differing"]), _lines(p["first"]), _lines(p["second"])] for p in near["listed"]]
+    parts += [table(["Jaccard", "differing", "first", "second"], rows), *share_sections(near["by_source"])]
+    leakage = doc["leakage"]
+    if leakage is not None:
+        parts.append(
+            f"<h2>Leakage into {_e(leakage['against'])}</h2><p>same content {leakage['exact']:,} of "
+            f"{leakage['rows']:,}, near {leakage['near']:,}, same raw source record {leakage['lineage']:,}.</p>"
+        )
+        rows = [
+            [x["source"], x["locator"], " ".join(x["dataset_records"]), " ".join(x["against_records"])]
+            for x in leakage["lines"]
+        ]
+        parts.append(table(["source", "raw line", "records here", f"records of {leakage['against']}"], rows))
+    if doc["slices"]:
+        rows = [
+            [
+                x["slice"],
+                x["share"]["source"],
+                x["size"],
+                x["share"]["share_inside"],
+                x["share"]["lift"],
+                x["share"]["p_adjusted"],
+            ]
+            for x in doc["slices"][:50]
+        ]
+        parts += ["<h2>Raw sources by slice</h2>", table(["slice", "source", "size", "share", "lift", "p adj."], rows)]
+    return parts
+
+
+def _lines(record: dict[str, Any]) -> str:
+    return " ".join(x["locator"] or x["record_id"] for x in record["raw"])
+
+
 def _interval(found: dict[str, Any] | None) -> list[Any]:
     return [None, None] if not found else [found["low"], found["high"]]
 
@@ -292,4 +362,6 @@ SECTIONS: dict[str, Callable[[dict[str, Any]], list[str]]] = {
     "slices": slices_sections,
     "case": case_sections,
     "labels": lambda doc: labels_sections(doc["label_issues"]),
+    "contamination": contamination_sections,
+    "decision-drift": drift_sections,
 }

@@ -42,15 +42,25 @@ def bias(ws: Workspace, model: str, **options: Any) -> Investigation:
     """``investigate bias``: see ``forensics.bias.investigate`` for the options."""
     from mlcustody.forensics import bias as measure
 
-    return _run(ws, "bias", model, lambda conn: measure.investigate(conn, ws, model, **options))
+    def compute(conn: Connection) -> Any:
+        keys = _decision_keys(ws, conn) if options.get("from_decisions") else None
+        return measure.investigate(conn, ws, model, keys=keys, **options)
+
+    return _run(ws, "bias", model, compute)
 
 
-def drift(ws: Workspace, reference: str, current: str, columns: list[str] | None = None) -> Investigation:
+def drift(
+    ws: Workspace, reference: str, current: str, columns: list[str] | None = None, *, evidently: bool = False
+) -> Investigation:
     """``investigate drift``: every statistic of every shared column (or of ``columns``)."""
     from mlcustody.forensics import drift as measure
 
     subject = f"{reference}-{current}"
-    return _run(ws, "drift", subject, lambda conn: measure.investigate(conn, ws, reference, current, columns))
+
+    def compute(conn: Connection) -> Any:
+        return measure.investigate(conn, ws, reference, current, columns, evidently=evidently)
+
+    return _run(ws, "drift", subject, compute)
 
 
 def slices(ws: Workspace, model: str, data: str, **options: Any) -> Investigation:
@@ -72,6 +82,30 @@ def labels(ws: Workspace, dataset: str, **options: Any) -> Investigation:
     from mlcustody.forensics import label_issues
 
     return _run(ws, "labels", dataset, lambda conn: label_issues.investigate(conn, ws, dataset, **options))
+
+
+def contamination(ws: Workspace, dataset: str, **options: Any) -> Investigation:
+    """``investigate contamination``: see ``forensics.contamination.investigate`` for the options."""
+    from mlcustody.forensics import contamination as search
+
+    return _run(ws, "contamination", dataset, lambda conn: search.investigate(conn, ws, dataset, **options))
+
+
+def decision_drift(ws: Workspace, model: str, **options: Any) -> Investigation:
+    """``investigate drift --decisions``: see ``forensics.decision_drift.investigate`` for the options."""
+    from mlcustody.forensics import decision_drift as measure
+
+    def compute(conn: Connection) -> Any:
+        return measure.investigate(conn, ws, model, keys=_decision_keys(ws, conn), **options)
+
+    return _run(ws, "decision-drift", model, compute)
+
+
+def _decision_keys(ws: Workspace, conn: Connection) -> Any:
+    """The key-encryption keys that unwrap the decision log's data keys, as the workspace finds them."""
+    from mlcustody.ledger import decision_subjects
+
+    return decision_subjects.keyset(conn, ws.config.kek_file)
 
 
 def _run(ws: Workspace, kind: str, subject: str, compute: Callable[[Connection], Any]) -> Investigation:

@@ -955,3 +955,45 @@ def investigation(kind: str, result: Any, report: dict[str, str] | None) -> dict
     """The document of an investigation; ``report`` None gives the body that is stored and digested."""
     body = plain(result)
     return document(f"investigation.{kind}", **body, **({"report": report} if report is not None else {}))
+
+
+_MEMBER = "{record_id, label (null without --label), raw: [{source, record_id, locator (file:LINE)}]}"
+_DUPLICATES = "{columns (compared), groups, records (in some group), surplus (beyond the first of each), listed: "
+_DUPLICATES += "[{fingerprint, size, labels, records: [" + _MEMBER + "]}] (largest first, at most 200), by_source: ["
+_DUPLICATES += _SHARE + "] (inside = the copies: every record of a group but its first, in the version's order)}"
+FIELDS["investigation.contamination"] = {
+    "read": _CITED + " (the dataset first, then --against)",
+    "dataset": "the dataset version examined",
+    "rows": "its records",
+    "label": "the label column given, or null",
+    "exact": "exact duplicates by content fingerprint (every value column but the record key): " + _DUPLICATES,
+    "conflicting": "with --label: groups equal on everything but the label whose labels differ, as exact; else null",
+    "near": "{banding: {threshold, bands, rows, num_perm, seed, p_candidate_at_threshold}, compared (distinct "
+    "contents), candidates (pairs verified), pairs (exact Jaccard ≥ threshold), records, truncated_buckets, listed: "
+    "[{jaccard, differing (columns), first, second: " + _MEMBER + "}], by_source: [" + _SHARE + "] (inside = the "
+    "second record of each pair)}",
+    "leakage": "with --against: {against, columns, rows, exact, exact_ratio (its records whose content is here / its "
+    "records), near, near_ratio, lineage, lineage_ratio (its records made from a raw record that made one here), "
+    "by_source: [{source, path, shared, against_records}], lines: [{source, record_id, locator, dataset_records, "
+    "against_records}]}; else null",
+    "suspects": "raw sources over-represented among exact, conflicting or near-duplicate records (Bonferroni p < "
+    "1e-6): [{source, path, finding, share: " + _SHARE + "}]",
+    "sources": "with --by-source: [{source, path, records, share}] of the dataset; else null",
+    "slices": "with --by-source: [{slice, conditions, size, share: " + _SHARE + " (p_adjusted over every source × "
+    "slice)}], most significant first; else null",
+    "report": _REPORT,
+}
+FIELDS["investigation.decision-drift"] = {
+    "model": _MODEL,
+    "read": _CITED + " (the model file, then its training set: the reference)",
+    "training_set": "the training set its run read",
+    "window": "{since, until (exclusive)} of the decisions compared, null: unbounded",
+    "decisions": "{used, not_kept, shredded, incomplete (readable but without a compared input)} decision counts",
+    "columns": "as investigation.drift's columns, the decisions' inputs being the current sample",
+    "report": _REPORT,
+}
+_EVIDENTLY = "with --evidently-compatible: {columns: [{column, column_type (num | cat), test (ks | chisquare | z | "
+_EVIDENTLY += "wasserstein | jensenshannon: Evidently's default for the column's type and size), score, threshold, "
+_EVIDENTLY += "drifted}], drifted_columns, share, drift_share, dataset_drift}; else null"
+FIELDS["investigation.drift"]["evidently"] = _EVIDENTLY
+FIELDS["investigation.decision-drift"]["evidently"] = _EVIDENTLY

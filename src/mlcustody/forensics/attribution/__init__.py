@@ -39,7 +39,7 @@ from ._common import (
     largest,
     training_data,
 )
-from .boostin import boosted_trees, is_lightgbm
+from .boostin import boosted_trees, is_lightgbm, is_xgboost
 from .forest import forest_kernel
 from .knn import same_label_neighbours
 from .linear import least_squares_loo, logistic_influence
@@ -69,7 +69,7 @@ COVERS = {  # the model families each method is built for, as errors name them
     "influence": "LogisticRegression (binary or multinomial)",
     "loo-exact": "Ridge and LinearRegression",
     "forest-kernel": "RandomForest* and ExtraTrees*",
-    "boostin": "binary or squared-error (Hist)GradientBoosting* and LightGBM models",
+    "boostin": "binary or squared-error (Hist)GradientBoosting*, LightGBM and XGBoost models",
     "knn": "any model with predict",
 }
 
@@ -152,7 +152,7 @@ def _natural_method(model: Any) -> str:
     for name, classes in families.items():
         if isinstance(model, classes):
             return name
-    return "boostin" if is_lightgbm(model) else "knn"
+    return "boostin" if is_lightgbm(model) or is_xgboost(model) else "knn"
 
 
 def _require_fitted(model: Any) -> None:

@@ -45,6 +45,7 @@ from ._common import KNN_HINT, Attributor, FloatArray, Prediction, class_codes, 
 FORMAT = "mlcustody.boostin/v1"  # part of the cache key: a new layout must not read an old object
 _VALUE_RTOL = 1e-3  # scikit-learn's histogram boosting sums float32 gradients
 _SCORE_ATOL = 1e-6
+_FLOAT32_ATOL = 1e-4
 _ROWS_PER_THREAD = 10_000
 Router = Callable[[FloatArray], NDArray[np.intp]]  # rows → (T, rows) leaf number within each tree
 
@@ -55,12 +56,14 @@ class _Ensemble:
 
     route: Router
     values: list[FloatArray]  # per tree, each leaf's Newton value before shrinkage
-    counts: list[NDArray[np.intp]]  # per tree, each leaf's number of training rows
+    counts: list[NDArray[np.intp]] | None  # per tree, each leaf's number of training rows (None: not kept)
     learning_rate: float
     l2: float
     classifier: bool
     raw: Callable[[FloatArray], FloatArray]  # rows → the model's own raw score (logit or value)
     start_in_first_tree: bool = False  # LightGBM adds its boost-from-average start to the first tree
+    covers: list[FloatArray] | None = None  # per tree, each leaf's hessian sum (XGBoost keeps it, not counts)
+    score_atol: float = _SCORE_ATOL  # how far the model's own raw score may be from the leaves' sum
 
 
 @dataclass(frozen=True)
@@ -102,14 +105,14 @@ def precompute(model: Any, features: FloatArray, labels: NDArray[Any]) -> Precom
         start = _average_start(target, ensemble.classifier)
         ensemble = replace(ensemble, values=[ensemble.values[0] - start / ensemble.learning_rate, *ensemble.values[1:]])
     raw = ensemble.raw(features) - ensemble.learning_rate * _tree_sum(ensemble, leaves)  # f₀, per row
-    if np.ptp(raw) > _SCORE_ATOL:  # the leaves found are not the ones the model's own prediction used
+    if np.ptp(raw) > ensemble.score_atol:  # the leaves found are not the ones the model's own prediction used
         raise _not_its_rows(name, 0)
     terms = np.empty(leaves.shape, dtype=np.float32)
-    for tree, (leaf, value, count) in enumerate(zip(leaves, ensemble.values, ensemble.counts, strict=True)):
+    for tree, (leaf, value) in enumerate(zip(leaves, ensemble.values, strict=True)):
         gradient, hessian = _derivatives(raw, target, ensemble.classifier)
         g_sum = np.bincount(leaf, weights=gradient, minlength=value.size)
         h_sum = np.bincount(leaf, weights=hessian, minlength=value.size) + ensemble.l2
-        if not (np.array_equal(np.bincount(leaf, minlength=value.size), count) and (h_sum > 0).all()):
+        if not (_leaves_hold(ensemble, tree, leaf, h_sum - ensemble.l2) and (h_sum > 0).all()):
             raise _not_its_rows(name, tree)
         newton = -g_sum / h_sum
         if not np.allclose(newton, value, rtol=_VALUE_RTOL, atol=_VALUE_RTOL * max(1.0, np.abs(value).max())):
@@ -117,6 +120,15 @@ def precompute(model: Any, features: FloatArray, labels: NDArray[Any]) -> Precom
         terms[tree] = ensemble.learning_rate * (gradient + value[leaf] * hessian) / h_sum[leaf]
         raw = raw + ensemble.learning_rate * value[leaf]
     return Precomputed(leaves.astype(np.min_scalar_type(max(v.size for v in ensemble.values))), terms)
+
+
+def _leaves_hold(ensemble: _Ensemble, tree: int, leaf: NDArray[np.intp], hessians: NDArray[np.floating[Any]]) -> bool:
+    """Whether the rows routed to each leaf are its training rows: by their count, or their hessian sum."""
+    size = ensemble.values[tree].size
+    if ensemble.counts is not None and not np.array_equal(np.bincount(leaf, minlength=size), ensemble.counts[tree]):
+        return False
+    cover = None if ensemble.covers is None else ensemble.covers[tree]
+    return cover is None or bool(np.allclose(hessians, cover, rtol=_VALUE_RTOL, atol=_VALUE_RTOL))
 
 
 def attributor(model: Any, precomputed: Precomputed) -> Attributor:
@@ -209,9 +221,12 @@ def _ensemble(model: Any) -> _Ensemble:
         return _gradient_boosting(model)
     if is_lightgbm(model):
         return _lightgbm(model)
+    if is_xgboost(model):
+        return _xgboost(model)
     raise UsageError(
         f"BoostIn does not cover {type(model).__name__}",
-        hint="it covers scikit-learn's (Hist)GradientBoosting* and LightGBM's LGBMClassifier/Regressor; or " + KNN_HINT,
+        hint="it covers scikit-learn's (Hist)GradientBoosting*, LightGBM's LGBMClassifier/Regressor and XGBoost's "
+        "XGBClassifier/XGBRegressor; or " + KNN_HINT,
     )
 
 
@@ -255,6 +270,62 @@ def _lightgbm(model: Any) -> _Ensemble:
 
     start = bool(params.get("boost_from_average", True))
     return _Ensemble(route, values, counts, eta, float(params.get("reg_lambda", 0.0)), classifier, raw, start)
+
+
+def is_xgboost(model: Any) -> bool:
+    """XGBoost's scikit-learn models, recognised without importing XGBoost (an optional package)."""
+    kind = type(model)
+    return kind.__module__.startswith("xgboost") and kind.__name__ in ("XGBClassifier", "XGBRegressor")
+
+
+def _xgboost(model: Any) -> _Ensemble:
+    """XGBoost: leaves shrunk by η, no row counts but each leaf's hessian sum ("cover"); the start
+    (``base_score``) is a margin outside the trees."""
+    import json
+
+    import xgboost
+
+    classifier = hasattr(model, "classes_")
+    if classifier and len(model.classes_) != 2:
+        raise _refuse(model, f"{len(model.classes_)} classes", "BoostIn is built for binary classifiers here")
+    booster = model.get_booster()
+    config = json.loads(booster.save_config())["learner"]
+    objective = config["objective"]["name"]
+    if objective != ("binary:logistic" if classifier else "reg:squarederror"):
+        raise _refuse(model, f"objective={objective!r}", "BoostIn covers binary log loss and squared error")
+    trees = config["gradient_booster"]
+    if trees["name"] != "gbtree":
+        raise _refuse(model, f"booster={trees['name']!r}", "only plain gradient-boosted trees")
+    train = trees["tree_train_param"]
+    weighted = float(model.get_params().get("scale_pos_weight") or 1.0) != 1.0
+    if float(train["alpha"]) or float(train["max_delta_step"]) or float(train["subsample"]) < 1.0 or weighted:
+        raise _refuse(
+            model, "subsample, L1, max_delta_step or scale_pos_weight", "its leaves are not plain Newton steps"
+        )
+    eta = float(train["eta"])
+    frame = booster.trees_to_dataframe()
+    numbers, values, covers = [], [], []
+    for _, nodes in frame.groupby("Tree", sort=True):
+        leaves = nodes[nodes["Feature"] == "Leaf"]
+        number = np.full(int(nodes["Node"].max()) + 1, -1, dtype=np.intp)
+        number[leaves["Node"].to_numpy(dtype=np.intp)] = np.arange(len(leaves))
+        numbers.append(number)
+        values.append(leaves["Gain"].to_numpy(dtype=np.float64) / eta)
+        covers.append(leaves["Cover"].to_numpy(dtype=np.float64))
+
+    def route(rows: FloatArray) -> NDArray[np.intp]:
+        found = booster.predict(xgboost.DMatrix(rows), pred_leaf=True, validate_features=False)
+        nodes = np.asarray(found, dtype=np.intp).reshape(len(rows), -1).T
+        return np.stack([number[node] for number, node in zip(numbers, nodes, strict=True)])
+
+    def raw(rows: FloatArray) -> FloatArray:
+        margin = booster.inplace_predict(rows, predict_type="margin", validate_features=False)
+        return np.asarray(margin, dtype=np.float64).reshape(len(rows))
+
+    # XGBoost sums its margins in float32: over a few hundred trees they stray ~1e-5 from the float64 sum
+    return _Ensemble(
+        route, values, None, eta, float(train["lambda"]), classifier, raw, covers=covers, score_atol=_FLOAT32_ATOL
+    )
 
 
 def _lightgbm_leaves(node: dict[str, Any], out: dict[int, tuple[float, int]]) -> None:

@@ -84,19 +84,63 @@ def bias(
 
 @investigate_app.command("drift")
 def drift(
-    reference: Annotated[str, typer.Argument(metavar="REFERENCE", help="The reference dataset version.")],
-    current: Annotated[str, typer.Argument(metavar="CURRENT", help="The dataset version compared with it.")],
+    reference: Annotated[str | None, typer.Argument(metavar="REFERENCE", help="The reference dataset version.")] = None,
+    current: Annotated[
+        str | None, typer.Argument(metavar="CURRENT", help="The dataset version compared with it.")
+    ] = None,
     columns: Annotated[
         list[str] | None, typer.Option("--columns", help="Only these columns (repeat the option).")
     ] = None,
+    decisions: Annotated[
+        str | None,
+        typer.Option(
+            "--decisions", metavar="MODEL", help="Compare this model's logged decision inputs with its training set."
+        ),
+    ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option(
+            "--since", metavar="TIME", help="With --decisions: from this time (RFC 3339, or a date: its midnight UTC)."
+        ),
+    ] = None,
+    until: Annotated[
+        str | None,
+        typer.Option("--until", metavar="TIME", help="With --decisions: before this time (RFC 3339, or a date)."),
+    ] = None,
+    evidently: Annotated[
+        bool,
+        typer.Option(
+            "--evidently-compatible", help="Also the verdict of the test Evidently picks by default for each column."
+        ),
+    ] = False,
+    trust_pickle: TrustOpt = False,
     html: HtmlOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """PSI, Kolmogorov–Smirnov, chi-square, Jensen–Shannon and Wasserstein per column (scipy's definitions)."""
+    """PSI, Kolmogorov–Smirnov, chi-square, Jensen–Shannon and Wasserstein per column (scipy's definitions),
+    between two dataset versions or, with --decisions, between a model's served inputs and its training set."""
+    from mlcustody.errors import UsageError
     from mlcustody.interfaces import investigations
 
+    if (decisions is None) == (reference is None or current is None) or (decisions and reference):
+        raise UsageError(
+            "give either REFERENCE CURRENT or --decisions MODEL",
+            hint="e.g. `custody investigate drift data@1 data@2` or `custody investigate drift --decisions credit@1`",
+        )
     with _workspace() as ws:
-        found = investigations.drift(ws, reference, current, columns or None)
+        if decisions is not None:
+            found = investigations.decision_drift(
+                ws,
+                decisions,
+                since=since,
+                until=until,
+                columns=columns or None,
+                trust_pickle=trust_pickle,
+                evidently=evidently,
+            )
+        else:
+            assert reference is not None and current is not None
+            found = investigations.drift(ws, reference, current, columns or None, evidently=evidently)
     render_investigate.show(found, as_json, html)
 
 
@@ -167,4 +211,35 @@ def labels(
 
     with _workspace() as ws:
         found = investigations.labels(ws, dataset, label=label, exclude=tuple(exclude or ()), seed=seed)
+    render_investigate.show(found, as_json, html)
+
+
+@investigate_app.command("contamination")
+def contamination(
+    dataset: Annotated[str, typer.Argument(metavar="DATASET", help="Dataset version with records (NAME@VERSION).")],
+    against: Annotated[
+        str | None, typer.Option("--against", help="Another version (e.g. the test set) to check for leakage into.")
+    ] = None,
+    label: Annotated[
+        str | None, typer.Option("--label", help="Label column: also find duplicates that differ only in it.")
+    ] = None,
+    threshold: Annotated[
+        float, typer.Option("--threshold", help="Jaccard of col=value tokens from which records are near-duplicates.")
+    ] = 0.8,
+    by_source: Annotated[
+        bool, typer.Option("--by-source", help="Also each raw source's share of the dataset and of every slice.")
+    ] = False,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the MinHash permutations.")] = 0,
+    html: HtmlOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Exact, conflicting and near-duplicate records (MinHash, bands chosen for recall, exact Jaccard check),
+    leakage into --against (same content, near content, same raw source line), and the raw sources
+    over-represented among them, each record with its raw lines."""
+    from mlcustody.interfaces import investigations
+
+    with _workspace() as ws:
+        found = investigations.contamination(
+            ws, dataset, against=against, label=label, threshold=threshold, by_source=by_source, seed=seed
+        )
     render_investigate.show(found, as_json, html)

@@ -55,6 +55,34 @@ def drift(doc: dict[str, Any]) -> None:
     a, b = (item["ref"] for item in doc["read"])
     output.line(f"drift of {b} against {a}", style="bold")
     cited(doc)
+    drift_table(doc)
+
+
+def decision_drift(doc: dict[str, Any]) -> None:
+    window = doc["window"]
+    span = f" from {window['since'] or 'the first'} to {window['until'] or 'the last'}"
+    output.line(f"drift of {doc['model']['ref']}'s decision inputs{span} against {doc['training_set']}", style="bold")
+    cited(doc)
+    output.line("  decisions: " + ", ".join(f"{k} {v}" for k, v in doc["decisions"].items()))
+    drift_table(doc)
+
+
+def evidently_table(doc: dict[str, Any]) -> None:
+    found = doc.get("evidently")
+    if not found:
+        return
+    rows = [
+        [c["column"], c["column_type"], c["test"], number(c["score"]), c["threshold"], c["drifted"]]
+        for c in found["columns"]
+    ]
+    output.table(["column", "type", "Evidently's test", "score", "threshold", "drifted"], rows)
+    verdict = "drifted" if found["dataset_drift"] else "not drifted"
+    output.line(
+        f"  as Evidently: {found['drifted_columns']} of {len(found['columns'])} columns drifted; dataset {verdict}"
+    )
+
+
+def drift_table(doc: dict[str, Any]) -> None:
     rows = [
         [
             c["column"],
@@ -65,6 +93,7 @@ def drift(doc: dict[str, Any]) -> None:
         for c in doc["columns"]
     ]
     output.table(["column", "kind", "PSI", "KS", "KS p", "χ² p", "JS", "W₁/std"], rows)
+    evidently_table(doc)
 
 
 def slices(doc: dict[str, Any]) -> None:
@@ -156,4 +185,62 @@ def labels(doc: dict[str, Any]) -> None:
     flagged(report["records"], 10)
 
 
-SUMMARIES = {"labels": labels, "bias": bias, "drift": drift, "slices": slices, "case": case}
+def contamination(doc: dict[str, Any]) -> None:
+    output.line(f"contamination of {doc['dataset']} ({doc['rows']:,} records)", style="bold")
+    cited(doc)
+    near = doc["near"]
+    banding = near["banding"]
+    parts = [("exact duplicates", doc["exact"]), ("conflicting labels", doc["conflicting"])]
+    for title, part in parts:
+        if part is not None:
+            output.line(f"  {title}: {part['groups']:,} groups, {part['records']:,} records")
+    output.line(
+        f"  near-duplicates (Jaccard ≥ {banding['threshold']:g}; {banding['bands']} bands × {banding['rows']} "
+        f"hashes, P(candidate at threshold) {number(banding['p_candidate_at_threshold'])}): {near['pairs']:,} pairs, "
+        f"{near['records']:,} records, {near['candidates']:,} candidates checked"
+    )
+    leakage = doc["leakage"]
+    if leakage is not None:
+        output.line(
+            f"  leakage into {leakage['against']} ({leakage['rows']:,} records): same content {leakage['exact']:,} "
+            f"({number(leakage['exact_ratio'])}), near {leakage['near']:,}, same raw source record "
+            f"{leakage['lineage']:,} ({number(leakage['lineage_ratio'])})"
+        )
+        for item in leakage["by_source"]:
+            output.line(f"    {item['source']}: {item['shared']:,} raw records feed both", style="dim")
+    for suspect in doc["suspects"]:
+        share = suspect["share"]
+        output.line(
+            f"  suspect: {suspect['source']} ({suspect['path']}) holds {share['share_inside']:.0%} of the "
+            f"{suspect['finding']} copies against {share['share_outside']:.0%} of the rest, lift "
+            f"{number(share['lift'])}, p {number(share['p_adjusted'])}",
+            style="yellow",
+        )
+    groups = (doc["conflicting"] or doc["exact"])["listed"]
+    for group in groups[:5]:
+        lines = ", ".join(raw["locator"] or raw["record_id"] for record in group["records"] for raw in record["raw"])
+        output.line(f"    {group['size']} records ({', '.join(map(str, group['labels'])) or 'same'}) ← {lines}")
+    if doc["slices"]:
+        rows = [
+            [
+                s["slice"],
+                s["share"]["source"],
+                s["size"],
+                number(s["share"]["share_inside"]),
+                number(s["share"]["lift"]),
+                number(s["share"]["p_adjusted"]),
+            ]
+            for s in doc["slices"][:10]
+        ]
+        output.table(["slice", "raw source", "size", "share inside", "lift", "p (Bonferroni)"], rows)
+
+
+SUMMARIES = {
+    "labels": labels,
+    "bias": bias,
+    "drift": drift,
+    "slices": slices,
+    "case": case,
+    "contamination": contamination,
+    "decision-drift": decision_drift,
+}
