@@ -135,6 +135,9 @@ import json, os, sys, tempfile, traceback
 
 from mlcustody.interfaces.cli import app  # what every fresh `custody` process imports first
 
+for module in sys.argv[1:]:  # and what the caller asked to preload
+    __import__(module)
+
 
 def kill_at(point):
     # SIGKILL this process at `point`: before or after the nth call of a function whose audit action
@@ -212,9 +215,11 @@ class Forkserver:
     the same clean environment; only the import is shared. Not thread-safe: one per thread.
     """
 
-    def __init__(self, env: dict[str, str] | None = None) -> None:
+    def __init__(self, env: dict[str, str] | None = None, preload: tuple[str, ...] = ()) -> None:
+        """``env``: the commands' environment (default: :func:`clean_env`); ``preload``: modules the
+        server imports besides the CLI's own (each command then starts without importing them)."""
         self._proc = subprocess.Popen(
-            [sys.executable, "-c", _SERVER],
+            [sys.executable, "-c", _SERVER, *preload],
             env=clean_env() if env is None else env,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -233,6 +238,22 @@ class Forkserver:
         assert line, "the custody fork server died"
         reply = json.loads(line)
         return Run(tuple(args), reply["returncode"], reply["stdout"], reply["stderr"])
+
+    def strays(self) -> list[int]:
+        """Processes forked from this server (or from its commands) that outlived their command: the
+        other processes of its process group running its command line (Linux's /proc)."""
+        mine = Path(f"/proc/{self._proc.pid}")
+        cmdline, group = (mine / "cmdline").read_bytes(), os.getpgid(self._proc.pid)
+        found = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit() or int(entry.name) == self._proc.pid:
+                continue
+            try:
+                if (entry / "cmdline").read_bytes() == cmdline and os.getpgid(int(entry.name)) == group:
+                    found.append(int(entry.name))
+            except (OSError, ProcessLookupError):
+                continue  # gone meanwhile
+        return found
 
     def ok(self, cwd: Path, *args: str) -> Run:
         result = self.run(cwd, *args)

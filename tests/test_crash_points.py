@@ -23,6 +23,7 @@ import json
 import os
 import signal
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -33,7 +34,7 @@ import pytest
 import sqlalchemy as sa
 
 from mlcustody.interfaces.sdk import Workspace
-from mlcustody.ledger import decision_subjects, kek
+from mlcustody.ledger import decision_seal, decision_subjects, kek
 from mlcustody.ledger.keys import PASSPHRASE_ENV
 from mlcustody.metadata.schema import checkpoints, decision_segments, model_versions, run_ends
 from mlcustody.metadata.schema import decision_subjects as subject_rows
@@ -49,6 +50,8 @@ except ModuleNotFoundError:  # tests/ is a package
 
 ROWS = 4100  # two segments of the decision log (4,096 decisions a segment)
 MODEL = "credit@1"
+# What the commands here import (not polars: it warns when a process that imported it forks).
+PRELOAD = ("mlcustody.interfaces.sdk", "mlcustody.ledger.decisions", "mlcustody.metadata.verify")
 
 
 @dataclass(frozen=True)
@@ -111,6 +114,14 @@ class Store:
         assert found == list(allow) and report.returncode == (1 if allow else 0), f"verify {when}:\n{report}"
         return report.json  # type: ignore[no-any-return]
 
+    def no_strays(self, when: str, wait: float = 5) -> None:
+        """No process the killed command forked outlives it (for long): they would keep its database
+        connection, and on PostgreSQL its transaction and the writers' lock, for ever."""
+        deadline = time.monotonic() + wait
+        while self.cli.strays() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert self.cli.strays() == [], f"processes of the killed command outlived it after {when}"
+
     def problems(self, when: str) -> list[str]:
         """The problem kinds ``custody verify`` names (it must name some: exit 1)."""
         report = self.cli.run(self.root, "verify", "--json")
@@ -118,12 +129,13 @@ class Store:
         return [p["kind"] for p in report.json["problems"]]
 
     def crash(self, kill: Kill, args: tuple[str, ...], state: Callable[[], Any], again: tuple[str, ...] = ()) -> Run:
-        """Kill ``custody ARGS`` at ``kill``'s point; check the store, that ``state()`` changed exactly
-        when the operation committed, and that the operation run again (``again``, default ARGS)
-        succeeds. Returns the run again."""
+        """Kill ``custody ARGS`` at ``kill``'s point; check that no process of it is left, the store,
+        that ``state()`` changed exactly when the operation committed, and that the operation run
+        again (``again``, default ARGS) succeeds. Returns the run again."""
         before = state()
         killed = self.cli.run(self.root, *args, kill_at=asdict(kill.point))
         assert killed.returncode == -signal.SIGKILL, f"never got {kill.what}:\n{killed}"
+        self.no_strays(f"a kill {kill.what}")
         unsealed = ("unsealed_tail",) if kill.committed and not kill.sealed else ()
         self.verify(f"after a kill {kill.what}", allow=unsealed)
         assert (state() != before) is kill.committed, f"killed {kill.what}: {before} → {state()}"
@@ -145,7 +157,6 @@ class Store:
             finally:
                 with ws.db.engine.begin() as conn:
                     conn.execute(sa.update(table).where(where).values({column.name: original}))
-        self.verify(f"once {column} is put back")
 
 
 @pytest.fixture(params=BACKENDS)
@@ -163,7 +174,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.Mo
     finally:
         ws.close()
     run_id = _train(root)
-    with Forkserver({**clean_env(), PASSPHRASE_ENV: PASSPHRASE}) as cli:
+    with Forkserver({**clean_env(), PASSPHRASE_ENV: PASSPHRASE}, PRELOAD) as cli:
         found = Store(root, run_id, cli)
         found.json("model", "register", "credit", "--run", run_id)
         yield found
@@ -223,6 +234,20 @@ def test_kill_during_decision_import(store: Store, tmp_path: Path) -> None:
     assert "decision_log_truncated" in store.problems("a segment deleted")
 
 
+@pytest.mark.slow
+def test_kill_while_worker_processes_seal_a_large_import(store: Store, tmp_path: Path) -> None:
+    # A batch this large is sealed by worker processes (decision_seal.POOL_FROM), which must die
+    # with the killed writer (``Store.crash`` checks that none is left).
+    rows = decision_seal.POOL_FROM + 1000
+    path = tmp_path / "large.jsonl"
+    prediction_log(path, "L", rows)
+    args = ("decisions", "import", str(path), "--model", MODEL)
+    kill = Kill("storing its second segment", Point("mlcustody.ledger.decision_store:append", nth=2), False)
+    rerun = store.crash(kill, args, lambda: store.verify("")["checked"]["decisions"])
+    assert rerun.json["count"] == rows
+    store.no_strays("the rerun")
+
+
 # --- register, run seal, shred, KEK rotation ------------------------------------------------------------
 
 
@@ -230,7 +255,8 @@ def test_kill_during_decision_import(store: Store, tmp_path: Path) -> None:
 def test_kill_during_register_run_shred_and_kek_rotation(store: Store, tmp_path: Path) -> None:
     # The model registry: a version is registered with its attestation, or not at all.
     def versions() -> int:
-        return len(store.json("model", "ls")["models"])
+        with store.opened() as ws:
+            return len(ws.models())
 
     register = ("model", "register", "credit", "--run", store.run_id)
     for kill in (in_transaction("model.register"), before_witness("model.register")):
@@ -241,7 +267,8 @@ def test_kill_during_register_run_shred_and_kek_rotation(store: Store, tmp_path:
 
     # A run's seal: the run ends sealed, or stays unended until the next run reaps it as killed.
     def statuses() -> list[str]:
-        return sorted(run["status"] for run in store.json("runs")["runs"])
+        with store.opened() as ws:
+            return sorted(run.status for run in ws.runs())
 
     command = ("run", "--", sys.executable, "-c", "pass")
     for kill in (in_transaction("run.finished"), before_witness("run.finished")):
