@@ -193,6 +193,7 @@ def prediction_log(path: Path, batch: str, rows: int) -> list[str]:
 # --- decision import ------------------------------------------------------------------------------------
 
 IMPORT_KILLS = [
+    in_transaction("decision.subject_key"),  # the first writer makes the KEK file, then the HMAC key
     Kill("writing its second segment", Point("mlcustody.ledger.decision_store:append", nth=2), committed=False),
     Kill(
         "after its decisions commit, before their checkpoint",
