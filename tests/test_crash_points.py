@@ -1,4 +1,5 @@
-"""Crash safety of every write but ``add``, on SQLite and on a real PostgreSQL server.
+"""Crash safety of the writes of ingest besides ``add`` — decision import, model registration, run
+seal, crypto-shredding, KEK rotation — on SQLite and on a real PostgreSQL server.
 
 Each write is killed with SIGKILL at chosen points: inside its write transaction (nothing may be
 left of it), after its commit but before the witness files or the next step (all of it must be
@@ -8,13 +9,16 @@ before it re-wraps). The process kills itself there (``Forkserver.run(kill_at=..
 an external ``kill -9`` at that instant does: no ``finally``, no ``atexit``, the database connection
 dropped mid-transaction. After every kill:
 
+* no process the killed command forked outlives it (the decision log's sealing workers once did,
+  holding its database connection: on PostgreSQL its transaction then kept the writers' lock);
 * ``custody verify`` finds the store consistent (after a decision import killed before its
   checkpoint, it names exactly the ``unsealed_tail``, until the next writer seals it);
 * the killed operation happened wholly or not at all (what it writes is all there or none of it);
 * running it again (``--resume`` for an import) completes it, and the store verifies;
 * tampering with what it wrote is still named by ``verify``.
 
-``test_crash_safety`` does the same for ``custody add``, on both backends.
+``test_crash_safety`` kills ``custody add`` (at chosen points on both backends, at random moments on
+SQLite); ``test_run_command`` kills ``custody run`` at random moments on both.
 """
 
 from __future__ import annotations
