@@ -38,7 +38,7 @@ import pytest
 import sqlalchemy as sa
 
 from mlcustody.interfaces.sdk import Workspace
-from mlcustody.ledger import decision_seal, decision_subjects, kek
+from mlcustody.ledger import decision_seal, decision_store, decision_subjects, kek
 from mlcustody.ledger.keys import PASSPHRASE_ENV
 from mlcustody.metadata.schema import checkpoints, decision_segments, model_versions, run_ends
 from mlcustody.metadata.schema import decision_subjects as subject_rows
@@ -52,7 +52,7 @@ except ModuleNotFoundError:  # tests/ is a package
     from tests.test_crash_safety import BACKENDS
     from tests.test_registry import PASSPHRASE, _train
 
-ROWS = 4100  # two segments of the decision log (4,096 decisions a segment)
+TWO_SEGMENTS = decision_store.SEGMENT_ROWS + 4  # decisions that fill two segments of the log
 MODEL = "credit@1"
 # What the commands here import (not polars: it warns when a process that imported it forks).
 PRELOAD = ("mlcustody.interfaces.sdk", "mlcustody.ledger.decisions", "mlcustody.metadata.verify")
@@ -196,16 +196,20 @@ def prediction_log(path: Path, batch: str, rows: int) -> list[str]:
 
 # --- decision import ------------------------------------------------------------------------------------
 
+# Each kill with the size of the import it kills (two segments where the second one matters).
 IMPORT_KILLS = [
-    in_transaction("decision.subject_key"),  # the first writer makes the KEK file, then the HMAC key
-    Kill("writing its second segment", Point("mlcustody.ledger.decision_store:append", nth=2), committed=False),
-    Kill(
-        "after its decisions commit, before their checkpoint",
-        Point("mlcustody.ledger.decisions:DecisionLog._checkpoint_now", before=True),
-        committed=True,
-        sealed=False,
+    (in_transaction("decision.subject_key"), 100),  # the first writer makes the KEK file, then this key
+    (Kill("writing its second segment", Point("mlcustody.ledger.decision_store:append", nth=2), False), TWO_SEGMENTS),
+    (
+        Kill(
+            "after its decisions commit, before their checkpoint",
+            Point("mlcustody.ledger.decisions:DecisionLog._checkpoint_now", before=True),
+            committed=True,
+            sealed=False,
+        ),
+        TWO_SEGMENTS,
     ),
-    before_witness("decision.checkpoint"),  # and before the decision-log head file
+    (before_witness("decision.checkpoint"), 100),  # and before the decision-log head file
 ]
 
 
@@ -213,20 +217,20 @@ IMPORT_KILLS = [
 def test_kill_during_decision_import(store: Store, tmp_path: Path) -> None:
     def size() -> int:
         with store.opened() as ws:
-            return len(ws.list_decisions(limit=10 * ROWS))
+            return len(ws.list_decisions(limit=10 * TWO_SEGMENTS))
 
     logged = 0
-    for n, kill in enumerate(IMPORT_KILLS):
+    for n, (kill, rows) in enumerate(IMPORT_KILLS):
         path = tmp_path / f"batch-{n}.jsonl"
-        ids = prediction_log(path, f"B{n}", ROWS)
+        ids = prediction_log(path, f"B{n}", rows)
         args = ("decisions", "import", str(path), "--model", MODEL)
         rerun = store.crash(kill, args, size, again=(*args, "--resume")).json
-        assert (rerun["count"], rerun["skipped"]) == ((0, ROWS) if kill.committed else (ROWS, 0)), kill.what
-        logged += ROWS
+        assert (rerun["count"], rerun["skipped"]) == ((0, rows) if kill.committed else (rows, 0)), kill.what
+        logged += rows
         checked = store.verify(f"after the import {kill.what} was resumed")["checked"]
         assert (checked["decisions"], size()) == (logged, logged)
         with store.opened() as ws:
-            assert ws.decision_inputs(ids[-1]) == {"income": ROWS - 1}
+            assert ws.decision_inputs(ids[-1]) == {"income": rows - 1}
 
         latest = checkpoints.c.size == logged
         with store.tampered(checkpoints.c.root, latest, "00" * 32):
