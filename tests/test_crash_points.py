@@ -132,10 +132,12 @@ class Store:
         assert report.returncode == 1, f"verify did not see {when}:\n{report}"
         return [p["kind"] for p in report.json["problems"]]
 
-    def crash(self, kill: Kill, args: tuple[str, ...], state: Callable[[], Any], again: tuple[str, ...] = ()) -> Run:
+    def crash(
+        self, kill: Kill, args: tuple[str, ...], state: Callable[[], Any], again: tuple[str, ...] = ()
+    ) -> tuple[Run, dict[str, Any]]:
         """Kill ``custody ARGS`` at ``kill``'s point; check that no process of it is left, the store,
         that ``state()`` changed exactly when the operation committed, and that the operation run
-        again (``again``, default ARGS) succeeds. Returns the run again."""
+        again (``again``, default ARGS) succeeds. Returns the run again and ``verify``'s report after it."""
         before = state()
         killed = self.cli.run(self.root, *args, kill_at=asdict(kill.point))
         assert killed.returncode == -signal.SIGKILL, f"never got {kill.what}:\n{killed}"
@@ -145,8 +147,7 @@ class Store:
         assert (state() != before) is kill.committed, f"killed {kill.what}: {before} → {state()}"
         rerun = self.cli.run(self.root, *(again or args), "--json")
         assert rerun.returncode == 0, f"the rerun after a kill {kill.what}:\n{rerun}"
-        self.verify(f"after the rerun ({kill.what})")
-        return rerun
+        return rerun, self.verify(f"after the rerun ({kill.what})")
 
     @contextmanager
     def tampered(self, column: sa.Column[Any], where: sa.ColumnElement[bool], value: Any) -> Iterator[None]:
@@ -224,11 +225,10 @@ def test_kill_during_decision_import(store: Store, tmp_path: Path) -> None:
         path = tmp_path / f"batch-{n}.jsonl"
         ids = prediction_log(path, f"B{n}", rows)
         args = ("decisions", "import", str(path), "--model", MODEL)
-        rerun = store.crash(kill, args, size, again=(*args, "--resume")).json
-        assert (rerun["count"], rerun["skipped"]) == ((0, rows) if kill.committed else (rows, 0)), kill.what
+        rerun, report = store.crash(kill, args, size, again=(*args, "--resume"))
+        assert (rerun.json["count"], rerun.json["skipped"]) == ((0, rows) if kill.committed else (rows, 0)), kill.what
         logged += rows
-        checked = store.verify(f"after the import {kill.what} was resumed")["checked"]
-        assert (checked["decisions"], size()) == (logged, logged)
+        assert (report["checked"]["decisions"], size()) == (logged, logged)
         with store.opened() as ws:
             assert ws.decision_inputs(ids[-1]) == {"income": rows - 1}
 
@@ -255,8 +255,8 @@ def test_kill_while_worker_processes_seal_a_large_import(store: Store, tmp_path:
     prediction_log(path, "L", rows)
     args = ("decisions", "import", str(path), "--model", MODEL)
     kill = Kill("storing its second segment", Point("mlcustody.ledger.decision_store:append", nth=2), False)
-    rerun = store.crash(kill, args, lambda: store.verify("")["checked"]["decisions"])
-    assert rerun.json["count"] == rows
+    rerun, report = store.crash(kill, args, lambda: store.verify("")["checked"]["decisions"])
+    assert rerun.json["count"] == rows == report["checked"]["decisions"]
     store.no_strays("the rerun")
 
 
