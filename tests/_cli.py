@@ -135,6 +135,43 @@ import json, os, sys, tempfile, traceback
 
 from mlcustody.interfaces.cli import app  # what every fresh `custody` process imports first
 
+for module in sys.argv[1:]:  # and what the caller asked to preload
+    __import__(module)
+
+
+def kill_at(point):
+    # SIGKILL this process at `point`: before or after the nth call of a function whose audit action
+    # (an `action` keyword, or an argument's `action`) is point["action"] (any call if None).
+    import importlib
+    import signal
+
+    module, _, path = point["target"].partition(":")
+    owner = importlib.import_module(module)
+    *parents, name = path.split(".")
+    for part in parents:
+        owner = getattr(owner, part)
+    real = getattr(owner, name)
+    calls = []
+
+    def action(args, kwargs):
+        found = [kwargs.get("action"), *(getattr(arg, "action", None) for arg in args)]
+        return next((a for a in found if isinstance(a, str)), None)
+
+    def patched(*args, **kwargs):
+        matches = point["action"] is None or action(args, kwargs) == point["action"]
+        if matches:
+            calls.append(None)
+        due = matches and len(calls) == point["nth"]
+        if due and point["before"]:
+            os.kill(os.getpid(), signal.SIGKILL)
+        result = real(*args, **kwargs)
+        if due:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return result
+
+    setattr(owner, name, patched)
+
+
 replies = sys.stdout
 for line in sys.stdin:
     request = json.loads(line)
@@ -147,6 +184,8 @@ for line in sys.stdin:
                 os.chdir(request["cwd"])
                 os.dup2(out.fileno(), 1)
                 os.dup2(err.fileno(), 2)
+                if request.get("kill_at"):
+                    kill_at(request["kill_at"])
                 code = app.run(request["args"])
             except BaseException:
                 traceback.print_exc()
@@ -176,23 +215,45 @@ class Forkserver:
     the same clean environment; only the import is shared. Not thread-safe: one per thread.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, env: dict[str, str] | None = None, preload: tuple[str, ...] = ()) -> None:
+        """``env``: the commands' environment (default: :func:`clean_env`); ``preload``: modules the
+        server imports besides the CLI's own (each command then starts without importing them)."""
         self._proc = subprocess.Popen(
-            [sys.executable, "-c", _SERVER],
-            env=clean_env(),
+            [sys.executable, "-c", _SERVER, *preload],
+            env=clean_env() if env is None else env,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
         )
 
-    def run(self, cwd: Path, *args: str) -> Run:
+    def run(self, cwd: Path, *args: str, kill_at: dict[str, Any] | None = None) -> Run:
+        """``custody ARGS`` in ``cwd``; with ``kill_at`` (see ``kill_at`` in the server's code) the
+        command's process SIGKILLs itself at that point, and the result's returncode says whether it
+        got there (``-SIGKILL``)."""
         assert self._proc.stdin is not None and self._proc.stdout is not None
-        self._proc.stdin.write(json.dumps({"cwd": str(cwd), "args": list(args)}) + "\n")
+        request = {"cwd": str(cwd), "args": list(args), "kill_at": kill_at}
+        self._proc.stdin.write(json.dumps(request) + "\n")
         self._proc.stdin.flush()
         line = self._proc.stdout.readline()
         assert line, "the custody fork server died"
         reply = json.loads(line)
         return Run(tuple(args), reply["returncode"], reply["stdout"], reply["stderr"])
+
+    def strays(self) -> list[int]:
+        """Processes forked from this server (or from its commands) that outlived their command: the
+        other processes of its process group running its command line (Linux's /proc)."""
+        mine = Path(f"/proc/{self._proc.pid}")
+        cmdline, group = (mine / "cmdline").read_bytes(), os.getpgid(self._proc.pid)
+        found = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit() or int(entry.name) == self._proc.pid:
+                continue
+            try:
+                if (entry / "cmdline").read_bytes() == cmdline and os.getpgid(int(entry.name)) == group:
+                    found.append(int(entry.name))
+            except (OSError, ProcessLookupError):
+                continue  # gone meanwhile
+        return found
 
     def ok(self, cwd: Path, *args: str) -> Run:
         result = self.run(cwd, *args)

@@ -30,6 +30,7 @@ def _one_line(err: str) -> str:
         ({"t.csv": "id,x\n1,a\n1,b\n"}, ["--key", "id"]),  # duplicate key
         ({"t.csv": "id,x\n1,a\n"}, ["--key", "nope"]),  # missing key column
         ({"t.csv": "id,x\n1,a,b,c\n"}, ["--key", "id"]),  # malformed CSV (a ragged row)
+        ({"t.csv": 'id,x\n1,"a\n2,b\n'}, ["--key", "id"]),  # malformed CSV (a quote never closed)
         ({"t.csv": b"\x00\x01\x02\xff\xfe" * 100}, []),  # a binary file
         ({"t.bin": "id,x\n1,a\n"}, []),  # unknown format
         ({"t.csv": "id,x\n1," + "a" * 3_000_000 + "\n"}, ["--key", "id"]),  # oversized field

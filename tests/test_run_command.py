@@ -50,13 +50,22 @@ def _git(root: Path, *args: str) -> str:
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
     """A git repository with loan data and a training script, initialised as a workspace."""
-    root = tmp_path / "project"
+    return _make_project(tmp_path / "project")
+
+
+@pytest.fixture
+def project_on_each_backend(tmp_path: Path, db_url: str | None) -> Path:
+    """``project`` with its metadata on SQLite and on a real PostgreSQL server."""
+    return _make_project(tmp_path / "project", *(["--db", db_url] if db_url else []))
+
+
+def _make_project(root: Path, *init: str) -> Path:
     lines = ["income,amount,default"] + [
         f"{1000 + 37 * i % 900},{100 + 53 * i % 700},{i % 3 == 0:d}" for i in range(120)
     ]
     write_tree(root, {"data/loans.csv": "\n".join(lines) + "\n", "train.py": TRAIN, "requirements.txt": "sklearn\n"})
     _git(root, "init", "-q")
-    ok(root, "init")
+    ok(root, "init", *init)
     _git(root, "add", "data", "train.py", "requirements.txt", ".custody")
     _git(root, "commit", "-qm", "first")
     return root
@@ -273,7 +282,8 @@ def _wait_for_line(stream: Any, expected: str, timeout: float = 60) -> None:
 
 
 @pytest.mark.slow
-def test_killing_custody_run_at_any_moment_leaves_a_consistent_store(project: Path) -> None:
+def test_killing_custody_run_at_any_moment_leaves_a_consistent_store(project_on_each_backend: Path) -> None:
+    project = project_on_each_backend
     step = "import time\nopen('data/loans.csv').read()\ntime.sleep(0.3)\nopen('o.txt', 'w')\n"
     write_tree(project, {"step.py": step})
     for delay in (0.05, 0.15, 0.25, 0.4, 0.6, 0.8, 1.0, 1.3):

@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import hashlib
 import multiprocessing
+import os
+import threading
+import time
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
@@ -22,6 +25,7 @@ from mlcustody.ledger import decision_store, decision_subjects
 from mlcustody.ledger.decision_batch import Batch
 
 AHEAD = 8  # segments sealed ahead of the writer (about 12 MB of blobs)
+WATCH_SECONDS = 0.1  # how often a worker checks that its writer is alive
 POOL_FROM = 32_768  # smaller batches (and ``record`` flushes) are sealed in process: no pool to start
 
 
@@ -120,14 +124,35 @@ def start_pool() -> Executor | None:
     forked here, before the writer opens its transaction and its storing thread, and only ever run
     ``seal`` (pyarrow, which re-creates its thread pool after a fork, cryptography and hashlib); they
     leave through ``os._exit``, so nothing inherited from the writer (database connections) is closed
-    by them."""
+    by them. Each worker exits as soon as the writer dies (``follow_writer``)."""
     if multiprocessing.cpu_count() < 2 or "fork" not in multiprocessing.get_all_start_methods():
         return None
     try:
         pool = ProcessPoolExecutor(
-            max_workers=multiprocessing.cpu_count(), mp_context=multiprocessing.get_context("fork")
+            max_workers=multiprocessing.cpu_count(),
+            mp_context=multiprocessing.get_context("fork"),
+            initializer=follow_writer,
+            initargs=(os.getpid(),),
         )
         pool.submit(int).result()  # forks every worker now (fork pools start all workers at once)
     except (OSError, BrokenProcessPool):
         return None
     return pool
+
+
+def follow_writer(writer: int) -> None:
+    """Worker initializer: exit once the writer that forked this worker is gone (re-parented).
+
+    A worker does not notice by itself when its writer is SIGKILLed: it blocks reading the call
+    queue, whose write end it inherited too, so it never reads end-of-file and lives for ever. It
+    also holds the writer's inherited database sockets: on PostgreSQL the server then never learns
+    that the writer's transaction died, and the transaction's advisory lock blocks every later
+    writer of the store. (``PR_SET_PDEATHSIG`` would fire when the forking *thread* ends, which in
+    a serving process may be long before the writer does.)"""
+
+    def watch() -> None:
+        while os.getppid() == writer:
+            time.sleep(WATCH_SECONDS)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="follow-writer", daemon=True).start()

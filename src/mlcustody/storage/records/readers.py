@@ -152,7 +152,12 @@ def _header(data: memoryview, fmt: str) -> bytes:
 
 def _iter_line_records(data: memoryview, fmt: str, rel: str, schema: pa.Schema | None) -> Iterator[Part]:
     try:
-        starts, lines = record_starts(data, quoted=fmt == "csv")
+        starts, lines = record_starts(data, quoted=fmt == "csv", whole=True)
+    except Unclosed as err:
+        raise UsageError(
+            f"{rel}:{err.line}: a quoted field opened on this line is never closed",
+            hint='close it with a quote (a quote inside a quoted field is written "")',
+        ) from err
     except Misquoted as err:
         raise UsageError(
             f"{rel}:{err.line}: a closing quote must be followed by a comma or the end of the line",
@@ -267,11 +272,13 @@ def _drop_pages(data: memoryview, start: int, end: int) -> None:
         owner.madvise(mmap.MADV_DONTNEED, start, end - start)
 
 
-def record_starts(data: memoryview, *, quoted: bool) -> tuple[np.ndarray, np.ndarray]:
+def record_starts(data: memoryview, *, quoted: bool, whole: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Byte offsets and 1-based line numbers where records start (empty lines skipped).
 
     A newline inside a quoted field (odd number of quote characters before it — RFC 4180 escapes a
-    quote by doubling it, which keeps the parity) does not end a record.
+    quote by doubling it, which keeps the parity) does not end a record. When ``data`` is the
+    ``whole`` file, a field still quoted at its end is an error (``Unclosed``); pyarrow would read
+    the rest of the file into it.
     """
     raw = np.frombuffer(data, dtype=np.uint8)
     size = raw.size
@@ -287,6 +294,8 @@ def record_starts(data: memoryview, *, quoted: bool) -> tuple[np.ndarray, np.nda
     if quoted and quotes:
         quote_at = np.concatenate(quotes)
         _check_closing_quotes(raw, quote_at, every_newline)
+        if whole and quote_at.size % 2:
+            raise Unclosed(int(np.searchsorted(every_newline, quote_at[-1])) + 1)
         ends = every_newline[np.searchsorted(quote_at, every_newline) % 2 == 0]
     starts = np.concatenate([np.zeros(1, np.int64), ends.astype(np.int64) + 1])
     starts = starts[starts < size]
@@ -315,6 +324,10 @@ class Misquoted(ValueError):
     def __init__(self, line: int) -> None:
         super().__init__(f"line {line}")
         self.line = line
+
+
+class Unclosed(Misquoted):
+    """A quoted field still open at the end of the file (on ``line``, where its quote opens it)."""
 
 
 def _check_closing_quotes(raw: np.ndarray, quote_at: np.ndarray, newlines: np.ndarray) -> None:
