@@ -955,3 +955,34 @@ def investigation(kind: str, result: Any, report: dict[str, str] | None) -> dict
     """The document of an investigation; ``report`` None gives the body that is stored and digested."""
     body = plain(result)
     return document(f"investigation.{kind}", **body, **({"report": report} if report is not None else {}))
+
+
+# -- interop: imports from MLflow and DVC, exports to CycloneDX, SPDX and OpenLineage ---------------------
+
+_IMPORT_COUNTS = "counts per kind of what this import added"
+FIELDS.update(
+    {
+        "import.mlflow": {
+            "source": "the tracking URI read (password hidden)",
+            "imported": f"{_IMPORT_COUNTS}: experiments, runs, params, tags, metric_points, artifact_files, "
+            "model_versions, aliases",
+            "skipped": "counts per kind of what an earlier import had already added (a second import adds nothing)",
+            "unmapped": "list of {kind, item, reason}: what could not be imported as it is, and why",
+            "runs": "ids of the runs imported (the MLflow run ids)",
+            "model_versions": "NAME@VERSION of each model version imported, with MLflow's version number",
+        },
+    }
+)
+
+
+def mlflow_import(report: Any) -> dict[str, Any]:
+    """The document of ``custody import mlflow`` (an ``import_mlflow.MlflowImport``)."""
+    return document(
+        "import.mlflow",
+        source=report.source,
+        imported=dict(sorted(report.imported.items())),
+        skipped=dict(sorted(report.skipped.items())),
+        unmapped=[plain(u) for u in report.unmapped],
+        runs=list(report.runs),
+        model_versions=list(report.model_versions),
+    )

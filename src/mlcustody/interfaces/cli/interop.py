@@ -1,0 +1,96 @@
+"""``custody import mlflow`` and ``custody export cyclonedx``: other tools' histories in, standard bills
+of materials out. Each command parses, calls one library function and renders what it returns.
+
+``custody export`` was one command (``export REF --bundle FILE``); it is now a group whose first word
+may be a format, and any other first word still means the provenance bundle, so scripts that called
+``custody export MODEL --bundle B`` keep working (``_ExportGroup``).
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from typer.core import TyperGroup
+
+from mlcustody.interfaces import shapes
+from mlcustody.interfaces.cli import output
+
+if TYPE_CHECKING:
+    from mlcustody.interfaces.import_mlflow import MlflowImport
+    from mlcustody.interfaces.sdk import Workspace
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document (see docs/cli.md).")]
+KeyOpt = Annotated[str | None, typer.Option("--key", help="Signing key name (default: the active key).")]
+
+import_app = typer.Typer(help="Bring another tool's history under custody: MLflow tracking stores.")
+
+
+class _ExportGroup(TyperGroup):
+    """An export group whose unknown first word is the model of a provenance bundle (``bundle``)."""
+
+    def resolve_command(self, ctx: Any, args: list[str]) -> Any:  # typer vendors its click: Any keeps it private
+        if args and args[0] not in self.commands and not args[0].startswith("-"):
+            args = ["bundle", *args]
+        return super().resolve_command(ctx, args)
+
+
+export_app = typer.Typer(
+    cls=_ExportGroup,
+    help="Write what custody holds for others: provenance bundles (`export MODEL --bundle FILE`, also "
+    "`export bundle …`) and CycloneDX ML-BOMs.",
+)
+
+
+def _workspace() -> AbstractContextManager[Workspace]:
+    from mlcustody.interfaces.cli.app import workspace  # app registers this module: imported when run
+
+    return workspace()
+
+
+@import_app.command("mlflow")
+def import_mlflow(
+    uri: Annotated[
+        str,
+        typer.Argument(
+            metavar="URI", help="Tracking store: a directory, sqlite:///FILE, postgresql://…, http://HOST:PORT."
+        ),
+    ],
+    experiments: Annotated[
+        list[str] | None,
+        typer.Option("--experiments", help="Only this experiment, by name or id (repeat; default: all)."),
+    ] = None,
+    trust_pickle: Annotated[
+        bool, typer.Option("--trust-pickle", help="Also sign pickled model versions (named as such).")
+    ] = False,
+    key: KeyOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Import experiments, runs (params, every metric point, tags, artifacts) and registered model versions
+    with their numbers, stages and aliases. A second import adds nothing; what cannot be mapped is listed."""
+    from mlcustody.interfaces.import_mlflow import import_mlflow as run_import
+
+    with _workspace() as ws:
+        report = run_import(ws, uri, experiments=experiments or (), trust_pickle=trust_pickle, key=key)
+    _imported(report, as_json)
+
+
+def _imported(report: MlflowImport, as_json: bool) -> None:
+    if as_json:
+        output.emit_json(shapes.mlflow_import(report))
+        return
+    added = ", ".join(f"{n} {kind.replace('_', ' ')}" for kind, n in sorted(report.imported.items())) or "nothing"
+    output.line(f"imported from {report.source}: {added}")
+    if report.skipped:
+        kept = ", ".join(f"{n} {kind.replace('_', ' ')}" for kind, n in sorted(report.skipped.items()))
+        output.line(f"already imported: {kept}")
+    for item in report.unmapped:
+        output.line(f"not mapped: {item.kind} {item.item}: {item.reason}", style="yellow")
+
+
+def register(app: Any, export_bundle: Any) -> None:
+    """Add ``import`` and ``export`` to the ``custody`` app; ``export_bundle`` is the bundle command."""
+    export_app.command("bundle")(export_bundle)
+    app.add_typer(import_app, name="import")
+    app.add_typer(export_app, name="export")
