@@ -986,3 +986,32 @@ def mlflow_import(report: Any) -> dict[str, Any]:
         runs=list(report.runs),
         model_versions=list(report.model_versions),
     )
+
+
+FIELDS.update(
+    {
+        "export.bom": {
+            "model": "NAME@VERSION the document describes",
+            "format": "cyclonedx",
+            "spec": "the format's version: 1.6, or 1.7 (with citations)",
+            "serial": "the document's serial number (urn:uuid, the same for the same model version and spec)",
+            "components": "how many components it lists (model, data, attestation)",
+            "signed": "whether it was written inside a DSSE envelope signed by a registry key",
+            "out": "the file written",
+        },
+    }
+)
+
+
+def bom_export(bom: Any, out: Path | None) -> dict[str, Any]:
+    """The document of ``custody export cyclonedx --json`` (a ``boms.Bom``)."""
+    return document(
+        "export.bom",
+        model=bom.model,
+        format=bom.format,
+        spec=bom.spec,
+        serial=bom.document.get("serialNumber"),
+        components=len(bom.document.get("components", [])),
+        signed=bom.envelope is not None,
+        out=str(out) if out is not None else None,
+    )

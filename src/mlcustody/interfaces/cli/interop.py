@@ -9,6 +9,7 @@ may be a format, and any other first word still means the provenance bundle, so 
 from __future__ import annotations
 
 from contextlib import AbstractContextManager
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -18,6 +19,7 @@ from mlcustody.interfaces import shapes
 from mlcustody.interfaces.cli import output
 
 if TYPE_CHECKING:
+    from mlcustody.interfaces.boms import Bom
     from mlcustody.interfaces.import_mlflow import MlflowImport
     from mlcustody.interfaces.sdk import Workspace
 
@@ -94,3 +96,36 @@ def register(app: Any, export_bundle: Any) -> None:
     export_app.command("bundle")(export_bundle)
     app.add_typer(import_app, name="import")
     app.add_typer(export_app, name="export")
+
+
+@export_app.command("cyclonedx")
+def export_cyclonedx(
+    ref: Annotated[str, typer.Argument(metavar="MODEL", help="NAME@VERSION, NAME:ALIAS or NAME (latest).")],
+    spec: Annotated[str, typer.Option("--spec", help="CycloneDX 1.6, or 1.7 with per-field citations.")] = "1.6",
+    out: Annotated[Path | None, typer.Option("--out", help="Write it here (default: print it).")] = None,
+    sign: Annotated[bool, typer.Option("--sign", help="Wrap it in a DSSE envelope signed by a registry key.")] = False,
+    key: KeyOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """A CycloneDX ML-BOM of a model version: model card (params, datasets, metrics, considerations),
+    the data it was trained on, the training run as formulation, hashes in SHA-256 and BLAKE3."""
+    from mlcustody.interfaces import boms
+
+    with _workspace() as ws:
+        bom = boms.cyclonedx(ws, ref, spec=spec, sign=sign, key=key)
+    _written(bom, out, as_json)
+
+
+def _written(bom: Bom, out: Path | None, as_json: bool) -> None:
+    from mlcustody.interfaces.cli.app import _write_out
+
+    if out is None and not as_json:
+        output.line(bom.text().rstrip("\n"))
+        return
+    if out is not None:
+        _write_out(out, bom.text())
+    if as_json:
+        output.emit_json(shapes.bom_export(bom, out))
+        return
+    signed = " (signed)" if bom.envelope is not None else ""
+    output.line(f"wrote the {bom.format} {bom.spec} document of {bom.model}{signed} to {out}")
