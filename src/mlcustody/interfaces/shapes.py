@@ -962,7 +962,7 @@ def investigation(kind: str, result: Any, report: dict[str, str] | None) -> dict
 _IMPORT_COUNTS = "counts per kind of what this import added"
 FIELDS.update(
     {
-        "import.mlflow": {
+        "import_mlflow": {
             "source": "the tracking URI read (password hidden)",
             "imported": f"{_IMPORT_COUNTS}: experiments, runs, params, tags, metric_points, artifact_files, "
             "model_versions, aliases",
@@ -978,7 +978,7 @@ FIELDS.update(
 def mlflow_import(report: Any) -> dict[str, Any]:
     """The document of ``custody import mlflow`` (an ``import_mlflow.MlflowImport``)."""
     return document(
-        "import.mlflow",
+        "import_mlflow",
         source=report.source,
         imported=dict(sorted(report.imported.items())),
         skipped=dict(sorted(report.skipped.items())),
@@ -990,7 +990,7 @@ def mlflow_import(report: Any) -> dict[str, Any]:
 
 FIELDS.update(
     {
-        "export.bom": {
+        "export_cyclonedx": {
             "model": "NAME@VERSION the document describes",
             "format": "cyclonedx",
             "spec": "the format's version: 1.6, or 1.7 (with citations)",
@@ -1006,7 +1006,7 @@ FIELDS.update(
 def bom_export(bom: Any, out: Path | None) -> dict[str, Any]:
     """The document of ``custody export cyclonedx --json`` (a ``boms.Bom``)."""
     return document(
-        "export.bom",
+        "export_cyclonedx",
         model=bom.model,
         format=bom.format,
         spec=bom.spec,
