@@ -1015,3 +1015,28 @@ def bom_export(bom: Any, out: Path | None) -> dict[str, Any]:
         signed=bom.envelope is not None,
         out=str(out) if out is not None else None,
     )
+
+
+FIELDS.update(
+    {
+        "export_openlineage": {
+            "runs": "ids of the runs exported, in the order their events were sent",
+            "events": "the RunEvents (OpenLineage 2-0-2), as sent",
+            "url": "the endpoint they were sent to, or null",
+            "out": "the JSON Lines file they were written to, or null",
+            "statuses": "the endpoint's HTTP status for each event sent",
+        },
+    }
+)
+
+
+def openlineage_export(emitted: Any) -> dict[str, Any]:
+    """The document of ``custody export openlineage --json`` (a ``lineage_events.Emitted``)."""
+    return document(
+        "export_openlineage",
+        runs=emitted.runs,
+        events=emitted.events,
+        url=emitted.url,
+        out=str(emitted.out) if emitted.out is not None else None,
+        statuses=emitted.statuses,
+    )

@@ -8,6 +8,7 @@ may be a format, and any other first word still means the provenance bundle, so 
 
 from __future__ import annotations
 
+import json
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -129,3 +130,34 @@ def _written(bom: Bom, out: Path | None, as_json: bool) -> None:
         return
     signed = " (signed)" if bom.envelope is not None else ""
     output.line(f"wrote the {bom.format} {bom.spec} document of {bom.model}{signed} to {out}")
+
+
+@export_app.command("openlineage")
+def export_openlineage(
+    refs: Annotated[list[str] | None, typer.Argument(metavar="RUN…", help="Run ids (default: every run).")] = None,
+    url: Annotated[
+        str | None, typer.Option("--url", help="Marquez-compatible endpoint; events go to URL/api/v1/lineage.")
+    ] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Also write the events here, one per line.")] = None,
+    namespace: Annotated[str, typer.Option("--namespace", help="OpenLineage namespace of jobs and datasets.")] = (
+        "mlcustody"
+    ),
+    api_key: Annotated[
+        str | None, typer.Option("--api-key", envvar="OPENLINEAGE_API_KEY", help="Bearer token of the endpoint.")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Send runs as OpenLineage RunEvents (START, then COMPLETE, FAIL or ABORT) whose datasets carry our
+    digests as their version; without --url or --out, print them one per line."""
+    from mlcustody.interfaces.lineage_events import emit_openlineage
+
+    with _workspace() as ws:
+        emitted = emit_openlineage(ws, refs or (), url=url, out=out, namespace=namespace, api_key=api_key)
+    if as_json:
+        output.emit_json(shapes.openlineage_export(emitted))
+    elif url is None and out is None:
+        for event in emitted.events:
+            output.line(json.dumps(event, sort_keys=True))
+    else:
+        where = " and ".join(w for w in (url, str(out) if out else None) if w)
+        output.line(f"{len(emitted.events)} OpenLineage events of {len(emitted.runs)} runs → {where}")
