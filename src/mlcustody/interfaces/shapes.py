@@ -1040,3 +1040,32 @@ def openlineage_export(emitted: Any) -> dict[str, Any]:
         out=str(emitted.out) if emitted.out is not None else None,
         statuses=emitted.statuses,
     )
+
+
+FIELDS.update(
+    {
+        "import_dvc": {
+            "source": "the DVC repository read",
+            "commits": "how many commits of its history were read",
+            "imported": f"{_IMPORT_COUNTS}: versions, files (stored), runs (changed stages)",
+            "skipped": "counts per kind of what an earlier import had already added",
+            "unmapped": "list of {kind, item, reason}: content kept digest-only (no bytes here, or a wrong MD5)",
+            "runs": "ids of the runs imported (one per stage whose dvc.lock entry changed, per commit)",
+            "versions": "NAME@VERSION of each artifact version imported",
+        },
+    }
+)
+
+
+def dvc_import(report: Any) -> dict[str, Any]:
+    """The document of ``custody import dvc`` (an ``import_dvc.DvcImport``)."""
+    return document(
+        "import_dvc",
+        source=report.source,
+        commits=report.commits,
+        imported=dict(sorted(report.imported.items())),
+        skipped=dict(sorted(report.skipped.items())),
+        unmapped=[plain(u) for u in report.unmapped],
+        runs=list(report.runs),
+        versions=list(report.versions),
+    )

@@ -161,3 +161,25 @@ def export_openlineage(
     else:
         where = " and ".join(w for w in (url, str(out) if out else None) if w)
         output.line(f"{len(emitted.events)} OpenLineage events of {len(emitted.runs)} runs → {where}")
+
+
+@import_app.command("dvc")
+def import_dvc(
+    path: Annotated[Path, typer.Argument(metavar="PATH", help="A git repository with DVC in it (holding .dvc/).")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Import a DVC repository's git history: each content of every `.dvc` out and `dvc.lock` dep/out as
+    a version (MD5 checked, re-hashed to BLAKE3), each changed stage of each commit as a sealed run."""
+    from mlcustody.interfaces.import_dvc import import_dvc as run_import
+
+    with _workspace() as ws:
+        report = run_import(ws, path)
+    if as_json:
+        output.emit_json(shapes.dvc_import(report))
+        return
+    added = ", ".join(f"{n} {kind}" for kind, n in sorted(report.imported.items())) or "nothing"
+    output.line(f"imported {report.commits} commits of {report.source}: {added}")
+    if report.skipped:
+        output.line("already imported: " + ", ".join(f"{n} {k}" for k, n in sorted(report.skipped.items())))
+    for item in report.unmapped:
+        output.line(f"not mapped: {item.kind} {item.item}: {item.reason}", style="yellow")
