@@ -992,26 +992,29 @@ FIELDS.update(
     {
         "export_cyclonedx": {
             "model": "NAME@VERSION the document describes",
-            "format": "cyclonedx",
-            "spec": "the format's version: 1.6, or 1.7 (with citations)",
-            "serial": "the document's serial number (urn:uuid, the same for the same model version and spec)",
-            "components": "how many components it lists (model, data, attestation)",
+            "format": "cyclonedx (or spdx)",
+            "spec": "the format's version: 1.6, or 1.7 (with citations); SPDX 3.0.1",
+            "serial": "the document's identity: CycloneDX serial number (urn:uuid), SPDX document id; the same "
+            "for the same model version and spec",
+            "components": "how many things it describes: CycloneDX components (model, data, attestation), SPDX "
+            "packages (model, datasets)",
             "signed": "whether it was written inside a DSSE envelope signed by a registry key",
             "out": "the file written",
         },
     }
 )
+FIELDS["export_spdx"] = FIELDS["export_cyclonedx"]
 
 
 def bom_export(bom: Any, out: Path | None) -> dict[str, Any]:
-    """The document of ``custody export cyclonedx --json`` (a ``boms.Bom``)."""
+    """The document of ``custody export cyclonedx|spdx --json`` (a ``boms.Bom``)."""
     return document(
-        "export_cyclonedx",
+        f"export_{bom.format}",
         model=bom.model,
         format=bom.format,
         spec=bom.spec,
-        serial=bom.document.get("serialNumber"),
-        components=len(bom.document.get("components", [])),
+        serial=bom.serial,
+        components=bom.components,
         signed=bom.envelope is not None,
         out=str(out) if out is not None else None,
     )

@@ -26,7 +26,7 @@ from sqlalchemy.engine import Connection
 
 from mlcustody._canonical import canonical_json, json_number
 from mlcustody.errors import UsageError
-from mlcustody.ledger import attestation, registry
+from mlcustody.ledger import registry
 from mlcustody.metadata import refs, runs
 from mlcustody.metadata.artifacts import ArtifactVersion
 from mlcustody.storage.objects import ObjectStore
@@ -99,16 +99,6 @@ def build(conn: Connection, objects: ObjectStore, ref: str, *, spec: str = "1.6"
     if spec != "1.6":
         doc["citations"] = _citations(cited, version, run)
     return doc
-
-
-def signed(bom: dict[str, Any], version: registry.ModelVersion, sign: Any, keyid: str) -> bytes:
-    """The BOM as the predicate of an in-toto Statement about the model's digest, in a DSSE envelope
-    signed by ``sign`` (bytes → signature) — the same envelope our attestations use."""
-    subject = {"name": version.ref, "digest": {"sha256": version.sha256, "blake3": version.digest}}
-    payload = canonical_json(
-        {"_type": attestation.STATEMENT_TYPE, "subject": [subject], "predicateType": PREDICATE_TYPE, "predicate": bom}
-    )
-    return attestation.envelope(payload, keyid, sign(attestation.pae(attestation.PAYLOAD_TYPE, payload)))
 
 
 def _facts(conn: Connection, ref: str) -> _Facts:

@@ -183,3 +183,20 @@ def import_dvc(
         output.line("already imported: " + ", ".join(f"{n} {k}" for k, n in sorted(report.skipped.items())))
     for item in report.unmapped:
         output.line(f"not mapped: {item.kind} {item.item}: {item.reason}", style="yellow")
+
+
+@export_app.command("spdx")
+def export_spdx(
+    ref: Annotated[str, typer.Argument(metavar="MODEL", help="NAME@VERSION, NAME:ALIAS or NAME (latest).")],
+    out: Annotated[Path | None, typer.Option("--out", help="Write it here (default: print it).")] = None,
+    sign: Annotated[bool, typer.Option("--sign", help="Wrap it in a DSSE envelope signed by a registry key.")] = False,
+    key: KeyOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """An SPDX 3.0.1 document (JSON-LD) of a model version with the AI and Dataset profiles: the model with
+    its hyperparameters and metrics, the datasets it was trained on, hashes in SHA-256 and BLAKE3."""
+    from mlcustody.interfaces import boms
+
+    with _workspace() as ws:
+        bom = boms.spdx(ws, ref, sign=sign, key=key)
+    _written(bom, out, as_json)
