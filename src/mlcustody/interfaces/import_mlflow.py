@@ -219,19 +219,8 @@ def _import_run(ws: Workspace, client: Any, experiment: Any, run: Any, report: M
     with ws.db.write() as conn:
         runs.insert_start(conn, start)
         if stored is not None:
-            version, _ = artifacts.insert(
-                conn,
-                name=f"mlflow/{run_id}",
-                type="other",
-                kind=stored.kind,
-                path=None,
-                digest=stored.digest,
-                size=stored.size,
-                file_count=stored.file_count,
-                actor=ws.config.actor,
-                message=f"artifacts of MLflow run {run_id}",
-                meta={"run": run_id, "mlflow": {"artifact_uri": info.artifact_uri}},
-            )
+            meta = {"run": run_id, "mlflow": {"artifact_uri": info.artifact_uri}}
+            version = _version(ws, conn, f"mlflow/{run_id}", "other", stored, f"artifacts of MLflow run {run_id}", meta)
             io = runs.IO("output", version.name, version.kind, version.digest, version.size, version.ref, "declared")
             batch.io[("output", io.path)] = io
         runs.write_batch(conn, run_id, batch)
@@ -243,6 +232,26 @@ def _import_run(ws: Workspace, client: Any, experiment: Any, run: Any, report: M
     report.imported["tags"] += len(run.data.tags)
     report.imported["metric_points"] += len(history)
     report.imported["artifact_files"] += stored.file_count if stored else 0
+
+
+def _version(
+    ws: Workspace, conn: Any, name: str, type: str, stored: snapshot.Snapshot, message: str, meta: dict[str, Any]
+) -> artifacts.ArtifactVersion:
+    """Record stored bytes as the next version of ``name`` (not a workspace path: ``path`` is None)."""
+    version, _ = artifacts.insert(
+        conn,
+        name=name,
+        type=type,
+        kind=stored.kind,
+        path=None,
+        digest=stored.digest,
+        size=stored.size,
+        file_count=stored.file_count,
+        actor=ws.config.actor,
+        message=message,
+        meta=meta,
+    )
+    return version
 
 
 def _parent(tags: dict[str, str]) -> str | None:
@@ -363,18 +372,8 @@ def _import_version(
     meta = {"mlflow": _version_meta(client, model, mv), **({"run": mv.run_id} if run_known else {})}
     ws.objects.barrier()
     with ws.db.write() as conn:
-        version, _ = artifacts.insert(
-            conn,
-            name=f"mlflow-models/{model.name}",
-            type="model",
-            kind=stored.kind,
-            path=None,
-            digest=stored.digest,
-            size=stored.size,
-            file_count=stored.file_count,
-            actor=ws.config.actor,
-            message=f"MLflow model version {ref}",
-            meta=meta,
+        version = _version(
+            ws, conn, f"mlflow-models/{model.name}", "model", stored, f"MLflow model version {ref}", meta
         )
         run_id = mv.run_id if run_known else None
         prepared = registry.prepare(conn, ws.objects, model.name, version, run_id, trust_pickle=trust_pickle)

@@ -977,14 +977,19 @@ FIELDS.update(
 
 def mlflow_import(report: Any) -> dict[str, Any]:
     """The document of ``custody import mlflow`` (an ``import_mlflow.MlflowImport``)."""
+    return _import("import_mlflow", report, model_versions=list(report.model_versions))
+
+
+def _import(kind: str, report: Any, **more: Any) -> dict[str, Any]:
+    """What every import report holds: source, counts added and skipped, what was not mapped, runs."""
     return document(
-        "import_mlflow",
+        kind,
         source=report.source,
         imported=dict(sorted(report.imported.items())),
         skipped=dict(sorted(report.skipped.items())),
         unmapped=[plain(u) for u in report.unmapped],
         runs=list(report.runs),
-        model_versions=list(report.model_versions),
+        **more,
     )
 
 
@@ -1062,13 +1067,4 @@ FIELDS.update(
 
 def dvc_import(report: Any) -> dict[str, Any]:
     """The document of ``custody import dvc`` (an ``import_dvc.DvcImport``)."""
-    return document(
-        "import_dvc",
-        source=report.source,
-        commits=report.commits,
-        imported=dict(sorted(report.imported.items())),
-        skipped=dict(sorted(report.skipped.items())),
-        unmapped=[plain(u) for u in report.unmapped],
-        runs=list(report.runs),
-        versions=list(report.versions),
-    )
+    return _import("import_dvc", report, commits=report.commits, versions=list(report.versions))

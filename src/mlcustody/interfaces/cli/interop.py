@@ -21,6 +21,7 @@ from mlcustody.interfaces.cli import output
 
 if TYPE_CHECKING:
     from mlcustody.interfaces.boms import Bom
+    from mlcustody.interfaces.import_dvc import DvcImport
     from mlcustody.interfaces.import_mlflow import MlflowImport
     from mlcustody.interfaces.sdk import Workspace
 
@@ -76,15 +77,16 @@ def import_mlflow(
 
     with _workspace() as ws:
         report = run_import(ws, uri, experiments=experiments or (), trust_pickle=trust_pickle, key=key)
-    _imported(report, as_json)
+    _imported(shapes.mlflow_import(report) if as_json else None, report, f"from {report.source}")
 
 
-def _imported(report: MlflowImport, as_json: bool) -> None:
-    if as_json:
-        output.emit_json(shapes.mlflow_import(report))
+def _imported(doc: dict[str, Any] | None, report: MlflowImport | DvcImport, source: str) -> None:
+    """An import report: its --json document when given, else counts, what was there, what was not mapped."""
+    if doc is not None:
+        output.emit_json(doc)
         return
     added = ", ".join(f"{n} {kind.replace('_', ' ')}" for kind, n in sorted(report.imported.items())) or "nothing"
-    output.line(f"imported from {report.source}: {added}")
+    output.line(f"imported {source}: {added}")
     if report.skipped:
         kept = ", ".join(f"{n} {kind.replace('_', ' ')}" for kind, n in sorted(report.skipped.items()))
         output.line(f"already imported: {kept}")
@@ -174,15 +176,7 @@ def import_dvc(
 
     with _workspace() as ws:
         report = run_import(ws, path)
-    if as_json:
-        output.emit_json(shapes.dvc_import(report))
-        return
-    added = ", ".join(f"{n} {kind}" for kind, n in sorted(report.imported.items())) or "nothing"
-    output.line(f"imported {report.commits} commits of {report.source}: {added}")
-    if report.skipped:
-        output.line("already imported: " + ", ".join(f"{n} {k}" for k, n in sorted(report.skipped.items())))
-    for item in report.unmapped:
-        output.line(f"not mapped: {item.kind} {item.item}: {item.reason}", style="yellow")
+    _imported(shapes.dvc_import(report) if as_json else None, report, f"{report.commits} commits of {report.source}")
 
 
 @export_app.command("spdx")
