@@ -166,6 +166,20 @@ def _artifacts_match(ws: Workspace, client: Any, run_id: str, outputs: list[Any]
         assert entry.digest == blake3.blake3((root / path).read_bytes()).hexdigest()
 
 
+def test_metrics_through_the_client_equal_the_sql_read(
+    make_workspace: Callable[..., Workspace], store: tuple[str, Any, dict[str, str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stores other than SQL ones are read one metric at a time through the client: the same points."""
+    from mlcustody.interfaces import import_mlflow as module
+
+    _, client, ids = store
+    fast = module._history(client, ids["train"], ["auc", "loss"])
+    monkeypatch.setattr(client._tracking_client.store, "engine", None)
+    slow = module._history(client, ids["train"], ["auc", "loss"])
+    points = [sorted((m.key, m.step, m.timestamp, str(m.value)) for m in found) for found in (fast, slow)]
+    assert points[0] == points[1] and len(fast) == 7 and ("auc", 0, 1_700_000_000_001, "nan") in points[0]
+
+
 def test_second_import_adds_nothing(
     make_workspace: Callable[..., Workspace], store: tuple[str, Any, dict[str, str]]
 ) -> None:

@@ -189,11 +189,7 @@ def _import_run(ws: Workspace, client: Any, experiment: Any, run: Any, report: M
     if info.status not in _STATUS:
         report.refuse("run", run_id, f"it is {info.status} in MLflow; import it again once it has ended")
         return
-    history = [
-        runs.Metric(key, float(point.value), int(point.step), int(point.timestamp))
-        for key in sorted(run.data.metrics)
-        for point in client.get_metric_history(run_id, key)
-    ]
+    history = _history(client, run_id, sorted(run.data.metrics))
     tags = dict(run.data.tags) | {
         f"{IMPORT_TAG}source": report.source,
         f"{IMPORT_TAG}experiment": f"{experiment.experiment_id} {experiment.name}",
@@ -252,6 +248,26 @@ def _version(
         meta=meta,
     )
     return version
+
+
+def _history(client: Any, run_id: str, keys: list[str]) -> list[runs.Metric]:
+    """Every point of every metric of a run. A SQL store is read with one query per run (its ``metrics``
+    table, as MLflow's own store reads it); any other store through the client, one call per metric,
+    which costs a round trip each (100 metrics: 100 calls)."""
+    engine = getattr(getattr(getattr(client, "_tracking_client", None), "store", None), "engine", None)
+    if keys and isinstance(engine, sa.engine.Engine):
+        query = sa.text("SELECT key, value, step, timestamp, is_nan FROM metrics WHERE run_uuid = :run")
+        with engine.connect() as conn:
+            rows = conn.execute(query, {"run": run_id}).all()
+        return [
+            runs.Metric(key, float("nan") if is_nan else float(value), int(step), int(stamp))
+            for key, value, step, stamp, is_nan in sorted(rows, key=lambda row: (row[0], row[2], row[3]))
+        ]
+    return [
+        runs.Metric(key, float(point.value), int(point.step), int(point.timestamp))
+        for key in keys
+        for point in client.get_metric_history(run_id, key)
+    ]
 
 
 def _parent(tags: dict[str, str]) -> str | None:
