@@ -231,7 +231,9 @@ def test_a_wrong_artifact_size_is_named_and_left_out(
     assert paths == {"model/MLmodel", "model/weights.json"}
 
 
-@pytest.mark.parametrize("uri", ["sqlite:///{tmp}/missing.db", "{tmp}/no-such-store", "ftp://example/x"])
+@pytest.mark.parametrize(
+    "uri", ["sqlite:///{tmp}/missing.db", "{tmp}/no-such-store", "ftp://example/x", "http://127.0.0.1:9"]
+)
 def test_a_uri_that_names_no_store_changes_nothing(
     make_workspace: Callable[..., Workspace], tmp_path: Path, uri: str
 ) -> None:
