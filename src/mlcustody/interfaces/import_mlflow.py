@@ -86,9 +86,11 @@ def import_mlflow(
     report = MlflowImport(_display(uri))
     with tempfile.TemporaryDirectory(prefix="custody-mlflow-") as tmp:
         for experiment in _experiments(client, experiments):
-            report.imported["experiments"] += 1
+            before = len(report.runs)
             for run in _pages(partial(_runs_page, client, experiment.experiment_id)):
                 _import_run(ws, client, experiment, run, report, Path(tmp))
+            # an experiment is its runs' tag (custody.import.experiment): imported when one of them is
+            (report.imported if len(report.runs) > before else report.skipped)["experiments"] += 1
         _import_models(ws, client, uri, report, Path(tmp), trust_pickle=trust_pickle, key=key)
     return report
 
@@ -227,7 +229,8 @@ def _import_run(ws: Workspace, client: Any, experiment: Any, run: Any, report: M
     report.imported["params"] += len(batch.params)
     report.imported["tags"] += len(run.data.tags)
     report.imported["metric_points"] += len(history)
-    report.imported["artifact_files"] += stored.file_count if stored else 0
+    if stored is not None:
+        report.imported["artifact_files"] += stored.file_count
 
 
 def _version(
