@@ -1,4 +1,4 @@
-"""Optional peer libraries (MLflow, CycloneDX, OpenLineage): imported when a command needs one.
+"""Optional peer libraries (MLflow's client, PyYAML): imported when an import command needs one.
 
 They are heavy (MLflow alone takes seconds to import) and most users never need them, so they live in
 the ``interop`` extra; a missing one is bad input with the fix named, not a traceback.
