@@ -997,3 +997,115 @@ _EVIDENTLY += "wasserstein | jensenshannon: Evidently's default for the column's
 _EVIDENTLY += "drifted}], drifted_columns, share, drift_share, dataset_drift}; else null"
 FIELDS["investigation.drift"]["evidently"] = _EVIDENTLY
 FIELDS["investigation.decision-drift"]["evidently"] = _EVIDENTLY
+
+# -- interop: imports from MLflow and DVC, exports to CycloneDX, SPDX and OpenLineage ---------------------
+
+_IMPORT_COUNTS = "counts per kind of what this import added"
+FIELDS.update(
+    {
+        "import_mlflow": {
+            "source": "the tracking URI read (password hidden)",
+            "imported": f"{_IMPORT_COUNTS}: experiments, runs, params, tags, metric_points, artifact_files, "
+            "model_versions, aliases",
+            "skipped": "counts per kind of what an earlier import had already added (a second import adds nothing)",
+            "unmapped": "list of {kind, item, reason}: what could not be imported as it is, and why",
+            "runs": "ids of the runs imported (the MLflow run ids)",
+            "model_versions": "NAME@VERSION of each model version imported, with MLflow's version number",
+        },
+    }
+)
+
+
+def mlflow_import(report: Any) -> dict[str, Any]:
+    """The document of ``custody import mlflow`` (an ``import_mlflow.MlflowImport``)."""
+    return _import("import_mlflow", report, model_versions=list(report.model_versions))
+
+
+def _import(kind: str, report: Any, **more: Any) -> dict[str, Any]:
+    """What every import report holds: source, counts added and skipped, what was not mapped, runs."""
+    return document(
+        kind,
+        source=report.source,
+        imported=dict(sorted(report.imported.items())),
+        skipped=dict(sorted(report.skipped.items())),
+        unmapped=[plain(u) for u in report.unmapped],
+        runs=list(report.runs),
+        **more,
+    )
+
+
+FIELDS.update(
+    {
+        "export_cyclonedx": {
+            "model": "NAME@VERSION the document describes",
+            "format": "cyclonedx (or spdx)",
+            "spec": "the format's version: 1.6, or 1.7 (with citations); SPDX 3.0.1",
+            "serial": "the document's identity: CycloneDX serial number (urn:uuid), SPDX document id; the same "
+            "for the same model version and spec",
+            "components": "how many things it describes: CycloneDX components (model, data, attestation), SPDX "
+            "packages (model, datasets)",
+            "signed": "whether it was written inside a DSSE envelope signed by a registry key",
+            "out": "the file written",
+        },
+    }
+)
+FIELDS["export_spdx"] = FIELDS["export_cyclonedx"]
+
+
+def bom_export(bom: Any, out: Path | None) -> dict[str, Any]:
+    """The document of ``custody export cyclonedx|spdx --json`` (a ``boms.Bom``)."""
+    return document(
+        f"export_{bom.format}",
+        model=bom.model,
+        format=bom.format,
+        spec=bom.spec,
+        serial=bom.serial,
+        components=bom.components,
+        signed=bom.envelope is not None,
+        out=str(out) if out is not None else None,
+    )
+
+
+FIELDS.update(
+    {
+        "export_openlineage": {
+            "runs": "ids of the runs exported, in the order their events were sent",
+            "events": "the RunEvents (OpenLineage 2-0-2), as sent",
+            "url": "the endpoint they were sent to, or null",
+            "out": "the JSON Lines file they were written to, or null",
+            "statuses": "the endpoint's HTTP status for each event sent",
+        },
+    }
+)
+
+
+def openlineage_export(emitted: Any) -> dict[str, Any]:
+    """The document of ``custody export openlineage --json`` (a ``lineage_events.Emitted``)."""
+    return document(
+        "export_openlineage",
+        runs=emitted.runs,
+        events=emitted.events,
+        url=emitted.url,
+        out=str(emitted.out) if emitted.out is not None else None,
+        statuses=emitted.statuses,
+    )
+
+
+FIELDS.update(
+    {
+        "import_dvc": {
+            "source": "the DVC repository read",
+            "commits": "how many commits of its history were read",
+            "imported": f"{_IMPORT_COUNTS}: versions, files (stored), runs (changed stages)",
+            "skipped": "counts per kind of what an earlier import had already added",
+            "unmapped": "list of {kind, item, reason}: content kept digest-only (no bytes here, or a wrong MD5)",
+            "runs": "ids of the runs imported (one per stage whose dvc.lock entry changed, per commit)",
+            "versions": "NAME@VERSION of each artifact version imported",
+        },
+    }
+)
+
+
+def dvc_import(report: Any) -> dict[str, Any]:
+    """The document of ``custody import dvc`` (an ``import_dvc.DvcImport``)."""
+    return _import("import_dvc", report, commits=report.commits, versions=list(report.versions))

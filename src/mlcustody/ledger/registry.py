@@ -143,12 +143,17 @@ def prepare(
 
 
 def record(
-    conn: Connection, prepared: Prepared, envelope_digest: str, keyid: str, actor: str
+    conn: Connection, prepared: Prepared, envelope_digest: str, keyid: str, actor: str, *, number: int | None = None
 ) -> tuple[ModelVersion, audit.Event]:
-    """Insert the next version of the model name (in the caller's write transaction)."""
-    current = conn.execute(
-        sa.select(sa.func.max(model_versions.c.version)).where(model_versions.c.name == prepared.name)
-    ).scalar()
+    """Insert the next version of the model name (in the caller's write transaction), or version
+    ``number`` when an import keeps the number the version had at its source."""
+    current = (
+        (number - 1)
+        if number is not None
+        else conn.execute(
+            sa.select(sa.func.max(model_versions.c.version)).where(model_versions.c.name == prepared.name)
+        ).scalar()
+    )
     sha256 = next(s.sha256 for s in prepared.subjects) if len(prepared.subjects) == 1 else _root(prepared.subjects)
     row: dict[str, Any] = {
         "name": prepared.name,

@@ -554,8 +554,7 @@ def demo(
         render.demo_end(where)
 
 
-@app.command("export")
-def export_bundle(
+def export_bundle(  # registered as `export` (and `export bundle`) by cli.interop
     ref: Annotated[str, typer.Argument(help="NAME@VERSION, NAME:ALIAS or NAME (latest) of a registered model.")],
     bundle: Annotated[Path, typer.Option("--bundle", help="The .tar.gz to write.")],
     with_data: Annotated[bool, typer.Option("--with-data", help="Also include the datasets' files.")] = False,
@@ -799,7 +798,9 @@ def run(args: list[str]) -> int:
         return 3
 
 
+from mlcustody.interfaces.cli import interop  # noqa: E402 - registered after app exists
 from mlcustody.interfaces.cli.investigate import investigate_app  # noqa: E402 - registered after app exists
 
 investigate_attribution.register(investigate_app)
 app.add_typer(investigate_app, name="investigate")
+interop.register(app, export_bundle)

@@ -79,6 +79,7 @@ _SHAPE_OF = {
     "keys revoke": "key",
     "keys export-public": "public_key",
     "run": "run",
+    "export bundle": "export",
 }
 
 
