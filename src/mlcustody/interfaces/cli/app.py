@@ -802,3 +802,7 @@ from mlcustody.interfaces.cli.investigate import investigate_app  # noqa: E402 -
 
 investigate_attribution.register(investigate_app)
 app.add_typer(investigate_app, name="investigate")
+
+from mlcustody.interfaces.cli.report import report_app  # noqa: E402 - registered after app exists
+
+app.add_typer(report_app, name="report")
