@@ -226,8 +226,7 @@ def _logic_sections(
         for c in explain.principal(explained)
     ]
     counterfactuals = [
-        f"had {c.feature} been {c.needed:.6g} instead of {c.value} (all else equal), the result would have been "
-        f"{c.outcome}"
+        {"factor": c.feature, "now": c.value, "would_have_to_be": c.needed, "result_then": c.outcome}
         for c in explained.counterfactuals
     ]
     fields = [
@@ -241,7 +240,8 @@ def _logic_sections(
              "only factors the model actually scored; the wording given to the person needs approval "
              "(Reg B 12 CFR 1002.9(b)(2))"),
         fact("counterfactuals", "What would have changed the result", counterfactuals, basis, REVIEW,
-             "check each change is realistic and not discriminatory before it is given"),
+             "the nearest value of one factor, all others as they were, that changes the predicted result; check "
+             "each change is realistic and not discriminatory before it is given"),
         blank("reason_wording", "Reasons as worded for the person", "plain-language text of each principal reason"),
         blank("redactions", "Redactions (trade secrets)", "what is withheld from the person and why; it stays "
               "available to the supervisory authority or court (CJEU C-203/22)"),

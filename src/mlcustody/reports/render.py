@@ -8,6 +8,7 @@ JSON is the body itself, indented, with a final newline.
 from __future__ import annotations
 
 import json
+import warnings
 from functools import cache
 from html import escape
 from typing import Any
@@ -25,9 +26,11 @@ def render(body: dict[str, Any], fmt: str) -> bytes:
     html = _template("report.html.j2", autoescape=True).render(doc=body, value=_html_value, bars=_bars)
     if fmt == "html":
         return html.encode("utf-8")
-    import weasyprint
+    with warnings.catch_warnings():  # a system-library notice of weasyprint, nothing the user can act on here
+        warnings.filterwarnings("ignore", "HarfBuzz-Subset", DeprecationWarning)
+        import weasyprint
 
-    found: bytes = weasyprint.HTML(string=html).write_pdf()
+        found: bytes = weasyprint.HTML(string=html).write_pdf()
     return found
 
 

@@ -1,0 +1,214 @@
+"""`custody report decision` and `custody report verify`: a right-to-explanation report whose every field cites
+the evidence it came from, signed with a detached DSSE envelope and stored as a report artifact."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import math
+import random
+import sqlite3
+from typing import Any
+
+import numpy as np
+import polars as pl
+import pytest
+
+from conftest import Cli, write_tree
+from mlcustody import Workspace, load_model
+from mlcustody.interfaces.sdk import RecordSpec
+
+PASSPHRASE = "report passphrase"
+INPUTS = {"income_k": 41.5, "debt_ratio": 0.35}
+
+
+def _world(ws: Workspace) -> None:
+    """Raw loan applications → a prepare run with record lineage → a trainset → a logistic model registered and
+    aliased, and decisions logged about two subjects (one of whom is then forgotten)."""
+    rng = random.Random(11)
+    lines = ["loan_id,income,amount,approved"]
+    for i in range(60):
+        income, amount = rng.randint(20_000, 90_000), rng.randint(1_000, 40_000)
+        odds = 0.06 * (income / 1000 - 55) - 4 * (amount / income - 0.3)
+        lines.append(f"L-{i:03d},{'' if i % 10 == 3 else income},{amount},{int(rng.random() < 1 / (1 + math.exp(-odds)))}")
+    write_tree(ws.root, {"raw/loans.csv": "\n".join(lines) + "\n"})
+    ws.add([ws.root / "raw/loans.csv"], records=RecordSpec(key=("loan_id",)))
+    with ws.start_run("prepare") as run:
+        kept = run.use_records("raw/loans.csv").filter(pl.col("income").is_not_null())
+        derived = run.derive(kept, income_k=pl.col("income") / 1000, debt_ratio=pl.col("amount") / pl.col("income"))
+        columns = ["_rid", "loan_id", "income_k", "debt_ratio", "approved"]
+        run.output_records(derived.select(columns), name="trainset", key=["loan_id"])
+    from sklearn.linear_model import LogisticRegression
+
+    with ws.start_run("train") as run:
+        data = pl.read_parquet(run.use("trainset"))
+        model = LogisticRegression(max_iter=1000).fit(data.select("income_k", "debt_ratio").to_numpy(), data["approved"])
+        run.save_model(model, ws.root / "model.skops")
+    ws.register_model("credit", run=run.id)
+    ws.alias_model("credit", "production", 1, "first release")
+    with ws.decision_log("credit:production") as log:
+        log.record("D-1", INPUTS, {"approved": False}, subject="S-1")
+        log.record("D-2", INPUTS, {"approved": False}, subject="S-2")
+    ws.forget_subject("S-2")
+
+
+@pytest.fixture
+def world(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> Cli:
+    monkeypatch.setenv("CUSTODY_KEY_PASSPHRASE", PASSPHRASE)
+    cli("init")
+    cli("keys", "generate", "--name", "compliance")
+    with Workspace.open(cli.cwd) as ws:
+        _world(ws)
+    return cli
+
+
+def _fields(body: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Every field of a report by ``section.name``."""
+    return {f"{s['id']}.{f['name']}": f for s in body["sections"] for f in s["fields"]}
+
+
+def _citation(body: dict[str, Any], ident: str) -> dict[str, Any]:
+    return next(c for c in body["citations"] if c["id"] == ident)
+
+
+def test_the_report_names_what_trace_decision_names_and_cites_each_fact(world: Cli) -> None:
+    out, _ = world("report", "decision", "D-1", "--format", "json")
+    body = json.loads(out)
+    traced = world.json("trace", "decision", "D-1")
+    fields = _fields(body)
+    assert body["schema"] == "mlcustody.report.decision/v1" and body["gaps"] == []
+    assert fields["decision.model_version"]["value"] == traced["model"]["ref"] == "credit@1"
+    assert fields["decision.aliases"]["value"] == traced["aliases"] == ["production"]
+    assert fields["training.run"]["value"] == traced["run"]["id"]
+    [dataset] = fields["training.datasets"]["value"]
+    assert (dataset["ref"], dataset["digest"]) == (traced["datasets"][0]["name"], traced["datasets"][0]["digest"]["blake3"])
+    assert fields["model.attestation"]["value"] == traced["model"]["attestation"]
+    # each fact cites evidence that names it
+    run_cite = _citation(body, fields["training.run"]["cites"][0])
+    assert (run_cite["kind"], run_cite["ref"], run_cite["digest"]) == ("run", traced["run"]["id"], traced["run"]["seal"])
+    entry = _citation(body, fields["decision.decision_id"]["cites"][0])
+    assert (entry["kind"], entry["ref"], entry["digest"]) == ("decision", "D-1", body["inclusion"]["leaf_hash"])
+    for field in fields.values():
+        assert field["fill"] in {"store", "review", "human"}
+        assert (field["value"] is None) == (field["fill"] == "human")
+        assert field["cites"] or field["fill"] == "human", field["name"]
+        assert all(any(c["id"] == ident for c in body["citations"]) for ident in field["cites"])
+    assert {"oversight.reviewer", "logic.reason_wording", "logic.redactions"} <= {
+        k for k, f in fields.items() if f["fill"] == "human"
+    }
+    assert fields["verification.attestation_verified"]["value"] is True
+    assert fields["verification.log_inclusion_verified"]["value"] is True
+
+
+def test_contributions_are_shap_values_and_counterfactuals_change_the_result(world: Cli) -> None:
+    shap = pytest.importorskip("shap")
+    body = json.loads(world("report", "decision", "D-1", "--format", "json")[0])
+    fields = _fields(body)
+    model = load_model(world.cwd / "model.skops")
+    data = pl.read_parquet(world.cwd / "trainset.parquet").select("income_k", "debt_ratio").to_numpy()
+    x = np.array([[INPUTS["income_k"], INPUTS["debt_ratio"]]])
+    mean = data.mean(axis=0, keepdims=True)
+    oracle = shap.explainers.Exact(model.decision_function, shap.maskers.Independent(mean))(x).values[0]
+    found = {c["feature"]: c["effect"] for c in fields["logic.contributions"]["value"]}
+    assert [found["income_k"], found["debt_ratio"]] == pytest.approx(list(oracle), rel=1e-9)
+    assert [found["income_k"], found["debt_ratio"]] == pytest.approx(list(model.coef_[0] * (x - mean)[0]), rel=1e-9)
+    score = fields["logic.score"]["value"]
+    assert score["this_decision"] - score["training_average"] == pytest.approx(sum(found.values()), rel=1e-9)
+    # principal reasons: only scored factors that moved the score the way it went
+    direction = math.copysign(1, score["this_decision"] - score["training_average"])
+    pushing = [f for f, e in found.items() if math.copysign(1, e) == direction]
+    assert [r.split(" = ")[0] for r in fields["logic.principal_reasons"]["value"]] == sorted(
+        pushing, key=lambda f: -abs(found[f])
+    )
+    assert fields["logic.principal_reasons"]["fill"] == "review"
+    predicted = model.predict(x)[0]
+    texts = fields["logic.counterfactuals"]["value"]
+    assert texts, "a single change of income flips a logistic credit model"
+    names = ["income_k", "debt_ratio"]
+    for change in texts:
+        j = names.index(change["factor"])
+        assert change["now"] == x[0, j]
+        moved = x.copy()
+        moved[0, j] = change["would_have_to_be"]
+        assert model.predict(moved)[0] != predicted == model.predict(x)[0]
+        assert change["result_then"] == model.predict(moved)[0]
+        moved[0, j] -= (change["would_have_to_be"] - x[0, j]) * 1e-6  # a hair closer to the person's value
+        assert model.predict(moved)[0] == predicted, "the change found is the nearest one"
+    records = fields["records.records"]["value"]
+    assert len(records) == 5 and all(len(r["record"]) == 16 and not r["record"].startswith("L-") for r in records)
+    assert all(s.startswith("raw/loans@1 raw/loans.csv:") for r in records for s in r["sources"])
+
+
+def test_same_store_same_bytes_and_later_decisions_change_nothing(world: Cli) -> None:
+    first = world.cwd / "a.json"
+    world("report", "decision", "D-1", "--out", str(first))
+    stored = world.json("report", "decision", "D-1")["stored"]
+    with Workspace.open(world.cwd) as ws, ws.decision_log("credit@1") as log:
+        log.record("D-3", INPUTS, {"approved": True}, subject="S-3")  # a later checkpoint, a moved audit head
+    second = world.cwd / "b.json"
+    world("report", "decision", "D-1", "--out", str(second))
+    assert first.read_bytes() == second.read_bytes()
+    assert world.json("report", "decision", "D-1")["stored"] == stored  # not stored again
+
+
+def test_pdf_renders_signed_and_verifies_offline_and_against_the_store(world: Cli) -> None:
+    pypdf = pytest.importorskip("pypdf")
+    pdf = world.cwd / "D-1.pdf"
+    doc = world.json("report", "decision", "D-1", "--out", str(pdf))
+    assert doc["format"] == "pdf" and doc["signature"] == f"{pdf}.dsse.json"
+    text = "".join(page.extract_text() for page in pypdf.PdfReader(io.BytesIO(pdf.read_bytes())).pages)
+    assert "D-1" in text and "credit@1" in text
+    checked = world.json("report", "verify", str(pdf))
+    assert checked["ok"] and checked["with_store"] and checked["kind"] == "decision" and checked["citations"] > 5
+    assert world.json("report", "verify", str(pdf), "--offline")["ok"]
+    html = world.cwd / "D-1.html"
+    world("report", "decision", "D-1", "--out", str(html))
+    page = html.read_text()
+    assert "<svg" in page and "http" not in page.replace("http://www.w3.org/2000/svg", "")  # self-contained
+    html.write_text(page.replace("credit@1", "credit@9"))
+    found = world.json("report", "verify", str(html), "--offline", code=1)
+    assert found["problems"] == ["the report file's digest is not the one signed: the file was changed"]
+
+
+def test_the_signature_is_dsse_that_securesystemslib_verifies(world: Cli) -> None:
+    sslib = pytest.importorskip("securesystemslib.dsse")
+    from securesystemslib.signer import SSlibKey
+
+    out = world.cwd / "D-1.json"
+    world("report", "decision", "D-1", "--out", str(out))
+    envelope = json.loads((world.cwd / "D-1.json.dsse.json").read_text())
+    statement = json.loads(base64.b64decode(envelope["payload"]))
+    signer = statement["predicate"]["signer"]
+    from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+    key = SSlibKey.from_crypto(load_pem_public_key(signer["publicKey"].encode()))
+    assert key.keyid == signer["keyid"]
+    sslib.Envelope.from_dict(envelope).verify([key], 1)
+    assert statement["subject"][0]["name"] == "D-1.json"
+
+
+def test_a_citation_that_no_longer_matches_the_store_is_named(world: Cli) -> None:
+    out = world.cwd / "D-1.md"
+    world("report", "decision", "D-1", "--out", str(out))
+    body = json.loads(world("report", "decision", "D-1", "--format", "json")[0])
+    run = _citation(body, _fields(body)["training.run"]["cites"][0])
+    with sqlite3.connect(world.cwd / ".custody" / "metadata.db") as db:
+        db.execute("UPDATE run_ends SET seal = ? WHERE run_id = ?", ("0" * 64, run["ref"]))
+    found = world.json("report", "verify", str(out), code=1)
+    assert any(p.startswith(f"{run['id']} run {run['ref']}: the store has {'0' * 64}") for p in found["problems"])
+    assert world.json("report", "verify", str(out), "--offline")["ok"]  # the files alone are intact
+
+
+def test_gaps_are_stated_and_bad_input_changes_nothing(world: Cli) -> None:
+    body = json.loads(world("report", "decision", "D-2", "--format", "json")[0])
+    assert any("crypto-shredded" in gap for gap in body["gaps"])
+    assert _fields(body)["data_used.inputs"]["value"].startswith("crypto-shredded")
+    before = world.json("ls", "--all")["artifacts"]
+    err = world("report", "decision", "D-404", code=2)[1]
+    assert "no decision with id 'D-404'" in err and "custody decisions ls" in err
+    assert "--out FILE.pdf" in world("report", "decision", "D-1", "--format", "pdf", code=2)[1]
+    assert "writable" in world("report", "decision", "D-1", "--out", str(world.cwd / "no" / "such.md"), code=2)[1]
+    assert "unknown report format" in world("report", "decision", "D-1", "--format", "docx", code=2)[1]
+    assert world.json("ls", "--all")["artifacts"] == before
+    assert "cannot read" in world("report", "verify", str(world.cwd / "missing.pdf"), code=2)[1]
