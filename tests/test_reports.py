@@ -212,3 +212,66 @@ def test_gaps_are_stated_and_bad_input_changes_nothing(world: Cli) -> None:
     assert "unknown report format" in world("report", "decision", "D-1", "--format", "docx", code=2)[1]
     assert world.json("ls", "--all")["artifacts"] == before
     assert "cannot read" in world("report", "verify", str(world.cwd / "missing.pdf"), code=2)[1]
+
+
+# -- erasure -------------------------------------------------------------------------------------------
+
+
+def test_erasure_impact_finds_their_records_models_and_decisions_and_destroys_nothing(world: Cli) -> None:
+    body = json.loads(world("report", "erasure", "S-1", "--record", "L-004", "--format", "json")[0])
+    assert body["schema"] == "mlcustody.report.erasure/v1"
+    assert body["subject"].startswith("subject-") and "S-1" not in json.dumps(body) and "L-004" not in json.dumps(body)
+    fields = _fields(body)
+    rows = fields["inventory.records"]["value"]
+    assert {(r["ref"], r["derived"]) for r in rows} == {("raw/loans@1", False), ("trainset@1", True)}
+    assert {r["source"] for r in rows} == {"raw/loans.csv:6", "trainset.parquet#3"}  # L-004 is line 6; row 3 kept
+    assert [m["model"] for m in fields["models.models"]["value"]] == ["credit@1"]
+    assert fields["models.retrain_decision"]["fill"] == "human"
+    assert [d["decision"] for d in fields["decisions.decisions"]["value"]] == ["D-1"]
+    assert fields["decisions.data_key"]["value"] == "active"
+    assert any("not executed" in gap for gap in body["gaps"])
+    assert world.json("decisions", "receipt", "D-1")["decision"]["payload_key"] is not None
+    with Workspace.open(world.cwd) as ws:
+        assert ws.decision_inputs("D-1") == INPUTS  # an impact report destroys nothing
+
+
+def test_erasure_execute_shreds_their_payloads_keeps_verify_green_and_is_audited(world: Cli) -> None:
+    out = world.cwd / "erasure.md"
+    doc = world.json("report", "erasure", "S-1", "--record", "L-004", "--execute", "--out", str(out))
+    with Workspace.open(world.cwd) as ws:
+        assert ws.decision_inputs("D-1") is None  # cannot be decrypted any more
+        assert ws.decision_inputs("D-2") is None  # S-2 was forgotten before; no one else's data was touched
+    fields = _fields(doc["report"])
+    assert fields["execution.executed"]["value"] is True and fields["execution.payloads_shredded"]["value"] == 1
+    assert fields["execution.retrain"]["value"] == ["credit@1"]
+    assert fields["decisions.data_key"]["value"] == "shredded"
+    world("verify")
+    world("verify", "--decisions")
+    actions = [e["action"] for e in world.json("log")["events"]]
+    assert "subject.erase" in actions and "decision.shred" in actions
+    assert world.json("report", "verify", str(out))["ok"]
+    with sqlite3.connect(world.cwd / ".custody" / "metadata.db") as db:
+        stored = "".join(str(row) for table in ("runs", "audit_events") for row in db.execute(f"SELECT * FROM {table}"))
+    assert "S-1" not in stored and "L-004" not in stored  # the subject's ids never reach the store
+
+
+def test_a_hold_blocks_execution_until_released(world: Cli) -> None:
+    world("report", "hold", "--all", "--reason", "incident 2026-11: preserve evidence")
+    assert [h["reason"] for h in world.json("report", "holds")["holds"]] == ["incident 2026-11: preserve evidence"]
+    before = world.json("log")["events"]
+    err = world("report", "erasure", "S-1", "--execute", code=2)[1]
+    assert "blocked by hold" in err and "--release" in err
+    assert world.json("log")["events"] == before  # refused: nothing destroyed, nothing recorded
+    body = json.loads(world("report", "erasure", "S-1", "--format", "json")[0])
+    assert any("on hold" in gap for gap in body["gaps"])
+    world("report", "hold", "--all", "--release", "--reason", "incident closed")
+    world("report", "erasure", "S-1", "--execute", "--format", "json")
+    with Workspace.open(world.cwd) as ws:
+        assert ws.decision_inputs("D-1") is None
+
+
+def test_an_unknown_subject_is_bad_input(world: Cli) -> None:
+    err = world("report", "erasure", "nobody", code=2)[1]
+    assert "holds no record, decision or data key of that subject" in err and "--record" in err
+    assert "SUBJECT or --all" in world("report", "hold", "--reason", "x", code=2)[1]
+    assert "needs a reason" in world("report", "hold", "S-1", code=2)[1]

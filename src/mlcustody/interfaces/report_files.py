@@ -11,7 +11,9 @@ for (``--out``) is rendered from the same body and signed the same way (``FILE.d
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -63,17 +65,68 @@ def decision(ws: Workspace, decision_id: str, fmt: str, out: Path | None, top: i
     return publish(ws, build, fmt, out)
 
 
-def publish(ws: Workspace, build: Callable[[Connection], dict[str, Any]], fmt: str, out: Path | None) -> Published:
-    """Build, store (signed) and render a report; ``out`` is checked before anything is written."""
+def erasure(
+    ws: Workspace, subject: str, records: list[str], fmt: str, out: Path | None, *, execute: bool
+) -> Published:
+    """``report erasure``: the impact of erasing a data subject; with ``execute``, erase (crypto-shred)
+    first — refused while a hold applies — and report what was done."""
+    from mlcustody.metadata import audit
+    from mlcustody.reports import erasure as report
+
+    def erase() -> None:
+        with ws.db.write() as conn:
+            keyset = ws._decision_keys(conn)
+            found = report.find(conn, ws.objects, subject, records, keyset)
+            events = report.execute(conn, subject, found, ws.config.actor, keyset)
+        audit.advance_witness(ws.witness, events[-1])
+
+    def build(conn: Connection) -> dict[str, Any]:
+        return report.build(conn, ws.objects, subject, records, ws._decision_keys(conn))
+
+    return publish(ws, build, fmt, out, act=erase if execute else None, private=[subject, *records])
+
+
+def hold(ws: Workspace, subject: str | None, reason: str, *, release: bool) -> Any:
+    """Place or release a hold on a subject (None: on every subject); the audit event written."""
+    from mlcustody.metadata import audit
+    from mlcustody.reports import erasure as report
+
+    with ws.db.write() as conn:
+        scope = report.ALL if subject is None else report.subject_tag(conn, subject, ws._decision_keys(conn))[0]
+        event = report.place_hold(conn, scope, reason, ws.config.actor, release=release)
+    audit.advance_witness(ws.witness, event)
+    return event
+
+
+def holds(ws: Workspace) -> list[Any]:
+    from mlcustody.reports import erasure as report
+
+    with ws.db.read() as conn:
+        return report.holds(conn)
+
+
+def publish(
+    ws: Workspace,
+    build: Callable[[Connection], dict[str, Any]],
+    fmt: str,
+    out: Path | None,
+    act: Callable[[], None] | None = None,
+    private: list[str] | None = None,
+) -> Published:
+    """Build, store (signed) and render a report; ``fmt`` and ``out`` are checked before anything is
+    written or ``act`` (what the report is a certificate of) is done. ``private`` values (a data
+    subject's ids) never reach the store: the recording run's command line names the report's subject."""
     if fmt not in render.FORMATS:
         raise UsageError(f"unknown report format {fmt!r}", hint=f"use one of: {', '.join(render.FORMATS)}")
     if fmt == "pdf" and out is None:
         raise UsageError("a PDF report needs a file", hint="add --out FILE.pdf")
     if out is not None:
         _check_writable(out)
+    if act is not None:
+        act()
     with ws.db.read() as conn:
         body = build(conn)
-    stored = _store(ws, body)
+    stored = _store(ws, body, private or [])
     data = render.render(body, fmt)
     signature = None
     if out is not None:
@@ -96,7 +149,7 @@ def verify(ws: Workspace | None, file: Path, signature: Path | None) -> Verified
     return Verified(file, envelope, ws is not None, checked, problems)
 
 
-def _store(ws: Workspace, body: dict[str, Any]) -> ArtifactVersion:
+def _store(ws: Workspace, body: dict[str, Any], private: list[str]) -> ArtifactVersion:
     data = render.render(body, "json")
     name = f"report-{body['kind']}-{slug(body['subject'])}"
     with ws.db.read() as conn:
@@ -107,7 +160,7 @@ def _store(ws: Workspace, body: dict[str, Any]) -> ArtifactVersion:
     cited = [c["ref"] for c in body["citations"] if c["kind"] in _CITES_VERSIONS]
     path = ws.root / REPORT_DIR / f"{name}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    with ws.start_run(f"report {body['kind']}") as run:
+    with _redacted_argv(private, body["subject"]), ws.start_run(f"report {body['kind']}") as run:
         for ref in dict.fromkeys(cited):
             run.use(ref)
         path.write_bytes(data)
@@ -116,6 +169,21 @@ def _store(ws: Workspace, body: dict[str, Any]) -> ArtifactVersion:
         stored = run.output(path, name=name, type="report", message=f"custody report {body['kind']}")
         run.output(sealed, name=f"{name}-signature", type="report", message="its detached DSSE signature")
     return stored
+
+
+@contextmanager
+def _redacted_argv(private: list[str], instead: str) -> Iterator[None]:
+    """``sys.argv`` with each private value replaced, while a run records it as its command line."""
+    def redact(arg: str) -> str:
+        option, equals, value = arg.partition("=")
+        return instead if arg in private else f"{option}={instead}" if equals and value in private else arg
+
+    saved = sys.argv
+    sys.argv = [redact(arg) for arg in saved]
+    try:
+        yield
+    finally:
+        sys.argv = saved
 
 
 def _sign(ws: Workspace, name: str, data: bytes, body: dict[str, Any], fmt: str) -> bytes:

@@ -979,6 +979,10 @@ FIELDS.update(
             "inclusion": "{entry, leaf_hash, size, vkey, proof}: the decision's c2sp.org/tlog-proof against the first "
             "signed checkpoint that sealed it (it never changes), or null when not sealed yet",
         },
+        "report.erasure": _REPORT_BODY,
+        "report_hold": {"released": "true when a hold was released", "event": "the audit event written"},
+        "report_holds": {"holds": "list of {scope (a subject pseudonym, or * for all), reason, seq (the audit "
+                         "event that placed it), at, actor}"},
         "report": {
             "kind": "the report's kind",
             "subject": "what it is about",

@@ -65,6 +65,65 @@ def decision(
     show(found, as_json)
 
 
+@report_app.command("erasure")
+def erasure(
+    subject: Annotated[str, typer.Argument(metavar="SUBJECT", help="The data subject's id (decision log, record key).")],
+    record: Annotated[
+        list[str] | None, typer.Option("--record", metavar="ID", help="Another record id of theirs (repeat).")
+    ] = None,
+    execute: Annotated[
+        bool, typer.Option("--execute", help="Erase: destroy their data key (crypto-shredding), audited.")
+    ] = False,
+    fmt: FormatOpt = None,
+    out: OutOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Erasure (GDPR Art. 17): their records in every snapshot, the records derived from them, the models trained
+    on them, the decisions about them, the holds and retention rules, and what crypto-shredding does and does not
+    reach. With --execute (refused while a hold applies), their decision payloads become unreadable and the
+    erasure is recorded; `custody verify` still passes."""
+    from mlcustody.interfaces import report_files
+
+    with _workspace() as ws:
+        found = report_files.erasure(ws, subject, record or [], _format(fmt, out), out, execute=execute)
+    show(found, as_json)
+
+
+@report_app.command("hold")
+def hold(
+    subject: Annotated[str | None, typer.Argument(metavar="[SUBJECT]", help="The data subject (default: --all).")] = None,
+    every: Annotated[bool, typer.Option("--all", help="Hold every subject (e.g. an incident: AI Act Art. 73(6)).")] = False,
+    reason: Annotated[str, typer.Option("--reason", help="Why (a legal claim, an incident).")] = "",
+    release: Annotated[bool, typer.Option("--release", help="Release the hold instead.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Place (or --release) a hold that blocks `report erasure --execute` for a subject or for all; audited."""
+    from mlcustody.errors import UsageError
+    from mlcustody.interfaces import report_files
+
+    if (subject is None) == (not every):
+        raise UsageError("give a SUBJECT or --all, not both", hint="custody report hold SUBJECT --reason TEXT")
+    with _workspace() as ws:
+        event = report_files.hold(ws, subject, reason, release=release)
+    if as_json:
+        output.emit_json(shapes.document("report_hold", released=release, event=shapes.event(event)))
+        return
+    output.line(f"{'released' if release else 'placed'} hold (audit event #{event.seq})")
+
+
+@report_app.command("holds")
+def holds(as_json: JsonOpt = False) -> None:
+    """The holds in force: what blocks erasure, since when, by whom, why."""
+    from mlcustody.interfaces import report_files
+
+    with _workspace() as ws:
+        found = report_files.holds(ws)
+    if as_json:
+        output.emit_json(shapes.document("report_holds", holds=[h.__dict__ for h in found]))
+        return
+    output.table(["event", "scope", "since", "by", "reason"], [[h.seq, h.scope[:16], h.at, h.actor, h.reason] for h in found])
+
+
 @report_app.command("verify")
 def verify(
     file: Annotated[Path, typer.Argument(metavar="FILE", help="A report file written with --out.")],
