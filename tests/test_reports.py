@@ -275,3 +275,48 @@ def test_an_unknown_subject_is_bad_input(world: Cli) -> None:
     assert "holds no record, decision or data key of that subject" in err and "--record" in err
     assert "SUBJECT or --all" in world("report", "hold", "--reason", "x", code=2)[1]
     assert "needs a reason" in world("report", "hold", "S-1", code=2)[1]
+
+
+# -- Annex IV and inventory ----------------------------------------------------------------------------
+
+
+def test_annex_iv_fills_what_the_store_knows_and_marks_what_a_person_must_write(world: Cli) -> None:
+    body = json.loads(world("report", "annex-iv", "credit:production", "--format", "json")[0])
+    assert body["subject"] == "credit@1"
+    assert [s["title"].split(".")[0] for s in body["sections"]] == [str(n) for n in range(1, 10)]
+    fields = _fields(body)
+    for name in ("risk.risk_management", "standards.standards", "conformity.declaration", "general.purpose",
+                 "post_market.monitoring_plan"):
+        assert fields[name]["fill"] == "human" and fields[name]["value"] is None
+    shown = world.json("show", "trainset@1")["artifact"]
+    [data] = fields["development.training_data"]["value"]
+    assert (data["ref"], data["digest"], data["records"]) == ("trainset@1", shown["digest"], 54)
+    assert [s["step"] for s in fields["development.steps"]["value"]] == ["prepare", "train"]
+    model = world.json("model", "show", "credit@1")
+    assert fields["general.software"]["value"]["python"] == model["environment"]["python"]
+    assert [(m["alias"], m["to"], m["why"]) for m in fields["lifecycle.alias_history"]["value"]] == [
+        ("production", 1, "first release")
+    ]
+    assert fields["monitoring.decisions"]["value"] == 2
+    assert any("no investigation is stored" in gap for gap in body["gaps"])
+    out = world.cwd / "annex.html"
+    world("report", "annex-iv", "credit@1", "--out", str(out))
+    assert world.json("report", "verify", str(out))["ok"]
+    assert "no registered model named 'nope'" in world("report", "annex-iv", "nope", code=2)[1]
+
+
+def test_inventory_lists_every_version_with_status_usage_and_integrity(world: Cli) -> None:
+    with Workspace.open(world.cwd) as ws:
+        ws.register_model("credit", path=ws.root / "model.skops")
+        ws.alias_model("credit", "production", 2, "second release")
+        with ws.decision_log("credit@2") as log:
+            log.record("D-9", INPUTS, {"approved": True})
+    body = json.loads(world("report", "inventory", "--format", "json")[0])
+    rows = {r["model"]: r for r in _fields(body)["inventory.models"]["value"]}
+    assert set(rows) == {"credit@1", "credit@2"}
+    assert (rows["credit@1"]["status"], rows["credit@2"]["status"]) == ("retired", "production")
+    listed = world.json("decisions", "ls", "--model", "credit@1")["decisions"]
+    assert rows["credit@1"]["decisions"] == len(listed) == 2 and rows["credit@2"]["decisions"] == 1
+    assert rows["credit@1"]["training_data"] == rows["credit@2"]["training_data"] == ["trainset@1"]
+    assert all(r["attestation_verified"] and r["open_findings"] == [] for r in rows.values())
+    assert _fields(body)["inventory.materiality"]["fill"] == "human"

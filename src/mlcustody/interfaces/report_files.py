@@ -86,6 +86,20 @@ def erasure(
     return publish(ws, build, fmt, out, act=erase if execute else None, private=[subject, *records])
 
 
+def annex_iv(ws: Workspace, ref: str, fmt: str, out: Path | None) -> Published:
+    """``report annex-iv``: the AI Act Annex IV technical documentation draft of a model version."""
+    from mlcustody.reports import annex_iv as report
+
+    return publish(ws, lambda conn: report.build(conn, ws.objects, ref), fmt, out)
+
+
+def inventory(ws: Workspace, fmt: str, out: Path | None) -> Published:
+    """``report inventory``: every model version, its status, data, validation, usage and integrity."""
+    from mlcustody.reports import inventory as report
+
+    return publish(ws, lambda conn: report.build(conn, ws.objects), fmt, out)
+
+
 def hold(ws: Workspace, subject: str | None, reason: str, *, release: bool) -> Any:
     """Place or release a hold on a subject (None: on every subject); the audit event written."""
     from mlcustody.metadata import audit

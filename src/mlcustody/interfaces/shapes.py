@@ -980,6 +980,8 @@ FIELDS.update(
             "signed checkpoint that sealed it (it never changes), or null when not sealed yet",
         },
         "report.erasure": _REPORT_BODY,
+        "report.annex-iv": _REPORT_BODY,
+        "report.inventory": _REPORT_BODY,
         "report_hold": {"released": "true when a hold was released", "event": "the audit event written"},
         "report_holds": {"holds": "list of {scope (a subject pseudonym, or * for all), reason, seq (the audit "
                          "event that placed it), at, actor}"},

@@ -50,6 +50,8 @@ def _template(name: str, *, autoescape: bool) -> Any:
 
 
 def _scalar(value: Any) -> str:
+    if value is None or value == {}:
+        return "—"
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, float):
@@ -58,7 +60,7 @@ def _scalar(value: Any) -> str:
 
 
 def _html_value(value: Any) -> str:
-    if isinstance(value, dict):
+    if isinstance(value, dict) and value:
         rows = "".join(f"<tr><td>{escape(str(k))}</td><td>{_html_value(v)}</td></tr>" for k, v in value.items())
         return f"<table>{rows}</table>"
     if isinstance(value, list):
@@ -87,10 +89,10 @@ def _md_value(value: Any) -> str:
 
 
 def _md_cell(value: Any) -> str:
-    if isinstance(value, dict):
+    if isinstance(value, dict) and value:
         return "; ".join(f"{k}: {_md_cell(v)}" for k, v in value.items())
     if isinstance(value, list):
-        return ", ".join(_md_cell(v) for v in value)
+        return ", ".join(_md_cell(v) for v in value) or "none"
     return _scalar(value).replace("|", "\\|").replace("\n", " ")
 
 

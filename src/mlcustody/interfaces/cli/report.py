@@ -89,6 +89,36 @@ def erasure(
     show(found, as_json)
 
 
+@report_app.command("annex-iv")
+def annex_iv(
+    model: Annotated[str, typer.Argument(metavar="MODEL", help="Model version: NAME@VERSION, NAME:ALIAS or NAME.")],
+    fmt: FormatOpt = None,
+    out: OutOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """A draft of the EU AI Act Annex IV technical documentation, its nine sections filled from the store where it
+    knows the facts (versions, software, development steps, training data and provenance, validation, logging,
+    lifecycle), with marked blanks for what the provider must write (purpose, risk management, standards,
+    declaration of conformity, monitoring plan)."""
+    from mlcustody.interfaces import report_files
+
+    with _workspace() as ws:
+        found = report_files.annex_iv(ws, model, _format(fmt, out), out)
+    show(found, as_json)
+
+
+@report_app.command("inventory")
+def inventory(fmt: FormatOpt = None, out: OutOpt = None, as_json: JsonOpt = False) -> None:
+    """A model inventory (SR 11-7 / SR 26-2): every model version with status and aliases, training data,
+    validation, usage (decisions), last verification and open findings; blanks for purpose, materiality tier,
+    scope, owners, validation dates and limitations."""
+    from mlcustody.interfaces import report_files
+
+    with _workspace() as ws:
+        found = report_files.inventory(ws, _format(fmt, out), out)
+    show(found, as_json)
+
+
 @report_app.command("hold")
 def hold(
     subject: Annotated[str | None, typer.Argument(metavar="[SUBJECT]", help="The data subject (default: --all).")] = None,
