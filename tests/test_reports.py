@@ -31,7 +31,9 @@ def _world(ws: Workspace) -> None:
     for i in range(60):
         income, amount = rng.randint(20_000, 90_000), rng.randint(1_000, 40_000)
         odds = 0.06 * (income / 1000 - 55) - 4 * (amount / income - 0.3)
-        lines.append(f"L-{i:03d},{'' if i % 10 == 3 else income},{amount},{int(rng.random() < 1 / (1 + math.exp(-odds)))}")
+        lines.append(
+            f"L-{i:03d},{'' if i % 10 == 3 else income},{amount},{int(rng.random() < 1 / (1 + math.exp(-odds)))}"
+        )
     write_tree(ws.root, {"raw/loans.csv": "\n".join(lines) + "\n"})
     ws.add([ws.root / "raw/loans.csv"], records=RecordSpec(key=("loan_id",)))
     with ws.start_run("prepare") as run:
@@ -43,7 +45,9 @@ def _world(ws: Workspace) -> None:
 
     with ws.start_run("train") as run:
         data = pl.read_parquet(run.use("trainset"))
-        model = LogisticRegression(max_iter=1000).fit(data.select("income_k", "debt_ratio").to_numpy(), data["approved"])
+        model = LogisticRegression(max_iter=1000).fit(
+            data.select("income_k", "debt_ratio").to_numpy(), data["approved"]
+        )
         run.save_model(model, ws.root / "model.skops")
     ws.register_model("credit", run=run.id)
     ws.alias_model("credit", "production", 1, "first release")
@@ -82,11 +86,18 @@ def test_the_report_names_what_trace_decision_names_and_cites_each_fact(world: C
     assert fields["decision.aliases"]["value"] == traced["aliases"] == ["production"]
     assert fields["training.run"]["value"] == traced["run"]["id"]
     [dataset] = fields["training.datasets"]["value"]
-    assert (dataset["ref"], dataset["digest"]) == (traced["datasets"][0]["name"], traced["datasets"][0]["digest"]["blake3"])
+    assert (dataset["ref"], dataset["digest"]) == (
+        traced["datasets"][0]["name"],
+        traced["datasets"][0]["digest"]["blake3"],
+    )
     assert fields["model.attestation"]["value"] == traced["model"]["attestation"]
     # each fact cites evidence that names it
     run_cite = _citation(body, fields["training.run"]["cites"][0])
-    assert (run_cite["kind"], run_cite["ref"], run_cite["digest"]) == ("run", traced["run"]["id"], traced["run"]["seal"])
+    assert (run_cite["kind"], run_cite["ref"], run_cite["digest"]) == (
+        "run",
+        traced["run"]["id"],
+        traced["run"]["seal"],
+    )
     entry = _citation(body, fields["decision.decision_id"]["cites"][0])
     assert (entry["kind"], entry["ref"], entry["digest"]) == ("decision", "D-1", body["inclusion"]["leaf_hash"])
     for field in fields.values():
@@ -285,8 +296,13 @@ def test_annex_iv_fills_what_the_store_knows_and_marks_what_a_person_must_write(
     assert body["subject"] == "credit@1"
     assert [s["title"].split(".")[0] for s in body["sections"]] == [str(n) for n in range(1, 10)]
     fields = _fields(body)
-    for name in ("risk.risk_management", "standards.standards", "conformity.declaration", "general.purpose",
-                 "post_market.monitoring_plan"):
+    for name in (
+        "risk.risk_management",
+        "standards.standards",
+        "conformity.declaration",
+        "general.purpose",
+        "post_market.monitoring_plan",
+    ):
         assert fields[name]["fill"] == "human" and fields[name]["value"] is None
     shown = world.json("show", "trainset@1")["artifact"]
     [data] = fields["development.training_data"]["value"]

@@ -65,9 +65,7 @@ def decision(ws: Workspace, decision_id: str, fmt: str, out: Path | None, top: i
     return publish(ws, build, fmt, out)
 
 
-def erasure(
-    ws: Workspace, subject: str, records: list[str], fmt: str, out: Path | None, *, execute: bool
-) -> Published:
+def erasure(ws: Workspace, subject: str, records: list[str], fmt: str, out: Path | None, *, execute: bool) -> Published:
     """``report erasure``: the impact of erasing a data subject; with ``execute``, erase (crypto-shred)
     first — refused while a hold applies — and report what was done."""
     from mlcustody.metadata import audit
@@ -188,6 +186,7 @@ def _store(ws: Workspace, body: dict[str, Any], private: list[str]) -> ArtifactV
 @contextmanager
 def _redacted_argv(private: list[str], instead: str) -> Iterator[None]:
     """``sys.argv`` with each private value replaced, while a run records it as its command line."""
+
     def redact(arg: str) -> str:
         option, equals, value = arg.partition("=")
         return instead if arg in private else f"{option}={instead}" if equals and value in private else arg
@@ -224,5 +223,3 @@ def _read(path: Path) -> bytes:
         return path.read_bytes()
     except OSError as exc:
         raise PathError(f"cannot read {path}: {exc.strerror}", hint="give the report file and its .dsse.json") from exc
-
-

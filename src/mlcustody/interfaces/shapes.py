@@ -983,15 +983,17 @@ FIELDS.update(
         "report.annex-iv": _REPORT_BODY,
         "report.inventory": _REPORT_BODY,
         "report_hold": {"released": "true when a hold was released", "event": "the audit event written"},
-        "report_holds": {"holds": "list of {scope (a subject pseudonym, or * for all), reason, seq (the audit "
-                         "event that placed it), at, actor}"},
+        "report_holds": {
+            "holds": "list of {scope (a subject pseudonym, or * for all), reason, seq (the audit "
+            "event that placed it), at, actor}"
+        },
         "report": {
             "kind": "the report's kind",
             "subject": "what it is about",
             "format": "json | md | html | pdf",
             "out": "the file written (--out), or null",
             "signature": "its detached DSSE envelope (FILE.dsse.json), or null",
-            "stored": "{ref, digest}: the report artifact version holding the body (signed beside it as NAME-signature)",
+            "stored": "{ref, digest}: the report artifact version holding the body (its signature: NAME-signature)",
             "gaps": "as in the report body",
             "report": "the report body (mlcustody.report.KIND/v1)",
         },

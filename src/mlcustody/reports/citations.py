@@ -61,7 +61,9 @@ class Citations:
         return found.id
 
     def decision(self, decision: decision_queries.Decision) -> str:
-        return self.cite("decision", decision.decision_id, tlog.leaf_hash(decision.entry()).hex(), position=decision.position)
+        return self.cite(
+            "decision", decision.decision_id, tlog.leaf_hash(decision.entry()).hex(), position=decision.position
+        )
 
     def checkpoint(self, size: int, note: str) -> str:
         return self.cite("checkpoint", f"decision-log@{size}", note_digest(note), size=size)
@@ -88,7 +90,9 @@ class Citations:
         return [item.as_dict() for item in self.items]
 
 
-def fact(name: str, label: str, value: Any, cites: list[str] | tuple[str, ...] = (), fill: str = STORE, note: str = "") -> dict[str, Any]:
+def fact(
+    name: str, label: str, value: Any, cites: list[str] | tuple[str, ...] = (), fill: str = STORE, note: str = ""
+) -> dict[str, Any]:
     """One field of a report."""
     return {"name": name, "label": label, "value": value, "fill": fill, "cites": list(cites), "note": note}
 
@@ -126,7 +130,7 @@ def check(conn: Connection, objects: ObjectStore, item: dict[str, Any]) -> str |
     return None
 
 
-def _derive(conn: Connection, objects: ObjectStore, item: dict[str, Any]) -> str | None:  # noqa: PLR0911 - one kind each
+def _derive(conn: Connection, objects: ObjectStore, item: dict[str, Any]) -> str | None:
     kind, ref = item["kind"], item["ref"]
     if kind == "decision":
         return tlog.leaf_hash(decision_queries.get(conn, ref).entry()).hex()

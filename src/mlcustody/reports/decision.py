@@ -29,11 +29,11 @@ from sqlalchemy.engine import Connection
 from mlcustody.errors import UsageError
 from mlcustody.forensics import decision_records
 from mlcustody.ledger import decision_queries, decision_store, decisions, kek, keys, model_check, registry, tlog
-from mlcustody.lineage import graph
-from mlcustody.metadata import refs, runs
+from mlcustody.metadata import refs
 from mlcustody.metadata.schema import checkpoints
-from mlcustody.reports import explain
+from mlcustody.reports import explain, model_facts
 from mlcustody.reports.citations import REVIEW, Citations, blank, fact, section
+from mlcustody.storage.objects import ObjectStore
 
 KIND = "decision"
 BASIS = ["GDPR Art. 15(1)(h)", "GDPR Art. 22", "EU AI Act Art. 86", "CJEU C-203/22", "Reg B 12 CFR 1002.9"]
@@ -76,7 +76,7 @@ def build(
     sections = [
         _decision_section(conn, decision, version, cites, entry),
         _model_section(version, cites, attested),
-        _training_section(conn, version, cites, gaps),
+        _training_section(conn, store.objects, version, cites, gaps),
         _data_used_section(decision, inputs, entry, gaps),
     ]
     sections += _logic_sections(conn, store, decision, version, inputs, cites, gaps, top)
@@ -117,10 +117,17 @@ def _decision_section(
         fact("subject", "Data subject (pseudonym, HMAC-SHA256)", decision.subject, [entry]),
         fact("model_version", "Model version that served it", decision.ref, [entry]),
         fact("aliases", "Aliases pointing at that version then", [a for a, _ in moves], [c for _, c in moves]),
-        blank("received", "Request received on", "the date the request arrived; the answer is due within one month "
-              "(GDPR Art. 12(3)), extendable by two months with reasons"),
-        blank("solely_automated", "Solely automated, with legal or similar effect?",
-              "the regime of this use: Art. 22(1) applies, and under which exception of Art. 22(2)"),
+        blank(
+            "received",
+            "Request received on",
+            "the date the request arrived; the answer is due within one month "
+            "(GDPR Art. 12(3)), extendable by two months with reasons",
+        ),
+        blank(
+            "solely_automated",
+            "Solely automated, with legal or similar effect?",
+            "the regime of this use: Art. 22(1) applies, and under which exception of Art. 22(2)",
+        ),
     ]
     return section("decision", "The decision", fields, "GDPR Art. 15(1)(h), 22; AI Act Art. 86")
 
@@ -139,40 +146,25 @@ def _model_section(version: registry.ModelVersion, cites: Citations, attested: s
 
 
 def _training_section(
-    conn: Connection, version: registry.ModelVersion, cites: Citations, gaps: list[str]
+    conn: Connection, objects: ObjectStore, version: registry.ModelVersion, cites: Citations, gaps: list[str]
 ) -> dict[str, Any]:
-    if version.run_id is None:
+    trained = model_facts.training(conn, objects, version, cites)
+    if trained.run is None:
         gaps.append(f"{version.ref} has no training run: its training data is not known")
         return section("training", "Training", [blank("training_data", "Training data", "not known to the store")])
-    run = runs.get(conn, version.run_id)
-    run_cite = cites.run(run.id, run.end.seal) if run.end is not None and run.end.seal else None
-    datasets, columns = [], set()
-    for item in run.files("input"):
-        if item.artifact is None:
-            continue
-        found = refs.resolve(conn, item.artifact)
-        cited = [cites.artifact(found.ref, found.digest)]
-        summary = found.records or {}
-        if summary:
-            cited.append(cites.records(found.ref, summary["manifest"]))
-            columns.update(f"{c['name']} ({c['type']})" for c in summary.get("columns") or [])
-        datasets.append({"ref": found.ref, "digest": found.digest, "records": summary.get("count"),
-                         "record_manifest": summary.get("manifest"), "cites": cited})
-    raw = []
-    for node in graph.walk(conn, version.artifact, direction="up").sources():
-        if node.kind == "artifact":
-            found = refs.resolve(conn, node.id)
-            raw.append({"ref": found.ref, "path": found.path, "digest": found.digest,
-                        "cites": [cites.artifact(found.ref, found.digest)]})
+    raw = model_facts.sources(conn, version, cites)
+    columns = sorted({c for d in trained.datasets for c in d["columns"]})
     fields = [
-        fact("run", "Training run", run.id, [run_cite] if run_cite else []),
-        fact("run_name", "Step", run.start.name, [run_cite] if run_cite else []),
-        fact("datasets", "Training data snapshots", datasets, sorted({c for d in datasets for c in d["cites"]})),
-        fact("sources", "Sources of the training data", raw, sorted({c for d in raw for c in d["cites"]})),
-        fact("categories", "Categories of data (columns)", sorted(columns),
-             sorted({c for d in datasets for c in d["cites"] if d["record_manifest"]})),
-        blank("collection_purpose", "Original purpose of collection", "AI Act Art. 10(2)(b): why these data were "
-              "collected, and the legal basis of their use for training"),
+        fact("run", "Training run", trained.run.id, trained.cite),
+        fact("run_name", "Step", trained.run.start.name, trained.cite),
+        fact("datasets", "Training data snapshots", trained.datasets, model_facts.cited(trained.datasets)),
+        fact("sources", "Sources of the training data", raw, model_facts.cited(raw)),
+        fact("categories", "Categories of data (columns)", columns, model_facts.cited(trained.datasets)),
+        blank(
+            "collection_purpose",
+            "Original purpose of collection",
+            "AI Act Art. 10(2)(b): why these data were collected, and the legal basis of their use for training",
+        ),
     ]
     return section("training", "Training data", fields, "GDPR Art. 15(1)(g); AI Act Art. 10")
 
@@ -233,18 +225,38 @@ def _logic_sections(
         fact("model_type", "Kind of model", type(found.model).__name__, [model]),
         fact("features", "Factors the model scores", found.features, [model, *data]),
         fact("method", "How contributions were computed", explained.method, [model]),
-        fact("score", "Score", {"unit": explained.score, "this_decision": explained.value,
-                                "training_average": explained.baseline_value}, basis),
+        fact(
+            "score",
+            "Score",
+            {"unit": explained.score, "this_decision": explained.value, "training_average": explained.baseline_value},
+            basis,
+        ),
         fact("contributions", "What each factor contributed", contributions, basis),
-        fact("principal_reasons", "Principal reasons", reasons, basis, REVIEW,
-             "only factors the model actually scored; the wording given to the person needs approval "
-             "(Reg B 12 CFR 1002.9(b)(2))"),
-        fact("counterfactuals", "What would have changed the result", counterfactuals, basis, REVIEW,
-             "the nearest value of one factor, all others as they were, that changes the predicted result; check "
-             "each change is realistic and not discriminatory before it is given"),
+        fact(
+            "principal_reasons",
+            "Principal reasons",
+            reasons,
+            basis,
+            REVIEW,
+            "only factors the model actually scored; the wording given to the person needs approval "
+            "(Reg B 12 CFR 1002.9(b)(2))",
+        ),
+        fact(
+            "counterfactuals",
+            "What would have changed the result",
+            counterfactuals,
+            basis,
+            REVIEW,
+            "the nearest value of one factor, all others as they were, that changes the predicted result; check "
+            "each change is realistic and not discriminatory before it is given",
+        ),
         blank("reason_wording", "Reasons as worded for the person", "plain-language text of each principal reason"),
-        blank("redactions", "Redactions (trade secrets)", "what is withheld from the person and why; it stays "
-              "available to the supervisory authority or court (CJEU C-203/22)"),
+        blank(
+            "redactions",
+            "Redactions (trade secrets)",
+            "what is withheld from the person and why; it stays "
+            "available to the supervisory authority or court (CJEU C-203/22)",
+        ),
     ]
     logic = section("logic", "How the result was reached", fields, "GDPR Art. 15(1)(h); AI Act Art. 86")
     return [logic, _records_section(conn, store, found, x, cites, top)]
@@ -272,13 +284,25 @@ def _records_section(
             origin = refs.resolve(conn, node.ref)
             cited.append(cites.records(origin.ref, (origin.records or {}).get("manifest", "")))
             sources.append(f"{node.ref} {node.source or ''}".strip())
-        rows.append({"rank": item.rank, "record": pseudonym(item.record_id), "effect": item.delta,
-                     "label": item.label, "sources": sources})
+        rows.append(
+            {
+                "rank": item.rank,
+                "record": pseudonym(item.record_id),
+                "effect": item.delta,
+                "label": item.label,
+                "sources": sources,
+            }
+        )
     fields = [
         fact("method", "Method", result.method, cited[:1]),
         fact("measure", "Effect means", result.measure, cited[:1]),
-        fact("records", "Most influential training records (pseudonymised)", rows, sorted(set(cited)),
-             note="record ids are shown as the first 16 hex digits of their SHA-256"),
+        fact(
+            "records",
+            "Most influential training records (pseudonymised)",
+            rows,
+            sorted(set(cited)),
+            note="record ids are shown as the first 16 hex digits of their SHA-256",
+        ),
     ]
     return section("records", "Training records that weighed most", fields, "GDPR Art. 15(1)(h)")
 
@@ -288,8 +312,12 @@ def _oversight_section() -> dict[str, Any]:
         blank("reviewer", "Reviewed by", "who reviewed the decision (AI Act Art. 14, 26(2); WP251: not token)"),
         blank("reviewed_at", "Reviewed on", "when"),
         blank("review_outcome", "Outcome of the review", "agreed, or overrode the model, and why"),
-        blank("contest", "How to contest", "how to obtain human intervention, express a view and contest "
-              "(GDPR Art. 22(3)); complaint to the supervisory authority (Art. 77)"),
+        blank(
+            "contest",
+            "How to contest",
+            "how to obtain human intervention, express a view and contest "
+            "(GDPR Art. 22(3)); complaint to the supervisory authority (Art. 77)",
+        ),
     ]
     return section("oversight", "Human oversight", fields, "GDPR Art. 22(3); AI Act Art. 14")
 
@@ -306,10 +334,20 @@ def _verification_section(
     if inclusion is not None:
         checked.append(cites.checkpoint(inclusion.size, tlog.parse_proof_text(inclusion.proof).checkpoint_note))
     fields = [
-        fact("attestation_verified", f"Attestation of {version.ref} verified", not problems, [attested],
-             note="; ".join(p.detail for p in problems)),
-        fact("log_inclusion_verified", "Decision proven in the signed decision log", inclusion is not None, checked,
-             note="" if inclusion is None else f"tlog inclusion proof against the checkpoint of size {inclusion.size}"),
+        fact(
+            "attestation_verified",
+            f"Attestation of {version.ref} verified",
+            not problems,
+            [attested],
+            note="; ".join(p.detail for p in problems),
+        ),
+        fact(
+            "log_inclusion_verified",
+            "Decision proven in the signed decision log",
+            inclusion is not None,
+            checked,
+            note="" if inclusion is None else f"tlog inclusion proof against the checkpoint of size {inclusion.size}",
+        ),
     ]
     return section("verification", "Verification", fields, "GDPR Art. 5(2)")
 

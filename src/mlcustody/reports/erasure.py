@@ -42,7 +42,13 @@ from mlcustody.storage.objects import ObjectStore
 from mlcustody.storage.records import lookup
 
 KIND = "erasure"
-BASIS = ["GDPR Art. 17", "GDPR Art. 19", "GDPR Art. 12(3)", "EDPB Opinion 28/2024", "EU AI Act Art. 18, 19, 26(6), 73(6)"]
+BASIS = [
+    "GDPR Art. 17",
+    "GDPR Art. 19",
+    "GDPR Art. 12(3)",
+    "EDPB Opinion 28/2024",
+    "EU AI Act Art. 18, 19, 26(6), 73(6)",
+]
 ERASE_ACTION = "subject.erase"
 HOLD_ACTION, RELEASE_ACTION = "erasure.hold", "erasure.release"
 ALL = "*"  # a hold on every subject
@@ -140,10 +146,10 @@ def find(
                     _derived(walk.down(version.ref, hit.record_id, MAX_DEPTH, reached), found, walk)
         models = _models(conn, walk.models_trained_on(reached | {r["ref"] for r in found}))
     merged: dict[tuple[str, str], dict[str, Any]] = {}
-    for row in found:  # a record found directly and through lineage is a derived one, with its fingerprint
-        seen = merged.setdefault((row["ref"], row["record"]), row)
-        seen["derived"] = seen["derived"] or row["derived"]
-        seen["fingerprint"] = seen["fingerprint"] or row["fingerprint"]
+    for item in found:  # a record found directly and through lineage is a derived one, with its fingerprint
+        seen = merged.setdefault((item["ref"], item["record"]), item)
+        seen["derived"] = seen["derived"] or item["derived"]
+        seen["fingerprint"] = seen["fingerprint"] or item["fingerprint"]
     records = [merged[k] for k in sorted(merged)]
     row = conn.execute(sa.select(subjects_table).where(subjects_table.c.subject == pseudo)).first()
     decisions = [] if row is None else decision_queries.listing(conn, subject=subject, limit=None, keys=keyset)
@@ -159,13 +165,18 @@ def find(
 
 
 def _row(ref: str, record_id: str, fingerprint: str | None, source: str | None, *, derived: bool) -> dict[str, Any]:
-    return {"ref": ref, "record": pseudonym(record_id), "fingerprint": fingerprint, "source": source,
-            "derived": derived}
+    return {
+        "ref": ref,
+        "record": pseudonym(record_id),
+        "fingerprint": fingerprint,
+        "source": source,
+        "derived": derived,
+    }
 
 
 def _derived(node: record_trace.RecordNode, found: list[dict[str, Any]], walk: record_trace.Tracer) -> None:
     for child in node.links:
-        locator = walk._locate(child.ref, child.record_id)  # noqa: SLF001 - the tracer's own manifest look-up
+        locator = walk._locate(child.ref, child.record_id)
         found.append(_row(child.ref, child.record_id, None, locator, derived=True))
         _derived(child, found, walk)
 
@@ -182,9 +193,7 @@ def blocking(conn: Connection, pseudo: str) -> list[Hold]:
     return [h for h in holds(conn) if h.scope in (pseudo, ALL)]
 
 
-def execute(
-    conn: Connection, subject: str, found: Found, actor: str, keyset: kek.Keyset | None
-) -> list[audit.Event]:
+def execute(conn: Connection, subject: str, found: Found, actor: str, keyset: kek.Keyset | None) -> list[audit.Event]:
     """Destroy the subject's data key and record the erasure (in the caller's write transaction);
     refused, changing nothing, while a hold applies. The events written, last one last."""
     pseudo, _ = subject_tag(conn, subject, keyset)
@@ -237,13 +246,18 @@ def build(
         _retention_section(conn, found, held, cites),
         _reach_section(found),
         _execution_section(conn, pseudo, found, cites, gaps),
-        section("request", "The request", [
-            blank("received", "Received on", "the date; the answer is due within one month (Art. 12(3))"),
-            blank("identity", "Identity verified", "how the requester's identity was checked (Art. 12(6))"),
-            blank("ground", "Ground for erasure", "Art. 17(1)(a)–(f), or the Art. 17(3) exception that applies"),
-            blank("recipients", "Recipients told", "every recipient informed of the erasure (Art. 17(2), 19)"),
-            blank("reply", "Reply to the person", "what was done, or the reasons and the remedies (Art. 12(4))"),
-        ], "GDPR Art. 12, 17, 19"),
+        section(
+            "request",
+            "The request",
+            [
+                blank("received", "Received on", "the date; the answer is due within one month (Art. 12(3))"),
+                blank("identity", "Identity verified", "how the requester's identity was checked (Art. 12(6))"),
+                blank("ground", "Ground for erasure", "Art. 17(1)(a)–(f), or the Art. 17(3) exception that applies"),
+                blank("recipients", "Recipients told", "every recipient informed of the erasure (Art. 17(2), 19)"),
+                blank("reply", "Reply to the person", "what was done, or the reasons and the remedies (Art. 12(4))"),
+            ],
+            "GDPR Art. 12, 17, 19",
+        ),
     ]
     return {
         "schema": f"mlcustody.report.{KIND}/v1",
@@ -266,8 +280,15 @@ def _inventory(conn: Connection, found: Found, cites: Citations) -> dict[str, An
     rows = [{**r, "cites": [manifests[r["ref"]]] if r["ref"] in manifests else []} for r in found.records]
     fields = [
         fact("records", "Their records (pseudonymised ids), by snapshot", rows, sorted(set(manifests.values()))),
-        fact("raw_records", "Records at the source", sum(not r["derived"] for r in rows), sorted(set(manifests.values()))),
-        fact("derived_records", "Records derived from them", sum(r["derived"] for r in rows), sorted(set(manifests.values()))),
+        fact(
+            "raw_records", "Records at the source", sum(not r["derived"] for r in rows), sorted(set(manifests.values()))
+        ),
+        fact(
+            "derived_records",
+            "Records derived from them",
+            sum(r["derived"] for r in rows),
+            sorted(set(manifests.values())),
+        ),
         fact("snapshots", "Dataset snapshots holding them", found.versions, sorted(set(manifests.values()))),
     ]
     return section("inventory", "What the store holds of them", fields, "GDPR Art. 17(1), 30")
@@ -276,13 +297,24 @@ def _inventory(conn: Connection, found: Found, cites: Citations) -> dict[str, An
 def _models_section(conn: Connection, found: Found, cites: Citations) -> dict[str, Any]:
     rows = []
     for version in found.models:
-        aliases = sorted(a for a, moves in registry.aliases(conn, version.name).items() if moves[-1].version == version.version)
+        aliases = sorted(
+            a for a, moves in registry.aliases(conn, version.name).items() if moves[-1].version == version.version
+        )
         rows.append({"model": version.ref, "aliases_now": aliases, "cites": [cites.attestation(version)]})
     fields = [
-        fact("models", "Models trained on their records", rows, sorted({c for r in rows for c in r["cites"]}),
-             note="models trained on personal data are not anonymous by default (EDPB Opinion 28/2024)"),
-        blank("retrain_decision", "Retrain or keep, per model", "for each model: no action (with the anonymity "
-              "evidence), retrain at the next cycle by a date, retrain now, unlearn, or retire"),
+        fact(
+            "models",
+            "Models trained on their records",
+            rows,
+            sorted({c for r in rows for c in r["cites"]}),
+            note="models trained on personal data are not anonymous by default (EDPB Opinion 28/2024)",
+        ),
+        blank(
+            "retrain_decision",
+            "Retrain or keep, per model",
+            "for each model: no action (with the anonymity "
+            "evidence), retrain at the next cycle by a date, retrain now, unlearn, or retire",
+        ),
         blank("retrain_date", "Decided on, and by when", "the date of the decision and of the action"),
     ]
     return section("models", "Models affected", fields, "EDPB Opinion 28/2024; ICO guidance on AI")
@@ -291,13 +323,24 @@ def _models_section(conn: Connection, found: Found, cites: Citations) -> dict[st
 def _decisions_section(found: Found, cites: Citations) -> dict[str, Any]:
     rows = []
     for item in found.decisions:
-        rows.append({"decision": item.decision_id, "time": item.time, "model": item.ref,
-                     "payload": "not kept" if item.payload_digest is None else "encrypted under their key",
-                     "cites": [cites.decision(item)]})
+        rows.append(
+            {
+                "decision": item.decision_id,
+                "time": item.time,
+                "model": item.ref,
+                "payload": "not kept" if item.payload_digest is None else "encrypted under their key",
+                "cites": [cites.decision(item)],
+            }
+        )
     fields = [
         fact("decisions", "Decisions about them", rows, sorted({c for r in rows for c in r["cites"]})),
-        fact("data_key", "Their data key", found.key_state, [c for r in rows for c in r["cites"]][:1],
-             note=f"destroyed at {found.shredded_at}" if found.shredded_at else ""),
+        fact(
+            "data_key",
+            "Their data key",
+            found.key_state,
+            [c for r in rows for c in r["cites"]][:1],
+            note=f"destroyed at {found.shredded_at}" if found.shredded_at else "",
+        ),
     ]
     return section("decisions", "Decisions about them", fields, "GDPR Art. 15, 17, 22")
 
@@ -305,15 +348,32 @@ def _decisions_section(found: Found, cites: Citations) -> dict[str, Any]:
 def _retention_section(conn: Connection, found: Found, held: list[Hold], cites: Citations) -> dict[str, Any]:
     now = datetime.fromisoformat(utc_now())
     recent = [d for d in found.decisions if now - datetime.fromisoformat(d.time) < LOG_RETENTION]
-    hold_cites = [cites.event(e) for h in held for e in _events(conn, sa.select(audit_events).where(audit_events.c.seq == h.seq))]
+    hold_cites = [
+        cites.event(e) for h in held for e in _events(conn, sa.select(audit_events).where(audit_events.c.seq == h.seq))
+    ]
     fields = [
-        fact("holds", "Holds in force", [{"hold": h.seq, "placed": h.at, "by": h.actor, "reason": h.reason} for h in held],
-             hold_cites, note="a hold (AI Act Art. 73(6), a legal claim) blocks erasure until released"),
-        fact("recent_log_entries", "Log entries under the six-month retention", len(recent),
-             [cites.decision(d) for d in recent], note="AI Act Art. 19, 26(6): the entries stay (they hold digests, "
-             "not data); only the payloads are shredded, so the log stays complete"),
-        fact("documentation", "Technical documentation kept", "attestations and reports: digests, not their data",
-             fill=REVIEW, note="AI Act Art. 18: ten years"),
+        fact(
+            "holds",
+            "Holds in force",
+            [{"hold": h.seq, "placed": h.at, "by": h.actor, "reason": h.reason} for h in held],
+            hold_cites,
+            note="a hold (AI Act Art. 73(6), a legal claim) blocks erasure until released",
+        ),
+        fact(
+            "recent_log_entries",
+            "Log entries under the six-month retention",
+            len(recent),
+            [cites.decision(d) for d in recent],
+            note="AI Act Art. 19, 26(6): the entries stay (they hold digests, "
+            "not data); only the payloads are shredded, so the log stays complete",
+        ),
+        fact(
+            "documentation",
+            "Technical documentation kept",
+            "attestations and reports: digests, not their data",
+            fill=REVIEW,
+            note="AI Act Art. 18: ten years",
+        ),
     ]
     return section("retention", "Retention checked before erasure", fields, "AI Act Art. 18, 19, 26(6), 73(6)")
 
@@ -321,20 +381,33 @@ def _retention_section(conn: Connection, found: Found, held: list[Hold], cites: 
 def _reach_section(found: Found) -> dict[str, Any]:
     plain = len(found.records)
     fields = [
-        fact("reaches", "What crypto-shredding reaches",
-             f"every copy of their {sum(d.payload_digest is not None for d in found.decisions)} encrypted decision "
-             "payload(s) — replicas, backups, exported bundles — unreadable at once, without rewriting the log",
-             fill=REVIEW, note="encrypted data stays personal data while any copy of the key exists: "
-             "include key backups and escrow"),
-        fact("does_not_reach", "What it does not reach", [
-            f"{plain} plaintext record(s) in {len(found.versions)} dataset snapshot(s), listed above",
-            f"the weights of {len(found.models)} model(s) trained on them",
-            "copies outside this store: exports, caches, analytics, third parties",
-            "their pseudonym in decision entries, linkable while the store's subject-HMAC key exists",
-        ], fill=REVIEW, note="no regulator treats crypto-shredding alone as erasure: it is erasure plus evidence"),
+        fact(
+            "reaches",
+            "What crypto-shredding reaches",
+            f"every copy of their {sum(d.payload_digest is not None for d in found.decisions)} encrypted decision "
+            "payload(s) — replicas, backups, exported bundles — unreadable at once, without rewriting the log",
+            fill=REVIEW,
+            note="encrypted data stays personal data while any copy of the key exists: include key backups and escrow",
+        ),
+        fact(
+            "does_not_reach",
+            "What it does not reach",
+            [
+                f"{plain} plaintext record(s) in {len(found.versions)} dataset snapshot(s), listed above",
+                f"the weights of {len(found.models)} model(s) trained on them",
+                "copies outside this store: exports, caches, analytics, third parties",
+                "their pseudonym in decision entries, linkable while the store's subject-HMAC key exists",
+            ],
+            fill=REVIEW,
+            note="no regulator treats crypto-shredding alone as erasure: it is erasure plus evidence",
+        ),
     ]
-    return section("reach", "What erasure by crypto-shredding does and does not do", fields,
-                   "EDPB Guidelines 02/2025; EDPB CEF 2025 report")
+    return section(
+        "reach",
+        "What erasure by crypto-shredding does and does not do",
+        fields,
+        "EDPB Guidelines 02/2025; EDPB CEF 2025 report",
+    )
 
 
 def _execution_section(
@@ -354,8 +427,13 @@ def _execution_section(
         fact("executed", "Executed", True, cited),
         fact("erased_at", "Erased at", last.payload["erased_at"], cited),
         fact("payloads_shredded", "Decision payloads made unreadable", last.payload["payloads"], cited),
-        fact("records_marked", "Records marked as erased", len(last.payload["records"]), cited,
-             note="the snapshots above still hold them: the next snapshot of each must leave them out"),
+        fact(
+            "records_marked",
+            "Records marked as erased",
+            len(last.payload["records"]),
+            cited,
+            note="the snapshots above still hold them: the next snapshot of each must leave them out",
+        ),
         fact("retrain", "Models to review for retraining", last.payload["models"], cited),
     ]
     return section("execution", "Erasure executed", fields, "GDPR Art. 5(2), 17")

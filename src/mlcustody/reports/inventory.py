@@ -37,19 +37,27 @@ def build(conn: Connection, objects: ObjectStore) -> dict[str, Any]:
         problems = model_facts.verified(conn, objects, version)
         found = model_facts.investigations(conn, version, cites)
         status, alias_cites = _status(conn, version, cites)
-        rows.append({
-            "model": version.ref,
-            "registered": version.created_at,
-            "registered_by": version.actor,
-            "status": status,
-            "training_run": trained.run.id if trained.run is not None else None,
-            "training_data": [d["ref"] for d in trained.datasets],
-            "investigations": [i["report"] for i in found],
-            "decisions": used[version.ref],
-            "attestation_verified": not problems,
-            "open_findings": [p.detail for p in problems],
-            "cites": [attested, *trained.cite, *alias_cites, *model_facts.cited(trained.datasets), *model_facts.cited(found)],
-        })
+        rows.append(
+            {
+                "model": version.ref,
+                "registered": version.created_at,
+                "registered_by": version.actor,
+                "status": status,
+                "training_run": trained.run.id if trained.run is not None else None,
+                "training_data": [d["ref"] for d in trained.datasets],
+                "investigations": [i["report"] for i in found],
+                "decisions": used[version.ref],
+                "attestation_verified": not problems,
+                "open_findings": [p.detail for p in problems],
+                "cites": [
+                    attested,
+                    *trained.cite,
+                    *alias_cites,
+                    *model_facts.cited(trained.datasets),
+                    *model_facts.cited(found),
+                ],
+            }
+        )
         if problems:
             gaps.append(f"{version.ref}: the attestation does not verify ({problems[0].detail})")
     if not rows:

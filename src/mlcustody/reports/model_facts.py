@@ -15,6 +15,7 @@ from sqlalchemy.engine import Connection
 
 from mlcustody.checks import Problem
 from mlcustody.ledger import decision_store, keys, model_check, registry
+from mlcustody.lineage import graph
 from mlcustody.metadata import refs, runs
 from mlcustody.metadata.schema import run_io
 from mlcustody.reports.citations import Citations
@@ -61,12 +62,36 @@ def training(conn: Connection, objects: ObjectStore, version: registry.ModelVers
         if summary:
             cited.append(cites.records(found.ref, summary["manifest"]))
         columns = [f"{c['name']} ({c['type']})" for c in summary.get("columns") or []]
-        datasets.append({"ref": found.ref, "digest": found.digest, "records": summary.get("count"),
-                         "columns": columns, "cites": cited})
+        datasets.append(
+            {
+                "ref": found.ref,
+                "digest": found.digest,
+                "records": summary.get("count"),
+                "columns": columns,
+                "cites": cited,
+            }
+        )
     environment = None
     if run.end is not None and run.end.environment and objects.exists(run.end.environment):
         environment = json.loads(objects.read_bytes(run.end.environment))
     return Training(run, cite, datasets, environment)
+
+
+def sources(conn: Connection, version: registry.ModelVersion, cites: Citations) -> list[dict[str, Any]]:
+    """The raw sources upstream of the model: the versions nothing recorded made."""
+    found = []
+    for node in graph.walk(conn, version.artifact, direction="up").sources():
+        if node.kind == "artifact":
+            source = refs.resolve(conn, node.id)
+            found.append(
+                {
+                    "ref": source.ref,
+                    "path": source.path,
+                    "digest": source.digest,
+                    "cites": [cites.artifact(source.ref, source.digest)],
+                }
+            )
+    return found
 
 
 def software(environment: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -94,7 +119,9 @@ def investigations(conn: Connection, version: registry.ModelVersion, cites: Cita
     for ref in sorted(set(conn.execute(query).scalars())):
         report = refs.resolve(conn, ref)
         if report.type == "report" and report.name.startswith("investigation-"):
-            found.append({"report": report.ref, "digest": report.digest, "cites": [cites.artifact(report.ref, report.digest)]})
+            found.append(
+                {"report": report.ref, "digest": report.digest, "cites": [cites.artifact(report.ref, report.digest)]}
+            )
     return found
 
 

@@ -22,8 +22,9 @@ def render(body: dict[str, Any], fmt: str) -> bytes:
     if fmt == "json":
         return (json.dumps(body, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
     if fmt == "md":
-        return _template("report.md.j2", autoescape=False).render(doc=body, value=_md_value).encode("utf-8")
-    html = _template("report.html.j2", autoescape=True).render(doc=body, value=_html_value, bars=_bars)
+        text: str = _template("report.md.j2", autoescape=False).render(doc=body, value=_md_value)
+        return text.encode("utf-8")
+    html: str = _template("report.html.j2", autoescape=True).render(doc=body, value=_html_value, bars=_bars)
     if fmt == "html":
         return html.encode("utf-8")
     with warnings.catch_warnings():  # a system-library notice of weasyprint, nothing the user can act on here

@@ -42,7 +42,8 @@ class Checked:
 
     @property
     def predicate(self) -> dict[str, Any]:
-        return (self.statement or {}).get("predicate", {})
+        found: dict[str, Any] = (self.statement or {}).get("predicate", {})
+        return found
 
 
 def body_digest(body: dict[str, Any]) -> str:
@@ -69,7 +70,9 @@ def sign(signer: keys.Signer, name: str, data: bytes, body: dict[str, Any], fmt:
             "predicate": predicate,
         }
     )
-    return attestation.envelope(statement, signer.keyid, signer.sign(attestation.pae(attestation.PAYLOAD_TYPE, statement)))
+    return attestation.envelope(
+        statement, signer.keyid, signer.sign(attestation.pae(attestation.PAYLOAD_TYPE, statement))
+    )
 
 
 def verify(data: bytes, envelope: bytes) -> Checked:
@@ -85,8 +88,10 @@ def verify(data: bytes, envelope: bytes) -> Checked:
         return Checked(None, [f"the signature file is not a report envelope: {exc}"])
     problems = []
     if doc.get("payloadType") != attestation.PAYLOAD_TYPE or statement.get("predicateType") != PREDICATE_TYPE:
-        problems.append(f"not a report statement (payloadType {doc.get('payloadType')}, "
-                        f"predicateType {statement.get('predicateType')})")
+        problems.append(
+            f"not a report statement (payloadType {doc.get('payloadType')}, "
+            f"predicateType {statement.get('predicateType')})"
+        )
     signed = attestation.pae(attestation.PAYLOAD_TYPE, payload)
     try:
         key_ok = keys.compute_keyid(signer["publicKey"]) == signer["keyid"]
@@ -115,7 +120,7 @@ def verify(data: bytes, envelope: bytes) -> Checked:
 def verify_in_store(conn: Connection, objects: ObjectStore, found: Checked) -> list[str]:
     """With the store: the signing key's registry status then, each citation, the log key."""
     predicate = found.predicate
-    problems = []
+    problems: list[str] = []
     if not predicate:
         return problems
     if found.signature:  # a signature that does not verify was already reported

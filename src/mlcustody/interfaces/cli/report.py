@@ -67,7 +67,9 @@ def decision(
 
 @report_app.command("erasure")
 def erasure(
-    subject: Annotated[str, typer.Argument(metavar="SUBJECT", help="The data subject's id (decision log, record key).")],
+    subject: Annotated[
+        str, typer.Argument(metavar="SUBJECT", help="The data subject's id (decision log, record key).")
+    ],
     record: Annotated[
         list[str] | None, typer.Option("--record", metavar="ID", help="Another record id of theirs (repeat).")
     ] = None,
@@ -121,8 +123,12 @@ def inventory(fmt: FormatOpt = None, out: OutOpt = None, as_json: JsonOpt = Fals
 
 @report_app.command("hold")
 def hold(
-    subject: Annotated[str | None, typer.Argument(metavar="[SUBJECT]", help="The data subject (default: --all).")] = None,
-    every: Annotated[bool, typer.Option("--all", help="Hold every subject (e.g. an incident: AI Act Art. 73(6)).")] = False,
+    subject: Annotated[
+        str | None, typer.Argument(metavar="[SUBJECT]", help="The data subject (default: --all).")
+    ] = None,
+    every: Annotated[
+        bool, typer.Option("--all", help="Hold every subject (e.g. an incident: AI Act Art. 73(6)).")
+    ] = False,
     reason: Annotated[str, typer.Option("--reason", help="Why (a legal claim, an incident).")] = "",
     release: Annotated[bool, typer.Option("--release", help="Release the hold instead.")] = False,
     as_json: JsonOpt = False,
@@ -151,7 +157,9 @@ def holds(as_json: JsonOpt = False) -> None:
     if as_json:
         output.emit_json(shapes.document("report_holds", holds=[h.__dict__ for h in found]))
         return
-    output.table(["event", "scope", "since", "by", "reason"], [[h.seq, h.scope[:16], h.at, h.actor, h.reason] for h in found])
+    output.table(
+        ["event", "scope", "since", "by", "reason"], [[h.seq, h.scope[:16], h.at, h.actor, h.reason] for h in found]
+    )
 
 
 @report_app.command("verify")
@@ -206,4 +214,6 @@ def verified(found: Verified, as_json: bool) -> None:
         output.failures(found.problems, f" in {found.file}")
         return
     where = "against the store" if found.with_store else "offline"
-    output.line(f"OK: {found.file} is the signed {what}; {len(predicate.get('citations', []))} citations checked {where}")
+    output.line(
+        f"OK: {found.file} is the signed {what}; {len(predicate.get('citations', []))} citations checked {where}"
+    )
