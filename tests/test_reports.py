@@ -246,6 +246,14 @@ def test_erasure_impact_finds_their_records_models_and_decisions_and_destroys_no
         assert ws.decision_inputs("D-1") == INPUTS  # an impact report destroys nothing
 
 
+def test_erasure_by_a_column_finds_the_records_of_line_keyed_snapshots(world: Cli) -> None:
+    by_id = json.loads(world("report", "erasure", "S-1", "--record", "L-004", "--format", "json")[0])
+    by_column = json.loads(world("report", "erasure", "L-004", "--key", "loan_id", "--format", "json")[0])
+    assert _fields(by_column)["inventory.records"]["value"] == _fields(by_id)["inventory.records"]["value"]
+    assert _fields(by_column)["decisions.decisions"]["value"] == []  # L-004 is no decision subject
+    assert "holds no record" in world("report", "erasure", "L-004", "--key", "income", code=2)[1]
+
+
 def test_erasure_execute_shreds_their_payloads_keeps_verify_green_and_is_audited(world: Cli) -> None:
     out = world.cwd / "erasure.md"
     doc = world.json("report", "erasure", "S-1", "--record", "L-004", "--execute", "--out", str(out))

@@ -65,7 +65,9 @@ def decision(ws: Workspace, decision_id: str, fmt: str, out: Path | None, top: i
     return publish(ws, build, fmt, out)
 
 
-def erasure(ws: Workspace, subject: str, records: list[str], fmt: str, out: Path | None, *, execute: bool) -> Published:
+def erasure(
+    ws: Workspace, subject: str, records: list[str], fmt: str, out: Path | None, *, execute: bool, key: str | None
+) -> Published:
     """``report erasure``: the impact of erasing a data subject; with ``execute``, erase (crypto-shred)
     first — refused while a hold applies — and report what was done."""
     from mlcustody.metadata import audit
@@ -74,12 +76,12 @@ def erasure(ws: Workspace, subject: str, records: list[str], fmt: str, out: Path
     def erase() -> None:
         with ws.db.write() as conn:
             keyset = ws._decision_keys(conn)
-            found = report.find(conn, ws.objects, subject, records, keyset)
+            found = report.find(conn, ws, subject, records, keyset, key)
             events = report.execute(conn, subject, found, ws.config.actor, keyset)
         audit.advance_witness(ws.witness, events[-1])
 
     def build(conn: Connection) -> dict[str, Any]:
-        return report.build(conn, ws.objects, subject, records, ws._decision_keys(conn))
+        return report.build(conn, ws, subject, records, ws._decision_keys(conn), key)
 
     return publish(ws, build, fmt, out, act=erase if execute else None, private=[subject, *records])
 

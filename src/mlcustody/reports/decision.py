@@ -228,7 +228,12 @@ def _logic_sections(
         fact(
             "score",
             "Score",
-            {"unit": explained.score, "this_decision": explained.value, "training_average": explained.baseline_value},
+            {
+                "unit": explained.score,
+                "this_decision": explained.value,
+                "training_average": explained.baseline_value,
+                "predicted": explained.predicted,
+            },
             basis,
         ),
         fact("contributions", "What each factor contributed", contributions, basis),

@@ -31,15 +31,17 @@ from sqlalchemy.engine import Connection
 
 from mlcustody._canonical import utc_now
 from mlcustody.errors import UnknownRef, UsageError
+from mlcustody.forensics.decision_records import Store
 from mlcustody.ledger import decision_queries, decision_subjects, kek, registry
 from mlcustody.lineage import records as record_trace
 from mlcustody.metadata import artifacts, audit, decision_audit
+from mlcustody.metadata.artifacts import ArtifactVersion
 from mlcustody.metadata.schema import audit_events
 from mlcustody.metadata.schema import decision_subjects as subjects_table
 from mlcustody.reports.citations import REVIEW, Citations, blank, fact, section
 from mlcustody.reports.decision import pseudonym
-from mlcustody.storage.objects import ObjectStore
 from mlcustody.storage.records import lookup
+from mlcustody.storage.records.table import ID_COLUMN
 
 KIND = "erasure"
 BASIS = [
@@ -128,19 +130,26 @@ def place_hold(conn: Connection, scope: str, reason: str, actor: str, *, release
 
 
 def find(
-    conn: Connection, objects: ObjectStore, subject: str, record_ids: list[str], keyset: kek.Keyset | None
+    conn: Connection,
+    store: Store,
+    subject: str,
+    record_ids: list[str],
+    keyset: kek.Keyset | None,
+    key: str | None = None,
 ) -> Found:
-    """Everything of the subject the store holds (see the module docstring)."""
+    """Everything of the subject the store holds (see the module docstring): records whose id is the
+    subject or one of ``record_ids`` — or, with ``key``, whose column ``key`` holds one of them (for
+    snapshots keyed by line, as captured files are)."""
     pseudo, tag = subject_tag(conn, subject, keyset)
     ids = list(dict.fromkeys([subject, *record_ids]))
     found: list[dict[str, Any]] = []
     reached: set[str] = set()
-    with record_trace.tracer(conn, objects) as walk:
+    with record_trace.tracer(conn, store.objects) as walk:
         for version in artifacts.listing(conn, all_versions=True):
             if version.records is None:
                 continue
-            manifest = objects.path(version.records["manifest"])
-            for record_id in ids:
+            manifest = store.objects.path(version.records["manifest"])
+            for record_id in _matching(store, version, ids, key):
                 for hit in lookup.find(manifest, record_id=record_id):
                     found.append(_row(version.ref, hit.record_id, hit.fingerprint, hit.source, derived=False))
                     _derived(walk.down(version.ref, hit.record_id, MAX_DEPTH, reached), found, walk)
@@ -162,6 +171,21 @@ def find(
         )
     versions = sorted({r["ref"] for r in records})
     return Found(tag, records, versions, models, decisions, state, None if row is None else row.shredded_at)
+
+
+def _matching(store: Store, version: ArtifactVersion, ids: list[str], key: str | None) -> list[str]:
+    """The record ids of ``version`` that are the subject's: ``ids`` themselves, or with ``key`` the ids of
+    the records whose ``key`` column holds one of ``ids`` (read only from versions that have the column)."""
+    if key is None:
+        return ids
+    if key not in {c["name"] for c in (version.records or {}).get("columns") or []}:
+        return []
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    table = store.record_table(version)
+    values = pc.cast(table.column(key), pa.string())
+    return [str(v) for v in table.filter(pc.is_in(values, pa.array(ids))).column(ID_COLUMN).to_pylist()]
 
 
 def _row(ref: str, record_id: str, fingerprint: str | None, source: str | None, *, derived: bool) -> dict[str, Any]:
@@ -230,10 +254,15 @@ def erased(conn: Connection, pseudo: str) -> list[audit.Event]:
 
 
 def build(
-    conn: Connection, objects: ObjectStore, subject: str, record_ids: list[str], keyset: kek.Keyset | None
+    conn: Connection,
+    store: Store,
+    subject: str,
+    record_ids: list[str],
+    keyset: kek.Keyset | None,
+    key: str | None = None,
 ) -> dict[str, Any]:
     """The report's body (``mlcustody.report.erasure/v1``); after an execution, its certificate."""
-    found = find(conn, objects, subject, record_ids, keyset)
+    found = find(conn, store, subject, record_ids, keyset, key)
     pseudo, _ = subject_tag(conn, subject, keyset)
     cites, gaps = Citations(), []
     held = blocking(conn, pseudo)

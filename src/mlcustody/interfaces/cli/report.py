@@ -73,6 +73,10 @@ def erasure(
     record: Annotated[
         list[str] | None, typer.Option("--record", metavar="ID", help="Another record id of theirs (repeat).")
     ] = None,
+    key: Annotated[
+        str | None,
+        typer.Option("--key", metavar="COLUMN", help="Find their records by this column (e.g. customer_id)."),
+    ] = None,
     execute: Annotated[
         bool, typer.Option("--execute", help="Erase: destroy their data key (crypto-shredding), audited.")
     ] = False,
@@ -87,7 +91,7 @@ def erasure(
     from mlcustody.interfaces import report_files
 
     with _workspace() as ws:
-        found = report_files.erasure(ws, subject, record or [], _format(fmt, out), out, execute=execute)
+        found = report_files.erasure(ws, subject, record or [], _format(fmt, out), out, execute=execute, key=key)
     show(found, as_json)
 
 
