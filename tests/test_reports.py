@@ -344,3 +344,22 @@ def test_inventory_lists_every_version_with_status_usage_and_integrity(world: Cl
     assert rows["credit@1"]["training_data"] == rows["credit@2"]["training_data"] == ["trainset@1"]
     assert all(r["attestation_verified"] and r["open_findings"] == [] for r in rows.values())
     assert _fields(body)["inventory.materiality"]["fill"] == "human"
+
+
+def test_a_report_signed_by_a_key_revoked_since_fails_against_the_store(world: Cli) -> None:
+    out = world.cwd / "D-1.json"
+    world("report", "decision", "D-1", "--out", str(out))
+    keyid = world.json("report", "verify", str(out))["keyid"]
+    world("keys", "revoke", keyid, "--reason", "laptop stolen")
+    found = world.json("report", "verify", str(out), code=1)
+    assert found["problems"] == [
+        f"signing key: key compliance (keyid {keyid}) was revoked on "
+        f"{found['problems'][0].split(' was revoked on ')[1]}"
+    ]
+    assert "laptop stolen" in found["problems"][0]
+    assert world.json("report", "verify", str(out), "--offline")["ok"]  # the file alone cannot know
+    body = json.loads(out.read_text())
+    body["sections"][0]["fields"][2]["value"] = {"approved": True}  # a JSON report edited, signature kept
+    out.write_text(json.dumps(body, indent=2, ensure_ascii=False) + "\n")
+    problems = world.json("report", "verify", str(out), "--offline", code=1)["problems"]
+    assert "the report body is not the one signed" in problems
