@@ -352,10 +352,8 @@ def test_a_report_signed_by_a_key_revoked_since_fails_against_the_store(world: C
     keyid = world.json("report", "verify", str(out))["keyid"]
     world("keys", "revoke", keyid, "--reason", "laptop stolen")
     found = world.json("report", "verify", str(out), code=1)
-    assert found["problems"] == [
-        f"signing key: key compliance (keyid {keyid}) was revoked on "
-        f"{found['problems'][0].split(' was revoked on ')[1]}"
-    ]
+    [problem] = found["problems"]
+    assert problem.startswith(f"signing key: key compliance (keyid {keyid}) was revoked on ")
     assert "laptop stolen" in found["problems"][0]
     assert world.json("report", "verify", str(out), "--offline")["ok"]  # the file alone cannot know
     body = json.loads(out.read_text())
