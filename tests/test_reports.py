@@ -180,6 +180,10 @@ def test_pdf_renders_signed_and_verifies_offline_and_against_the_store(world: Cl
     html.write_text(page.replace("credit@1", "credit@9"))
     found = world.json("report", "verify", str(html), "--offline", code=1)
     assert found["problems"] == ["the report file's digest is not the one signed: the file was changed"]
+    for garbage in ("[]", "not json", '{"payload": "%%%"}'):
+        (world.cwd / "D-1.html.dsse.json").write_text(garbage)
+        [problem] = world.json("report", "verify", str(html), code=1)["problems"]
+        assert problem.startswith("the signature file is not a report envelope")
 
 
 def test_the_signature_is_dsse_that_securesystemslib_verifies(world: Cli) -> None:

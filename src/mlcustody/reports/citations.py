@@ -124,8 +124,12 @@ def check(conn: Connection, objects: ObjectStore, item: dict[str, Any]) -> str |
     try:
         found = _derive(conn, objects, item)
     except CustodyError as exc:
-        return f"{item['id']} {item['kind']} {item['ref']}: {exc.message}"
-    if found != item["digest"]:
+        return f"{item.get('id')} {item.get('kind')} {item.get('ref')}: {exc.message}"
+    except OSError as exc:
+        return f"{item.get('id')} {item.get('kind')} {item.get('ref')}: its evidence cannot be read ({exc.strerror})"
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        return f"a malformed citation {item!r}: {type(exc).__name__} {exc}"
+    if found != item.get("digest"):
         return f"{item['id']} {item['kind']} {item['ref']}: the store has {found}, the report cites {item['digest']}"
     return None
 

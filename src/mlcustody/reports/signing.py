@@ -84,8 +84,8 @@ def verify(data: bytes, envelope: bytes) -> Checked:
         statement = json.loads(payload)
         predicate = statement["predicate"]
         signer = predicate["signer"]
-    except (ValueError, KeyError, TypeError, binascii.Error) as exc:
-        return Checked(None, [f"the signature file is not a report envelope: {exc}"])
+    except (ValueError, KeyError, TypeError, AttributeError, binascii.Error) as exc:
+        return Checked(None, [f"the signature file is not a report envelope: {type(exc).__name__} {exc}"])
     problems = []
     if doc.get("payloadType") != attestation.PAYLOAD_TYPE or statement.get("predicateType") != PREDICATE_TYPE:
         problems.append(
