@@ -365,3 +365,41 @@ def test_a_report_signed_by_a_key_revoked_since_fails_against_the_store(world: C
     out.write_text(json.dumps(body, indent=2, ensure_ascii=False) + "\n")
     problems = world.json("report", "verify", str(out), "--offline", code=1)["problems"]
     assert "the report body is not the one signed" in problems
+
+
+def test_a_tree_ensemble_is_explained_by_exact_shapley_values_of_its_probability(world: Cli) -> None:
+    shap = pytest.importorskip("shap")
+    from sklearn.ensemble import RandomForestClassifier
+
+    with Workspace.open(world.cwd) as ws:
+        with ws.start_run("train-forest") as run:
+            data = pl.read_parquet(run.use("trainset"))
+            forest = RandomForestClassifier(n_estimators=25, max_depth=4, random_state=0)
+            forest.fit(data.select("income_k", "debt_ratio").to_numpy(), data["approved"])
+            run.save_model(forest, ws.root / "forest.skops")
+        ws.register_model("forest", run=run.id)
+        with ws.decision_log("forest@1") as log:
+            log.record("F-1", INPUTS, {"approved": False})
+    body = json.loads(world("report", "decision", "F-1", "--format", "json")[0])
+    fields = _fields(body)
+    model = load_model(world.cwd / "forest.skops")
+    rows = pl.read_parquet(world.cwd / "trainset.parquet").select("income_k", "debt_ratio").to_numpy()
+    x = np.array([[INPUTS["income_k"], INPUTS["debt_ratio"]]])
+    masker = shap.maskers.Independent(rows.mean(axis=0, keepdims=True))
+    oracle = shap.explainers.Exact(lambda r: model.predict_proba(r)[:, 1], masker)(x).values[0]
+    found = {c["feature"]: c["effect"] for c in fields["logic.contributions"]["value"]}
+    assert [found["income_k"], found["debt_ratio"]] == pytest.approx(list(oracle), abs=1e-12)
+    assert fields["logic.score"]["value"]["unit"] == "probability of the positive class"
+    assert fields["logic.model_type"]["value"] == "RandomForestClassifier"
+
+
+def test_a_version_whose_attestation_is_gone_is_reported_with_the_gap_stated(world: Cli) -> None:
+    attestation = world.json("model", "show", "credit@1")["model"]["attestation"]
+    (world.cwd / ".custody" / "objects" / attestation[:2] / attestation[2:]).unlink()
+    out = world.cwd / "D-1.json"
+    world("report", "decision", "D-1", "--out", str(out))
+    body = json.loads(out.read_text())
+    assert body["gaps"][0].startswith("the attestation of credit@1 does not verify: envelope object")
+    assert _fields(body)["verification.attestation_verified"]["value"] is False
+    problems = world.json("report", "verify", str(out), code=1)["problems"]
+    assert any("attestation credit@1" in p for p in problems), problems
