@@ -55,9 +55,11 @@ def decision(
     records: Annotated[int, typer.Option("--records", min=0, help="Influential training records to list.")] = 5,
     as_json: JsonOpt = False,
 ) -> None:
-    """Right to explanation of one decision (GDPR Art. 15(1)(h), 22; AI Act Art. 86): model version, training
-    data, the person's data used, per-factor contributions, principal reasons, counterfactuals, influential
-    training records, human-oversight fields to fill, and the decision's inclusion proof."""
+    """The right-to-explanation report of one decision: its model version, training data, the person's data
+    used, per-factor contributions, principal reasons, counterfactuals, influential training records, fields
+    for the human reviewer, and the decision's inclusion proof.
+
+    For GDPR Art. 15(1)(h) and 22 and AI Act Art. 86."""
     from mlcustody.interfaces import report_files
 
     with _workspace() as ws:
@@ -84,10 +86,12 @@ def erasure(
     out: OutOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Erasure (GDPR Art. 17): their records in every snapshot, the records derived from them, the models trained
-    on them, the decisions about them, the holds and retention rules, and what crypto-shredding does and does not
-    reach. With --execute (refused while a hold applies), their decision payloads become unreadable and the
-    erasure is recorded; `custody verify` still passes."""
+    """The erasure report of one data subject: their records in every snapshot, the records derived from them,
+    the models trained on them, the decisions about them, holds and retention, and what crypto-shredding does and
+    does not reach. With --execute (refused while a hold applies) their decision payloads become unreadable and
+    the erasure is recorded; `custody verify` still passes.
+
+    For GDPR Art. 17."""
     from mlcustody.interfaces import report_files
 
     with _workspace() as ws:
@@ -102,8 +106,8 @@ def annex_iv(
     out: OutOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """A draft of the EU AI Act Annex IV technical documentation, its nine sections filled from the store where it
-    knows the facts (versions, software, development steps, training data and provenance, validation, logging,
+    """A draft of the EU AI Act Annex IV technical documentation: its nine sections filled from the store where
+    it knows the facts (versions, software, development steps, training data and provenance, validation, logging,
     lifecycle), with marked blanks for what the provider must write (purpose, risk management, standards,
     declaration of conformity, monitoring plan)."""
     from mlcustody.interfaces import report_files
@@ -115,9 +119,9 @@ def annex_iv(
 
 @report_app.command("inventory")
 def inventory(fmt: FormatOpt = None, out: OutOpt = None, as_json: JsonOpt = False) -> None:
-    """A model inventory (SR 11-7 / SR 26-2): every model version with status and aliases, training data,
-    validation, usage (decisions), last verification and open findings; blanks for purpose, materiality tier,
-    scope, owners, validation dates and limitations."""
+    """A model inventory in the spirit of SR 11-7 and SR 26-2: every model version with status and aliases,
+    training data, validation, usage (decisions), last verification and open findings; blanks for purpose,
+    materiality tier, scope, owners, validation dates and limitations."""
     from mlcustody.interfaces import report_files
 
     with _workspace() as ws:
