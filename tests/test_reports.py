@@ -278,6 +278,20 @@ def test_erasure_execute_shreds_their_payloads_keeps_verify_green_and_is_audited
     assert "S-1" not in stored and "L-004" not in stored  # the subject's ids never reach the store
 
 
+def test_a_snapshot_made_after_the_erasure_that_still_holds_their_records_is_a_gap(world: Cli) -> None:
+    world("report", "erasure", "S-1", "--record", "L-004", "--execute", "--format", "json")
+    body = json.loads(world("report", "erasure", "S-1", "--record", "L-004", "--format", "json")[0])
+    assert _fields(body)["execution.later_snapshots"]["value"] == []
+    raw = world.cwd / "raw" / "loans.csv"
+    raw.write_text(raw.read_text() + "L-999,50000,1000,1\n")
+    with Workspace.open(world.cwd) as ws:
+        ws.add([raw], records=RecordSpec(key=("loan_id",)))  # the new snapshot keeps L-004
+    body = json.loads(world("report", "erasure", "S-1", "--record", "L-004", "--format", "json")[0])
+    [later] = _fields(body)["execution.later_snapshots"]["value"]
+    assert (later["snapshot"], later["records"]) == ("raw/loans@2", 1)
+    assert any("made after the erasure still hold their records: raw/loans@2" in gap for gap in body["gaps"])
+
+
 def test_a_hold_blocks_execution_until_released(world: Cli) -> None:
     world("report", "hold", "--all", "--reason", "incident 2026-11: preserve evidence")
     assert [h["reason"] for h in world.json("report", "holds")["holds"]] == ["incident 2026-11: preserve evidence"]

@@ -38,6 +38,7 @@ from mlcustody.metadata import artifacts, audit, decision_audit
 from mlcustody.metadata.artifacts import ArtifactVersion
 from mlcustody.metadata.schema import audit_events
 from mlcustody.metadata.schema import decision_subjects as subjects_table
+from mlcustody.reports import model_facts
 from mlcustody.reports.citations import REVIEW, Citations, blank, fact, section
 from mlcustody.reports.decision import pseudonym
 from mlcustody.storage.records import lookup
@@ -465,7 +466,42 @@ def _execution_section(
         ),
         fact("retrain", "Models to review for retraining", last.payload["models"], cited),
     ]
+    fields.append(_later_snapshots(conn, found, last, cites, gaps))
     return section("execution", "Erasure executed", fields, "GDPR Art. 5(2), 17")
+
+
+def _later_snapshots(
+    conn: Connection, found: Found, last: audit.Event, cites: Citations, gaps: list[str]
+) -> dict[str, Any]:
+    """The snapshots made after the erasure that still hold a record it marked: each one is a gap."""
+    marked = {(r["ref"], r["record"]) for r in last.payload["records"]}
+    later = []
+    for ref in found.versions:
+        version = artifacts.get(conn, *_split(ref))
+        if version is None or version.created_at <= last.payload["erased_at"] or version.records is None:
+            continue
+        held = [r["record"] for r in found.records if r["ref"] == ref and (ref, r["record"]) not in marked]
+        if held:
+            later.append(
+                {
+                    "snapshot": ref,
+                    "made": version.created_at,
+                    "records": len(held),
+                    "cites": [cites.records(ref, version.records["manifest"])],
+                }
+            )
+    if later:
+        gaps.append(
+            f"{len(later)} snapshot(s) made after the erasure still hold their records: "
+            + ", ".join(item["snapshot"] for item in later)
+        )
+    return fact(
+        "later_snapshots",
+        "Snapshots made since that still hold their records",
+        later,
+        model_facts.cited(later) or [cites.event(last)],
+        note="a snapshot made after the erasure must leave the marked records out",
+    )
 
 
 def _split(ref: str) -> tuple[str, int]:
