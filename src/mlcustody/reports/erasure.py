@@ -475,7 +475,7 @@ def _later_snapshots(
 ) -> dict[str, Any]:
     """The snapshots made after the erasure that still hold a record it marked: each one is a gap."""
     marked = {(r["ref"], r["record"]) for r in last.payload["records"]}
-    later = []
+    later: list[dict[str, Any]] = []
     for ref in found.versions:
         version = artifacts.get(conn, *_split(ref))
         if version is None or version.created_at <= last.payload["erased_at"] or version.records is None:
