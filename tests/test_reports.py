@@ -101,7 +101,7 @@ def test_the_report_names_what_trace_decision_names_and_cites_each_fact(world: C
     entry = _citation(body, fields["decision.decision_id"]["cites"][0])
     assert (entry["kind"], entry["ref"], entry["digest"]) == ("decision", "D-1", body["inclusion"]["leaf_hash"])
     for field in fields.values():
-        assert field["fill"] in {"store", "review", "human"}
+        assert field["fill"] in {"store", "review", "human"}  # nothing given on the command line
         assert (field["value"] is None) == (field["fill"] == "human")
         assert field["cites"] or field["fill"] == "human", field["name"]
         assert all(any(c["id"] == ident for c in body["citations"]) for ident in field["cites"])
@@ -110,6 +110,20 @@ def test_the_report_names_what_trace_decision_names_and_cites_each_fact(world: C
     }
     assert fields["verification.attestation_verified"]["value"] is True
     assert fields["verification.log_inclusion_verified"]["value"] is True
+
+
+def test_the_request_date_gives_the_deadlines(world: Cli) -> None:
+    body = json.loads(world("report", "decision", "D-1", "--received", "2026-01-31", "--format", "json")[0])
+    fields = _fields(body)
+    assert [fields[f"decision.{n}"]["value"] for n in ("received", "due", "due_extended")] == [
+        "2026-01-31",
+        "2026-02-28",  # one month (GDPR Art. 12(3)), the month's last day
+        "2026-04-30",
+    ]
+    assert {fields[f"decision.{n}"]["fill"] for n in ("received", "due", "due_extended")} == {"given"}
+    erasure = json.loads(world("report", "erasure", "S-1", "--received", "2026-03-15", "--format", "json")[0])
+    assert _fields(erasure)["request.due"]["value"] == "2026-04-15"
+    assert "not a date" in world("report", "decision", "D-1", "--received", "yesterday", code=2)[1]
 
 
 def test_contributions_are_shap_values_and_counterfactuals_change_the_result(world: Cli) -> None:

@@ -15,6 +15,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -55,18 +56,28 @@ class Verified:
     problems: list[str]
 
 
-def decision(ws: Workspace, decision_id: str, fmt: str, out: Path | None, top: int) -> Published:
+def decision(
+    ws: Workspace, decision_id: str, fmt: str, out: Path | None, top: int, received: date | None = None
+) -> Published:
     """``report decision``: the right-to-explanation report of one decision."""
     from mlcustody.reports import decision as report
 
     def build(conn: Connection) -> dict[str, Any]:
-        return report.build(conn, ws, decision_id, keyset=ws._decision_keys(conn), top=top)
+        return report.build(conn, ws, decision_id, keyset=ws._decision_keys(conn), top=top, received=received)
 
     return publish(ws, build, fmt, out)
 
 
 def erasure(
-    ws: Workspace, subject: str, records: list[str], fmt: str, out: Path | None, *, execute: bool, key: str | None
+    ws: Workspace,
+    subject: str,
+    records: list[str],
+    fmt: str,
+    out: Path | None,
+    *,
+    execute: bool,
+    key: str | None,
+    received: date | None = None,
 ) -> Published:
     """``report erasure``: the impact of erasing a data subject; with ``execute``, erase (crypto-shred)
     first — refused while a hold applies — and report what was done."""
@@ -81,7 +92,7 @@ def erasure(
         audit.advance_witness(ws.witness, events[-1])
 
     def build(conn: Connection) -> dict[str, Any]:
-        return report.build(conn, ws, subject, records, ws._decision_keys(conn), key)
+        return report.build(conn, ws, subject, records, ws._decision_keys(conn), key, received)
 
     return publish(ws, build, fmt, out, act=erase if execute else None, private=[subject, *records])
 

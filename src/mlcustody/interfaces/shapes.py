@@ -967,8 +967,8 @@ _REPORT_BODY = {
     "gaps": "what could not be established, stated prominently (an unsealed decision, shredded inputs, an "
     "attestation that does not verify, …); [] when none",
     "sections": "list of {id, title, basis, fields: list of {name, label, value, fill (store: read from the store | "
-    "review: computed, a person must review it | human: null, for a person to write, note says what), cites "
-    "(citation ids), note}}",
+    "review: computed, a person must review it | human: null, for a person to write, note says what | given: from "
+    "the command line, e.g. --received), cites (citation ids), note}}",
     "citations": "list of {id, kind (decision | checkpoint | attestation | artifact | record-manifest | run | alias | "
     "audit-event), ref, digest, …}: the evidence, each re-derivable from the store (`custody report verify`)",
 }

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any
 
 import sqlalchemy as sa
@@ -29,7 +30,7 @@ from mlcustody.metadata import audit, refs, runs
 from mlcustody.metadata.schema import checkpoints
 from mlcustody.storage.objects import ObjectStore
 
-STORE, REVIEW, HUMAN = "store", "review", "human"  # how a field is filled
+STORE, REVIEW, HUMAN, GIVEN = "store", "review", "human", "given"  # how a field is filled (GIVEN: by the caller)
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,41 @@ def fact(
 def blank(name: str, label: str, note: str) -> dict[str, Any]:
     """A field a person must write: ``note`` says what goes there."""
     return fact(name, label, None, fill=HUMAN, note=note)
+
+
+def deadlines(received: date | None) -> list[dict[str, Any]]:
+    """When a request was received and the answer is due: one month (GDPR Art. 12(3)), at most three
+    with an extension the person is told of in the first month; blanks when ``received`` is not given."""
+    if received is None:
+        return [
+            blank(
+                "received",
+                "Request received on",
+                "the date; the answer is due within one month "
+                "(GDPR Art. 12(3)), extendable by two months with reasons (give it with --received)",
+            )
+        ]
+    note = "as given with --received"
+    return [
+        fact("received", "Request received on", received.isoformat(), fill=GIVEN, note=note),
+        fact("due", "Answer due by (one month)", _months(received, 1).isoformat(), fill=GIVEN, note="GDPR Art. 12(3)"),
+        fact(
+            "due_extended",
+            "At the latest, if extended",
+            _months(received, 3).isoformat(),
+            fill=GIVEN,
+            note="only if the person is told within the first month, with the reasons",
+        ),
+    ]
+
+
+def _months(day: date, months: int) -> date:
+    """The same day ``months`` later, or the month's last day when it has none (31 Jan → 28/29 Feb)."""
+    import calendar
+
+    year, month = divmod(day.month - 1 + months, 12)
+    year, month = day.year + year, month + 1
+    return date(year, month, min(day.day, calendar.monthrange(year, month)[1]))
 
 
 def section(ident: str, title: str, fields: list[dict[str, Any]], basis: str = "") -> dict[str, Any]:

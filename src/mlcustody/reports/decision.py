@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
 import sqlalchemy as sa
@@ -32,7 +33,7 @@ from mlcustody.ledger import decision_queries, decision_store, decisions, kek, k
 from mlcustody.metadata import refs
 from mlcustody.metadata.schema import checkpoints
 from mlcustody.reports import explain, model_facts
-from mlcustody.reports.citations import REVIEW, Citations, blank, fact, section
+from mlcustody.reports.citations import REVIEW, Citations, blank, deadlines, fact, section
 from mlcustody.storage.objects import ObjectStore
 
 KIND = "decision"
@@ -61,6 +62,7 @@ def build(
     *,
     keyset: kek.Keyset | None = None,
     top: int = TOP_RECORDS,
+    received: date | None = None,
 ) -> dict[str, Any]:
     """The report's body (``mlcustody.report.decision/v1``): no time of its own, so the same store
     gives the same bytes."""
@@ -74,7 +76,7 @@ def build(
         gaps.append(f"the attestation of {version.ref} does not verify: {problems[0].detail}")
     inputs = decision_queries.read_inputs(conn, decision, keyset)
     sections = [
-        _decision_section(conn, decision, version, cites, entry),
+        _decision_section(conn, decision, version, cites, entry, received),
         _model_section(version, cites, attested),
         _training_section(conn, store.objects, version, cites, gaps),
         _data_used_section(decision, inputs, entry, gaps),
@@ -104,6 +106,7 @@ def _decision_section(
     version: registry.ModelVersion,
     cites: Citations,
     entry: str,
+    received: date | None,
 ) -> dict[str, Any]:
     moves = []
     for alias, history in sorted(registry.aliases(conn, version.name).items()):
@@ -117,12 +120,7 @@ def _decision_section(
         fact("subject", "Data subject (pseudonym, HMAC-SHA256)", decision.subject, [entry]),
         fact("model_version", "Model version that served it", decision.ref, [entry]),
         fact("aliases", "Aliases pointing at that version then", [a for a, _ in moves], [c for _, c in moves]),
-        blank(
-            "received",
-            "Request received on",
-            "the date the request arrived; the answer is due within one month "
-            "(GDPR Art. 12(3)), extendable by two months with reasons",
-        ),
+        *deadlines(received),
         blank(
             "solely_automated",
             "Solely automated, with legal or similar effect?",

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -39,7 +39,7 @@ from mlcustody.metadata.artifacts import ArtifactVersion
 from mlcustody.metadata.schema import audit_events
 from mlcustody.metadata.schema import decision_subjects as subjects_table
 from mlcustody.reports import model_facts
-from mlcustody.reports.citations import REVIEW, Citations, blank, fact, section
+from mlcustody.reports.citations import REVIEW, Citations, blank, deadlines, fact, section
 from mlcustody.reports.decision import pseudonym
 from mlcustody.storage.records import lookup
 from mlcustody.storage.records.table import ID_COLUMN
@@ -261,6 +261,7 @@ def build(
     record_ids: list[str],
     keyset: kek.Keyset | None,
     key: str | None = None,
+    received: date | None = None,
 ) -> dict[str, Any]:
     """The report's body (``mlcustody.report.erasure/v1``); after an execution, its certificate."""
     found = find(conn, store, subject, record_ids, keyset, key)
@@ -280,7 +281,7 @@ def build(
             "request",
             "The request",
             [
-                blank("received", "Received on", "the date; the answer is due within one month (Art. 12(3))"),
+                *deadlines(received),
                 blank("identity", "Identity verified", "how the requester's identity was checked (Art. 12(6))"),
                 blank("ground", "Ground for erasure", "Art. 17(1)(a)–(f), or the Art. 17(3) exception that applies"),
                 blank("recipients", "Recipients told", "every recipient informed of the erasure (Art. 17(2), 19)"),

@@ -6,6 +6,7 @@ Each command parses, calls ``interfaces.report_files`` and renders; the facts ar
 from __future__ import annotations
 
 from contextlib import AbstractContextManager
+from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -32,6 +33,10 @@ OutOpt = Annotated[
     Path | None,
     typer.Option("--out", metavar="FILE", help="Write the report here, its signature beside it (FILE.dsse.json)."),
 ]
+ReceivedOpt = Annotated[
+    str | None,
+    typer.Option("--received", metavar="YYYY-MM-DD", help="When the request arrived: the report gives the due date."),
+]
 _SUFFIXES = {".json": "json", ".md": "md", ".html": "html", ".htm": "html", ".pdf": "pdf"}
 
 
@@ -39,6 +44,17 @@ def _workspace() -> AbstractContextManager[Workspace]:
     from mlcustody.interfaces.cli.app import workspace  # app registers this module: imported when run
 
     return workspace()
+
+
+def _received(text: str | None) -> date | None:
+    from mlcustody.errors import UsageError
+
+    if text is None:
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise UsageError(f"--received {text!r} is not a date", hint="write it as YYYY-MM-DD") from None
 
 
 def _format(fmt: str | None, out: Path | None) -> str:
@@ -53,6 +69,7 @@ def decision(
     fmt: FormatOpt = None,
     out: OutOpt = None,
     records: Annotated[int, typer.Option("--records", min=0, help="Influential training records to list.")] = 5,
+    received: ReceivedOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """The right-to-explanation report of one decision: its model version, training data, the person's data
@@ -63,7 +80,7 @@ def decision(
     from mlcustody.interfaces import report_files
 
     with _workspace() as ws:
-        found = report_files.decision(ws, decision_id, _format(fmt, out), out, records)
+        found = report_files.decision(ws, decision_id, _format(fmt, out), out, records, _received(received))
     show(found, as_json)
 
 
@@ -84,6 +101,7 @@ def erasure(
     ] = False,
     fmt: FormatOpt = None,
     out: OutOpt = None,
+    received: ReceivedOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """The erasure report of one data subject: their records in every snapshot, the records derived from them,
@@ -95,7 +113,9 @@ def erasure(
     from mlcustody.interfaces import report_files
 
     with _workspace() as ws:
-        found = report_files.erasure(ws, subject, record or [], _format(fmt, out), out, execute=execute, key=key)
+        found = report_files.erasure(
+            ws, subject, record or [], _format(fmt, out), out, execute=execute, key=key, received=_received(received)
+        )
     show(found, as_json)
 
 
