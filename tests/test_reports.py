@@ -322,6 +322,7 @@ def test_a_hold_blocks_execution_until_released(world: Cli) -> None:
 
 
 def test_an_unknown_subject_is_bad_input(world: Cli) -> None:
+    assert world.json("decisions", "ls", "--subject", "nobody")["decisions"] == []  # was an internal error
     err = world("report", "erasure", "nobody", code=2)[1]
     assert "holds no record, decision or data key of that subject" in err and "--record" in err
     assert "SUBJECT or --all" in world("report", "hold", "--reason", "x", code=2)[1]
