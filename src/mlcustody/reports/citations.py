@@ -16,6 +16,7 @@ report about yesterday's decision must not change because today's decisions were
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -25,7 +26,7 @@ from sqlalchemy.engine import Connection
 
 from mlcustody._canonical import canonical_json, digest_bytes
 from mlcustody.errors import CustodyError
-from mlcustody.ledger import decision_queries, registry, tlog
+from mlcustody.ledger import decision_queries, decision_subjects, kek, registry, tlog
 from mlcustody.metadata import audit, refs, runs
 from mlcustody.metadata.schema import checkpoints
 from mlcustody.storage.objects import ObjectStore
@@ -140,6 +141,22 @@ def _months(day: date, months: int) -> date:
 
 def section(ident: str, title: str, fields: list[dict[str, Any]], basis: str = "") -> dict[str, Any]:
     return {"id": ident, "title": title, "basis": basis, "fields": fields}
+
+
+def pseudonymiser(conn: Connection, keyset: kek.Keyset | None) -> Callable[[str], str]:
+    """How reports name a record id: the first 16 hex digits of its HMAC-SHA256 under the store's
+    subject key (a keyed hash, so a guessable id cannot be found by hashing guesses), or of its SHA-256
+    when the store has no such key."""
+    keyed = decision_subjects.subject_hasher(conn, keyset)
+
+    def name(record_id: str) -> str:
+        found = keyed(record_id) if keyed is not None else hashlib.sha256(record_id.encode("utf-8")).hexdigest()
+        return found[:16]
+
+    return name
+
+
+PSEUDONYM_NOTE = "record ids are shown as the first 16 hex digits of their HMAC-SHA256 under the store's subject key"
 
 
 def note_digest(note: str) -> str:

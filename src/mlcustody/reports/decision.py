@@ -19,7 +19,7 @@ pickled model, an attestation that no longer verifies).
 
 from __future__ import annotations
 
-import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -33,7 +33,16 @@ from mlcustody.ledger import decision_queries, decision_store, decisions, kek, k
 from mlcustody.metadata import refs
 from mlcustody.metadata.schema import checkpoints
 from mlcustody.reports import explain, model_facts
-from mlcustody.reports.citations import REVIEW, Citations, blank, deadlines, fact, section
+from mlcustody.reports.citations import (
+    PSEUDONYM_NOTE,
+    REVIEW,
+    Citations,
+    blank,
+    deadlines,
+    fact,
+    pseudonymiser,
+    section,
+)
 from mlcustody.storage.objects import ObjectStore
 
 KIND = "decision"
@@ -81,7 +90,8 @@ def build(
         _training_section(conn, store.objects, version, cites, gaps),
         _data_used_section(decision, inputs, entry, gaps),
     ]
-    sections += _logic_sections(conn, store, decision, version, inputs, cites, gaps, top)
+    name = pseudonymiser(conn, keyset)
+    sections += _logic_sections(conn, store, decision, version, inputs, cites, gaps, top, name)
     sections.append(_oversight_section())
     inclusion = _inclusion(conn, decision)
     if inclusion is None:
@@ -192,6 +202,7 @@ def _logic_sections(
     cites: Citations,
     gaps: list[str],
     top: int,
+    name: Callable[[str], str],
 ) -> list[dict[str, Any]]:
     if inputs is None:
         return [section("logic", "How the result was reached", [blank("logic", "Logic", "no inputs to explain")])]
@@ -262,7 +273,7 @@ def _logic_sections(
         ),
     ]
     logic = section("logic", "How the result was reached", fields, "GDPR Art. 15(1)(h); AI Act Art. 86")
-    return [logic, _records_section(conn, store, found, x, cites, top)]
+    return [logic, _records_section(conn, store, found, x, cites, top, name)]
 
 
 def _records_section(
@@ -272,6 +283,7 @@ def _records_section(
     x: list[Any],
     cites: Citations,
     top: int,
+    name: Callable[[str], str],
 ) -> dict[str, Any]:
     from mlcustody.forensics import attribution
 
@@ -290,7 +302,7 @@ def _records_section(
         rows.append(
             {
                 "rank": item.rank,
-                "record": pseudonym(item.record_id),
+                "record": name(item.record_id),
                 "effect": item.delta,
                 "label": item.label,
                 "sources": sources,
@@ -304,7 +316,7 @@ def _records_section(
             "Most influential training records (pseudonymised)",
             rows,
             sorted(set(cited)),
-            note="record ids are shown as the first 16 hex digits of their SHA-256",
+            note=PSEUDONYM_NOTE,
         ),
     ]
     return section("records", "Training records that weighed most", fields, "GDPR Art. 15(1)(h)")
@@ -368,7 +380,3 @@ def _inclusion(conn: Connection, decision: decision_queries.Decision) -> Inclusi
     vkey = decisions.verifier_key(conn, row.keyid)
     tlog.verify_proof_text(proof, entry, vkey)
     return Inclusion(entry.decode("utf-8"), tlog.leaf_hash(entry).hex(), row.size, vkey, proof)
-
-
-def pseudonym(record_id: str) -> str:
-    return hashlib.sha256(record_id.encode("utf-8")).hexdigest()[:16]

@@ -16,12 +16,14 @@ execution; AI Act Art. 19/26(6) logs of the last six months are kept (only their
 log stays complete) and Art. 18 documentation is kept (it holds digests, not the subject's data).
 
 The report never names the subject: it says ``subject-`` and the first 16 hex digits of their
-pseudonym, and pseudonymises record ids the same way as the decision report.
+pseudonym, and names record ids by their keyed hash (``citations.pseudonymiser``), as the decision
+report does; neither lists a value or a fingerprint of the subject's records.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -39,8 +41,16 @@ from mlcustody.metadata.artifacts import ArtifactVersion
 from mlcustody.metadata.schema import audit_events
 from mlcustody.metadata.schema import decision_subjects as subjects_table
 from mlcustody.reports import model_facts
-from mlcustody.reports.citations import REVIEW, Citations, blank, deadlines, fact, section
-from mlcustody.reports.decision import pseudonym
+from mlcustody.reports.citations import (
+    PSEUDONYM_NOTE,
+    REVIEW,
+    Citations,
+    blank,
+    deadlines,
+    fact,
+    pseudonymiser,
+    section,
+)
 from mlcustody.storage.records import lookup
 from mlcustody.storage.records.table import ID_COLUMN
 
@@ -73,7 +83,7 @@ class Found:
     """A subject's records, what was derived from them, the models and decisions they reached."""
 
     tag: str  # subject-<16 hex>: how the report names the subject
-    records: list[dict[str, Any]]  # {ref, record, fingerprint, source, derived: bool}
+    records: list[dict[str, Any]]  # {ref, record (keyed pseudonym), source, derived: bool}
     versions: list[str]  # every version holding one of them
     models: list[registry.ModelVersion]
     decisions: list[decision_queries.Decision]
@@ -142,6 +152,7 @@ def find(
     subject or one of ``record_ids`` — or, with ``key``, whose column ``key`` holds one of them (for
     snapshots keyed by line, as captured files are)."""
     pseudo, tag = subject_tag(conn, subject, keyset)
+    name = pseudonymiser(conn, keyset)
     ids = list(dict.fromkeys([subject, *record_ids]))
     found: list[dict[str, Any]] = []
     reached: set[str] = set()
@@ -152,14 +163,13 @@ def find(
             manifest = store.objects.path(version.records["manifest"])
             for record_id in _matching(store, version, ids, key):
                 for hit in lookup.find(manifest, record_id=record_id):
-                    found.append(_row(version.ref, hit.record_id, hit.fingerprint, hit.source, derived=False))
-                    _derived(walk.down(version.ref, hit.record_id, MAX_DEPTH, reached), found, walk)
+                    found.append(_row(version.ref, name(hit.record_id), hit.source, derived=False))
+                    _derived(walk.down(version.ref, hit.record_id, MAX_DEPTH, reached), found, walk, name)
         models = _models(conn, walk.models_trained_on(reached | {r["ref"] for r in found}))
     merged: dict[tuple[str, str], dict[str, Any]] = {}
-    for item in found:  # a record found directly and through lineage is a derived one, with its fingerprint
+    for item in found:  # a record found directly and through lineage is a derived one
         seen = merged.setdefault((item["ref"], item["record"]), item)
         seen["derived"] = seen["derived"] or item["derived"]
-        seen["fingerprint"] = seen["fingerprint"] or item["fingerprint"]
     records = [merged[k] for k in sorted(merged)]
     row = conn.execute(sa.select(subjects_table).where(subjects_table.c.subject == pseudo)).first()
     decisions = [] if row is None else decision_queries.listing(conn, subject=subject, limit=None, keys=keyset)
@@ -189,21 +199,18 @@ def _matching(store: Store, version: ArtifactVersion, ids: list[str], key: str |
     return [str(v) for v in table.filter(pc.is_in(values, pa.array(ids))).column(ID_COLUMN).to_pylist()]
 
 
-def _row(ref: str, record_id: str, fingerprint: str | None, source: str | None, *, derived: bool) -> dict[str, Any]:
-    return {
-        "ref": ref,
-        "record": pseudonym(record_id),
-        "fingerprint": fingerprint,
-        "source": source,
-        "derived": derived,
-    }
+def _row(ref: str, record: str, source: str | None, *, derived: bool) -> dict[str, Any]:
+    """A record as the report lists it: no value and no fingerprint of it, only where it is."""
+    return {"ref": ref, "record": record, "source": source, "derived": derived}
 
 
-def _derived(node: record_trace.RecordNode, found: list[dict[str, Any]], walk: record_trace.Tracer) -> None:
+def _derived(
+    node: record_trace.RecordNode, found: list[dict[str, Any]], walk: record_trace.Tracer, name: Callable[[str], str]
+) -> None:
     for child in node.links:
         locator = walk._locate(child.ref, child.record_id)
-        found.append(_row(child.ref, child.record_id, None, locator, derived=True))
-        _derived(child, found, walk)
+        found.append(_row(child.ref, name(child.record_id), locator, derived=True))
+        _derived(child, found, walk, name)
 
 
 def _models(conn: Connection, artifact_refs: list[str]) -> list[registry.ModelVersion]:
@@ -237,7 +244,7 @@ def execute(conn: Connection, subject: str, found: Found, actor: str, keyset: ke
         "subject": pseudo,
         "shred_event": shred.seq if shred is not None else None,
         "payloads": count,
-        "records": [{k: r[k] for k in ("ref", "record", "fingerprint")} for r in found.records],
+        "records": [{k: r[k] for k in ("ref", "record")} for r in found.records],
         "models": [v.ref for v in found.models],
         "erased_at": utc_now(),
     }
@@ -310,7 +317,13 @@ def _inventory(conn: Connection, found: Found, cites: Citations) -> dict[str, An
             manifests[ref] = cites.records(ref, version.records["manifest"])
     rows = [{**r, "cites": [manifests[r["ref"]]] if r["ref"] in manifests else []} for r in found.records]
     fields = [
-        fact("records", "Their records (pseudonymised ids), by snapshot", rows, sorted(set(manifests.values()))),
+        fact(
+            "records",
+            "Their records (pseudonymised ids), by snapshot",
+            rows,
+            sorted(set(manifests.values())),
+            note=PSEUDONYM_NOTE,
+        ),
         fact(
             "raw_records", "Records at the source", sum(not r["derived"] for r in rows), sorted(set(manifests.values()))
         ),
