@@ -4,6 +4,7 @@ the evidence it came from, signed with a detached DSSE envelope and stored as a 
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import json
 import math
@@ -254,8 +255,6 @@ def test_erasure_impact_finds_their_records_models_and_decisions_and_destroys_no
     rows = fields["inventory.records"]["value"]
     assert {(r["ref"], r["derived"]) for r in rows} == {("raw/loans@1", False), ("trainset@1", True)}
     assert {r["source"] for r in rows} == {"raw/loans.csv:6", "trainset.parquet#3"}  # L-004 is line 6; row 3 kept
-    import hashlib
-
     unkeyed = hashlib.sha256(b"L-004").hexdigest()[:16]
     assert {r["record"] for r in rows} != {unkeyed} and len({r["record"] for r in rows}) == 1  # keyed, one id
     assert [m["model"] for m in fields["models.models"]["value"]] == ["credit@1"]
