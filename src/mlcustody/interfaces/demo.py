@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from mlcustody.errors import PathError
-from mlcustody.interfaces import demo_investigate, demo_plain
+from mlcustody.interfaces import demo_investigate, demo_plain, demo_reports
 
 Echo = Callable[[str, str, str], None]
 _DEMO_PASSPHRASE = "demo-only passphrase"
@@ -51,6 +51,7 @@ def run(directory: Path | None, echo: Echo | None) -> tuple[list[dict[str, Any]]
     _runs_chapter(step, where)
     _registry_chapter(step, where)
     demo_plain.chapter(step, where)
+    demo_reports.chapter(step, where)
     _tamper_chapter(step, where)
     demo_investigate.chapter(step, where)
     return steps, where

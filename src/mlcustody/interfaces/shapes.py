@@ -357,7 +357,7 @@ FIELDS: dict[str, dict[str, str]] = {
 # message, created_at}; a file is {path, size, mode, digest}.
 
 
-def document(kind: str, **fields: Any) -> dict[str, Any]:
+def document(kind: str, /, **fields: Any) -> dict[str, Any]:
     """A top-level document of ``kind``; refuses fields that FIELDS does not document."""
     undocumented = set(fields) - set(FIELDS[kind])
     if undocumented:
@@ -1109,3 +1109,91 @@ FIELDS.update(
 def dvc_import(report: Any) -> dict[str, Any]:
     """The document of ``custody import dvc`` (an ``import_dvc.DvcImport``)."""
     return _import("import_dvc", report, commits=report.commits, versions=list(report.versions))
+
+
+# -- custody report ------------------------------------------------------------------------------------
+
+_REPORT_BODY = {
+    "kind": "decision | erasure | annex-iv | inventory",
+    "title": "the report's title",
+    "subject": "what it is about: the decision id, the data subject, the model version, or `all`",
+    "basis": "the legal texts it answers to",
+    "gaps": "what could not be established, stated prominently (an unsealed decision, shredded inputs, an "
+    "attestation that does not verify, …); [] when none",
+    "sections": "list of {id, title, basis, fields: list of {name, label, value, fill (store: read from the store | "
+    "review: computed, a person must review it | human: null, for a person to write, note says what | given: from "
+    "the command line, e.g. --received), cites (citation ids), note}}",
+    "citations": "list of {id, kind (decision | checkpoint | attestation | artifact | record-manifest | run | alias | "
+    "audit-event), ref, digest, …}: the evidence, each re-derivable from the store (`custody report verify`)",
+}
+FIELDS.update(
+    {
+        "report.decision": {
+            **_REPORT_BODY,
+            "inclusion": "{entry, leaf_hash, size, vkey, proof}: the decision's c2sp.org/tlog-proof against the first "
+            "signed checkpoint that sealed it (it never changes), or null when not sealed yet",
+        },
+        "report.erasure": _REPORT_BODY,
+        "report.annex-iv": _REPORT_BODY,
+        "report.inventory": _REPORT_BODY,
+        "report_hold": {"released": "true when a hold was released", "event": "the audit event written"},
+        "report_holds": {
+            "holds": "list of {scope (a subject pseudonym, or * for all), reason, seq (the audit "
+            "event that placed it), at, actor}"
+        },
+        "report": {
+            "kind": "the report's kind",
+            "subject": "what it is about",
+            "format": "json | md | html | pdf",
+            "out": "the file written (--out), or null",
+            "signature": "its detached DSSE envelope (FILE.dsse.json), or null",
+            "stored": "{ref, digest}: the report artifact version holding the body (its signature: NAME-signature)",
+            "gaps": "as in the report body",
+            "report": "the report body (mlcustody.report.KIND/v1)",
+        },
+        "report_verify": {
+            "file": "the report file checked",
+            "signature": "the envelope it was checked against",
+            "ok": "true when nothing is wrong",
+            "with_store": "false with --offline: only the files were checked",
+            "kind": "the signed report's kind, or null when unreadable",
+            "subject": "its subject, or null",
+            "signed_at": "when it was signed, or null",
+            "keyid": "the key that signed it, or null",
+            "citations": "how many citations it carries (each re-derived when with_store)",
+            "problems": "list of one-line problems",
+        },
+    }
+)
+
+
+def report(found: Any) -> dict[str, Any]:
+    """``custody report KIND --json``: what was written and stored, with the body."""
+    return document(
+        "report",
+        kind=found.body["kind"],
+        subject=found.body["subject"],
+        format=found.format,
+        out=str(found.out) if found.out is not None else None,
+        signature=str(found.signature) if found.signature is not None else None,
+        stored={"ref": found.stored.ref, "digest": found.stored.digest},
+        gaps=found.body["gaps"],
+        report=found.body,
+    )
+
+
+def report_verify(found: Any) -> dict[str, Any]:
+    predicate = found.checked.predicate
+    return document(
+        "report_verify",
+        file=str(found.file),
+        signature=str(found.signature),
+        ok=not found.problems,
+        with_store=found.with_store,
+        kind=predicate.get("kind"),
+        subject=predicate.get("subject"),
+        signed_at=predicate.get("signedAt"),
+        keyid=(predicate.get("signer") or {}).get("keyid"),
+        citations=len(predicate.get("citations") or []),
+        problems=found.problems,
+    )

@@ -119,8 +119,9 @@ def listing(
     import pyarrow.compute as pc
 
     row = decision_subjects.row_of(conn, subject, keys)
-    positions = [] if row is None else decision_store.subject_positions(conn, row)
-    table = decision_store.rows(conn, positions, _DECISION_COLUMNS)
+    if row is None:  # never a decision about them (no rows to filter: an empty read has no column types)
+        return []
+    table = decision_store.rows(conn, decision_store.subject_positions(conn, row), _DECISION_COLUMNS)
     pseudonym = decision_subjects.subject_hasher(conn, keys)
     theirs = pc.equal(table.column("subject"), pseudonym(subject) if pseudonym else "")  # as the segment says
     table = table.filter(pc.and_(keep(table), theirs))

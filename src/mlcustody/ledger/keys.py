@@ -645,3 +645,9 @@ def _ci_signer(conn: Connection, private: PrivateKey, actor: str | None) -> Sign
 
 def _default_actor() -> str:
     return os.environ.get("CUSTODY_ACTOR") or getpass.getuser()
+
+
+def verifies(public_pem: str, data: bytes, signature: bytes) -> bool:
+    """Whether ``signature`` over ``data`` verifies with a PEM public key, no registry needed (an
+    offline check of a file that carries the key it claims; :func:`check` adds the registry's rules)."""
+    return _verifies(_load_public(public_pem), data, signature)

@@ -800,7 +800,9 @@ def run(args: list[str]) -> int:
 
 from mlcustody.interfaces.cli import interop  # noqa: E402 - registered after app exists
 from mlcustody.interfaces.cli.investigate import investigate_app  # noqa: E402 - registered after app exists
+from mlcustody.interfaces.cli.report import report_app  # noqa: E402 - registered after app exists
 
 investigate_attribution.register(investigate_app)
 app.add_typer(investigate_app, name="investigate")
 interop.register(app, export_bundle)
+app.add_typer(report_app, name="report")

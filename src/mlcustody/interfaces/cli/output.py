@@ -98,3 +98,13 @@ class _Bar:
 def progress(enabled: bool = True) -> ProgressSink:
     """A bar when stderr is a terminal and output is not JSON; silence otherwise."""
     return _Bar() if enabled and stderr.is_terminal else NoProgress()
+
+
+def raw(text: str) -> None:
+    """A document printed exactly as it is (a rendered report): no markup, emoji codes or wrapping."""
+    sys.stdout.write(text)
+    sys.stdout.flush()
+
+
+def warning(text: str) -> None:
+    stderr.print(f"warning: {text}", style="yellow", markup=False, soft_wrap=True)
