@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -199,9 +200,13 @@ def _build_once(
         count = _sort(batches.scratch / "rows.parquet", final, value_schema, fmt, key)
         stats = column_stats(batches.scratch / "values.parquet")
     else:
-        count = _sort(batches.rows_table(), final, value_schema, fmt, key)
         values = batches.values_table()
-        stats = column_stats(values) if values is not None else {}
+        # The statistics scan (one thread) runs beside the sort, whose Parquet writer keeps one core
+        # busy: both are DuckDB calls that release the GIL.
+        with ThreadPoolExecutor(1) as pool:
+            scanned = pool.submit(column_stats, values) if values is not None else None
+            count = _sort(batches.rows_table(), final, value_schema, fmt, key)
+            stats = scanned.result() if scanned is not None else {}
     if key:
         _refuse_duplicates(final, key)
     columns = [{"name": f.name, "type": kind_of(f.type), "arrow_type": str(f.type)} for f in value_schema]
