@@ -7,6 +7,10 @@ bytes. Rows are sorted by ``record_id`` and written in row groups of 128 Ki rows
 record up reads a single row group (Parquet min/max statistics prune the others). The Parquet
 key-value metadata carries the fingerprint scheme, the format, the key and the Arrow schema of the
 values, which is what re-reading one record exactly needs.
+
+A build holds its batches in memory while they fit ``IN_MEMORY_BYTES`` and streams them through
+scratch Parquet files past it; DuckDB sorts and writes the manifest either way, so the object (and
+its digest) does not depend on which way was taken.
 """
 
 from __future__ import annotations
