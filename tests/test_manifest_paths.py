@@ -74,6 +74,9 @@ def test_many_batches_and_a_late_widened_type(
     sources = [RecordSource("a.csv", first), RecordSource("b.csv", second)]
     streamed, held = _both(store, sources, "csv", None)
     _same(streamed, held)
+    # Past the budget after a few batches: those held so far are written out, the rest streamed.
+    midway = manifest.build(sources, "csv", None, store, in_memory_bytes=200 << 10).as_meta()
+    _same(streamed, midway)
     assert {c["name"]: c["type"] for c in held["columns"]}["amount"] == "string"
     assert held["count"] == 5_500
 
@@ -118,3 +121,18 @@ def test_duplicate_keys_are_refused_the_same_way(store: ObjectStore, tmp_path: P
         messages.append(str(refused.value))
     assert messages[0] == messages[1] and messages[0].startswith("60 duplicate values of key k")
     assert not any(store.tmp_dir.iterdir())  # scratch space removed, nothing left behind
+
+
+def test_a_build_that_fits_writes_no_scratch_parquet(
+    store: ObjectStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "loans.csv"
+    _loans_csv(path, 500)
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a scratch Parquet file was opened")
+
+    monkeypatch.setattr(manifest.pq, "ParquetWriter", refuse)
+    assert manifest.build([RecordSource("loans.csv", path)], "csv", ["loan_id"], store).count == 500
+    with pytest.raises(AssertionError, match="scratch Parquet"):
+        manifest.build([RecordSource("loans.csv", path)], "csv", ["loan_id"], store, in_memory_bytes=0)
