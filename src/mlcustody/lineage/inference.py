@@ -64,18 +64,15 @@ def infer(output: pa.Table, input: pa.Table, *, keys: Sequence[str] = (), names:
     if declared and not _unique(input, declared[0]):
         notes.append(f"key {declared[0]} is not unique in {in_name}; linking by carried-over columns instead")
         candidates = []
-    pairings = {column: _pair_by(output, input, [column]) for column in candidates}
-    first = next(iter(pairings.values()), None)
-    agree = first is not None and all(frame.equals(first) for frame in pairings.values())
-    if agree:
-        column = candidates[0]
-        links = pairings[column]
+    paired = _pair_by(output, input, candidates[0], candidates[1:]) if candidates else None
+    if paired is not None and paired[1]:
+        column, links = candidates[0], paired[0]
         coverage = _coverage(links, output, input)
         if coverage >= MIN_COVERAGE:
             evidence = {**counts, "method": "key", "columns": [column], "candidates": candidates}
             return Inferred(KEY, links, evidence | {"matched": links.height}, notes)
         notes.append(f"key {column} pairs only {coverage:.0%} of the records of {out_name} and {in_name}")
-    elif len(pairings) > 1:
+    elif len(candidates) > 1:
         notes.append(
             f"candidate keys {', '.join(candidates)} pair {out_name} with {in_name} differently; "
             f'name the key in .custody/config.toml: [capture] keys = ["{candidates[0]}"]'
@@ -150,13 +147,26 @@ def _unique(table: pa.Table, column: str) -> bool:
     return bool(values.null_count == 0 and len(values.unique()) == table.num_rows)
 
 
-def _pair_by(output: pa.Table, input: pa.Table, columns: list[str]) -> pl.DataFrame:
+def _pair_by(output: pa.Table, input: pa.Table, column: str, others: Sequence[str]) -> tuple[pl.DataFrame, bool]:
+    """Output ↔ input record ids where ``column`` is equal (sorted), and whether each of ``others``
+    pairs the records identically.
+
+    Every candidate is unique in both tables, so pairing by another column gives the same pairs
+    exactly when it gives as many and each pair found by ``column`` agrees on it too; that needs one
+    join and one membership count per column, not a join and a sort per column and a comparison."""
+    columns = [column, *others]
     left = pl.from_arrow(output.select([*columns, ID_COLUMN]))
     right = pl.from_arrow(input.select([*columns, ID_COLUMN]))
     assert isinstance(left, pl.DataFrame) and isinstance(right, pl.DataFrame)
     left = left.rename({ID_COLUMN: "output_id"}).with_columns(pl.col(columns).cast(pl.String))
     right = right.rename({ID_COLUMN: "input_id"}).with_columns(pl.col(columns).cast(pl.String))
-    return left.join(right, on=columns, how="inner").select("output_id", "input_id").sort("output_id", "input_id")
+    joined = left.join(right, on=column, how="inner", suffix="_input")
+    agree = all(
+        joined.height == int(left[other].is_in(right[other].implode()).sum())
+        and bool((joined[other] == joined[f"{other}_input"]).all())
+        for other in others
+    )
+    return joined.select("output_id", "input_id").sort("output_id", "input_id"), agree
 
 
 def _coverage(links: pl.DataFrame, output: pa.Table, input: pa.Table) -> float:

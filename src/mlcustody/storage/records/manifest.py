@@ -7,6 +7,10 @@ bytes. Rows are sorted by ``record_id`` and written in row groups of 128 Ki rows
 record up reads a single row group (Parquet min/max statistics prune the others). The Parquet
 key-value metadata carries the fingerprint scheme, the format, the key and the Arrow schema of the
 values, which is what re-reading one record exactly needs.
+
+A build holds its batches in memory while they fit ``IN_MEMORY_BYTES`` and streams them through
+scratch Parquet files past it; DuckDB sorts and writes the manifest either way, so the object (and
+its digest) does not depend on which way was taken.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import json
 import os
 import shutil
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +39,9 @@ from mlcustody.storage.records import readers
 from mlcustody.storage.records.stats import column_stats, kind_of
 
 ROW_GROUP = 128 * 1024
+# Arrow bytes of values and manifest rows held in memory before a build streams to scratch files:
+# about 2M rows of a 10-column table. Up to it the build skips two Parquet writes and re-reads.
+IN_MEMORY_BYTES = 384 << 20
 MANIFEST_SCHEMA = pa.schema(
     [("record_id", pa.string()), ("fingerprint", pa.string()), ("source", pa.string()), ("offset", pa.int64())]
 )
@@ -71,19 +79,29 @@ class RecordManifest:
         }
 
 
-def build(sources: Sequence[RecordSource], fmt: str, key: Sequence[str] | None, objects: ObjectStore) -> RecordManifest:
+def build(
+    sources: Sequence[RecordSource],
+    fmt: str,
+    key: Sequence[str] | None,
+    objects: ObjectStore,
+    *,
+    in_memory_bytes: int | None = None,
+) -> RecordManifest:
     """Read every source, fingerprint its records and store the manifest; nothing is stored on error.
 
-    Records stream through in batches (memory stays bounded by the batch, not the dataset): each
-    batch's ids, fingerprints and locators go to a temporary Parquet file, its values to another,
-    then DuckDB sorts the first into the manifest (out of core) and computes statistics from the
-    second. When later records widen a column type, the read starts over with the widened schema.
+    Records are read in batches. While the batches (values, ids, fingerprints, locators) stay under
+    ``in_memory_bytes`` (default ``IN_MEMORY_BYTES``) they are kept in memory, and the manifest is
+    sorted and the statistics computed straight from them. Past it, every batch goes to temporary
+    Parquet files and DuckDB sorts the manifest out of core, so memory stays bounded by the budget,
+    not the dataset. Both ways give the same bytes (tests/test_manifest_paths.py compares them).
+    When later records widen a column type, the read starts over with the widened schema.
     """
+    budget = IN_MEMORY_BYTES if in_memory_bytes is None else in_memory_bytes
     schema: pa.Schema | None = None
     while True:
         with _Scratch(objects) as scratch:
             try:
-                return _build_once(sources, fmt, key, objects, scratch, schema)
+                return _build_once(sources, fmt, key, objects, _Batches(scratch, budget), schema)
             except readers.Retype as retype:
                 schema = retype.schema
 
@@ -102,48 +120,100 @@ class _Scratch:
         shutil.rmtree(self.path, ignore_errors=True)
 
 
+class _Batches:
+    """The manifest rows and the values read so far: held in memory up to ``budget`` bytes, then
+    streamed (those held first) to ``rows.parquet`` and ``values.parquet`` in ``scratch``."""
+
+    def __init__(self, scratch: Path, budget: int) -> None:
+        self.scratch, self.budget = scratch, budget
+        self.schema: pa.Schema | None = None  # of the values, set by the first batch
+        self.held: list[tuple[pa.Table, pa.Table]] = []
+        self.held_bytes = 0
+        self.rows: pq.ParquetWriter | None = None
+        self.values: pq.ParquetWriter | None = None
+
+    @property
+    def spilled(self) -> bool:
+        return self.rows is not None
+
+    def add(self, rows: pa.Table, values: pa.Table) -> None:
+        if self.schema is None:
+            self.schema = values.schema
+        if not self.spilled:
+            self.held.append((rows, values))
+            self.held_bytes += rows.nbytes + values.nbytes
+            if self.held_bytes <= self.budget:
+                return
+            self.rows = pq.ParquetWriter(self.scratch / "rows.parquet", MANIFEST_SCHEMA)
+            self.values = pq.ParquetWriter(self.scratch / "values.parquet", self.schema)
+            held, self.held = self.held, []
+        else:
+            held = [(rows, values)]
+        assert self.rows is not None and self.values is not None
+        for batch_rows, batch_values in held:
+            self.rows.write_table(batch_rows)
+            self.values.write_table(batch_values)
+
+    def close(self) -> None:
+        if self.spilled:
+            assert self.rows is not None and self.values is not None
+            self.rows.close()
+            self.values.close()
+
+    def rows_table(self) -> pa.Table:
+        return pa.concat_tables([rows for rows, _ in self.held]) if self.held else MANIFEST_SCHEMA.empty_table()
+
+    def values_table(self) -> pa.Table | None:
+        return pa.concat_tables([values for _, values in self.held]) if self.held else None
+
+
 def _build_once(
     sources: Sequence[RecordSource],
     fmt: str,
     key: Sequence[str] | None,
     objects: ObjectStore,
-    scratch: Path,
+    batches: _Batches,
     schema: pa.Schema | None,
 ) -> RecordManifest:
-    rows = pq.ParquetWriter(scratch / "rows.parquet", MANIFEST_SCHEMA)
-    values: pq.ParquetWriter | None = None
     first_rel = ""
     try:
         for source in sources:
             for part in readers.iter_parts(source.path, fmt, source.rel, schema):
                 if part.table.num_columns == 0:
                     continue  # an empty file: no records, no columns
-                if values is None:
-                    values, first_rel = pq.ParquetWriter(scratch / "values.parquet", part.table.schema), source.rel
-                _check_columns(values.schema, part.table.schema, source.rel, first_rel)
-                if part.table.schema != values.schema:
-                    raise readers.Retype(
-                        pa.unify_schemas([values.schema, part.table.schema], promote_options="permissive")
-                    )
+                if batches.schema is None:
+                    first_rel = source.rel
+                else:
+                    _check_columns(batches.schema, part.table.schema, source.rel, first_rel)
+                    if part.table.schema != batches.schema:
+                        raise readers.Retype(
+                            pa.unify_schemas([batches.schema, part.table.schema], promote_options="permissive")
+                        )
                 locators = part.locators(source.rel)
                 ids = fp.record_ids(part.table, key) if key else locators
                 prints = fp.fingerprints(part.table)
-                rows.write_table(
-                    pa.table([ids, prints, locators, pa.array(part.offsets, pa.int64())], schema=MANIFEST_SCHEMA)
-                )
-                values.write_table(part.table)
+                offsets = pa.array(part.offsets, pa.int64())
+                batches.add(pa.table([ids, prints, locators, offsets], schema=MANIFEST_SCHEMA), part.table)
     finally:
-        rows.close()
-        if values is not None:
-            values.close()
-    pa.default_memory_pool().release_unused()  # the batches are gone; DuckDB needs the memory next
-    value_schema = values.schema if values is not None else pa.schema([])
-    final = scratch / "manifest.parquet"
-    count = _sort(scratch / "rows.parquet", final, value_schema, fmt, key)
+        batches.close()
+    value_schema = batches.schema if batches.schema is not None else pa.schema([])
+    final = batches.scratch / "manifest.parquet"
+    stats: dict[str, dict[str, Any]] = {}
+    if batches.spilled:
+        pa.default_memory_pool().release_unused()  # the batches are gone; DuckDB needs the memory next
+        count = _sort(batches.scratch / "rows.parquet", final, value_schema, fmt, key)
+        stats = column_stats(batches.scratch / "values.parquet")
+    else:
+        values = batches.values_table()
+        # The statistics scan (one thread) runs beside the sort, whose Parquet writer keeps one core
+        # busy: both are DuckDB calls that release the GIL.
+        with ThreadPoolExecutor(1) as pool:
+            scanned = pool.submit(column_stats, values) if values is not None else None
+            count = _sort(batches.rows_table(), final, value_schema, fmt, key)
+            stats = scanned.result() if scanned is not None else {}
     if key:
         _refuse_duplicates(final, key)
     columns = [{"name": f.name, "type": kind_of(f.type), "arrow_type": str(f.type)} for f in value_schema]
-    stats = column_stats(scratch / "values.parquet") if values is not None else {}
     digest, _ = objects.put_file(final)
     return RecordManifest(digest, count, fmt, tuple(key) if key else None, columns, stats)
 
@@ -156,8 +226,14 @@ def _check_columns(expected: pa.Schema, found: pa.Schema, rel: str, first_rel: s
         )
 
 
-def _sort(rows: Path, final: Path, values: pa.Schema, fmt: str, key: Sequence[str] | None) -> int:
-    """Sort the manifest rows by record_id into the final Parquet file (DuckDB spills to disk if needed)."""
+def _sort(rows: Path | pa.Table, final: Path, values: pa.Schema, fmt: str, key: Sequence[str] | None) -> int:
+    """Sort the manifest rows by record_id into the final Parquet file (DuckDB spills to disk if needed).
+
+    ``rows`` is the scratch Parquet file or the rows held in memory. Held rows are first loaded into
+    a DuckDB table: its column statistics, like a Parquet file's, tell the writer that no value is
+    null, so both ways the columns are written REQUIRED and the file comes out byte for byte the
+    same (a scan of the Arrow table itself would write them OPTIONAL).
+    """
     meta = {
         "mlcustody.scheme": fp.SCHEME,
         "mlcustody.format": fmt,
@@ -165,14 +241,22 @@ def _sort(rows: Path, final: Path, values: pa.Schema, fmt: str, key: Sequence[st
         "mlcustody.values_schema": base64.b64encode(values.serialize().to_pybytes()).decode("ascii"),
     }
     kv = ", ".join(f"'{k}': '{v}'" for k, v in meta.items())
+    spill = final.parent / "spill"
     con = duckdb.connect()
     try:
         con.execute("SET threads TO 2")
         con.execute("SET memory_limit = '512MB'")  # spill the sort to disk rather than grow past it
         con.execute("SET preserve_insertion_order = true")
-        con.execute(f"SET temp_directory = '{_sql_path(rows.parent / 'spill')}'")
+        con.execute(f"SET temp_directory = '{_sql_path(spill)}'")
+        if isinstance(rows, pa.Table):
+            con.register("manifest_batches", rows)
+            con.execute("CREATE TABLE manifest_rows AS SELECT * FROM manifest_batches")
+            con.unregister("manifest_batches")
+            source = "manifest_rows"
+        else:
+            source = f"read_parquet('{_sql_path(rows)}')"
         con.execute(
-            f"COPY (SELECT * FROM read_parquet('{_sql_path(rows)}') ORDER BY record_id) TO '{_sql_path(final)}'"
+            f"COPY (SELECT * FROM {source} ORDER BY record_id) TO '{_sql_path(final)}'"
             f" (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE {ROW_GROUP}, KV_METADATA {{{kv}}})"
         )
         counted = con.execute(f"SELECT count(*) FROM read_parquet('{_sql_path(final)}')").fetchone()
