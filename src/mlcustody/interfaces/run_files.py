@@ -185,7 +185,7 @@ class Prefetch:
         self._ws, self._reader = ws, reader
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._follow, name="custody-prefetch", daemon=True)
-        self._tables_seen = not ws.config.capture.records  # nothing to import when manifests are off
+        self._imported = False  # the record layer, once the command touches a table
         self.manifests: dict[tuple[str, str], _Manifest] = {}  # (path, digest) → built while it ran
 
     def __enter__(self) -> Prefetch:
@@ -201,23 +201,25 @@ class Prefetch:
         with contextlib.closing(StatCache(self._ws.config.stat_cache_path)) as cache:  # its own connection
             while not self._stop.wait(self._POLL_SECONDS):
                 read = [rel for rel in self._reader.poll() if _digest_only(policy, rel, root / rel) is None]
-                if not self._tables_seen and _tables([*read, *self._reader.captured.writes]):
-                    self._tables_seen = True
+                captured = self._reader.captured
+                tables = len(_tables([*captured.reads, *captured.writes]))
+                within = policy.records and tables <= policy.records_max_files  # else no manifest is built
+                if within and tables and not self._imported:
+                    self._imported = True
                     for name in self._RECORD_MODULES:
                         importlib.import_module(name)
                 with contextlib.suppress(CustodyError, OSError):
-                    self._take(read, cache)
+                    self._take(read, cache, manifests=within)
 
-    def _take(self, read: list[str], cache: StatCache) -> None:
-        """Store what was read; build the manifests of tables new to the store (they will be new
-        versions), while the run has read no more tables than ``records_max_files``."""
-        policy, root, objects = self._ws.config.capture, self._ws.root, self._ws.objects
+    def _take(self, read: list[str], cache: StatCache, *, manifests: bool) -> None:
+        """Store what was read; with ``manifests``, build those of the tables new to the store (they
+        will be new versions)."""
+        root, objects = self._ws.root, self._ws.objects
         fresh = []
-        if policy.records and len(_tables(list(self._reader.captured.reads))) <= policy.records_max_files:
-            for rel in _tables(read):
-                snap = snapshot.take(root / rel, cache=cache)
-                if not objects.exists(snap.digest):
-                    fresh.append((rel, snap.digest, snap.size))
+        for rel in _tables(read) if manifests else []:
+            snap = snapshot.take(root / rel, cache=cache)
+            if not objects.exists(snap.digest):
+                fresh.append((rel, snap.digest, snap.size))
         if read:
             snapshot.take_files([root / rel for rel in read], objects=objects, cache=cache)
             objects.barrier()  # flushed now, the final barrier has little left to do
