@@ -350,6 +350,11 @@ def test_cli_errors(registered_cli: tuple[Cli, str], tmp_path: Path) -> None:
     _, err = cli("decisions", "import", str(bad), "--model", "credit@1", code=2)
     assert f"{bad}:2" in err
     assert cli.json("decisions", "ls")["decisions"] == []
+    no_output = tmp_path / "no_output.jsonl"
+    no_output.write_text('{"decision_id": "a", "x": 1}\n')
+    _, err = cli("decisions", "import", str(no_output), "--model", "credit@1", code=2)
+    assert "no output column 'output'" in err
+    assert "decision-log" not in {key["name"] for key in cli.json("keys", "ls")["keys"]}  # refused: no key made
     good = tmp_path / "good.jsonl"
     good.write_text('{"decision_id": "a", "x": 1, "output": 0}\n')
     cli("decisions", "import", str(good), "--model", "credit@1")

@@ -10,6 +10,7 @@ import json
 import math
 import random
 import sqlite3
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -435,3 +436,21 @@ def test_a_version_whose_attestation_is_gone_is_reported_with_the_gap_stated(wor
     assert _fields(body)["verification.attestation_verified"]["value"] is False
     problems = world.json("report", "verify", str(out), code=1)["problems"]
     assert any("attestation credit@1" in p for p in problems), problems
+
+
+def test_custody_verify_checks_a_report_file_against_the_store_or_offline_outside_one(
+    world: Cli, tmp_path: Path
+) -> None:
+    out = world.cwd / "D-1.json"
+    world("report", "decision", "D-1", "--out", str(out))
+    inside = world.json("verify", str(out))
+    assert inside["ok"] and inside["with_store"] and inside["kind"] == "decision"
+    elsewhere, home = tmp_path / "elsewhere", world.cwd
+    elsewhere.mkdir()
+    world.cwd = elsewhere
+    try:
+        outside = world.json("verify", str(out))
+    finally:
+        world.cwd = home
+    assert outside["ok"] and not outside["with_store"]
+    assert "give one of them" in world("verify", str(out), "--decisions", code=2)[1]

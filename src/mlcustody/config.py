@@ -139,6 +139,15 @@ def find_root(start: Path) -> Path:
     raise NotAWorkspace(f"no mlcustody workspace at {start} or any parent directory")
 
 
+def is_workspace(start: Path) -> bool:
+    """Whether ``start`` or a directory above it holds a workspace."""
+    try:
+        find_root(start)
+    except NotAWorkspace:
+        return False
+    return True
+
+
 def load(root: Path) -> Config:
     """Read the config of the workspace at ``root``; a broken file is a ConfigError, never a crash."""
     path = root / STORE_DIRNAME / CONFIG_FILENAME

@@ -835,6 +835,7 @@ class Workspace:
 
         cols = columns or DecisionColumns()
         found = decision_files.read(Path(path))
+        decisions.check_rows(found.table, id_col=cols.id, output_col=cols.output, time_col=cols.time, where=found.where)
         with self.db.read() as conn:
             start = decision_queries.size(conn)
         with decisions.DecisionLog(self._keyring(), ref, checkpoint_seconds=float("inf")) as log:

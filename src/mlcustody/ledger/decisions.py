@@ -71,7 +71,7 @@ from mlcustody.metadata import audit
 from mlcustody.metadata.schema import checkpoints, decisions
 
 if TYPE_CHECKING:
-    pass
+    import pyarrow as pa
 
 _log = logging.getLogger(__name__)
 LOG_KEY_NAME = keys.LOG_KEY_NAME
@@ -102,6 +102,50 @@ class _Pending:
 def _origin() -> str:
     host = re.sub(r"[^A-Za-z0-9.-]", "-", socket.gethostname()) or "localhost"
     return f"{host}/mlcustody/decisions/{uuid.uuid4().hex}"
+
+
+@dataclass(frozen=True)
+class _Rows:
+    """What each row of a batch says besides its inputs, checked: the id, the time and the output."""
+
+    ids: list[str]
+    times: list[str]
+    outputs: list[str]
+    output_col: str | None  # the column the outputs came from (None: given apart from the frame)
+
+    @classmethod
+    def of(
+        cls,
+        table: pa.Table,
+        id_col: str,
+        output_col: str,
+        time_col: str | None,
+        outputs: Sequence[Any] | None,
+        where: Callable[[int], str],
+        new_id: Callable[[], str],
+    ) -> _Rows:
+        if outputs is None:
+            if output_col not in table.column_names:
+                raise UsageError(f"no output column {output_col!r}", hint="name it with --output-col")
+            texts = outputs_column(table.column(output_col))
+        else:
+            texts = [canonical_output(out) for out in outputs]
+        times = times_column(table, time_col, where)
+        ids = ids_column(table, id_col, new_id, where)
+        return cls(ids, times, texts, output_col if outputs is None else None)
+
+
+def check_rows(
+    table: pa.Table,
+    *,
+    id_col: str = "decision_id",
+    output_col: str = "output",
+    time_col: str | None = None,
+    where: Callable[[int], str] | None = None,
+) -> None:
+    """Refuse a batch whose rows ``record_batch`` would refuse, before any log is opened: a bad file
+    then makes nothing (the log's signing key, the subject key and the key file are made on first use)."""
+    _Rows.of(table, id_col, output_col, time_col, None, where or (lambda i: f"row {i}"), lambda: "generated")
 
 
 # -- the log key -----------------------------------------------------------------------------------------
@@ -299,22 +343,16 @@ class DecisionLog:
         from mlcustody.storage.records.fingerprint import to_arrow
 
         table = to_arrow(frame)
-        special = [c for c in (id_col, time_col, subject_col) if c and c in table.column_names]
-        if outputs is None:
-            if output_col not in table.column_names:
-                raise UsageError(f"no output column {output_col!r}", hint="name it with --output-col")
-            texts = outputs_column(table.column(output_col))
-            special.append(output_col)
-        else:
-            texts = [canonical_output(out) for out in outputs]
         name = where or (lambda i: f"row {i}")
-        times = times_column(table, time_col, name)
+        rows = _Rows.of(table, id_col, output_col, time_col, outputs, name, self.new_id)
+        special = [c for c in (id_col, time_col, subject_col, rows.output_col) if c and c in table.column_names]
+        times, texts = rows.times, rows.outputs
         subjects: list[str | None] = [None] * table.num_rows
         if subject_col and subject_col in table.column_names and self._pseudonym is not None:
             subjects = pseudonyms(table.column(subject_col), self._pseudonym)
         digests, plaintexts = inputs_of(table.drop_columns(special), keep=self._keep_inputs)
         batch = Batch(
-            ids=ids_column(table, id_col, self.new_id, name),
+            ids=rows.ids,
             times=times,
             versions=self._versions(times, name),
             input_digests=digests,

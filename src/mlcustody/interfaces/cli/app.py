@@ -363,6 +363,13 @@ def lineage(
 
 @app.command()
 def verify(
+    report_file: Annotated[
+        Path | None,
+        typer.Argument(
+            metavar="[REPORT_FILE]",
+            help="A signed report (`custody report … --out`): its signature and, in a workspace, every citation.",
+        ),
+    ] = None,
     bundle: Annotated[
         Path | None,
         typer.Option("--bundle", help="Check this provenance bundle (.tar.gz) offline instead; no workspace needed."),
@@ -376,7 +383,16 @@ def verify(
     """Recompute every object, manifest, row and audit event; exit 1 on any mismatch.
 
     With --bundle, check an exported provenance bundle alone: its members, the signature with the
-    bundled public key, every digest the attestation names, the run's seal and the lineage digest."""
+    bundled public key, every digest the attestation names, the run's seal and the lineage digest.
+    With REPORT_FILE, check a report as `custody report verify` does (offline outside a workspace)."""
+    if sum((report_file is not None, bundle is not None, decisions)) > 1:
+        raise UsageError("REPORT_FILE, --bundle and --decisions check different things", hint="give one of them")
+    if report_file is not None:
+        from mlcustody import config
+        from mlcustody.interfaces.cli import report as report_cli
+
+        report_cli.verify(report_file, offline=not config.is_workspace(State.directory or Path.cwd()), as_json=as_json)
+        return
     if bundle is not None:
         from mlcustody.interfaces.sdk import Workspace
 
