@@ -136,7 +136,7 @@ def _written(bom: Bom, out: Path | None, as_json: bool) -> None:
 
 @export_app.command("openlineage")
 def export_openlineage(
-    refs: Annotated[list[str] | None, typer.Argument(metavar="RUN…", help="Run ids (default: every run).")] = None,
+    refs: Annotated[list[str] | None, typer.Argument(metavar="RUN", help="Run ids (default: every run).")] = None,
     url: Annotated[
         str | None, typer.Option("--url", help="Marquez-compatible endpoint; events go to URL/api/v1/lineage.")
     ] = None,
