@@ -224,6 +224,7 @@ class Forkserver:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
+            start_new_session=True,  # a group of its own: `strays` must not see another test worker's server
         )
 
     def run(self, cwd: Path, *args: str, kill_at: dict[str, Any] | None = None) -> Run:

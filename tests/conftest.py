@@ -9,14 +9,10 @@ from typing import Any
 
 import pytest
 
+from _postgres import postgres_session, temporary_database
 from mlcustody import Workspace
 from mlcustody.interfaces import shapes
 from mlcustody.interfaces.cli.app import run
-
-try:  # tests/ is a plain directory: pytest put it on sys.path
-    from _postgres import postgres_session, temporary_database
-except ModuleNotFoundError:  # tests/ is a package
-    from tests._postgres import postgres_session, temporary_database
 
 
 # --- PostgreSQL (mark tests that use these with @pytest.mark.postgres) -------------
@@ -37,7 +33,14 @@ def postgres_url(postgres_server: str) -> Iterator[str]:
 # --- Workspaces -------------------------------------------------------------------------
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+# The two metadata backends every store-level test runs on (ids ``sqlite`` and ``postgres``).
+BACKENDS = [
+    pytest.param("sqlite", id="sqlite"),
+    pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
+]
+
+
+@pytest.fixture(params=BACKENDS)
 def db_url(request: pytest.FixtureRequest) -> str | None:
     """Run a metadata test on the embedded SQLite store (None) and on a real PostgreSQL server."""
     if request.param == "postgres":
@@ -119,3 +122,28 @@ def _private_config_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config-home"))
     monkeypatch.delenv("CUSTODY_KEK", raising=False)
     monkeypatch.delenv("CUSTODY_KEK_FILE", raising=False)
+
+
+@pytest.fixture
+def model_ws(workspace: Workspace, monkeypatch: pytest.MonkeyPatch) -> Workspace:
+    """A workspace (SQLite and PostgreSQL) with ``credit@1`` registered."""
+    from _models import PASSPHRASE, train_model
+
+    monkeypatch.setenv("CUSTODY_KEY_PASSPHRASE", PASSPHRASE)
+    workspace.generate_key("registry")
+    workspace.register_model("credit", run=train_model(workspace.root))
+    return workspace
+
+
+@pytest.fixture
+def registered_cli(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> tuple[Cli, str]:
+    """A CLI workspace with ``credit@1`` registered by ``--run``; the training run's id."""
+    from _models import PASSPHRASE, train_model
+
+    monkeypatch.setenv("CUSTODY_KEY_PASSPHRASE", PASSPHRASE)
+    cli("init")
+    cli("keys", "generate", "--name", "registry")
+    run_id = train_model(cli.cwd)
+    doc = cli.json("model", "register", "credit", "--run", run_id)
+    assert doc["model"]["ref"] == "credit@1" and doc["model"]["run_id"] == run_id
+    return cli, run_id

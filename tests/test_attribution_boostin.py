@@ -26,10 +26,10 @@ from sklearn.ensemble import (
 from sklearn.linear_model import LogisticRegression
 from threadpoolctl import threadpool_limits
 
+from _attribution import Array, assert_matches_retrains, leave_one_out, make_data, sampled_rows
 from mlcustody.errors import UsageError
 from mlcustody.forensics.attribution import Attributor, prepare
 from mlcustody.forensics.attribution.boostin import Precomputed, attributor, precompute
-from test_attribution import Array, assert_matches_retrains, leave_one_out, make_data, sampled_rows
 
 SEED = 20_260_314
 

@@ -17,9 +17,9 @@ from scipy.stats import spearmanr
 from sklearn.datasets import load_digits
 from sklearn.linear_model import LogisticRegression
 
+from _attribution import Array, leave_one_out, make_data, sampled_rows
 from mlcustody.forensics.attribution import prepare
 from mlcustody.forensics.attribution.linear import multinomial_logit_effects
-from test_attribution import Array, leave_one_out, make_data, sampled_rows
 
 SEED = 20_260_315
 

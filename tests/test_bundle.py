@@ -20,8 +20,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 import mlcustody
 from _cli import run
+from _models import PASSPHRASE, train_model
 from conftest import Cli
-from test_registry import PASSPHRASE, _train
 
 DATASET = "datasets/data%2Ftrain@1"
 
@@ -31,7 +31,7 @@ def registered(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> Cli:
     monkeypatch.setenv("CUSTODY_KEY_PASSPHRASE", PASSPHRASE)
     cli("init")
     cli("keys", "generate", "--name", "registry")
-    run_id = _train(cli.cwd)
+    run_id = train_model(cli.cwd)
     cli.json("model", "register", "credit", "--run", run_id)
     return cli
 

@@ -25,13 +25,9 @@ from typing import Any
 
 import pytest
 
+from _cli import Forkserver, Run, assert_history, finish, ok, start
 from mlcustody.interfaces.sdk import Workspace
 from mlcustody.metadata import artifacts
-
-try:  # tests/ is a plain directory: pytest put it on sys.path
-    from _cli import Forkserver, Run, assert_history, finish, ok, start
-except ModuleNotFoundError:  # tests/ is a package
-    from tests._cli import Forkserver, Run, assert_history, finish, ok, start
 
 pytestmark = pytest.mark.slow
 

@@ -37,20 +37,14 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from _cli import Forkserver, Run, clean_env
+from _models import PASSPHRASE, train_model
+from conftest import BACKENDS
 from mlcustody.interfaces.sdk import Workspace
 from mlcustody.ledger import decision_seal, decision_store, decision_subjects, kek
 from mlcustody.ledger.keys import PASSPHRASE_ENV
 from mlcustody.metadata.schema import checkpoints, decision_segments, model_versions, run_ends
 from mlcustody.metadata.schema import decision_subjects as subject_rows
-
-try:  # tests/ is a plain directory: pytest put it on sys.path
-    from _cli import Forkserver, Run, clean_env
-    from test_crash_safety import BACKENDS
-    from test_registry import PASSPHRASE, _train
-except ModuleNotFoundError:  # tests/ is a package
-    from tests._cli import Forkserver, Run, clean_env
-    from tests.test_crash_safety import BACKENDS
-    from tests.test_registry import PASSPHRASE, _train
 
 TWO_SEGMENTS = decision_store.SEGMENT_ROWS + 4  # decisions that fill two segments of the log
 MODEL = "credit@1"
@@ -178,7 +172,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.Mo
         ws.generate_key("registry")
     finally:
         ws.close()
-    run_id = _train(root)
+    run_id = train_model(root)
     with Forkserver({**clean_env(), PASSPHRASE_ENV: PASSPHRASE}, PRELOAD) as cli:
         found = Store(root, run_id, cli)
         found.json("model", "register", "credit", "--run", run_id)

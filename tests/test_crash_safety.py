@@ -35,26 +35,17 @@ from typing import Any
 
 import pytest
 
+from _cli import Forkserver, Run, assert_history, clean_env, finish, ok, ok_json, run, start
+from conftest import BACKENDS
 from mlcustody.interfaces.sdk import Workspace
 from mlcustody.metadata import artifacts, audit
 from mlcustody.storage import snapshot
-
-try:  # tests/ is a plain directory: pytest put it on sys.path
-    from _cli import Forkserver, Run, assert_history, clean_env, finish, ok, ok_json, run, start
-except ModuleNotFoundError:  # tests/ is a package
-    from tests._cli import Forkserver, Run, assert_history, clean_env, finish, ok, ok_json, run, start
 
 SEED = 20_240_917
 KILLS_PER_INPUT = 10  # two kinds of input: 20 SIGKILLs in all
 MAX_ATTEMPTS = 30  # an add that finishes before its kill time does not count as a kill
 MiB = 1 << 20
 STALE_SECONDS = 3600  # gc's threshold for temp files (metadata/gc.py)
-
-BACKENDS = [
-    pytest.param("sqlite", id="sqlite"),
-    pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
-]
-
 
 # --- inputs -------------------------------------------------------------------------------------
 

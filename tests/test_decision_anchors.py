@@ -9,7 +9,6 @@ import sqlalchemy as sa
 
 from conftest import Cli
 from mlcustody import Workspace
-from test_decisions import model_ws, registered_cli  # noqa: F401  (fixtures)
 
 _ROLLBACK = (
     "DELETE FROM decision_segments WHERE first >= 8",
@@ -38,7 +37,7 @@ def _ten(ws: Workspace) -> None:
             log.record(f"d{i}", {"x": i}, i, subject="alice" if i % 2 else "bob")
 
 
-def test_rollback_of_the_sealed_tail_is_named(model_ws: Workspace) -> None:  # noqa: F811
+def test_rollback_of_the_sealed_tail_is_named(model_ws: Workspace) -> None:
     _ten(model_ws)
     assert model_ws.verify_decisions().problems == [] and model_ws.verify().problems == []
     with model_ws.db.read() as conn:
@@ -58,7 +57,7 @@ def test_rollback_of_the_sealed_tail_is_named(model_ws: Workspace) -> None:  # n
     assert {"chain_gap", "chain_truncated"} & {p.kind for p in model_ws.verify().problems}
 
 
-def test_a_checkpoint_row_altered_or_added_is_named(model_ws: Workspace) -> None:  # noqa: F811
+def test_a_checkpoint_row_altered_or_added_is_named(model_ws: Workspace) -> None:
     _ten(model_ws)
     _sql(model_ws, "UPDATE checkpoints SET root = :root WHERE size = 4", root="00" * 32)
     found = _found(model_ws.verify().problems)  # plain verify: signatures and roots of every checkpoint
@@ -67,7 +66,7 @@ def test_a_checkpoint_row_altered_or_added_is_named(model_ws: Workspace) -> None
     assert ("checkpoint_deleted", "checkpoints[4]") in _found(model_ws.verify().problems)
 
 
-def test_plain_verify_names_an_unsealed_tail_and_a_writer_seals_it(model_ws: Workspace) -> None:  # noqa: F811
+def test_plain_verify_names_an_unsealed_tail_and_a_writer_seals_it(model_ws: Workspace) -> None:
     log = model_ws.decision_log("credit@1", flush_every=1, checkpoint_every=10**6, checkpoint_seconds=1e9)
     log.record("d0", {"x": 0}, 0)  # flushed, never checkpointed: as a writer killed before close leaves it
     assert [p.kind for p in model_ws.verify().problems] == ["unsealed_tail"]
@@ -88,7 +87,7 @@ def _subject_row(ws: Workspace, name: str = "alice") -> int:
     return found
 
 
-def test_key_rows_are_covered_by_the_audit_chain(model_ws: Workspace) -> None:  # noqa: F811
+def test_key_rows_are_covered_by_the_audit_chain(model_ws: Workspace) -> None:
     _ten(model_ws)
     alice = _subject_row(model_ws)
     with model_ws.db.read() as conn:
@@ -121,7 +120,7 @@ def test_key_rows_are_covered_by_the_audit_chain(model_ws: Workspace) -> None:  
     assert ("shred_undone", where) in _found(model_ws.verify().problems)
 
 
-def test_cli_rollback_with_sqlite3_is_named_by_plain_verify(registered_cli: tuple[Cli, str]) -> None:  # noqa: F811
+def test_cli_rollback_with_sqlite3_is_named_by_plain_verify(registered_cli: tuple[Cli, str]) -> None:
     cli, _ = registered_cli
     with Workspace.open(cli.cwd) as ws:
         _ten(ws)
@@ -136,13 +135,13 @@ def test_cli_rollback_with_sqlite3_is_named_by_plain_verify(registered_cli: tupl
 
 
 @pytest.mark.parametrize("name", ["decision-head"])
-def test_a_corrupt_head_file_is_named(model_ws: Workspace, name: str) -> None:  # noqa: F811
+def test_a_corrupt_head_file_is_named(model_ws: Workspace, name: str) -> None:
     _ten(model_ws)
     (model_ws.config.store_dir / name).write_text("not json", encoding="utf-8")
     assert ("decision_head_corrupt", name) in _found(model_ws.verify().problems)
 
 
-def test_cli_decisions_seal(registered_cli: tuple[Cli, str]) -> None:  # noqa: F811
+def test_cli_decisions_seal(registered_cli: tuple[Cli, str]) -> None:
     cli, _ = registered_cli
     assert cli.json("decisions", "seal") == {"schema": "mlcustody.decisions_seal/v1", "sealed": False, "size": None}
     with Workspace.open(cli.cwd) as ws:

@@ -10,7 +10,6 @@ import pytest
 
 from conftest import Cli
 from mlcustody import UsageError, Workspace
-from test_decisions import model_ws, registered_cli  # noqa: F401  (fixtures)
 
 
 def _frame(ids: range, score: float = 0.5) -> pa.Table:
@@ -25,7 +24,7 @@ def _frame(ids: range, score: float = 0.5) -> pa.Table:
     )
 
 
-def test_record_batch_resume(model_ws: Workspace) -> None:  # noqa: F811
+def test_record_batch_resume(model_ws: Workspace) -> None:
     with model_ws.decision_log("credit@1") as log:
         assert log.record_batch(_frame(range(6)), time_col="time", subject_col="subject") == 6
     with model_ws.decision_log("credit@1") as log:
@@ -39,7 +38,7 @@ def test_record_batch_resume(model_ws: Workspace) -> None:  # noqa: F811
     assert model_ws.verify_decisions().problems == [] and model_ws.verify().problems == []
 
 
-def test_cli_import_resume(registered_cli: tuple[Cli, str], tmp_path: Path) -> None:  # noqa: F811
+def test_cli_import_resume(registered_cli: tuple[Cli, str], tmp_path: Path) -> None:
     cli, _ = registered_cli
     lines = [
         {"decision_id": f"D-{i}", "time": f"2026-03-01T00:00:{i:02d}Z", "income": i, "output": i % 2} for i in range(8)

@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from _models import PASSPHRASE
 from conftest import Cli
 from mlcustody import UsageError, Workspace
 from mlcustody._canonical import canonical_json, utc_now
@@ -23,17 +24,6 @@ from mlcustody.errors import UnknownRef
 from mlcustody.ledger import decision_batch, decision_queries, decision_store, decisions, tlog
 from mlcustody.metadata.schema import decision_postings, decision_postings_new, decision_segments, decision_subjects
 from mlcustody.metadata.schema import decisions as decision_rows
-from test_registry import PASSPHRASE, _train
-
-
-@pytest.fixture
-def model_ws(workspace: Workspace, monkeypatch: pytest.MonkeyPatch) -> Workspace:
-    """A workspace (SQLite and PostgreSQL) with ``credit@1`` registered."""
-    monkeypatch.setenv("CUSTODY_KEY_PASSPHRASE", PASSPHRASE)
-    workspace.generate_key("registry")
-    run_id = _train(workspace.root)
-    workspace.register_model("credit", run=run_id)
-    return workspace
 
 
 def _tamper(ws: Workspace, statement: sa.Executable) -> None:
@@ -251,16 +241,6 @@ def test_alias_resolved_at_each_decision_time(model_ws: Workspace, tmp_path: Pat
 
 
 # -- the CLI, on SQLite -----------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def registered_cli(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> tuple[Cli, str]:
-    monkeypatch.setenv("CUSTODY_KEY_PASSPHRASE", PASSPHRASE)
-    cli("init")
-    cli("keys", "generate", "--name", "registry")
-    run_id = _train(cli.cwd)
-    cli.json("model", "register", "credit", "--run", run_id)
-    return cli, run_id
 
 
 def _prediction_log(path: Path, count: int) -> None:

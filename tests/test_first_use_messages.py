@@ -21,12 +21,12 @@ PASSPHRASE = "first use passphrase"
 def credit(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> Cli:
     """A workspace with ``credit@1`` registered and no decision logged (so no decision-log key yet)."""
     pytest.importorskip("sklearn")
-    from test_registry import _train
+    from _models import train_model
 
     monkeypatch.setenv("CUSTODY_KEY_PASSPHRASE", PASSPHRASE)
     cli("init")
     cli("keys", "generate")
-    cli("model", "register", "credit", "--run", _train(cli.cwd))
+    cli("model", "register", "credit", "--run", train_model(cli.cwd))
     return cli
 
 

@@ -17,11 +17,11 @@ import pytest
 from sklearn.base import clone
 from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
 
+from _loans_world import CREDIT_INPUTS, build_loans_world
+from _models import PASSPHRASE
 from conftest import Cli, write_tree
 from mlcustody import Workspace, load_model
 from mlcustody.forensics.attribution import extremes, largest, prepare
-from test_registry import PASSPHRASE
-from test_trace_records import CREDIT_INPUTS, _build
 
 FEATURES = ["income_k", "debt_ratio"]
 
@@ -51,7 +51,7 @@ def world(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> Cli:
     cli("keys", "generate", "--name", "registry")
     ws = Workspace.open(cli.cwd)
     try:
-        _build(ws)
+        build_loans_world(ws)
         _more_models(ws)
     finally:
         ws.close()

@@ -16,7 +16,6 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from conftest import Cli
 from mlcustody import UsageError, Workspace
 from mlcustody.ledger import kek
-from test_decisions import model_ws, registered_cli  # noqa: F401  (fixtures)
 
 
 def _log(ws: Workspace) -> None:
@@ -37,7 +36,7 @@ def sa_text(sql: str) -> object:
     return sa.text(sql)
 
 
-def test_a_database_copy_holds_no_key_in_the_clear(registered_cli: tuple[Cli, str]) -> None:  # noqa: F811
+def test_a_database_copy_holds_no_key_in_the_clear(registered_cli: tuple[Cli, str]) -> None:
     cli, _ = registered_cli
     with Workspace.open(cli.cwd) as ws:
         _log(ws)
@@ -72,7 +71,7 @@ def test_a_database_copy_holds_no_key_in_the_clear(registered_cli: tuple[Cli, st
     assert cli.json("verify")["ok"] is True
 
 
-def test_a_key_file_others_may_read_is_refused(model_ws: Workspace) -> None:  # noqa: F811
+def test_a_key_file_others_may_read_is_refused(model_ws: Workspace) -> None:
     _log(model_ws)
     path = _key_file(model_ws)
     path.chmod(0o644)
@@ -82,7 +81,7 @@ def test_a_key_file_others_may_read_is_refused(model_ws: Workspace) -> None:  # 
     assert model_ws.decision_inputs("d0") == {"income": 1000}
 
 
-def test_rotate_kek(registered_cli: tuple[Cli, str]) -> None:  # noqa: F811
+def test_rotate_kek(registered_cli: tuple[Cli, str]) -> None:
     cli, _ = registered_cli
     with Workspace.open(cli.cwd) as ws:
         _log(ws)
@@ -106,7 +105,7 @@ def test_rotate_kek(registered_cli: tuple[Cli, str]) -> None:  # noqa: F811
         )
 
 
-def test_env_provider_and_its_rotation(model_ws: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+def test_env_provider_and_its_rotation(model_ws: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
     first, second = secrets.token_hex(32), secrets.token_hex(32)
     monkeypatch.setenv(kek.KEK_ENV, first)
     _log(model_ws)
@@ -123,7 +122,7 @@ def test_env_provider_and_its_rotation(model_ws: Workspace, monkeypatch: pytest.
     assert model_ws.verify().problems == [] and model_ws.verify_decisions().problems == []
 
 
-def test_a_key_moved_to_another_row_does_not_unwrap_and_is_named(model_ws: Workspace) -> None:  # noqa: F811
+def test_a_key_moved_to_another_row_does_not_unwrap_and_is_named(model_ws: Workspace) -> None:
     import sqlalchemy as sa
 
     _log(model_ws)

@@ -7,64 +7,16 @@ import polars as pl
 import pytest
 import sqlalchemy as sa
 
+from _record_pipeline import CUSTOMERS, LOANS, pipeline, raw_sources
 from conftest import Cli, write_tree
 from mlcustody import Workspace, lineage
 from mlcustody.errors import UsageError
+from mlcustody.interfaces.sdk import RecordSpec
 from mlcustody.metadata.schema import column_lineage
-
-LOANS = 30
-CUSTOMERS = 8
-
-
-def _raw(ws: Workspace) -> None:
-    """Loan applications (keyed by loan_id) and customers (no key: ids are file:LINE locators)."""
-    loans = ["loan_id,customer_id,income,amount,region"]
-    for i in range(LOANS):
-        income = "" if i % 10 == 3 else str(1000 + 10 * i)  # every tenth row lacks an income: cleaned away
-        loans.append(f"L-{i:03d},{i % CUSTOMERS},{income},{100 + i},{'north' if i % 2 else 'south'}")
-    customers = ["customer_id,debt,age"] + [f"{c},{50 * c},{30 + c}" for c in range(CUSTOMERS)]
-    write_tree(ws.root, {"raw/loans.csv": "\n".join(loans) + "\n", "raw/customers.csv": "\n".join(customers) + "\n"})
-    ws.add([ws.root / "raw/loans.csv"], records=_spec(("loan_id",)))
-    ws.add([ws.root / "raw/customers.csv"], records=_spec(None))
-
-
-def _spec(key: tuple[str, ...] | None) -> object:
-    from mlcustody.interfaces.sdk import RecordSpec
-
-    return RecordSpec(key=key)
-
-
-def _pipeline(ws: Workspace) -> dict[str, str]:
-    """clean (filter) → features (join with customers, derived column) → trainset (1:1) → model."""
-    _raw(ws)
-    runs = {}
-    with ws.start_run("clean") as run:
-        loans = run.use_records("raw/loans.csv")
-        clean = loans.filter(pl.col("income").is_not_null())
-        run.output_records(clean, name="clean", key=["loan_id"])
-        runs["clean"] = run.id
-    with ws.start_run("features") as run:
-        clean = run.use_records("clean")
-        customers = run.use_records("raw/customers.csv")
-        joined = lineage.join(clean, customers, on="customer_id", how="left")
-        features = run.derive(joined, debt_ratio=pl.col("debt") / pl.col("income"))
-        run.output_records(features, name="features", key=["loan_id"])
-        runs["features"] = run.id
-    with ws.start_run("trainset") as run:
-        features = run.use_records("features", kind="pandas")
-        features["label"] = (features["debt_ratio"] > 0.1).astype(int)
-        run.columns_from("label", ["debt_ratio"])
-        run.output_records(features, name="trainset", key=["loan_id"])
-        runs["trainset"] = run.id
-    with ws.start_run("train") as run:
-        run.use("trainset")
-        (ws.root / "model.bin").write_bytes(b"weights")
-        run.output(ws.root / "model.bin", type="model")
-    return runs
 
 
 def test_a_training_sample_is_traced_to_its_raw_lines(workspace: Workspace) -> None:
-    runs = _pipeline(workspace)
+    runs = pipeline(workspace)
     found = workspace.trace_record("trainset", "L-017")
     [root] = found.roots
     assert (root.ref, root.record_id, root.step.relation, root.step.run_id) == (  # type: ignore[union-attr]
@@ -84,7 +36,7 @@ def test_a_training_sample_is_traced_to_its_raw_lines(workspace: Workspace) -> N
 
 
 def test_every_record_traces_to_the_lines_it_was_built_from(workspace: Workspace) -> None:
-    _pipeline(workspace)
+    pipeline(workspace)
     kept = [i for i in range(LOANS) if i % 10 != 3]
     assert workspace.resolve("trainset").records["count"] == len(kept)  # type: ignore[index]
     for i in kept:
@@ -98,7 +50,7 @@ def test_every_record_traces_to_the_lines_it_was_built_from(workspace: Workspace
 
 
 def test_tracing_down_reaches_every_derived_record_and_the_model(workspace: Workspace) -> None:
-    _pipeline(workspace)
+    pipeline(workspace)
     found = workspace.trace_record("raw/customers", "raw/customers.csv:3", down=True)  # customer 1
     reached = set()
     stack = list(found.roots)
@@ -112,7 +64,7 @@ def test_tracing_down_reaches_every_derived_record_and_the_model(workspace: Work
 
 
 def test_aggregation_links_one_output_to_many_inputs_and_fingerprints_are_accepted(workspace: Workspace) -> None:
-    _raw(workspace)
+    raw_sources(workspace)
     with workspace.start_run("by-region") as run:
         loans = run.use_records("raw/loans.csv")
         totals = lineage.agg(loans.group_by("region"), pl.col("amount").sum().alias("total"))
@@ -126,7 +78,7 @@ def test_aggregation_links_one_output_to_many_inputs_and_fingerprints_are_accept
 
 
 def test_pandas_merge_and_groupby_keep_ids(workspace: Workspace) -> None:
-    _raw(workspace)
+    raw_sources(workspace)
     with workspace.start_run("pandas") as run:
         loans = run.use_records("raw/loans.csv", kind="pandas")
         customers = run.use_records("raw/customers.csv", kind="pandas")
@@ -142,7 +94,7 @@ def test_pandas_merge_and_groupby_keep_ids(workspace: Workspace) -> None:
 
 
 def test_column_lineage_is_recorded_from_expressions_and_declarations(workspace: Workspace) -> None:
-    _pipeline(workspace)
+    pipeline(workspace)
     with workspace.db.read() as conn:
         c = column_lineage.c
         rows = conn.execute(sa.select(c.output, c.column, c.input, c.input_column)).all()
@@ -156,7 +108,7 @@ def test_column_lineage_is_recorded_from_expressions_and_declarations(workspace:
 
 
 def test_lineage_is_sealed_and_a_tampered_link_is_named_by_verify(workspace: Workspace) -> None:
-    runs = _pipeline(workspace)
+    runs = pipeline(workspace)
     assert workspace.verify().problems == []
     with workspace.db.engine.begin() as conn:
         conn.execute(sa.text("UPDATE record_lineage SET relation = 'map' WHERE output = 'features@1'"))
@@ -166,7 +118,7 @@ def test_lineage_is_sealed_and_a_tampered_link_is_named_by_verify(workspace: Wor
 
 
 def test_bad_lineage_input_is_refused(workspace: Workspace) -> None:
-    _raw(workspace)
+    raw_sources(workspace)
     with workspace.start_run("bad") as run:
         loans = run.use_records("raw/loans.csv")
         with pytest.raises(UsageError, match="no _rid column"):
@@ -184,11 +136,13 @@ def test_bad_lineage_input_is_refused(workspace: Workspace) -> None:
 
 
 def test_declared_record_lineage_for_other_engines(workspace: Workspace) -> None:
-    _raw(workspace)
+    raw_sources(workspace)
     write_tree(workspace.root, {"scores.csv": "loan_id,score\nL-000,0.5\nL-001,0.7\n"})
     with workspace.start_run("external") as run:
         run.use("raw/loans@1")
-        scores = workspace.add([workspace.root / "scores.csv"], records=_spec(("loan_id",)), generated_by=run.id)
+        scores = workspace.add(
+            [workspace.root / "scores.csv"], records=RecordSpec(key=("loan_id",)), generated_by=run.id
+        )
         run.record_lineage(scores[0].version.ref, "raw/loans@1", ["L-000", "L-001"], ["L-000", "L-001"])
     root = workspace.trace_record("scores", "L-001").roots[0]
     assert [n.source for n in root.sources()] == ["raw/loans.csv:3"]
@@ -199,7 +153,7 @@ def test_trace_record_cli(cli: Cli) -> None:
     cli("init")
     ws = Workspace.open(cli.cwd)
     try:
-        _pipeline(ws)
+        pipeline(ws)
     finally:
         ws.close()
     doc = cli.json("trace", "record", "trainset", "L-017")

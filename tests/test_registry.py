@@ -13,45 +13,13 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from securesystemslib.dsse import Envelope
 from securesystemslib.signer import SSlibKey
 
-from conftest import Cli, write_tree
+from _models import PASSPHRASE
+from conftest import Cli
 from mlcustody import Workspace
-from mlcustody.interfaces.sdk import RecordSpec
-
-PASSPHRASE = "correct horse battery staple"
 
 
-def _train(root: Path) -> str:
-    """A run that reads a dataset (with records) and saves a scikit-learn model; returns its id."""
-    from sklearn.linear_model import LogisticRegression
-
-    rows = "\n".join(f"{i},{i % 7},{int(i % 7 > 3)}" for i in range(60))
-    write_tree(root, {"data/train.csv": "id,x,y\n" + rows + "\n"})
-    ws = Workspace.open(root)
-    try:
-        ws.add([root / "data/train.csv"], records=RecordSpec(key=("id",)))
-        with ws.start_run("train", params={"C": 0.5}) as run:
-            run.use("data/train.csv")
-            x = [[i % 7] for i in range(60)]
-            y = [int(i % 7 > 3) for i in range(60)]
-            run.save_model(LogisticRegression(C=0.5).fit(x, y), root / "model.skops")
-        return run.id
-    finally:
-        ws.close()
-
-
-@pytest.fixture
-def registered(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> tuple[Cli, str]:
-    monkeypatch.setenv("CUSTODY_KEY_PASSPHRASE", PASSPHRASE)
-    cli("init")
-    cli("keys", "generate", "--name", "registry")
-    run_id = _train(cli.cwd)
-    doc = cli.json("model", "register", "credit", "--run", run_id)
-    assert doc["model"]["ref"] == "credit@1" and doc["model"]["run_id"] == run_id
-    return cli, run_id
-
-
-def test_acceptance_the_attestation_verifies_with_securesystemslib(registered: tuple[Cli, str]) -> None:
-    cli, run_id = registered
+def test_acceptance_the_attestation_verifies_with_securesystemslib(registered_cli: tuple[Cli, str]) -> None:
+    cli, run_id = registered_cli
     envelope, _ = cli("model", "show", "credit@1", "--attestation")
     public_pem, _ = cli("keys", "export-public", "registry")
     key = SSlibKey.from_crypto(load_pem_public_key(public_pem.encode()))
@@ -75,8 +43,8 @@ def test_acceptance_the_attestation_verifies_with_securesystemslib(registered: t
     assert cli.json("verify")["ok"] is True
 
 
-def test_aliases_keep_their_history(registered: tuple[Cli, str]) -> None:
-    cli, run_id = registered
+def test_aliases_keep_their_history(registered_cli: tuple[Cli, str]) -> None:
+    cli, run_id = registered_cli
     cli.json("model", "register", "credit", "--run", run_id)
     cli.json("model", "alias", "credit", "production", "1", "--reason", "passed review")
     moved = cli.json("model", "alias", "credit", "production", "2", "--reason", "retrained")
@@ -107,8 +75,8 @@ def _object_of(root: Path, digest: str) -> Path:
 
 
 @pytest.mark.parametrize("tamper", ["model byte", "dataset object", "run param row", "attestation", "revoked key"])
-def test_model_verify_names_each_kind_of_tampering(registered: tuple[Cli, str], tamper: str) -> None:
-    cli, _ = registered
+def test_model_verify_names_each_kind_of_tampering(registered_cli: tuple[Cli, str], tamper: str) -> None:
+    cli, _ = registered_cli
     model = cli.json("model", "show", "credit@1")
     root = cli.cwd
     expected = {
@@ -159,8 +127,8 @@ def test_bad_registry_input_is_refused(cli: Cli, monkeypatch: pytest.MonkeyPatch
         assert message in err and len(err.strip().splitlines()) == 1, err
 
 
-def test_the_decision_log_key_never_signs_attestations(registered: tuple[Cli, str]) -> None:
-    cli, run_id = registered
+def test_the_decision_log_key_never_signs_attestations(registered_cli: tuple[Cli, str]) -> None:
+    cli, run_id = registered_cli
     ws = Workspace.open(cli.cwd)
     try:
         with ws.decision_log("credit@1") as log:  # creates the Ed25519 decision-log key

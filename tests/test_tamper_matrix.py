@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from _models import PASSPHRASE, train_model
+from _record_pipeline import pipeline
 from mlcustody import Workspace
 from mlcustody.metadata import schema
-from test_record_lineage import _pipeline
-from test_registry import PASSPHRASE, _train
 
 Tamper = Callable[[sqlite3.Connection], None]
 
@@ -153,9 +153,9 @@ def full(make_workspace: Callable[..., Workspace], monkeypatch: pytest.MonkeyPat
     """A SQLite workspace holding every kind of row and object."""
     monkeypatch.setenv("CUSTODY_KEY_PASSPHRASE", PASSPHRASE)
     ws = make_workspace()
-    _pipeline(ws)
+    pipeline(ws)
     ws.generate_key("registry")
-    ws.register_model("credit", run=_train(ws.root))
+    ws.register_model("credit", run=train_model(ws.root))
     ws.alias_model("credit", "production", 1, "first")
     with ws.decision_log("credit@1", flush_every=4, checkpoint_every=4) as log:
         for i in range(10):
