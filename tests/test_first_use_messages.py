@@ -189,3 +189,13 @@ def test_the_demo_says_where_its_workspace_is_and_how_to_explore_it(
     env = os.environ | {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     done = subprocess.run(["sh", "-c", command], cwd=tmp_path, env=env, capture_output=True, text=True, check=False)
     assert done.returncode == 0 and "workspace.init" in done.stdout, done.stdout + done.stderr
+
+
+def test_status_counts_changed_files_in_words(cli: Cli) -> None:
+    write_tree(cli.cwd, {"data/a.csv": "x\n1\n", "data/b.csv": "x\n2\n"})
+    cli("init")
+    cli("add", "data")
+    (cli.cwd / "data" / "a.csv").write_text("x\n3\n")
+    assert "(+0 -0 ~1 file)" in cli("status", code=1)[0]
+    (cli.cwd / "data" / "c.csv").write_text("x\n4\n")
+    assert "(+1 -0 ~1 files)" in cli("status", code=1)[0]

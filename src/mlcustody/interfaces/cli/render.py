@@ -88,7 +88,8 @@ def status(report: list[ArtifactStatus], as_json: bool) -> None:
         detail = ""
         if s.changes and s.version.kind == "dir":  # a file is modified or not: no file counts
             c = shapes.diff_summary(s.changes)
-            detail = f"  (+{c['added']} -{c['removed']} ~{c['modified']} files)"
+            files = "file" if c["added"] + c["removed"] + c["modified"] == 1 else "files"
+            detail = f"  (+{c['added']} -{c['removed']} ~{c['modified']} {files})"
         style = {"unchanged": None, "modified": "yellow", "missing": "red"}[s.state]
         compared = f"{s.version.ref}, checked out; latest {s.latest.ref}" if s.latest else s.version.ref
         output.line(f"{s.state:<10} {s.version.path}  [{compared}]{detail}", style=style)
