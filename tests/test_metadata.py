@@ -11,8 +11,9 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
-from conftest import write_tree
+from conftest import Cli, write_tree
 from mlcustody import Workspace
+from mlcustody._canonical import digest_bytes
 from mlcustody.errors import AmbiguousRef, SchemaError, UnknownRef, UsageError
 from mlcustody.metadata import migrate, schema
 
@@ -118,11 +119,34 @@ def test_references(workspace: Workspace) -> None:
     assert "did you mean" in err.value.hint
     with pytest.raises(UnknownRef):
         workspace.resolve("data@x")
-    digests = [v.digest for v in workspace.listing(all_versions=True)]
-    common = next((a[:n] for n in range(4, 8) for a in digests for b in digests if a != b and a[:n] == b[:n]), None)
-    if common:
-        with pytest.raises(AmbiguousRef):
-            workspace.resolve(common)
+
+
+def _colliding(prefix_length: int) -> tuple[bytes, bytes]:
+    """Two contents whose BLAKE3 digests share their first ``prefix_length`` hex digits (a birthday
+    search: about 300 tries for 4 digits)."""
+    seen: dict[str, bytes] = {}
+    for i in range(1_000_000):
+        content = f"row {i}\n".encode()
+        prefix = digest_bytes(content)[:prefix_length]
+        if prefix in seen:
+            return seen[prefix], content
+        seen[prefix] = content
+    raise AssertionError("no collision found")
+
+
+def test_a_digest_prefix_shared_by_two_versions_is_ambiguous(workspace: Workspace) -> None:
+    first, second = _colliding(4)
+    (workspace.root / "one.txt").write_bytes(first)
+    (workspace.root / "two.txt").write_bytes(second)
+    one, two = (workspace.add([workspace.root / name])[0].version for name in ("one.txt", "two.txt"))
+    shared = one.digest[:4]
+    assert two.digest.startswith(shared) and one.digest != two.digest
+    with pytest.raises(AmbiguousRef, match=f"digest prefix {shared} matches 2 objects") as err:
+        workspace.resolve(shared)
+    assert "more characters" in (err.value.hint or "")
+    longer = next(n for n in range(5, 64) if one.digest[:n] != two.digest[:n])
+    assert workspace.resolve(one.digest[:longer]).ref == one.ref
+    assert workspace.resolve(two.digest[:longer]).ref == two.ref
 
 
 def test_opening_a_store_at_another_schema_revision_says_how_to_upgrade(tmp_path: Path) -> None:
@@ -133,3 +157,13 @@ def test_opening_a_store_at_another_schema_revision_says_how_to_upgrade(tmp_path
     with pytest.raises(SchemaError, match="revision 0000") as err:
         Workspace.open(tmp_path)
     assert "custody migrate" in err.value.hint
+
+
+def test_the_cli_names_an_ambiguous_prefix_and_how_to_choose(cli: Cli) -> None:
+    first, second = _colliding(4)
+    write_tree(cli.cwd, {"one.txt": first.decode(), "two.txt": second.decode()})
+    cli("init")
+    cli("add", "one.txt", "two.txt")
+    shared = digest_bytes(first)[:4]
+    _, err = cli("show", shared, code=2)
+    assert f"digest prefix {shared} matches 2 objects" in err and "NAME@VERSION" in err
