@@ -58,3 +58,23 @@ def test_candidate_keys_agree_exactly_when_their_pairs_are_equal(mode: str, seed
     else:
         assert any("candidate keys a, b pair out@1 with in@1 differently" in note for note in found.notes)
         assert found.relation != inference.KEY
+
+
+def test_an_integer_column_is_unique_exactly_when_no_value_repeats() -> None:
+    """The pigeonhole shortcut agrees with counting distinct values, both ways and at the edges."""
+    import pyarrow as pa
+
+    from mlcustody.lineage import inference
+
+    cases = {
+        "ages": [30, 41, 30, 55],  # range 26 ≥ 4 rows, but 30 repeats: counted, not short-cut
+        "flags": [0, 1, 1, 0, 1],  # range 2 < 5 rows: short-cut
+        "ids": [7, 5, 6, 8],  # range exactly the rows: unique
+        "wide": [1, 1_000_000, -5, 42],  # unique with a wide range
+        "one": [3],
+    }
+    for name, values in cases.items():
+        table = pa.table({name: pa.array(values, pa.int64())})
+        assert inference._unique(table, name) == (len(set(values)) == len(values)), name
+    assert not inference._unique(pa.table({"x": pa.array([1, None], pa.int64())}), "x")
+    assert inference._unique(pa.table({"x": pa.array([], pa.int64())}), "x")

@@ -28,6 +28,7 @@ from typing import Any
 
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from mlcustody.storage.records import fingerprint as fp
 from mlcustody.storage.records.table import ID_COLUMN
@@ -143,8 +144,16 @@ def _key_like(output: pa.Table, input: pa.Table, column: str) -> bool:
 
 
 def _unique(table: pa.Table, column: str) -> bool:
+    """No nulls and no repeats. An integer column with more rows than values between its minimum and
+    maximum repeats one (ages, flags, counts): known from one vectorised pass, without hashing."""
     values = table.column(column)
-    return bool(values.null_count == 0 and len(values.unique()) == table.num_rows)
+    if values.null_count:
+        return False
+    if pa.types.is_integer(values.type) and table.num_rows:
+        bounds = pc.min_max(values)
+        if bounds["max"].as_py() - bounds["min"].as_py() + 1 < table.num_rows:
+            return False
+    return bool(len(values.unique()) == table.num_rows)
 
 
 def _pair_by(output: pa.Table, input: pa.Table, column: str, others: Sequence[str]) -> tuple[pl.DataFrame, bool]:
