@@ -454,3 +454,26 @@ def test_custody_verify_checks_a_report_file_against_the_store_or_offline_outsid
         world.cwd = home
     assert outside["ok"] and not outside["with_store"]
     assert "give one of them" in world("verify", str(out), "--decisions", code=2)[1]
+
+
+def test_without_the_pango_library_a_pdf_is_a_one_line_error_and_changes_nothing(
+    world: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """weasyprint installs from PyPI but loads Pango from the system: where it is missing, asking for a
+    PDF says so and how to fix it (exit 2), stores nothing, and HTML still works."""
+    import builtins
+
+    real = builtins.__import__
+
+    def without_pango(name: str, *args: Any, **kwargs: Any) -> Any:
+        if name == "weasyprint":
+            raise OSError("cannot load library 'libpango-1.0-0'")
+        return real(name, *args, **kwargs)
+
+    before = world.json("ls")["artifacts"]
+    monkeypatch.setattr(builtins, "__import__", without_pango)
+    _, err = world("report", "decision", "D-1", "--out", str(world.cwd / "D-1.pdf"), code=2)
+    assert "need the Pango library" in err and "--format html" in err and len(err.strip().splitlines()) == 1
+    assert not (world.cwd / "D-1.pdf").exists()
+    assert world.json("ls")["artifacts"] == before
+    world("report", "decision", "D-1", "--out", str(world.cwd / "D-1.html"))

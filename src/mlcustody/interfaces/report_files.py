@@ -145,6 +145,8 @@ def publish(
         raise UsageError(f"unknown report format {fmt!r}", hint=f"use one of: {', '.join(render.FORMATS)}")
     if fmt == "pdf" and out is None:
         raise UsageError("a PDF report needs a file", hint="add --out FILE.pdf")
+    if fmt == "pdf":
+        render.require_pdf()
     if out is not None:
         _check_writable(out)
     if act is not None:

@@ -13,6 +13,8 @@ from functools import cache
 from html import escape
 from typing import Any
 
+from mlcustody.errors import UsageError
+
 FORMATS = ("json", "md", "html", "pdf")
 _BAR, _RAISED, _LOWERED = 220, "#c0392b", "#2c6fbb"
 
@@ -27,12 +29,38 @@ def render(body: dict[str, Any], fmt: str) -> bytes:
     html: str = _template("report.html.j2", autoescape=True).render(doc=body, value=_html_value, bars=_bars)
     if fmt == "html":
         return html.encode("utf-8")
+    weasyprint = _weasyprint()
     with warnings.catch_warnings():  # a system-library notice of weasyprint, nothing the user can act on here
         warnings.filterwarnings("ignore", "HarfBuzz-Subset", DeprecationWarning)
-        import weasyprint
-
         found: bytes = weasyprint.HTML(string=html).write_pdf()
     return found
+
+
+def pdf_missing() -> str | None:
+    """Why PDF reports cannot be made on this machine (weasyprint needs the Pango system library), or None."""
+    try:
+        require_pdf()
+    except UsageError as exc:
+        return exc.one_line()
+    return None
+
+
+def require_pdf() -> None:
+    """Refuse, before anything is stored, a PDF this machine cannot make."""
+    _weasyprint()
+
+
+def _weasyprint() -> Any:
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "HarfBuzz-Subset", DeprecationWarning)
+            import weasyprint
+    except OSError as exc:  # the Python package is there; the system libraries it loads are not
+        raise UsageError(
+            f"PDF reports need the Pango library, which this machine lacks ({exc})",
+            hint="install it (Debian/Ubuntu: apt install libpango-1.0-0 libpangoft2-1.0-0), or use --format html",
+        ) from exc
+    return weasyprint
 
 
 @cache
