@@ -835,7 +835,9 @@ class Workspace:
 
         cols = columns or DecisionColumns()
         found = decision_files.read(Path(path))
-        decisions.check_rows(found.table, id_col=cols.id, output_col=cols.output, time_col=cols.time, where=found.where)
+        checked = decisions.check_rows(
+            found.table, id_col=cols.id, output_col=cols.output, time_col=cols.time, where=found.where
+        )
         with self.db.read() as conn:
             start = decision_queries.size(conn)
         with decisions.DecisionLog(self._keyring(), ref, checkpoint_seconds=float("inf")) as log:
@@ -847,6 +849,7 @@ class Workspace:
                 subject_col=cols.subject,
                 where=found.where,
                 resume=resume,
+                checked=checked,
             )
         with self.db.read() as conn:
             versions = decision_queries.versions_from(conn, start)

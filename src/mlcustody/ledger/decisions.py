@@ -108,7 +108,7 @@ def _origin() -> str:
 class _Rows:
     """What each row of a batch says besides its inputs, checked: the id, the time and the output."""
 
-    ids: list[str]
+    ids: list[str] | None  # None: the batch has no id column, the log generates them when it records
     times: list[str]
     outputs: list[str]
     output_col: str | None  # the column the outputs came from (None: given apart from the frame)
@@ -122,7 +122,7 @@ class _Rows:
         time_col: str | None,
         outputs: Sequence[Any] | None,
         where: Callable[[int], str],
-        new_id: Callable[[], str],
+        new_id: Callable[[], str] | None,
     ) -> _Rows:
         if outputs is None:
             if output_col not in table.column_names:
@@ -131,7 +131,9 @@ class _Rows:
         else:
             texts = [canonical_output(out) for out in outputs]
         times = times_column(table, time_col, where)
-        ids = ids_column(table, id_col, new_id, where)
+        ids = None
+        if new_id is not None or id_col in table.column_names:
+            ids = ids_column(table, id_col, new_id or (lambda: ""), where)  # a present column needs no new_id
         return cls(ids, times, texts, output_col if outputs is None else None)
 
 
@@ -142,10 +144,11 @@ def check_rows(
     output_col: str = "output",
     time_col: str | None = None,
     where: Callable[[int], str] | None = None,
-) -> None:
+) -> _Rows:
     """Refuse a batch whose rows ``record_batch`` would refuse, before any log is opened: a bad file
-    then makes nothing (the log's signing key, the subject key and the key file are made on first use)."""
-    _Rows.of(table, id_col, output_col, time_col, None, where or (lambda i: f"row {i}"), lambda: "generated")
+    then makes nothing (the log's signing key, the subject key and the key file are made on first use).
+    The checked rows go to ``record_batch(checked=…)``, so that they are not checked twice."""
+    return _Rows.of(table, id_col, output_col, time_col, None, where or (lambda i: f"row {i}"), None)
 
 
 # -- the log key -----------------------------------------------------------------------------------------
@@ -332,6 +335,7 @@ class DecisionLog:
         outputs: Sequence[Any] | None = None,
         where: Callable[[int], str] | None = None,
         resume: bool = False,
+        checked: _Rows | None = None,
     ) -> int:
         """Log one decision per row of a pyarrow, polars or pandas frame, in one transaction.
 
@@ -339,12 +343,13 @@ class DecisionLog:
         column, ids are generated; without a time column, the time is now. ``where(i)`` names row i in
         errors (e.g. ``file:line``). With ``resume`` (re-running an interrupted ingest), decisions
         already logged with identical content are skipped and one logged with other content refuses
-        the batch (``decision_resume``). Returns the number of decisions logged now."""
+        the batch (``decision_resume``). ``checked``: what ``check_rows`` returned for this frame. Returns the
+        number of decisions logged now."""
         from mlcustody.storage.records.fingerprint import to_arrow
 
         table = to_arrow(frame)
         name = where or (lambda i: f"row {i}")
-        rows = _Rows.of(table, id_col, output_col, time_col, outputs, name, self.new_id)
+        rows = checked or _Rows.of(table, id_col, output_col, time_col, outputs, name, self.new_id)
         special = [c for c in (id_col, time_col, subject_col, rows.output_col) if c and c in table.column_names]
         times, texts = rows.times, rows.outputs
         subjects: list[str | None] = [None] * table.num_rows
@@ -352,7 +357,7 @@ class DecisionLog:
             subjects = pseudonyms(table.column(subject_col), self._pseudonym)
         digests, plaintexts = inputs_of(table.drop_columns(special), keep=self._keep_inputs)
         batch = Batch(
-            ids=rows.ids,
+            ids=rows.ids if rows.ids is not None else ids_column(table, id_col, self.new_id, name),
             times=times,
             versions=self._versions(times, name),
             input_digests=digests,
