@@ -186,6 +186,7 @@ class Prefetch:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._follow, name="custody-prefetch", daemon=True)
         self._imported = False  # the record layer, once the command touches a table
+        self._table_reads = 0  # tables read so far (counted as they come, not recounted each poll)
         self.manifests: dict[tuple[str, str], _Manifest] = {}  # (path, digest) → built while it ran
 
     def __enter__(self) -> Prefetch:
@@ -200,9 +201,10 @@ class Prefetch:
         policy, root = self._ws.config.capture, self._ws.root
         with contextlib.closing(StatCache(self._ws.config.stat_cache_path)) as cache:  # its own connection
             while not self._stop.wait(self._POLL_SECONDS):
-                read = [rel for rel in self._reader.poll() if _digest_only(policy, rel, root / rel) is None]
-                captured = self._reader.captured
-                tables = len(_tables([*captured.reads, *captured.writes]))
+                fresh = self._reader.poll()
+                self._table_reads += len(_tables(fresh))
+                read = [rel for rel in fresh if _digest_only(policy, rel, root / rel) is None]
+                tables = self._table_reads + len(_tables(list(self._reader.captured.writes)))
                 within = policy.records and tables <= policy.records_max_files  # else no manifest is built
                 if within and tables and not self._imported:
                     self._imported = True
@@ -228,6 +230,7 @@ class Prefetch:
 
 
 def _tables(rels: Sequence[str]) -> list[str]:
+    """The paths among ``rels`` that ``custody run`` gives record manifests (by suffix)."""
     return [rel for rel in rels if os.path.splitext(rel)[1].lower() in _RECORD_SUFFIXES]
 
 
@@ -325,7 +328,8 @@ def _manifests(
     """Record manifests for the tables among the new versions, within the ``[capture]`` limits; those
     the prefetch built while the command ran are taken as they are."""
     policy = ws.config.capture
-    tables = [f for f in files if f.path.is_file() and f.path.suffix.lower() in _RECORD_SUFFIXES]
+    named = set(_tables([f.seen.rel for f in files]))
+    tables = [f for f in files if f.seen.rel in named and f.path.is_file()]
     if not policy.records or not tables:
         return  # before the record layer (pyarrow, DuckDB) is imported: most runs write no table
     if len(tables) > policy.records_max_files:
