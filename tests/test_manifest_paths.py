@@ -17,6 +17,7 @@ import pytest
 from mlcustody.errors import UsageError
 from mlcustody.storage.objects import ObjectStore
 from mlcustody.storage.records import manifest, readers
+from mlcustody.storage.records import table as record_table
 from mlcustody.storage.records.manifest import RecordSource
 
 
@@ -30,10 +31,16 @@ def store(tmp_path: Path) -> ObjectStore:
 def _both(
     store: ObjectStore, sources: Sequence[RecordSource], fmt: str, key: Sequence[str] | None
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The metadata of the streamed build and of the in-memory build of the same sources."""
-    streamed = manifest.build(sources, fmt, key, store, in_memory_bytes=0).as_meta()
-    held = manifest.build(sources, fmt, key, store).as_meta()
-    return streamed, held
+    """The metadata of the streamed build and of the in-memory build of the same sources; the records
+    the in-memory build keeps (when it read any) are those read back from the stored bytes
+    (``custody run`` links them)."""
+    streamed = manifest.build(sources, fmt, key, store, in_memory_bytes=0)
+    held = manifest.build(sources, fmt, key, store)
+    read_back = record_table.read_records(sources, fmt, key, manifest.values_schema(store.path(held.digest)))
+    if held.count:
+        assert streamed.records is None
+        assert held.records is not None and held.records.equals(read_back)
+    return streamed.as_meta(), held.as_meta()
 
 
 def _same(streamed: dict[str, Any], held: dict[str, Any]) -> None:

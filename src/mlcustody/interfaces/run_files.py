@@ -90,13 +90,22 @@ class _File:
     ref: str | None = None
     version: ArtifactVersion | None = None
     new: NewVersion | None = None
+    records: pa.Table | None = None  # its records with their ids, when already in memory
 
 
-def version_files(
-    ws: Workspace, run_id: str, seen: Sequence[Seen], prebuilt: Mapping[tuple[str, str], _Manifest] | None = None
-) -> Versioned:
-    """Store, version and link what the run read and wrote (see the module docstring); ``prebuilt``:
-    the manifests a ``Prefetch`` built while the command ran, by (path, digest)."""
+@dataclass
+class HeadStart:
+    """What a ``Prefetch`` did while the command ran, by (path, digest): the manifests of input
+    tables new to the store, and the records of input tables already versioned with records."""
+
+    manifests: dict[tuple[str, str], _Manifest] = field(default_factory=dict)
+    records: dict[tuple[str, str], pa.Table] = field(default_factory=dict)
+
+
+def version_files(ws: Workspace, run_id: str, seen: Sequence[Seen], head: HeadStart | None = None) -> Versioned:
+    """Store, version and link what the run read and wrote (see the module docstring); ``head``:
+    what a ``Prefetch`` built while the command ran."""
+    head = head or HeadStart()
     done = Versioned()
     with ws.db.read() as conn:
         known = _recorded_by_sdk(conn, run_id)
@@ -108,13 +117,13 @@ def version_files(
     for item in kept:
         if item.stored and (item.ref is None or item.seen.role == "output"):
             item.new = _new_version(ws, run_id, item, done)
-    _manifests(ws, [f for f in kept if f.new is not None], done, prebuilt or {})
+    _manifests(ws, [f for f in kept if f.new is not None], done, head.manifests)
     _record_versions(ws, kept)
     for item in files:
         state = item.seen
         kind = "dir" if item.path.is_dir() else "file"
         done.io.append(IO(state.role, state.rel, kind, item.digest, item.size, item.ref, state.source))
-    _infer_links(ws, kept, done)
+    _infer_links(ws, kept, done, head.records)
     return done
 
 
@@ -187,7 +196,7 @@ class Prefetch:
         self._thread = threading.Thread(target=self._follow, name="custody-prefetch", daemon=True)
         self._imported = False  # the record layer, once the command touches a table
         self._table_reads = 0  # tables read so far (counted as they come, not recounted each poll)
-        self.manifests: dict[tuple[str, str], _Manifest] = {}  # (path, digest) → built while it ran
+        self.head = HeadStart()
 
     def __enter__(self) -> Prefetch:
         self._thread.start()
@@ -215,18 +224,25 @@ class Prefetch:
 
     def _take(self, read: list[str], cache: StatCache, *, manifests: bool) -> None:
         """Store what was read; with ``manifests``, build those of the tables new to the store (they
-        will be new versions)."""
+        will be new versions) and read the records of those versioned with records (links to the
+        run's output tables will be inferred from them)."""
         root, objects = self._ws.root, self._ws.objects
-        fresh = []
+        fresh: list[tuple[str, str, int]] = []
+        known: list[tuple[str, str, int]] = []
         for rel in _tables(read) if manifests else []:
             snap = snapshot.take(root / rel, cache=cache)
-            if not objects.exists(snap.digest):
-                fresh.append((rel, snap.digest, snap.size))
+            (known if objects.exists(snap.digest) else fresh).append((rel, snap.digest, snap.size))
         if read:
             snapshot.take_files([root / rel for rel in read], objects=objects, cache=cache)
             objects.barrier()  # flushed now, the final barrier has little left to do
         for rel, digest, size in fresh:
-            self.manifests[(rel, digest)] = _manifest(self._ws, rel, digest, size)
+            self.head.manifests[(rel, digest)] = _manifest(self._ws, rel, digest, size)
+        with self._ws.db.read() as conn:
+            versions = artifacts.at_paths(conn, [rel for rel, _, _ in known]) if known else {}
+        for rel, digest, _ in known:
+            version = next((v for v in versions.get(rel, []) if v.digest == digest and v.records), None)
+            if version is not None:
+                self.head.records[(rel, digest)] = self._ws.record_table(version)
 
 
 def _tables(rels: Sequence[str]) -> list[str]:
@@ -320,6 +336,7 @@ class _Manifest:
 
     entry: dict[str, Any]
     meta: dict[str, Any] | None
+    records: pa.Table | None = field(default=None, compare=False, repr=False)  # as the build held them
 
 
 def _manifests(
@@ -342,6 +359,7 @@ def _manifests(
         assert item.new is not None and item.digest is not None
         found = prebuilt.get((item.seen.rel, item.digest)) or _manifest(ws, item.seen.rel, item.digest, item.size)
         done.manifests.append(found.entry)
+        item.records = found.records
         if found.meta is not None:
             item.new.meta["records"] = found.meta
     ws.objects.barrier()
@@ -373,7 +391,7 @@ def _manifest(ws: Workspace, rel: str, digest: str, size: int) -> _Manifest:
             built = record_manifest.build(source, fmt, None, ws.objects)
     except CustodyError as exc:
         return _Manifest({**entry, "manifest": None, "why": exc.one_line()}, None)
-    return _Manifest({**entry, "manifest": built.digest, "count": built.count}, built.as_meta())
+    return _Manifest({**entry, "manifest": built.digest, "count": built.count}, built.as_meta(), built.records)
 
 
 def _column_names(path: Path, fmt: str) -> list[str]:
@@ -409,8 +427,11 @@ def _record_versions(ws: Workspace, files: list[_File]) -> None:
         item.version, item.ref = version, version.ref
 
 
-def _infer_links(ws: Workspace, files: list[_File], done: Versioned) -> None:
-    """Record links from every input table to every output table the run wrote with a manifest."""
+def _infer_links(
+    ws: Workspace, files: list[_File], done: Versioned, prefetched: Mapping[tuple[str, str], pa.Table]
+) -> None:
+    """Record links from every input table to every output table the run wrote with a manifest; the
+    records already in memory (from a manifest build or the prefetch) are not read again."""
     outputs = [v for v in (f.version for f in files if f.seen.role == "output") if v is not None and v.records]
     if not outputs:
         return
@@ -424,6 +445,11 @@ def _infer_links(ws: Workspace, files: list[_File], done: Versioned) -> None:
             done.notes.append(f"{version.ref}: the run read no table with records, so its records link to nothing")
         return
     tables: dict[str, pa.Table] = {}
+    for item in files:
+        held = item.records if item.records is not None else prefetched.get((item.seen.rel, item.digest or ""))
+        if held is not None and item.ref is not None:
+            tables[item.ref] = held
+    unique = inference.Uniqueness()
 
     def table(version: ArtifactVersion) -> pa.Table:
         if version.ref not in tables:
@@ -433,7 +459,9 @@ def _infer_links(ws: Workspace, files: list[_File], done: Versioned) -> None:
     keys = ws.config.capture.keys
     for output in outputs:
         for source in inputs:
-            found = inference.infer(table(output), table(source), keys=keys, names=(output.ref, source.ref))
+            found = inference.infer(
+                table(output), table(source), keys=keys, names=(output.ref, source.ref), unique=unique
+            )
             done.notes.extend(found.notes)
             entry = {"output": output.ref, "input": source.ref, "relation": found.relation, **found.evidence}
             done.linked.append(entry)

@@ -330,7 +330,7 @@ def finish_command(ws: Workspace, launch: Launch) -> CommandResult:
             writer.param(key, value)
         exit_status, signalled = launch.wait()
     captured = reader.finish()
-    versioned = run_files.version_files(ws, start.id, _seen(launch, captured), prefetch.manifests)
+    versioned = run_files.version_files(ws, start.id, _seen(launch, captured), prefetch.head)
     for item in versioned.io:
         writer.io(item)
     writer.lineage(versioned.links, [])

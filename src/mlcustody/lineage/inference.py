@@ -50,19 +50,44 @@ class Inferred:
     notes: list[str] = field(default_factory=list)
 
 
-def infer(output: pa.Table, input: pa.Table, *, keys: Sequence[str] = (), names: tuple[str, str]) -> Inferred:
+class Uniqueness:
+    """Which columns of which tables are unique, each found once: a run that wrote one table from
+    three asks it of the output's columns three times, and hashing a million keys costs ~50 ms."""
+
+    def __init__(self) -> None:
+        self._found: dict[tuple[int, str], bool] = {}
+        self._tables: dict[int, pa.Table] = {}  # held, so that an id is never reused while cached
+
+    def __call__(self, table: pa.Table, column: str) -> bool:
+        known = (id(table), column)
+        if known not in self._found:
+            self._tables[id(table)] = table
+            self._found[known] = _unique(table, column)
+        return self._found[known]
+
+
+def infer(
+    output: pa.Table,
+    input: pa.Table,
+    *,
+    keys: Sequence[str] = (),
+    names: tuple[str, str],
+    unique: Uniqueness | None = None,
+) -> Inferred:
     """Link the records of ``output`` to those of ``input`` (both with a ``record_id`` column).
 
-    ``names`` are the two versions' references, used in notes only."""
+    ``names`` are the two versions' references, used in notes only; ``unique`` shares what is known
+    of the tables' columns between the pairs of one run."""
     out_name, in_name = names
+    unique = unique or Uniqueness()
     shared = _shared_columns(output, input)
     counts = {"output_records": output.num_rows, "input_records": input.num_rows}
     if not shared:
         return Inferred(None, None, counts, [f"{out_name} shares no column with {in_name}: records not linked"])
     notes: list[str] = []
     declared = [k for k in keys if k in shared]
-    candidates = declared[:1] if declared else [c for c in shared if _key_like(output, input, c)]
-    if declared and not _unique(input, declared[0]):
+    candidates = declared[:1] if declared else [c for c in shared if _key_like(output, input, c, unique)]
+    if declared and not unique(input, declared[0]):
         notes.append(f"key {declared[0]} is not unique in {in_name}; linking by carried-over columns instead")
         candidates = []
     paired = _pair_by(output, input, candidates[0], candidates[1:]) if candidates else None
@@ -78,7 +103,7 @@ def infer(output: pa.Table, input: pa.Table, *, keys: Sequence[str] = (), names:
             f"candidate keys {', '.join(candidates)} pair {out_name} with {in_name} differently; "
             f'name the key in .custody/config.toml: [capture] keys = ["{candidates[0]}"]'
         )
-    elif dropped := _dropped_key(input, output):
+    elif dropped := _dropped_key(input, output, unique):
         notes.append(f"{out_name} dropped or renamed the key of {in_name} ({dropped})")
     return _by_fingerprint(output, input, shared, counts, notes, names)
 
@@ -134,13 +159,13 @@ def _comparable(a: pa.DataType, b: pa.DataType) -> bool:
     return all(strings) or (pa.types.is_integer(a) and pa.types.is_integer(b))
 
 
-def _key_like(output: pa.Table, input: pa.Table, column: str) -> bool:
+def _key_like(output: pa.Table, input: pa.Table, column: str, unique: Uniqueness) -> bool:
     kind = output.schema.field(column).type
     if not (pa.types.is_integer(kind) or pa.types.is_string(kind) or pa.types.is_large_string(kind)):
         return False
     if not column.strip() or column.startswith("Unnamed"):  # a dataframe's index written out, not a key
         return False
-    return _unique(output, column) and _unique(input, column)
+    return unique(output, column) and unique(input, column)
 
 
 def _unique(table: pa.Table, column: str) -> bool:
@@ -186,10 +211,10 @@ def _coverage(links: pl.DataFrame, output: pa.Table, input: pa.Table) -> float:
     return float(max(out, into))
 
 
-def _dropped_key(input: pa.Table, output: pa.Table) -> str | None:
+def _dropped_key(input: pa.Table, output: pa.Table, unique: Uniqueness) -> str | None:
     """A column that identified the input's records and is missing from the output."""
     for name in input.column_names:
-        if name != ID_COLUMN and name not in output.column_names and _unique(input, name):
+        if name != ID_COLUMN and name not in output.column_names and unique(input, name):
             kind = input.schema.field(name).type
             if pa.types.is_integer(kind) or pa.types.is_string(kind) or pa.types.is_large_string(kind):
                 return str(name)

@@ -22,7 +22,7 @@ import os
 import shutil
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -42,8 +42,9 @@ ROW_GROUP = 128 * 1024
 # Arrow bytes of values and manifest rows held in memory before a build streams to scratch files:
 # about 2M rows of a 10-column table. Up to it the build skips two Parquet writes and re-reads.
 IN_MEMORY_BYTES = 384 << 20
+ID_COLUMN = "record_id"
 MANIFEST_SCHEMA = pa.schema(
-    [("record_id", pa.string()), ("fingerprint", pa.string()), ("source", pa.string()), ("offset", pa.int64())]
+    [(ID_COLUMN, pa.string()), ("fingerprint", pa.string()), ("source", pa.string()), ("offset", pa.int64())]
 )
 _SHOWN_DUPLICATES = 5
 _counter = itertools.count()
@@ -65,6 +66,9 @@ class RecordManifest:
     key: tuple[str, ...] | None
     columns: list[dict[str, str]]
     stats: dict[str, dict[str, Any]]
+    # Every record with its id (the value columns, then ``record_id``) when the build held them in
+    # memory: what ``table.read_records`` would read back from the stored bytes, without reading them.
+    records: pa.Table | None = field(default=None, compare=False, repr=False)
 
     def as_meta(self) -> dict[str, Any]:
         """What the artifact version's metadata records (and the audit log vouches for)."""
@@ -199,23 +203,26 @@ def _build_once(
     value_schema = batches.schema if batches.schema is not None else pa.schema([])
     final = batches.scratch / "manifest.parquet"
     stats: dict[str, dict[str, Any]] = {}
+    records: pa.Table | None = None
     if batches.spilled:
         pa.default_memory_pool().release_unused()  # the batches are gone; DuckDB needs the memory next
         count = _sort(batches.scratch / "rows.parquet", final, value_schema, fmt, key)
         stats = column_stats(batches.scratch / "values.parquet")
     else:
-        values = batches.values_table()
+        values, rows = batches.values_table(), batches.rows_table()
+        if values is not None:
+            records = values.append_column(ID_COLUMN, rows.column(ID_COLUMN))
         # The statistics scan (one thread) runs beside the sort, whose Parquet writer keeps one core
         # busy: both are DuckDB calls that release the GIL.
         with ThreadPoolExecutor(1) as pool:
             scanned = pool.submit(column_stats, values) if values is not None else None
-            count = _sort(batches.rows_table(), final, value_schema, fmt, key)
+            count = _sort(rows, final, value_schema, fmt, key)
             stats = scanned.result() if scanned is not None else {}
     if key:
         _refuse_duplicates(final, key)
     columns = [{"name": f.name, "type": kind_of(f.type), "arrow_type": str(f.type)} for f in value_schema]
     digest, _ = objects.put_file(final)
-    return RecordManifest(digest, count, fmt, tuple(key) if key else None, columns, stats)
+    return RecordManifest(digest, count, fmt, tuple(key) if key else None, columns, stats, records)
 
 
 def _check_columns(expected: pa.Schema, found: pa.Schema, rel: str, first_rel: str) -> None:

@@ -14,9 +14,9 @@ import pyarrow as pa
 
 from mlcustody.storage.records import fingerprint as fp
 from mlcustody.storage.records import readers
-from mlcustody.storage.records.manifest import RecordSource
+from mlcustody.storage.records.manifest import ID_COLUMN, RecordSource
 
-ID_COLUMN = "record_id"
+__all__ = ["ID_COLUMN", "read_records"]  # ID_COLUMN: the id column of every record table
 
 
 def read_records(sources: Sequence[RecordSource], fmt: str, key: Sequence[str] | None, schema: pa.Schema) -> pa.Table:
