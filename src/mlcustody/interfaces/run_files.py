@@ -17,11 +17,10 @@ import contextlib
 import fnmatch
 import functools
 import importlib
-import io
 import json
 import os
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,6 +30,7 @@ import sqlalchemy as sa
 from mlcustody._canonical import canonical_json
 from mlcustody.capture import filetypes, iolog
 from mlcustody.errors import CustodyError
+from mlcustody.interfaces.run_links import TableLinks
 from mlcustody.metadata import artifact_names, artifacts, audit, refs
 from mlcustody.metadata.artifacts import ArtifactVersion, NewVersion
 from mlcustody.metadata.runs import IO, RecordLink
@@ -46,7 +46,6 @@ if TYPE_CHECKING:
     from mlcustody.interfaces.sdk import Workspace
 
 _RECORD_SUFFIXES = frozenset({".csv", ".tsv", ".tab", ".parquet", ".pq", ".jsonl", ".ndjson"})
-_LINK_ROW_GROUP = 64 * 1024  # as the SDK's links: tracing one id reads one row group
 
 
 @dataclass(frozen=True)
@@ -90,7 +89,6 @@ class _File:
     ref: str | None = None
     version: ArtifactVersion | None = None
     new: NewVersion | None = None
-    records: pa.Table | None = None  # its records with their ids, when already in memory
 
 
 @dataclass
@@ -112,18 +110,24 @@ def version_files(ws: Workspace, run_id: str, seen: Sequence[Seen], head: HeadSt
     files = [_File(item, ws.root / item.rel) for item in seen if (item.role, item.rel) not in known]
     kept = _hash_all(ws, files, done)
     ws.objects.barrier()
+    links = TableLinks(ws)
     with ws.db.read() as conn:
         _link_known(ws, conn, kept)
+        for item in kept:  # inputs already versioned with records: linked from those records
+            known_version = _version(conn, item) if item.seen.role == "input" else None
+            if known_version is not None and known_version.records is not None:
+                links.add_input(item.seen.rel, head.records.get((item.seen.rel, item.digest or "")), known_version)
     for item in kept:
         if item.stored and (item.ref is None or item.seen.role == "output"):
             item.new = _new_version(ws, run_id, item, done)
-    _manifests(ws, [f for f in kept if f.new is not None], done, head.manifests)
+    _manifests(ws, [f for f in kept if f.new is not None], done, head, links)
     _record_versions(ws, kept)
     for item in files:
         state = item.seen
         kind = "dir" if item.path.is_dir() else "file"
         done.io.append(IO(state.role, state.rel, kind, item.digest, item.size, item.ref, state.source))
-    _infer_links(ws, kept, done, head.records)
+    outputs = [(f.seen.rel, f.version) for f in kept if f.seen.role == "output" and f.version is not None]
+    links.finish(outputs, {f.seen.rel: f.version for f in kept if f.version is not None}, done)
     return done
 
 
@@ -236,7 +240,8 @@ class Prefetch:
             snapshot.take_files([root / rel for rel in read], objects=objects, cache=cache)
             objects.barrier()  # flushed now, the final barrier has little left to do
         for rel, digest, size in fresh:
-            self.head.manifests[(rel, digest)] = _manifest(self._ws, rel, digest, size)
+            given = functools.partial(self.head.records.__setitem__, (rel, digest))
+            self.head.manifests[(rel, digest)] = _manifest(self._ws, rel, digest, size, given)
         with self._ws.db.read() as conn:
             versions = artifacts.at_paths(conn, [rel for rel, _, _ in known]) if known else {}
         for rel, digest, _ in known:
@@ -336,17 +341,16 @@ class _Manifest:
 
     entry: dict[str, Any]
     meta: dict[str, Any] | None
-    records: pa.Table | None = field(default=None, compare=False, repr=False)  # as the build held them
 
 
-def _manifests(
-    ws: Workspace, files: list[_File], done: Versioned, prebuilt: Mapping[tuple[str, str], _Manifest]
-) -> None:
+def _manifests(ws: Workspace, files: list[_File], done: Versioned, head: HeadStart, links: TableLinks) -> None:
     """Record manifests for the tables among the new versions, within the ``[capture]`` limits; those
-    the prefetch built while the command ran are taken as they are."""
+    the prefetch built while the command ran are taken as they are. Inputs come first, so that the
+    links of each output can be inferred while its manifest is sorted (``run_links``)."""
     policy = ws.config.capture
     named = set(_tables([f.seen.rel for f in files]))
     tables = [f for f in files if f.seen.rel in named and f.path.is_file()]
+    tables.sort(key=lambda f: f.seen.role != "input")
     if not policy.records or not tables:
         return  # before the record layer (pyarrow, DuckDB) is imported: most runs write no table
     if len(tables) > policy.records_max_files:
@@ -357,17 +361,25 @@ def _manifests(
         return
     for item in tables:
         assert item.new is not None and item.digest is not None
-        found = prebuilt.get((item.seen.rel, item.digest)) or _manifest(ws, item.seen.rel, item.digest, item.size)
+        rel, held = item.seen.rel, head.records
+        given = functools.partial(held.__setitem__, (rel, item.digest))
+        if item.seen.role == "output":
+            given = functools.partial(links.output_read, rel)
+        found = head.manifests.get((rel, item.digest)) or _manifest(ws, rel, item.digest, item.size, given)
         done.manifests.append(found.entry)
-        item.records = found.records
         if found.meta is not None:
             item.new.meta["records"] = found.meta
+            if item.seen.role == "input":
+                links.add_input(rel, held.get((rel, item.digest)))
     ws.objects.barrier()
 
 
-def _manifest(ws: Workspace, rel: str, digest: str, size: int) -> _Manifest:
+def _manifest(
+    ws: Workspace, rel: str, digest: str, size: int, on_records: Callable[[pa.Table], None] | None = None
+) -> _Manifest:
     """The manifest of one stored table, keyed by the first ``[capture] keys`` column it has; a key
-    that does not identify its records falls back to keyless, and the reason is kept."""
+    that does not identify its records falls back to keyless, and the reason is kept. ``on_records``:
+    see ``record_manifest.build``."""
     policy = ws.config.capture
     if size > policy.records_max_bytes:
         return _Manifest(
@@ -383,15 +395,15 @@ def _manifest(ws: Workspace, rel: str, digest: str, size: int) -> _Manifest:
     entry: dict[str, Any] = {"path": rel, "key": key}
     try:
         try:
-            built = record_manifest.build(source, fmt, [key] if key else None, ws.objects)
+            built = record_manifest.build(source, fmt, [key] if key else None, ws.objects, on_records=on_records)
         except CustodyError as exc:
             if key is None:
                 raise
             entry |= {"key": None, "why": f"key {key} not usable: {exc.one_line()}"}
-            built = record_manifest.build(source, fmt, None, ws.objects)
+            built = record_manifest.build(source, fmt, None, ws.objects, on_records=on_records)
     except CustodyError as exc:
         return _Manifest({**entry, "manifest": None, "why": exc.one_line()}, None)
-    return _Manifest({**entry, "manifest": built.digest, "count": built.count}, built.as_meta(), built.records)
+    return _Manifest({**entry, "manifest": built.digest, "count": built.count}, built.as_meta())
 
 
 def _column_names(path: Path, fmt: str) -> list[str]:
@@ -425,52 +437,6 @@ def _record_versions(ws: Workspace, files: list[_File]) -> None:
         audit.advance_witness(ws.witness, event)
     for item, version in zip(ordered, versions, strict=True):
         item.version, item.ref = version, version.ref
-
-
-def _infer_links(
-    ws: Workspace, files: list[_File], done: Versioned, prefetched: Mapping[tuple[str, str], pa.Table]
-) -> None:
-    """Record links from every input table to every output table the run wrote with a manifest; the
-    records already in memory (from a manifest build or the prefetch) are not read again."""
-    outputs = [v for v in (f.version for f in files if f.seen.role == "output") if v is not None and v.records]
-    if not outputs:
-        return
-    from mlcustody.lineage import inference
-
-    with ws.db.read() as conn:
-        read = [_version(conn, f) for f in files if f.seen.role == "input" and f.ref]
-    inputs = [v for v in read if v is not None and v.records is not None]
-    if not inputs or not outputs:
-        for version in outputs if not inputs else []:
-            done.notes.append(f"{version.ref}: the run read no table with records, so its records link to nothing")
-        return
-    tables: dict[str, pa.Table] = {}
-    for item in files:
-        held = item.records if item.records is not None else prefetched.get((item.seen.rel, item.digest or ""))
-        if held is not None and item.ref is not None:
-            tables[item.ref] = held
-    unique = inference.Uniqueness()
-
-    def table(version: ArtifactVersion) -> pa.Table:
-        if version.ref not in tables:
-            tables[version.ref] = ws.record_table(version)
-        return tables[version.ref]
-
-    keys = ws.config.capture.keys
-    for output in outputs:
-        for source in inputs:
-            found = inference.infer(
-                table(output), table(source), keys=keys, names=(output.ref, source.ref), unique=unique
-            )
-            done.notes.extend(found.notes)
-            entry = {"output": output.ref, "input": source.ref, "relation": found.relation, **found.evidence}
-            done.linked.append(entry)
-            if found.links is not None and found.relation is not None:
-                buffer = io.BytesIO()
-                found.links.write_parquet(buffer, row_group_size=_LINK_ROW_GROUP, statistics=True)
-                digest = ws.objects.put_bytes(buffer.getvalue())
-                done.links.append(RecordLink(output.ref, source.ref, found.relation, digest, found.links.height))
-    ws.objects.barrier()
 
 
 def _version(conn: Connection, item: _File) -> ArtifactVersion | None:

@@ -20,9 +20,9 @@ import itertools
 import json
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -66,9 +66,6 @@ class RecordManifest:
     key: tuple[str, ...] | None
     columns: list[dict[str, str]]
     stats: dict[str, dict[str, Any]]
-    # Every record with its id (the value columns, then ``record_id``) when the build held them in
-    # memory: what ``table.read_records`` would read back from the stored bytes, without reading them.
-    records: pa.Table | None = field(default=None, compare=False, repr=False)
 
     def as_meta(self) -> dict[str, Any]:
         """What the artifact version's metadata records (and the audit log vouches for)."""
@@ -90,6 +87,7 @@ def build(
     objects: ObjectStore,
     *,
     in_memory_bytes: int | None = None,
+    on_records: Callable[[pa.Table], None] | None = None,
 ) -> RecordManifest:
     """Read every source, fingerprint its records and store the manifest; nothing is stored on error.
 
@@ -99,13 +97,17 @@ def build(
     Parquet files and DuckDB sorts the manifest out of core, so memory stays bounded by the budget,
     not the dataset. Both ways give the same bytes (tests/test_manifest_paths.py compares them).
     When later records widen a column type, the read starts over with the widened schema.
+
+    ``on_records`` is given every record with its id (the value columns, then ``record_id``: what
+    ``table.read_records`` reads back from the stored bytes) when the build holds them in memory,
+    before the sort, so that a caller can work on them while DuckDB sorts (it releases the GIL).
     """
     budget = IN_MEMORY_BYTES if in_memory_bytes is None else in_memory_bytes
     schema: pa.Schema | None = None
     while True:
         with _Scratch(objects) as scratch:
             try:
-                return _build_once(sources, fmt, key, objects, _Batches(scratch, budget), schema)
+                return _build_once(sources, fmt, key, objects, _Batches(scratch, budget), schema, on_records)
             except readers.Retype as retype:
                 schema = retype.schema
 
@@ -178,6 +180,7 @@ def _build_once(
     objects: ObjectStore,
     batches: _Batches,
     schema: pa.Schema | None,
+    on_records: Callable[[pa.Table], None] | None,
 ) -> RecordManifest:
     first_rel = ""
     try:
@@ -203,15 +206,14 @@ def _build_once(
     value_schema = batches.schema if batches.schema is not None else pa.schema([])
     final = batches.scratch / "manifest.parquet"
     stats: dict[str, dict[str, Any]] = {}
-    records: pa.Table | None = None
     if batches.spilled:
         pa.default_memory_pool().release_unused()  # the batches are gone; DuckDB needs the memory next
         count = _sort(batches.scratch / "rows.parquet", final, value_schema, fmt, key)
         stats = column_stats(batches.scratch / "values.parquet")
     else:
         values, rows = batches.values_table(), batches.rows_table()
-        if values is not None:
-            records = values.append_column(ID_COLUMN, rows.column(ID_COLUMN))
+        if values is not None and on_records is not None:
+            on_records(values.append_column(ID_COLUMN, rows.column(ID_COLUMN)))
         # The statistics scan (one thread) runs beside the sort, whose Parquet writer keeps one core
         # busy: both are DuckDB calls that release the GIL.
         with ThreadPoolExecutor(1) as pool:
@@ -222,7 +224,7 @@ def _build_once(
         _refuse_duplicates(final, key)
     columns = [{"name": f.name, "type": kind_of(f.type), "arrow_type": str(f.type)} for f in value_schema]
     digest, _ = objects.put_file(final)
-    return RecordManifest(digest, count, fmt, tuple(key) if key else None, columns, stats, records)
+    return RecordManifest(digest, count, fmt, tuple(key) if key else None, columns, stats)
 
 
 def _check_columns(expected: pa.Schema, found: pa.Schema, rel: str, first_rel: str) -> None:
