@@ -41,7 +41,10 @@ from _cli import Forkserver, Run, clean_env
 from _models import PASSPHRASE, train_model
 from conftest import BACKENDS
 from mlcustody.interfaces.sdk import Workspace
-from mlcustody.ledger import decision_seal, decision_store, decision_subjects, kek
+from mlcustody.ledger import kek
+from mlcustody.ledger.decisions import seal as decision_seal
+from mlcustody.ledger.decisions import store as decision_store
+from mlcustody.ledger.decisions import subjects as decision_subjects
 from mlcustody.ledger.keys import PASSPHRASE_ENV
 from mlcustody.metadata.schema import checkpoints, decision_segments, model_versions, run_ends
 from mlcustody.metadata.schema import decision_subjects as subject_rows
@@ -49,7 +52,7 @@ from mlcustody.metadata.schema import decision_subjects as subject_rows
 TWO_SEGMENTS = decision_store.SEGMENT_ROWS + 4  # decisions that fill two segments of the log
 MODEL = "credit@1"
 # What the commands here import (not polars: it warns when a process that imported it forks).
-PRELOAD = ("mlcustody.interfaces.sdk", "mlcustody.ledger.decisions", "mlcustody.metadata.verify")
+PRELOAD = ("mlcustody.interfaces.sdk", "mlcustody.ledger.decisions.log", "mlcustody.metadata.verify")
 
 
 @dataclass(frozen=True)
@@ -194,11 +197,11 @@ def prediction_log(path: Path, batch: str, rows: int) -> list[str]:
 # Each kill with the size of the import it kills (two segments where the second one matters).
 IMPORT_KILLS = [
     (in_transaction("decision.subject_key"), 100),  # the first writer makes the KEK file, then this key
-    (Kill("writing its second segment", Point("mlcustody.ledger.decision_store:append", nth=2), False), TWO_SEGMENTS),
+    (Kill("writing its second segment", Point("mlcustody.ledger.decisions.store:append", nth=2), False), TWO_SEGMENTS),
     (
         Kill(
             "after its decisions commit, before their checkpoint",
-            Point("mlcustody.ledger.decisions:DecisionLog._checkpoint_now", before=True),
+            Point("mlcustody.ledger.decisions.log:DecisionLog._checkpoint_now", before=True),
             committed=True,
             sealed=False,
         ),
@@ -248,7 +251,7 @@ def test_kill_while_worker_processes_seal_a_large_import(store: Store, tmp_path:
     path = tmp_path / "large.jsonl"
     prediction_log(path, "L", rows)
     args = ("decisions", "import", str(path), "--model", MODEL)
-    kill = Kill("storing its second segment", Point("mlcustody.ledger.decision_store:append", nth=2), False)
+    kill = Kill("storing its second segment", Point("mlcustody.ledger.decisions.store:append", nth=2), False)
     rerun, report = store.crash(kill, args, lambda: store.verify("")["checked"]["decisions"])
     assert rerun.json["count"] == rows == report["checked"]["decisions"]
     store.no_strays("the rerun")

@@ -79,7 +79,7 @@ def test_plain_verify_names_an_unsealed_tail_and_a_writer_seals_it(model_ws: Wor
 
 
 def _subject_row(ws: Workspace, name: str = "alice") -> int:
-    from mlcustody.ledger import decision_subjects
+    from mlcustody.ledger.decisions import subjects as decision_subjects
 
     with ws.db.read() as conn:
         found = decision_subjects.row_of(conn, name, ws._decision_keys(conn))

@@ -21,7 +21,11 @@ from conftest import Cli
 from mlcustody import UsageError, Workspace
 from mlcustody._canonical import canonical_json, utc_now
 from mlcustody.errors import UnknownRef
-from mlcustody.ledger import decision_batch, decision_queries, decision_store, decisions, tlog
+from mlcustody.ledger import tlog
+from mlcustody.ledger.decisions import batch as decision_batch
+from mlcustody.ledger.decisions import log as decisions
+from mlcustody.ledger.decisions import queries as decision_queries
+from mlcustody.ledger.decisions import store as decision_store
 from mlcustody.metadata.schema import decision_postings, decision_postings_new, decision_segments, decision_subjects
 from mlcustody.metadata.schema import decisions as decision_rows
 
@@ -379,7 +383,7 @@ def test_module_level_decision_log(model_ws: Workspace) -> None:
 
 def test_upgrade_moves_one_row_decisions_into_segments(tmp_path: Path) -> None:
     """A store whose log was written one row per decision (revision 0005) keeps it, in segments."""
-    from mlcustody.ledger import decision_check
+    from mlcustody.ledger.decisions import check as decision_check
     from mlcustody.metadata import migrate
     from mlcustody.metadata.engine import Database
 
@@ -423,7 +427,7 @@ def test_upgrade_moves_one_row_decisions_into_segments(tmp_path: Path) -> None:
 def test_large_batch_sealed_by_workers(model_ws: Workspace) -> None:
     """A batch of several segments is sealed by worker processes and stored in order (SQLite and
     PostgreSQL); a duplicate id anywhere in it refuses all of it, and the writer goes on."""
-    from mlcustody.ledger import decision_seal
+    from mlcustody.ledger.decisions import seal as decision_seal
 
     rows = decision_seal.POOL_FROM + 123
     frame = pa.table(

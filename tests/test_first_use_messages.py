@@ -12,7 +12,7 @@ import pytest
 from conftest import Cli, write_tree
 from mlcustody import UsageError, Workspace
 from mlcustody.capture import launch
-from mlcustody.ledger import decision_batch
+from mlcustody.ledger.decisions import batch as decision_batch
 
 PASSPHRASE = "first use passphrase"
 

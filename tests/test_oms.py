@@ -16,7 +16,7 @@ from securesystemslib.dsse import Envelope
 from securesystemslib.signer import SSlibKey
 
 from conftest import Cli, write_tree
-from mlcustody.ledger import oms
+from mlcustody.ledger.registry import oms
 
 model_signing = pytest.importorskip("model_signing")
 

@@ -34,7 +34,9 @@ from mlcustody._canonical import digest_bytes
 from mlcustody.errors import PathError, UsageError
 from mlcustody.forensics import attribution, decision_records
 from mlcustody.forensics.attribution import boostin
-from mlcustody.ledger import decision_queries, kek, registry
+from mlcustody.ledger import kek
+from mlcustody.ledger.decisions import queries as decision_queries
+from mlcustody.ledger.registry import versions as registry
 from mlcustody.metadata import runs
 
 SEED_PARAMS = ("seed", "random_state")  # run params that record the training seed, first found wins

@@ -28,7 +28,9 @@ from sqlalchemy.engine import Connection
 from mlcustody.capture import frames, models
 from mlcustody.errors import UsageError
 from mlcustody.forensics import attribution
-from mlcustody.ledger import decision_queries, kek, registry
+from mlcustody.ledger import kek
+from mlcustody.ledger.decisions import queries as decision_queries
+from mlcustody.ledger.registry import versions as registry
 from mlcustody.lineage import records as record_trace
 from mlcustody.metadata import refs, runs
 from mlcustody.metadata.artifacts import ArtifactVersion

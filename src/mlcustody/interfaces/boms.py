@@ -74,7 +74,8 @@ def spdx(ws: Workspace, ref: str, *, sign: bool = False, key: str | None = None)
 
 def _bom(ws: Workspace, ref: str, fmt: str, spec: str, predicate: str, sign: bool, key: str | None, build: Any) -> Bom:
     from mlcustody import __version__
-    from mlcustody.ledger import keys, registry
+    from mlcustody.ledger import keys
+    from mlcustody.ledger.registry import versions as registry
     from mlcustody.reports import signed_statement
 
     with ws.db.read() as conn:

@@ -364,7 +364,9 @@ def _import_version(
     trust_pickle: bool,
     key: str | None,
 ) -> None:
-    from mlcustody.ledger import attestation, keys, registry
+    from mlcustody.ledger import keys
+    from mlcustody.ledger.registry import attestation
+    from mlcustody.ledger.registry import versions as registry
 
     mlflow = peers.need("mlflow")
     number = int(mv.version)
@@ -433,7 +435,7 @@ def _version_meta(client: Any, model: Any, mv: Any) -> dict[str, Any]:
 
 
 def _import_alias(ws: Workspace, name: str, alias: str, version: int, report: MlflowImport) -> None:
-    from mlcustody.ledger import registry
+    from mlcustody.ledger.registry import versions as registry
 
     try:
         with ws.db.write() as conn:

@@ -32,10 +32,10 @@ if TYPE_CHECKING:  # the CLI imports this module before it knows whether it need
         RunDetails,
         VerifyReport,
     )
-    from mlcustody.ledger.bundle import BundleCheck, Exported, Reproduction
-    from mlcustody.ledger.decision_queries import Decision, Receipt
+    from mlcustody.ledger.bundle.export import BundleCheck, Exported, Reproduction
+    from mlcustody.ledger.decisions.queries import Decision, Receipt
     from mlcustody.ledger.keys import KeyChange, KeyInfo
-    from mlcustody.ledger.registry import AliasMove, ModelVersion
+    from mlcustody.ledger.registry.versions import AliasMove, ModelVersion
     from mlcustody.lineage.graph import ColumnLineage, Graph, Node
     from mlcustody.lineage.records import RecordNode, Trace
     from mlcustody.metadata.artifacts import ArtifactVersion

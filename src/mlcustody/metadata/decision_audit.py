@@ -1,7 +1,7 @@
 """The audit chain's vouching for decision-log rows not written through ``audit.record_row``.
 
 Checkpoints: each one is an event ``decision.checkpoint`` (size, root, keyid), so the log cannot be
-cut back with its checkpoint rows unnoticed (``ledger.decision_anchor`` compares).
+cut back with its checkpoint rows unnoticed (``ledger.decisions.anchor`` compares).
 
 Key rows: the subject-HMAC key and each data key.
 

@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from mlcustody._canonical import json_number
-from mlcustody.ledger import registry
+from mlcustody.ledger.registry import versions as registry
 from mlcustody.lineage import graph
 from mlcustody.metadata import runs
 from mlcustody.metadata.schema import checkpoints, run_io

@@ -26,7 +26,7 @@ from sqlalchemy.engine import Connection
 
 from mlcustody._canonical import canonical_json, json_number
 from mlcustody.errors import UsageError
-from mlcustody.ledger import registry
+from mlcustody.ledger.registry import versions as registry
 from mlcustody.metadata import refs, runs
 from mlcustody.metadata.artifacts import ArtifactVersion
 from mlcustody.storage.objects import ObjectStore

@@ -29,7 +29,12 @@ from sqlalchemy.engine import Connection
 
 from mlcustody.errors import UsageError
 from mlcustody.forensics import decision_records
-from mlcustody.ledger import decision_queries, decision_store, decisions, kek, keys, model_check, registry, tlog
+from mlcustody.ledger import kek, keys, tlog
+from mlcustody.ledger.decisions import log as decisions
+from mlcustody.ledger.decisions import queries as decision_queries
+from mlcustody.ledger.decisions import store as decision_store
+from mlcustody.ledger.registry import check as model_check
+from mlcustody.ledger.registry import versions as registry
 from mlcustody.metadata import refs
 from mlcustody.metadata.schema import checkpoints
 from mlcustody.reports import explain, model_facts

@@ -34,7 +34,10 @@ from sqlalchemy.engine import Connection
 from mlcustody._canonical import utc_now
 from mlcustody.errors import UnknownRef, UsageError
 from mlcustody.forensics.decision_records import Store
-from mlcustody.ledger import decision_queries, decision_subjects, kek, registry
+from mlcustody.ledger import kek
+from mlcustody.ledger.decisions import queries as decision_queries
+from mlcustody.ledger.decisions import subjects as decision_subjects
+from mlcustody.ledger.registry import versions as registry
 from mlcustody.lineage import records as record_trace
 from mlcustody.metadata import artifacts, audit, decision_audit
 from mlcustody.metadata.artifacts import ArtifactVersion

@@ -23,7 +23,9 @@ from sqlalchemy.engine import Connection
 
 from mlcustody._canonical import canonical_json, digest_bytes, utc_now
 from mlcustody.errors import CustodyError, UsageError
-from mlcustody.ledger import attestation, decisions, keys, tlog
+from mlcustody.ledger import keys, tlog
+from mlcustody.ledger.decisions import log as decisions
+from mlcustody.ledger.registry import attestation
 from mlcustody.reports import citations
 from mlcustody.storage.objects import ObjectStore
 

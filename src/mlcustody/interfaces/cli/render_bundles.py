@@ -9,7 +9,7 @@ from mlcustody.interfaces import shapes
 from mlcustody.interfaces.cli import output
 
 if TYPE_CHECKING:
-    from mlcustody.ledger.bundle import BundleCheck, Exported, Reproduction
+    from mlcustody.ledger.bundle.export import BundleCheck, Exported, Reproduction
 
 
 def exported(found: Exported, as_json: bool) -> None:

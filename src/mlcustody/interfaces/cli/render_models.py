@@ -11,7 +11,7 @@ from mlcustody.interfaces.cli import output
 if TYPE_CHECKING:
     from mlcustody.checks import Problem
     from mlcustody.interfaces.sdk import ModelDetails
-    from mlcustody.ledger.registry import AliasMove, ModelVersion
+    from mlcustody.ledger.registry.versions import AliasMove, ModelVersion
 
 
 def show(details: ModelDetails, with_envelope: bool, as_json: bool) -> None:

@@ -44,7 +44,9 @@ from sqlalchemy.engine import Connection
 from mlcustody._canonical import digest_json, utc_now
 from mlcustody.checks import Problem
 from mlcustody.errors import PathError, UsageError
-from mlcustody.ledger import attestation, keys, registry
+from mlcustody.ledger import keys
+from mlcustody.ledger.registry import attestation
+from mlcustody.ledger.registry import versions as registry
 from mlcustody.lineage import export as lineage_export
 from mlcustody.lineage import graph
 from mlcustody.metadata import refs, runs

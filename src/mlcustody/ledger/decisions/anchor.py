@@ -30,7 +30,8 @@ from sqlalchemy.engine import Connection
 from mlcustody._canonical import canonical_json
 from mlcustody.checks import Problem
 from mlcustody.errors import UsageError
-from mlcustody.ledger import decision_store, keys, tlog
+from mlcustody.ledger import keys, tlog
+from mlcustody.ledger.decisions import store as decision_store
 from mlcustody.metadata import audit, decision_audit
 from mlcustody.metadata.schema import audit_events, checkpoints, decision_segments, store_info
 
@@ -95,7 +96,7 @@ def _parse(text: str) -> Head | None:
 
 def check_note(conn: Connection, row: Any, log_origin: str, where: str) -> list[Problem]:
     """What is wrong with the signed note of a checkpoint (``row``: size, root, note, keyid, at)."""
-    from mlcustody.ledger.decisions import public_raw
+    from mlcustody.ledger.decisions.log import public_raw
 
     try:
         text = tlog.verify_note(row.note, log_origin, public_raw(keys.get(conn, row.keyid).public_pem))

@@ -22,8 +22,10 @@ from sqlalchemy.engine import Connection
 
 from mlcustody.checks import Problem
 from mlcustody.errors import UsageError
-from mlcustody.ledger import decision_anchor, decision_store, tlog
-from mlcustody.ledger.decisions import VerifyResult
+from mlcustody.ledger import tlog
+from mlcustody.ledger.decisions import anchor as decision_anchor
+from mlcustody.ledger.decisions import store as decision_store
+from mlcustody.ledger.decisions.log import VerifyResult
 from mlcustody.metadata import decision_audit
 from mlcustody.metadata.schema import (
     checkpoints,

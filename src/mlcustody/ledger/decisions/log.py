@@ -42,18 +42,13 @@ from sqlalchemy.engine import Connection
 from mlcustody._canonical import utc_now
 from mlcustody.checks import Problem
 from mlcustody.errors import UsageError
-from mlcustody.ledger import (
-    decision_anchor,
-    decision_resume,
-    decision_seal,
-    decision_store,
-    decision_subjects,
-    kek,
-    keys,
-    registry,
-    tlog,
-)
-from mlcustody.ledger.decision_batch import (
+from mlcustody.ledger import kek, keys, tlog
+from mlcustody.ledger.decisions import anchor as decision_anchor
+from mlcustody.ledger.decisions import resume as decision_resume
+from mlcustody.ledger.decisions import seal as decision_seal
+from mlcustody.ledger.decisions import store as decision_store
+from mlcustody.ledger.decisions import subjects as decision_subjects
+from mlcustody.ledger.decisions.batch import (
     Batch,
     canonical_output,
     check_id,
@@ -67,6 +62,7 @@ from mlcustody.ledger.decision_batch import (
     rows_of,
     times_column,
 )
+from mlcustody.ledger.registry import versions as registry
 from mlcustody.metadata import audit
 from mlcustody.metadata.schema import checkpoints, decisions
 

@@ -17,9 +17,12 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from mlcustody.errors import UnknownRef, UsageError
-from mlcustody.ledger import decision_store, decision_subjects, kek, registry, tlog
-from mlcustody.ledger.decision_batch import canonical_output, normalise_time
-from mlcustody.ledger.decisions import verifier_key
+from mlcustody.ledger import kek, tlog
+from mlcustody.ledger.decisions import store as decision_store
+from mlcustody.ledger.decisions import subjects as decision_subjects
+from mlcustody.ledger.decisions.batch import canonical_output, normalise_time
+from mlcustody.ledger.decisions.log import verifier_key
+from mlcustody.ledger.registry import versions as registry
 from mlcustody.metadata.schema import checkpoints, decisions
 
 if TYPE_CHECKING:

@@ -15,8 +15,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from mlcustody.errors import UsageError
-from mlcustody.ledger import decision_store
-from mlcustody.ledger.decision_batch import Batch
+from mlcustody.ledger.decisions import store as decision_store
+from mlcustody.ledger.decisions.batch import Batch
 from mlcustody.metadata.schema import decisions
 
 _IN_CHUNK = 500

@@ -21,8 +21,9 @@ from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 
-from mlcustody.ledger import decision_store, decision_subjects
-from mlcustody.ledger.decision_batch import Batch
+from mlcustody.ledger.decisions import store as decision_store
+from mlcustody.ledger.decisions import subjects as decision_subjects
+from mlcustody.ledger.decisions.batch import Batch
 
 AHEAD = 8  # segments sealed ahead of the writer (about 12 MB of blobs)
 WATCH_SECONDS = 0.1  # how often a worker checks that its writer is alive

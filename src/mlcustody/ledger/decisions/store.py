@@ -32,7 +32,7 @@ from sqlalchemy.engine import Connection
 
 from mlcustody._canonical import utc_now
 from mlcustody.ledger import tlog
-from mlcustody.ledger.decision_batch import json_strings
+from mlcustody.ledger.decisions.batch import json_strings
 from mlcustody.metadata.schema import (
     decision_postings,
     decision_postings_new,

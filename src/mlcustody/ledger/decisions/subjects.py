@@ -180,7 +180,7 @@ def forget(conn: Connection, subject: str, actor: str, keys: kek.Keyset | None) 
     current = conn.execute(sa.select(decision_subjects).where(decision_subjects.c.id == row)).one()
     if current.key is None:
         return 0, None
-    from mlcustody.ledger import decision_store
+    from mlcustody.ledger.decisions import store as decision_store
 
     count = len(decision_store.subject_positions(conn, row))
     now = utc_now()

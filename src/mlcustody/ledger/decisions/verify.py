@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from mlcustody.checks import Problem
-from mlcustody.ledger import decision_anchor
+from mlcustody.ledger.decisions import anchor as decision_anchor
 from mlcustody.metadata import decision_audit
 from mlcustody.metadata.engine import Database
 

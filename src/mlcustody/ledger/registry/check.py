@@ -17,7 +17,8 @@ from sqlalchemy.engine import Connection
 from mlcustody._canonical import digest_json
 from mlcustody.checks import Problem
 from mlcustody.errors import UsageError
-from mlcustody.ledger import attestation, registry
+from mlcustody.ledger.registry import attestation
+from mlcustody.ledger.registry import versions as registry
 from mlcustody.lineage import graph
 from mlcustody.metadata import artifacts, refs, runs
 from mlcustody.storage import manifest

@@ -37,7 +37,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from mlcustody._canonical import canonical_json
 from mlcustody.checks import Problem
 from mlcustody.errors import PathError, UsageError
-from mlcustody.ledger import attestation, keys
+from mlcustody.ledger import keys
+from mlcustody.ledger.registry import attestation
 from mlcustody.metadata.artifacts import ArtifactVersion
 
 PREDICATE_TYPE = "https://model_signing/signature/v1.0"

@@ -25,7 +25,7 @@ from sqlalchemy.engine import Connection
 
 from mlcustody._canonical import utc_now
 from mlcustody.errors import UnknownRef, UsageError
-from mlcustody.ledger import attestation
+from mlcustody.ledger.registry import attestation
 from mlcustody.lineage import graph
 from mlcustody.metadata import audit, refs, runs
 from mlcustody.metadata.artifacts import ArtifactVersion
