@@ -37,6 +37,7 @@ import sqlalchemy as sa
 
 from mlcustody.errors import CustodyError, UsageError
 from mlcustody.interfaces import peers
+from mlcustody.interfaces.terminal import ask_secret
 from mlcustody.metadata import artifacts, audit, runs
 from mlcustody.metadata.schema import model_versions
 from mlcustody.metadata.schema import runs as runs_table
@@ -398,7 +399,7 @@ def _import_version(
         )
         run_id = mv.run_id if run_known else None
         prepared = registry.prepare(conn, ws.objects, model.name, version, run_id, trust_pickle=trust_pickle)
-        signer = keys.signer(conn, ws.config.store_dir, key)
+        signer = keys.signer(conn, ws.config.store_dir, key, prompt=ask_secret)
         signature = signer.sign(attestation.pae(attestation.PAYLOAD_TYPE, prepared.statement))
         envelope = ws.objects.put_bytes(attestation.envelope(prepared.statement, signer.keyid, signature))
         ws.objects.barrier()

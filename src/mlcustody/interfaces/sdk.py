@@ -26,6 +26,7 @@ from mlcustody.checks import Problem
 from mlcustody.config import STORE_DIRNAME, Config
 from mlcustody.errors import PathError, UnknownRef, UsageError, WorkspaceExists
 from mlcustody.interfaces import tracking
+from mlcustody.interfaces.terminal import ask_secret
 from mlcustody.metadata import artifact_names, artifacts, audit, gc, refs, run_diff, run_query, runs, verify
 from mlcustody.metadata.artifacts import ArtifactVersion
 from mlcustody.metadata.engine import Database
@@ -716,7 +717,7 @@ class Workspace:
             if run is not None and run_id is not None:
                 model = model_registry.model_of_run(conn, run_id, self.relpath(path) if path is not None else None)
             prepared = model_registry.prepare(conn, self.objects, name, model, run_id, trust_pickle=trust_pickle)
-            signer = keys.signer(conn, self.config.store_dir, key)
+            signer = keys.signer(conn, self.config.store_dir, key, prompt=ask_secret)
         signature = signer.sign(attestation.pae(attestation.PAYLOAD_TYPE, prepared.statement))
         envelope = self.objects.put_bytes(attestation.envelope(prepared.statement, signer.keyid, signature))
         self.objects.barrier()
@@ -983,7 +984,9 @@ class Workspace:
     def _keyring(self) -> keys.Keyring:
         from mlcustody.ledger import keys
 
-        return keys.Keyring(self.db, self.config.store_dir, self.witness, self.config.actor, self.config.kek_file)
+        return keys.Keyring(
+            self.db, self.config.store_dir, self.witness, self.config.actor, self.config.kek_file, ask_secret
+        )
 
     def rotate_kek(self) -> kek_rotate.Rotation:
         """Re-wrap the decision log's data keys and subject-HMAC key under a new key-encryption key."""
