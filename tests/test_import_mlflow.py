@@ -15,7 +15,7 @@ from tests.conftest import Cli, write_tree
 from mlcustody.errors import UsageError
 from mlcustody.interfaces.import_mlflow import import_mlflow
 from mlcustody.interfaces.sdk import Workspace
-from mlcustody.storage import manifest
+from mlcustody.storage import dir_manifest as manifest
 
 mlflow = pytest.importorskip("mlflow")
 blake3 = pytest.importorskip("blake3")

@@ -18,7 +18,7 @@ from mlcustody._canonical import digest_json
 from mlcustody.errors import UnknownRef, UsageError
 from mlcustody.lineage import export
 from mlcustody.lineage.graph import ColumnHop, ColumnRef, Graph, merkle
-from mlcustody.metadata import runs
+from mlcustody.metadata.runs import store as runs
 from mlcustody.metadata.schema import artifact_versions
 from mlcustody.metadata.schema import runs as run_starts
 

@@ -12,7 +12,7 @@ import mlcustody as mc
 from conftest import write_tree
 from mlcustody import Workspace
 from mlcustody.errors import UnknownRef, UsageError
-from mlcustody.metadata import runs
+from mlcustody.metadata.runs import store as runs
 
 
 def _kinds(ws: Workspace) -> list[tuple[str, str]]:

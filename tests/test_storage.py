@@ -14,10 +14,11 @@ from hypothesis import strategies as st
 
 from conftest import write_tree
 from mlcustody.errors import PathError, WouldOverwrite
-from mlcustody.storage import manifest, snapshot
+from mlcustody.storage import dir_manifest as manifest
+from mlcustody.storage import snapshot
 from mlcustody.storage.checkout import checkout
 from mlcustody.storage.diff import diff_entries
-from mlcustody.storage.manifest import Entry
+from mlcustody.storage.dir_manifest import Entry
 from mlcustody.storage.objects import ObjectStore
 from mlcustody.storage.statcache import RACY_NS, NoStatCache, StatCache, StatKey
 

@@ -37,7 +37,7 @@ from mlcustody.forensics.attribution import boostin
 from mlcustody.ledger import kek
 from mlcustody.ledger.decisions import queries as decision_queries
 from mlcustody.ledger.registry import versions as registry
-from mlcustody.metadata import runs
+from mlcustody.metadata.runs import store as runs
 
 SEED_PARAMS = ("seed", "random_state")  # run params that record the training seed, first found wins
 _REPRODUCED_TOLERANCE = 1e-9

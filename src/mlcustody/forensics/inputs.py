@@ -22,7 +22,7 @@ from mlcustody.errors import UsageError
 from mlcustody.forensics.decision_records import Store
 from mlcustody.forensics.decision_records import _load_model as load_safely
 from mlcustody.ledger.registry import versions as registry
-from mlcustody.metadata import refs
+from mlcustody.metadata import ref_resolution as refs
 from mlcustody.metadata.artifacts import ArtifactVersion
 from mlcustody.storage.records.table import ID_COLUMN
 

@@ -38,7 +38,8 @@ import sqlalchemy as sa
 from mlcustody.errors import CustodyError, UsageError
 from mlcustody.interfaces import peers
 from mlcustody.interfaces.terminal import ask_secret
-from mlcustody.metadata import artifacts, audit, runs
+from mlcustody.metadata import artifacts, audit
+from mlcustody.metadata.runs import store as runs
 from mlcustody.metadata.schema import model_versions
 from mlcustody.metadata.schema import runs as runs_table
 from mlcustody.storage import snapshot

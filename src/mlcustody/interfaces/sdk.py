@@ -27,16 +27,21 @@ from mlcustody.config import STORE_DIRNAME, Config
 from mlcustody.errors import PathError, UnknownRef, UsageError, WorkspaceExists
 from mlcustody.interfaces import tracking
 from mlcustody.interfaces.terminal import ask_secret
-from mlcustody.metadata import artifact_names, artifacts, audit, gc, refs, run_diff, run_query, runs, verify
+from mlcustody.metadata import artifact_names, artifacts, audit, gc, verify
+from mlcustody.metadata import ref_resolution as refs
 from mlcustody.metadata.artifacts import ArtifactVersion
 from mlcustody.metadata.engine import Database
+from mlcustody.metadata.runs import diff as run_diff
+from mlcustody.metadata.runs import query as run_query
+from mlcustody.metadata.runs import store as runs
 from mlcustody.metadata.schema import store_info
-from mlcustody.storage import checked_out, links, manifest, snapshot
+from mlcustody.storage import checked_out, links, snapshot
+from mlcustody.storage import dir_manifest as manifest
 from mlcustody.storage.boundary import Boundary
 from mlcustody.storage.checkout import CheckoutResult, checkout
 from mlcustody.storage.diff import TreeDiff, diff_entries
+from mlcustody.storage.dir_manifest import Entry
 from mlcustody.storage.lock import store_lock
-from mlcustody.storage.manifest import Entry
 from mlcustody.storage.objects import ObjectStore
 from mlcustody.storage.statcache import StatCache
 
@@ -50,7 +55,7 @@ if TYPE_CHECKING:  # the record layer pulls in pyarrow, DuckDB and polars: impor
     from mlcustody.ledger.decisions import queries as decision_queries
     from mlcustody.ledger.registry import versions as registry
     from mlcustody.lineage import graph as lineage_graph
-    from mlcustody.lineage import records as record_trace
+    from mlcustody.lineage import record_trace
     from mlcustody.storage.records import diff as record_diff
     from mlcustody.storage.records import lookup
     from mlcustody.storage.records import manifest as record_manifest
@@ -574,7 +579,7 @@ class Workspace:
 
     def trace_record(self, ref: str, ident: str, *, down: bool = False, depth: int = 64) -> record_trace.Trace:
         """Follow a record (id or fingerprint) back to its raw source lines, or down to what it reached."""
-        from mlcustody.lineage import records as trace
+        from mlcustody.lineage import record_trace as trace
 
         with self.db.read() as conn:
             return trace.trace(conn, self.objects, ref, ident, down=down, depth=depth)

@@ -37,14 +37,14 @@ if TYPE_CHECKING:  # the CLI imports this module before it knows whether it need
     from mlcustody.ledger.keys import KeyChange, KeyInfo
     from mlcustody.ledger.registry.versions import AliasMove, ModelVersion
     from mlcustody.lineage.graph import ColumnLineage, Graph, Node
-    from mlcustody.lineage.records import RecordNode, Trace
+    from mlcustody.lineage.record_trace import RecordNode, Trace
     from mlcustody.metadata.artifacts import ArtifactVersion
     from mlcustody.metadata.audit import Event
     from mlcustody.metadata.gc import GcPlan
-    from mlcustody.metadata.runs import IO, Run
+    from mlcustody.metadata.runs.store import IO, Run
     from mlcustody.storage.checkout import CheckoutResult
     from mlcustody.storage.diff import Change, TreeDiff
-    from mlcustody.storage.manifest import Entry
+    from mlcustody.storage.dir_manifest import Entry
 
 ARTIFACT_FIELDS = [
     "ref",

@@ -49,8 +49,9 @@ from sqlalchemy.engine import Connection
 
 from mlcustody._canonical import digest_json
 from mlcustody.errors import UnknownRef, UsageError
-from mlcustody.metadata import refs, runs
+from mlcustody.metadata import ref_resolution as refs
 from mlcustody.metadata.artifacts import ArtifactVersion
+from mlcustody.metadata.runs import store as runs
 from mlcustody.metadata.schema import artifact_versions as av
 from mlcustody.metadata.schema import column_lineage, record_lineage, run_ends, run_io
 from mlcustody.metadata.schema import runs as run_starts

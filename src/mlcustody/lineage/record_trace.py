@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from mlcustody.errors import UsageError
-from mlcustody.metadata import refs
+from mlcustody.metadata import ref_resolution as refs
 from mlcustody.metadata.artifacts import ArtifactVersion
 from mlcustody.metadata.schema import record_lineage, run_io, runs
 from mlcustody.storage.objects import ObjectStore

@@ -5,7 +5,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from mlcustody.metadata import artifacts, runs
+from mlcustody.metadata import artifacts
+from mlcustody.metadata.runs import store as runs
 from mlcustody.metadata.schema import model_versions
 
 

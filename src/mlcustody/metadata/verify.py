@@ -21,10 +21,12 @@ import sqlalchemy as sa
 
 from mlcustody._progress import NoProgress, Progress
 from mlcustody.checks import Problem
-from mlcustody.metadata import artifacts, audit, metric_check, references, runs
+from mlcustody.metadata import artifacts, audit, metric_check
+from mlcustody.metadata import referenced_objects as references
 from mlcustody.metadata.engine import Database
+from mlcustody.metadata.runs import store as runs
 from mlcustody.metadata.schema import audit_events
-from mlcustody.storage import manifest
+from mlcustody.storage import dir_manifest as manifest
 from mlcustody.storage.hashing import MMAP_THRESHOLD
 from mlcustody.storage.objects import ObjectStore
 

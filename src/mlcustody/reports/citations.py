@@ -30,7 +30,9 @@ from mlcustody.ledger import kek, tlog
 from mlcustody.ledger.decisions import queries as decision_queries
 from mlcustody.ledger.decisions import subjects as decision_subjects
 from mlcustody.ledger.registry import versions as registry
-from mlcustody.metadata import audit, refs, runs
+from mlcustody.metadata import audit
+from mlcustody.metadata import ref_resolution as refs
+from mlcustody.metadata.runs import store as runs
 from mlcustody.metadata.schema import checkpoints
 from mlcustody.storage.objects import ObjectStore
 

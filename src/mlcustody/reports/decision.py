@@ -35,7 +35,7 @@ from mlcustody.ledger.decisions import queries as decision_queries
 from mlcustody.ledger.decisions import store as decision_store
 from mlcustody.ledger.registry import check as model_check
 from mlcustody.ledger.registry import versions as registry
-from mlcustody.metadata import refs
+from mlcustody.metadata import ref_resolution as refs
 from mlcustody.metadata.schema import checkpoints
 from mlcustody.reports import explain, model_facts
 from mlcustody.reports.citations import (

@@ -38,7 +38,7 @@ from mlcustody.ledger import kek
 from mlcustody.ledger.decisions import queries as decision_queries
 from mlcustody.ledger.decisions import subjects as decision_subjects
 from mlcustody.ledger.registry import versions as registry
-from mlcustody.lineage import records as record_trace
+from mlcustody.lineage import record_trace
 from mlcustody.metadata import artifacts, audit, decision_audit
 from mlcustody.metadata.artifacts import ArtifactVersion
 from mlcustody.metadata.schema import audit_events

@@ -49,8 +49,9 @@ from mlcustody.ledger.registry import attestation
 from mlcustody.ledger.registry import versions as registry
 from mlcustody.lineage import export as lineage_export
 from mlcustody.lineage import graph
-from mlcustody.metadata import refs, runs
-from mlcustody.storage import manifest
+from mlcustody.metadata import ref_resolution as refs
+from mlcustody.metadata.runs import store as runs
+from mlcustody.storage import dir_manifest as manifest
 from mlcustody.storage.checkout import checkout
 from mlcustody.storage.objects import ObjectStore
 from mlcustody.storage.statcache import StatCache

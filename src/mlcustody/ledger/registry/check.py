@@ -20,8 +20,10 @@ from mlcustody.errors import UsageError
 from mlcustody.ledger.registry import attestation
 from mlcustody.ledger.registry import versions as registry
 from mlcustody.lineage import graph
-from mlcustody.metadata import artifacts, refs, runs
-from mlcustody.storage import manifest
+from mlcustody.metadata import artifacts
+from mlcustody.metadata import ref_resolution as refs
+from mlcustody.metadata.runs import store as runs
+from mlcustody.storage import dir_manifest as manifest
 from mlcustody.storage.objects import ObjectStore
 
 KeyCheck = Callable[[Connection, str, bytes, bytes, str], "str | None"]

@@ -27,10 +27,12 @@ from mlcustody._canonical import utc_now
 from mlcustody.errors import UnknownRef, UsageError
 from mlcustody.ledger.registry import attestation
 from mlcustody.lineage import graph
-from mlcustody.metadata import audit, refs, runs
+from mlcustody.metadata import audit
+from mlcustody.metadata import ref_resolution as refs
 from mlcustody.metadata.artifacts import ArtifactVersion
+from mlcustody.metadata.runs import store as runs
 from mlcustody.metadata.schema import model_aliases, model_versions, run_io
-from mlcustody.storage import manifest
+from mlcustody.storage import dir_manifest as manifest
 from mlcustody.storage.objects import ObjectStore
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,199}")

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from mlcustody.metadata.runs import Run
+from mlcustody.metadata.runs.store import Run
 
 
 class Detailed(Protocol):

@@ -26,7 +26,7 @@ from mlcustody._canonical import canonical_json, digest_json, json_number
 from mlcustody.checks import Problem
 from mlcustody.errors import AmbiguousRef, UnknownRef, UsageError
 from mlcustody.metadata import audit
-from mlcustody.metadata.run_values import param_text
+from mlcustody.metadata.runs.values import param_text
 from mlcustody.metadata.schema import (
     column_lineage,
     record_lineage,
