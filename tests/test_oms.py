@@ -91,14 +91,19 @@ def test_tampering_one_byte_fails_both_verifiers(cli: Cli) -> None:
     with pytest.raises(ValueError, match="Hash mismatch for ") as caught:
         _oms_verify(cli.cwd / "net", signature, public)
     assert "weights/w0.bin" in str(caught.value)
-    problems = oms.verify_bundle(signature.read_bytes(), public.read_text(), cli.cwd / "net")
-    assert len(problems) == 1 and problems[0].startswith("weights/w0.bin: sha256 ")
+    problems = oms.verify_bundle(signature.read_bytes(), public.read_text(), cli.cwd / "net").problems
+    assert [(p.kind, p.where) for p in problems] == [("file_modified", "weights/w0.bin")]
+    assert problems[0].detail.startswith("sha256 ")
     doc = cli.json("model", "verify-oms", "--bundle", str(signature), "--key", str(public), "net", code=1)
-    assert doc["ok"] is False and doc["problems"] == problems
+    assert doc["ok"] is False and doc["problems"] == [p.as_dict() for p in problems]
     (cli.cwd / "net" / "extra.txt").write_text("x")
     (cli.cwd / "net" / "w.bin").unlink()
-    problems = oms.verify_bundle(signature.read_bytes(), public.read_text(), cli.cwd / "net")
-    assert [p.split(":")[0] for p in problems] == ["extra.txt", "w.bin", "weights/w0.bin"]
+    problems = oms.verify_bundle(signature.read_bytes(), public.read_text(), cli.cwd / "net").problems
+    assert [(p.kind, p.where) for p in problems] == [
+        ("file_unsigned", "extra.txt"),
+        ("file_missing", "w.bin"),
+        ("file_modified", "weights/w0.bin"),
+    ]
 
 
 def _ec_key(where: Path) -> tuple[Path, Path]:

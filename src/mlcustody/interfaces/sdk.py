@@ -22,7 +22,7 @@ from mlcustody import config as config_module
 from mlcustody._canonical import canonical_json
 from mlcustody._progress import Progress
 from mlcustody.capture import filetypes, launch
-from mlcustody.checks import Problem
+from mlcustody.checks import CheckReport, Problem
 from mlcustody.config import STORE_DIRNAME, Config
 from mlcustody.errors import PathError, UnknownRef, UsageError, WorkspaceExists
 from mlcustody.interfaces import tracking
@@ -120,10 +120,7 @@ class ModelDetails:
     run: RunDetails | None
 
 
-@dataclass(frozen=True)
-class VerifyReport:
-    problems: list[Problem]
-    checked: dict[str, int]
+VerifyReport = CheckReport  # the one report every check gives (mlcustody.checks)
 
 
 @dataclass(frozen=True)
@@ -790,12 +787,12 @@ class Workspace:
         return oms.bundle(payload, keys.open_signer(self._keyring(), name))
 
     @staticmethod
-    def verify_oms_bundle(bundle: Path | str, public_key: Path | str, model: Path | str) -> list[str]:
+    def verify_oms_bundle(bundle: Path | str, public_key: Path | str, model: Path | str) -> list[Problem]:
         """Check an OMS ``model.sig`` signed by anyone, with no workspace: the signature with the PEM
         public key in ``public_key``, and every file digest it signs against the model on disk."""
         from mlcustody.ledger.registry import oms
 
-        return oms.verify_paths(Path(bundle), Path(public_key), Path(model))
+        return oms.verify_paths(Path(bundle), Path(public_key), Path(model)).problems
 
     # -- provenance bundles ------------------------------------------------------------------------
 
@@ -919,8 +916,7 @@ class Workspace:
         from mlcustody.ledger.decisions import check as decision_check
 
         with self.db.read() as conn:
-            found = decision_check.verify(conn, self.config.store_dir / "decision-head")
-        return VerifyReport(found.problems, found.checked)
+            return decision_check.verify(conn, self.config.store_dir / "decision-head")
 
     def trace_decision(self, decision_id: str, records: int = 0, label: str | None = None) -> DecisionTrace:
         """Decision → model version (and the aliases serving it) → attestation checked → training run →
@@ -1056,9 +1052,9 @@ class Workspace:
         (the full re-hash of every decision is ``verify_decisions``)."""
         from mlcustody.ledger.decisions import verify as decision_verify
 
-        problems, checked = verify.verify_store(self.db, self.objects, self.witness, progress)
-        found, counted = decision_verify.quick(self.db, self.config.store_dir)
-        return VerifyReport(sorted(set(problems + found)), checked | counted)
+        store = verify.verify_store(self.db, self.objects, self.witness, progress)
+        log = decision_verify.quick(self.db, self.config.store_dir)
+        return CheckReport(sorted(set(store.problems + log.problems)), store.checked | log.checked)
 
     def log(self, *, limit: int | None = None, since: int = 0) -> list[audit.Event]:
         """Audit events, newest first."""

@@ -214,8 +214,9 @@ FIELDS: dict[str, dict[str, str]] = {
     "model_verify_oms": {
         "path": "the model file or directory checked",
         "ok": "true when the OMS bundle's signature verifies with the given key and every signed file matches",
-        "problems": "list of one-line strings, each naming what differs (a file's digest, a missing or extra file, "
-        "the signature, the key hint, the statement)",
+        "problems": "list of {kind, where, detail}: file_modified, file_missing, file_unsigned, symlink_refused, "
+        "algorithm_mismatch (where: the file), signature_invalid, key_mismatch, statement_invalid (where: the bundle's "
+        "JSON path)",
     },
     "run_diff": {
         "a": "run summary",
@@ -1197,3 +1198,9 @@ def report_verify(found: Any) -> dict[str, Any]:
         citations=len(predicate.get("citations") or []),
         problems=found.problems,
     )
+
+
+def model_verify_oms(path: Path, found: Iterable[Problem]) -> dict[str, Any]:
+    """``model verify-oms``: the OMS bundle's problems as objects, like every other check's."""
+    items = problems(found)
+    return document("model_verify_oms", path=str(path), ok=not items, problems=items)

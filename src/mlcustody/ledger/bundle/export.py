@@ -29,7 +29,7 @@ import io
 import json
 import tarfile
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
@@ -42,7 +42,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from sqlalchemy.engine import Connection
 
 from mlcustody._canonical import digest_json, utc_now
-from mlcustody.checks import Problem
+from mlcustody.checks import CheckReport, Problem, ProblemKind
 from mlcustody.errors import PathError, UsageError
 from mlcustody.ledger import keys
 from mlcustody.ledger.registry import attestation
@@ -73,11 +73,15 @@ class Exported:
 
 
 @dataclass(frozen=True)
-class BundleCheck:
-    path: Path
-    model: str | None  # NAME@V, when bundle.json could be read
-    members: int
-    problems: list[Problem] = field(default_factory=list)
+class BundleCheck(CheckReport):
+    """A bundle's check report (``checked``: ``members``), with the bundle read and the model it names."""
+
+    path: Path = Path()
+    model: str | None = None  # NAME@V, when bundle.json could be read
+
+    @property
+    def members(self) -> int:
+        return self.checked["members"]
 
 
 # -- export ------------------------------------------------------------------------------------------
@@ -305,12 +309,12 @@ class _Checker:
         self.listed: dict[str, dict[str, Any]] = {}
         self.hashed: dict[str, dict[str, Any]] = {}  # member → size and digests, each hashed once
 
-    def problem(self, kind: str, where: str, detail: str) -> None:
+    def problem(self, kind: ProblemKind, where: str, detail: str) -> None:
         self.problems.append(Problem(kind, where, detail))
 
     def run(self) -> BundleCheck:
         if not self._manifest():
-            return BundleCheck(self.path, None, len(self.files), self.problems)
+            return BundleCheck(self.problems, {"members": len(self.files)}, self.path, None)
         info = self._json("bundle.json")
         model = (info or {}).get("model", {}).get("ref") if isinstance(info, dict) else None
         statement = self._signature(info if isinstance(info, dict) else {})
@@ -318,14 +322,16 @@ class _Checker:
             self._model(statement)
             self._dependencies(statement, info)
             self._lineage(statement, info)
-        return BundleCheck(self.path, model, len(self.listed), self.problems)
+        return BundleCheck(self.problems, {"members": len(self.listed)}, self.path, model)
 
     # members
 
     def _manifest(self) -> bool:
         raw = self._read(MANIFEST)
         if raw is None:
-            self.problem("member_missing", MANIFEST, "the bundle has no manifest.json: nothing can be checked")
+            self.problem(
+                ProblemKind.MEMBER_MISSING, MANIFEST, "the bundle has no manifest.json: nothing can be checked"
+            )
             return False
         try:
             doc = json.loads(raw)
@@ -333,19 +339,19 @@ class _Checker:
             if doc.get("schema") != SCHEMA:
                 raise ValueError(f"schema is {doc.get('schema')!r}, not {SCHEMA}")
         except (ValueError, KeyError, TypeError) as exc:
-            self.problem("manifest_corrupt", MANIFEST, f"unreadable manifest: {exc}")
+            self.problem(ProblemKind.MANIFEST_CORRUPT, MANIFEST, f"unreadable manifest: {exc}")
             return False
         for name, item in sorted(self.listed.items()):
             if name not in self.files:
-                self.problem("member_missing", name, "listed in manifest.json but not in the bundle")
+                self.problem(ProblemKind.MEMBER_MISSING, name, "listed in manifest.json but not in the bundle")
                 continue
             now = self._digest_of(name)
             assert now is not None  # a regular file
             differs = [k for k in ("size", "sha256", "blake3") if now[k] != item.get(k)]
             if differs:
-                self.problem("member_modified", name, f"{', '.join(differs)} differ from manifest.json")
+                self.problem(ProblemKind.MEMBER_MODIFIED, name, f"{', '.join(differs)} differ from manifest.json")
         for name in sorted(set(self.files) - set(self.listed) - {MANIFEST}):
-            self.problem("member_unlisted", name, "in the bundle but not listed in manifest.json")
+            self.problem(ProblemKind.MEMBER_UNLISTED, name, "in the bundle but not listed in manifest.json")
         return True
 
     def _read(self, name: str) -> bytes | None:
@@ -360,7 +366,7 @@ class _Checker:
         try:
             return json.loads(raw)
         except ValueError as exc:
-            self.problem("member_corrupt", name, f"not JSON: {exc}")
+            self.problem(ProblemKind.MEMBER_CORRUPT, name, f"not JSON: {exc}")
             return None
 
     def _digest_of(self, name: str) -> dict[str, Any] | None:
@@ -381,26 +387,28 @@ class _Checker:
         try:
             opened = attestation.open_envelope(raw)
         except UsageError as exc:
-            self.problem("attestation_corrupt", "attestation.dsse.json", exc.message)
+            self.problem(ProblemKind.ATTESTATION_CORRUPT, "attestation.dsse.json", exc.message)
             return None
         pem = self._read("key/public.pem")
         key = self._json("key/key.json") or {}
         if pem is None:
             self.problem(
-                "signature_invalid", "key/public.pem", "no public key in the bundle to check the signature with"
+                ProblemKind.SIGNATURE_INVALID,
+                "key/public.pem",
+                "no public key in the bundle to check the signature with",
             )
             return opened.statement
         reason = _check_signature(pem, opened)
         if reason is not None:
-            self.problem("signature_invalid", "attestation.dsse.json", reason)
+            self.problem(ProblemKind.SIGNATURE_INVALID, "attestation.dsse.json", reason)
         if isinstance(key, dict) and key.get("revoked_at"):
             detail = f"key {key.get('keyid', '?')[:16]} was revoked on {key['revoked_at']} ({key.get('reason', '')})"
-            self.problem("key_revoked", "key/key.json", detail)
+            self.problem(ProblemKind.KEY_REVOKED, "key/key.json", detail)
         signed_at = str(info.get("model", {}).get("created_at", ""))
         if isinstance(key, dict) and signed_at and not _valid_at(key, signed_at):
             valid = f"valid from {key.get('valid_from')} until {key.get('valid_until')}"
             detail = f"key {valid}, but the version was signed at {signed_at}"
-            self.problem("signature_invalid", "key/key.json", detail)
+            self.problem(ProblemKind.SIGNATURE_INVALID, "key/key.json", detail)
         return opened.statement
 
     # the model
@@ -413,12 +421,14 @@ class _Checker:
             now = self._digest_of(member)
             attested = signed.get(name)
             if attested is None:
-                self.problem("model_modified", member, "a model file the attestation does not name")
+                self.problem(ProblemKind.MODEL_MODIFIED, member, "a model file the attestation does not name")
             elif now is None:
-                self.problem("member_missing", member, "a model file the attestation names is not in the bundle")
+                self.problem(
+                    ProblemKind.MEMBER_MISSING, member, "a model file the attestation names is not in the bundle"
+                )
             elif (now["sha256"], now["blake3"]) != (attested.get("sha256"), attested.get("blake3")):
                 self.problem(
-                    "model_modified",
+                    ProblemKind.MODEL_MODIFIED,
                     member,
                     f"sha256 {now['sha256'][:16]}, attested {str(attested.get('sha256'))[:16]}",
                 )
@@ -438,7 +448,9 @@ class _Checker:
             ref, where = dataset.get("ref"), dataset.get("dir")
             attested = named.get(ref)
             if attested is None:
-                self.problem("dependency_modified", f"{where}", f"{ref} is not a dependency the attestation names")
+                self.problem(
+                    ProblemKind.DEPENDENCY_MODIFIED, f"{where}", f"{ref} is not a dependency the attestation names"
+                )
                 continue
             if dataset.get("kind") == "dir":
                 self._against(f"{where}/manifest", ref, attested.get("digest", {}))
@@ -461,29 +473,33 @@ class _Checker:
         try:
             entries = {e.path: e.digest for e in manifest.decode(raw)}
         except (ValueError, UsageError) as exc:
-            self.problem("dependency_modified", f"{where}/manifest", f"unreadable directory manifest: {exc}")
+            self.problem(ProblemKind.DEPENDENCY_MODIFIED, f"{where}/manifest", f"unreadable directory manifest: {exc}")
             return
         present = {n.removeprefix(f"{where}/data/") for n in self.listed if n.startswith(f"{where}/data/")}
         for path in sorted(set(entries) | present):
             member = f"{where}/data/{path}"
             now = self._digest_of(member)
             if path not in entries:
-                self.problem("dependency_modified", member, "a data file the dataset's manifest does not list")
+                self.problem(
+                    ProblemKind.DEPENDENCY_MODIFIED, member, "a data file the dataset's manifest does not list"
+                )
             elif now is None:
-                self.problem("member_missing", member, "a data file of the dataset is not in the bundle")
+                self.problem(ProblemKind.MEMBER_MISSING, member, "a data file of the dataset is not in the bundle")
             elif now["blake3"] != entries[path]:
                 self.problem(
-                    "dependency_modified", member, f"blake3 {now['blake3'][:16]}, manifest {entries[path][:16]}"
+                    ProblemKind.DEPENDENCY_MODIFIED,
+                    member,
+                    f"blake3 {now['blake3'][:16]}, manifest {entries[path][:16]}",
                 )
 
     def _against(self, member: str, name: str, attested: dict[str, Any]) -> None:
         now = self._digest_of(member)
         if now is None:
-            self.problem("member_missing", member, f"carries {name}, which the attestation names")
+            self.problem(ProblemKind.MEMBER_MISSING, member, f"carries {name}, which the attestation names")
             return
         for algorithm in ("sha256", "blake3"):
             if algorithm in attested and attested[algorithm] != now[algorithm]:
-                kind = "byproduct_modified" if name == "run-record" else "dependency_modified"
+                kind = ProblemKind.BYPRODUCT_MODIFIED if name == "run-record" else ProblemKind.DEPENDENCY_MODIFIED
                 detail = f"{name}: {algorithm} {now[algorithm][:16]}, attested {attested[algorithm][:16]}"
                 self.problem(kind, member, detail)
                 return
@@ -496,17 +512,19 @@ class _Checker:
         seal = next((b.get("digest", {}).get("blake3") for b in byproducts if b.get("name") == "run-record"), None)
         if seal is not None and digest_json(record) != seal:
             self.problem(
-                "run_modified",
+                ProblemKind.RUN_MODIFIED,
                 "run/record.json",
                 f"its canonical bytes hash to {digest_json(record)[:16]}, sealed {seal[:16]}",
             )
         params = statement.get("predicate", {}).get("buildDefinition", {}).get("externalParameters", {}).get("params")
         if params is not None and record.get("params") != params:
-            self.problem("parameters_modified", "run/record.json", "the run record's params differ from those attested")
+            self.problem(
+                ProblemKind.PARAMETERS_MODIFIED, "run/record.json", "the run record's params differ from those attested"
+            )
         invocation = statement.get("predicate", {}).get("runDetails", {}).get("metadata", {}).get("invocationId")
         if invocation is not None and (record.get("run") or {}).get("id") != invocation:
             self.problem(
-                "run_modified",
+                ProblemKind.RUN_MODIFIED,
                 "run/record.json",
                 f"the record is of run {(record.get('run') or {}).get('id')}, attested {invocation}",
             )
@@ -519,10 +537,14 @@ class _Checker:
         member = f"run/entry/{PurePosixPath(entry.get('path', '')).name}"
         now = self._digest_of(member)
         if now is None:
-            self.problem("member_missing", member, "the entry script the code record names is not in the bundle")
+            self.problem(
+                ProblemKind.MEMBER_MISSING, member, "the entry script the code record names is not in the bundle"
+            )
         elif now["blake3"] != entry["digest"]:
             self.problem(
-                "code_modified", member, f"blake3 {now['blake3'][:16]}, the code record names {entry['digest'][:16]}"
+                ProblemKind.CODE_MODIFIED,
+                member,
+                f"blake3 {now['blake3'][:16]}, the code record names {entry['digest'][:16]}",
             )
 
     # lineage
@@ -532,7 +554,9 @@ class _Checker:
         if not isinstance(doc, dict):
             if "lineage/graph.json" not in self.files:
                 self.problem(
-                    "member_missing", "lineage/graph.json", "no lineage nodes: the lineage digest cannot be recomputed"
+                    ProblemKind.MEMBER_MISSING,
+                    "lineage/graph.json",
+                    "no lineage nodes: the lineage digest cannot be recomputed",
                 )
             return
         byproducts = statement.get("predicate", {}).get("runDetails", {}).get("byproducts", [])
@@ -543,12 +567,14 @@ class _Checker:
             upstream = _graph_of(doc)
             digests = graph.merkle(upstream)
         except (KeyError, TypeError, ValueError) as exc:
-            self.problem("lineage_modified", "lineage/graph.json", f"unreadable lineage nodes: {exc}")
+            self.problem(ProblemKind.LINEAGE_MODIFIED, "lineage/graph.json", f"unreadable lineage nodes: {exc}")
             return
         if attested is not None and digests.get(upstream.origin) != attested:
             now = digests.get(upstream.origin) or "nothing"
             self.problem(
-                "lineage_modified", "lineage/graph.json", f"lineage digest is {now[:16]}, attested {attested[:16]}"
+                ProblemKind.LINEAGE_MODIFIED,
+                "lineage/graph.json",
+                f"lineage digest is {now[:16]}, attested {attested[:16]}",
             )
         self._lineage_binds(upstream, statement, info)
 
@@ -561,14 +587,16 @@ class _Checker:
             or upstream.origin != model.get("artifact")
             or origin.identity.get("digest") != model.get("digest")
         ):
-            self.problem("lineage_modified", "lineage/graph.json", "the lineage origin is not the bundled model")
+            self.problem(
+                ProblemKind.LINEAGE_MODIFIED, "lineage/graph.json", "the lineage origin is not the bundled model"
+            )
         record = self._json("run/record.json")
         if isinstance(record, dict) and info.get("run"):
             node = upstream.nodes.get(info["run"])
             seal = digest_json(record)
             if node is None or node.identity.get("seal") != seal:
                 self.problem(
-                    "lineage_modified",
+                    ProblemKind.LINEAGE_MODIFIED,
                     "lineage/graph.json",
                     f"run {info['run'][:12]} in the lineage does not carry the bundled record's seal",
                 )
@@ -576,7 +604,7 @@ class _Checker:
             node = upstream.nodes.get(dataset.get("ref"))
             if node is None or node.identity.get("digest") != dataset.get("digest"):
                 self.problem(
-                    "lineage_modified",
+                    ProblemKind.LINEAGE_MODIFIED,
                     "lineage/graph.json",
                     f"{dataset.get('ref')} in the lineage is not the bundled dataset",
                 )

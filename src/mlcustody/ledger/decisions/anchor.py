@@ -28,7 +28,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from mlcustody._canonical import canonical_json
-from mlcustody.checks import Problem
+from mlcustody.checks import CheckReport, Problem, ProblemKind
 from mlcustody.errors import UsageError
 from mlcustody.ledger import keys, tlog
 from mlcustody.ledger.decisions import store as decision_store
@@ -102,12 +102,14 @@ def check_note(conn: Connection, row: Any, log_origin: str, where: str) -> list[
         text = tlog.verify_note(row.note, log_origin, public_raw(keys.get(conn, row.keyid).public_pem))
         body = tlog.parse_checkpoint(text)
     except UsageError as exc:
-        return [Problem("checkpoint_signature_invalid", where, exc.message)]
+        return [Problem(ProblemKind.CHECKPOINT_SIGNATURE_INVALID, where, exc.message)]
     if body.origin != log_origin or body.size != row.size or body.root.hex() != row.root:
-        return [Problem("checkpoint_modified", where, "the signed note does not say the size and root of the row")]
+        return [
+            Problem(ProblemKind.CHECKPOINT_MODIFIED, where, "the signed note does not say the size and root of the row")
+        ]
     signature = next(blob[4:] for name, blob in tlog.split_note(row.note)[1] if name == log_origin)
     why = keys.check(conn, row.keyid, text.encode("utf-8"), signature, row.at)
-    return [Problem("checkpoint_signature_invalid", where, why)] if why else []
+    return [Problem(ProblemKind.CHECKPOINT_SIGNATURE_INVALID, where, why)] if why else []
 
 
 def origin(conn: Connection) -> str | None:
@@ -115,7 +117,7 @@ def origin(conn: Connection) -> str | None:
     return None if found is None else str(found)
 
 
-def check(conn: Connection, head: Path | None, *, quick: bool) -> tuple[list[Problem], dict[str, int]]:
+def check(conn: Connection, head: Path | None, *, quick: bool) -> CheckReport:
     """The log against its anchors (the audit chain's checkpoints, the witnessed head file); with
     ``quick`` also every checkpoint's signature and root and the unsealed tail. Returns problems and
     counts (decisions, checkpoints)."""
@@ -124,13 +126,13 @@ def check(conn: Connection, head: Path | None, *, quick: bool) -> tuple[list[Pro
     size = decision_store.tail(conn).size
     counts = {"decisions": size, "checkpoints": len(rows)}
     if log_origin is None and not rows and size == 0:
-        return _check_head_absent(head), counts
+        return CheckReport(_check_head_absent(head), counts)
     problems = _check_audited(conn, rows, size)
     if head is not None:
         problems += _check_head(conn, head, rows, size, str(log_origin))
     if quick:
         problems += _check_rows(conn, rows, size, str(log_origin))
-    return problems, counts
+    return CheckReport(problems, counts)
 
 
 def _check_audited(conn: Connection, rows: dict[int, Any], size: int) -> list[Problem]:
@@ -149,15 +151,15 @@ def _check_audited(conn: Connection, rows: dict[int, Any], size: int) -> list[Pr
         where = f"checkpoints[{at}]"
         if row is None:
             detail = f"the audit log records this checkpoint (event {seq}); its row is gone"
-            problems.append(Problem("checkpoint_deleted", where, detail))
+            problems.append(Problem(ProblemKind.CHECKPOINT_DELETED, where, detail))
         elif row.root != root:
-            problems.append(Problem("checkpoint_modified", where, f"the root differs from audit event {seq}"))
+            problems.append(Problem(ProblemKind.CHECKPOINT_MODIFIED, where, f"the root differs from audit event {seq}"))
     for at in sorted(rows.keys() - recorded.keys()):
-        problems.append(Problem("checkpoint_unrecorded", f"checkpoints[{at}]", "no audit event records it"))
+        problems.append(Problem(ProblemKind.CHECKPOINT_UNRECORDED, f"checkpoints[{at}]", "no audit event records it"))
     largest = max(recorded, default=0)
     if largest > size:
         detail = f"the audit log records a checkpoint of {largest} decisions, the log holds {size}: it was cut back"
-        problems.append(Problem("decision_log_truncated", f"decisions[{size}:{largest}]", detail))
+        problems.append(Problem(ProblemKind.DECISION_LOG_TRUNCATED, f"decisions[{size}:{largest}]", detail))
     return problems
 
 
@@ -167,17 +169,17 @@ def _check_head(conn: Connection, path: Path, rows: dict[int, Any], size: int, l
     if found is None:
         return []
     if isinstance(found, str):
-        return [Problem("decision_head_corrupt", path.name, found)]
+        return [Problem(ProblemKind.DECISION_HEAD_CORRUPT, path.name, found)]
     problems = check_note(conn, found, log_origin, path.name)
     row = rows.get(found.size)
     if found.size > size or row is None:
         detail = f"this workspace committed a checkpoint of {found.size} decisions; the log holds {size}"
         if found.size <= size:
             detail = f"this workspace committed a checkpoint of {found.size} decisions; its row is gone"
-        problems.append(Problem("decision_log_truncated", path.name, detail))
+        problems.append(Problem(ProblemKind.DECISION_LOG_TRUNCATED, path.name, detail))
     elif row.root != found.root:
         detail = f"the checkpoint of {found.size} decisions this workspace committed has another root"
-        problems.append(Problem("checkpoint_modified", path.name, detail))
+        problems.append(Problem(ProblemKind.CHECKPOINT_MODIFIED, path.name, detail))
     return problems
 
 
@@ -186,7 +188,7 @@ def _check_head_absent(head: Path | None) -> list[Problem]:
     found = read_head(head) if head is not None else None
     if isinstance(found, Head) and head is not None:
         detail = f"this workspace committed a checkpoint of {found.size} decisions; the log is gone"
-        return [Problem("decision_log_truncated", head.name, detail)]
+        return [Problem(ProblemKind.DECISION_LOG_TRUNCATED, head.name, detail)]
     return []
 
 
@@ -198,17 +200,21 @@ def _check_rows(conn: Connection, rows: dict[int, Any], size: int, log_origin: s
         where = f"checkpoints[{at}]"
         problems += check_note(conn, row, log_origin, where)
         if at > size:
-            problems.append(Problem("checkpoint_mismatch", where, f"seals {at} decisions, the log holds {size}"))
+            problems.append(
+                Problem(ProblemKind.CHECKPOINT_MISMATCH, where, f"seals {at} decisions, the log holds {size}")
+            )
             continue
         root = _root_at(conn, at)
         if root is None:
-            problems.append(Problem("checkpoint_mismatch", where, f"no segment of the log ends at {at}"))
+            problems.append(Problem(ProblemKind.CHECKPOINT_MISMATCH, where, f"no segment of the log ends at {at}"))
         elif root != row.root:
-            problems.append(Problem("checkpoint_mismatch", where, "the stored tree has another root at this size"))
+            problems.append(
+                Problem(ProblemKind.CHECKPOINT_MISMATCH, where, "the stored tree has another root at this size")
+            )
     sealed = max(rows, default=0)
     if size > sealed:
         detail = f"{size - sealed} decision(s) after the last checkpoint are not sealed by any signature"
-        problems.append(Problem("unsealed_tail", f"decisions[{sealed}:{size}]", detail))
+        problems.append(Problem(ProblemKind.UNSEALED_TAIL, f"decisions[{sealed}:{size}]", detail))
     return problems
 
 

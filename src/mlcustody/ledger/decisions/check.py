@@ -20,12 +20,11 @@ import pyarrow as pa
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from mlcustody.checks import Problem
+from mlcustody.checks import CheckReport, Problem, ProblemKind
 from mlcustody.errors import UsageError
 from mlcustody.ledger import tlog
 from mlcustody.ledger.decisions import anchor as decision_anchor
 from mlcustody.ledger.decisions import store as decision_store
-from mlcustody.ledger.decisions.log import VerifyResult
 from mlcustody.metadata import decision_audit
 from mlcustody.metadata.schema import (
     checkpoints,
@@ -41,13 +40,12 @@ _NO_LEAF = bytes(32)
 _INDEXED = ("decision_id", "subject")
 
 
-def verify(conn: Connection, head: Path | None = None) -> VerifyResult:
+def verify(conn: Connection, head: Path | None = None) -> CheckReport:
     """Recompute every entry from its segment row, the tree, every checkpoint's root and signature, and
     the consistency of consecutive checkpoints; a tail no checkpoint covers is reported too, and so is
     a log shorter than its anchors (``decision_anchor``) or a key row the audit chain does not vouch
     for (``metadata.decision_audit``)."""
-    problems, _ = decision_anchor.check(conn, head, quick=False)
-    problems += decision_audit.check(conn)
+    problems = decision_anchor.check(conn, head, quick=False).problems + decision_audit.check(conn)
     tree = tlog.Tree()
     subjects = {
         row.id: row.subject for row in conn.execute(sa.select(decision_subjects.c.id, decision_subjects.c.subject))
@@ -57,7 +55,9 @@ def verify(conn: Connection, head: Path | None = None) -> VerifyResult:
             problems.append(_missing(len(tree), first, "its segment is gone"))
             tree.extend([_NO_LEAF] * (first - len(tree)))
         elif first < len(tree):
-            problems.append(Problem("decision_modified", f"decisions[{first}]", "two segments hold this position"))
+            problems.append(
+                Problem(ProblemKind.DECISION_MODIFIED, f"decisions[{first}]", "two segments hold this position")
+            )
             continue
         try:
             found, leaves = _check_segment(conn, first, count, table, subjects)
@@ -68,13 +68,13 @@ def verify(conn: Connection, head: Path | None = None) -> VerifyResult:
     extra = conn.execute(sa.select(sa.func.count()).where(decisions.c.position >= len(tree))).scalar_one()
     if extra:
         detail = f"{extra} index row(s) name decisions no segment holds"
-        problems.append(Problem("decision_index", f"decisions[{len(tree)}:]", detail))
+        problems.append(Problem(ProblemKind.DECISION_INDEX, f"decisions[{len(tree)}:]", detail))
     problems += _check_postings(conn)
     if not problems:  # with a row wrong, stored tiles and the right edge differ from the rebuilt tree too
         problems += _check_tree(conn, tree)
     problems += _check_checkpoints(conn, tree)
     count = conn.execute(sa.select(sa.func.count()).select_from(checkpoints)).scalar_one()
-    return VerifyResult(problems, {"decisions": len(tree), "checkpoints": int(count)})
+    return CheckReport(problems, {"decisions": len(tree), "checkpoints": int(count)})
 
 
 def _check_segment(
@@ -98,10 +98,10 @@ def _check_segment(
         where = f"decisions[{position}]"
         if recomputed[i] != stored[i]:
             detail = f"decision {ids[i]}: the row no longer hashes to its entry"
-            problems.append(Problem("decision_modified", where, detail))
+            problems.append(Problem(ProblemKind.DECISION_MODIFIED, where, detail))
         elif (None if payloads[i] is None else hashlib.sha256(payloads[i]).hexdigest()) != digests[i]:
             detail = f"decision {ids[i]}: the encrypted inputs were altered"
-            problems.append(Problem("decision_modified", where, detail))
+            problems.append(Problem(ProblemKind.DECISION_MODIFIED, where, detail))
     problems += _check_index(conn, first, count, table, subjects)
     by_position = dict(zip(positions, recomputed, strict=True))
     return problems, [by_position.get(p, _NO_LEAF) for p in range(first, first + count)]
@@ -117,8 +117,8 @@ def _check_positions(first: int, count: int, positions: list[int]) -> list[Probl
     if len(positions) < count and (k == len(positions) or positions[k] > position):
         return [_missing(position, position + count - len(positions), "deleted from its segment")]
     if len(positions) > count:
-        return [Problem("decision_inserted", f"decisions[{position}]", "a row was inserted into its segment")]
-    return [Problem("decision_reordered", f"decisions[{position}]", "the rows of its segment were reordered")]
+        return [Problem(ProblemKind.DECISION_INSERTED, f"decisions[{position}]", "a row was inserted into its segment")]
+    return [Problem(ProblemKind.DECISION_REORDERED, f"decisions[{position}]", "the rows of its segment were reordered")]
 
 
 def _check_index(conn: Connection, first: int, count: int, table: pa.Table, subjects: dict[int, str]) -> list[Problem]:
@@ -132,11 +132,13 @@ def _check_index(conn: Connection, first: int, count: int, table: pa.Table, subj
     for position, *stored in zip(*columns, strict=True):
         held = index.get(position)
         if held is None:
-            problems.append(Problem("decision_index", f"decisions[{position}]", "the index has no row for it"))
+            problems.append(
+                Problem(ProblemKind.DECISION_INDEX, f"decisions[{position}]", "the index has no row for it")
+            )
         elif tuple(held) != tuple(stored):
             names = [n for n, a, b in zip(_INDEXED, held, stored, strict=True) if a != b]
             detail = f"the index differs from the segment in {', '.join(names)}"
-            problems.append(Problem("decision_index", f"decisions[{position}]", detail))
+            problems.append(Problem(ProblemKind.DECISION_INDEX, f"decisions[{position}]", detail))
     return problems
 
 
@@ -153,17 +155,17 @@ def _check_postings(conn: Connection) -> list[Problem]:
     if held == matched == with_subject:
         return []
     detail = f"{with_subject} decisions have a subject; {held} postings, {matched} of them naming one"
-    return [Problem("decision_postings", "decision_postings", detail)]
+    return [Problem(ProblemKind.DECISION_POSTINGS, "decision_postings", detail)]
 
 
 def _missing(low: int, high: int, how: str) -> Problem:
     gap = f"position {low}" if high == low + 1 else f"positions {low}…{high - 1}"
-    return Problem("decision_missing", f"decisions[{low}]", f"{gap} missing ({how})")
+    return Problem(ProblemKind.DECISION_MISSING, f"decisions[{low}]", f"{gap} missing ({how})")
 
 
 def _unreadable(first: int, count: int, exc: Exception) -> Problem:
     detail = f"the segment of positions {first}…{first + count - 1} cannot be read ({exc})"
-    return Problem("decision_modified", f"decisions[{first}]", detail)
+    return Problem(ProblemKind.DECISION_MODIFIED, f"decisions[{first}]", detail)
 
 
 def _check_tree(conn: Connection, tree: tlog.Tree) -> list[Problem]:
@@ -172,10 +174,14 @@ def _check_tree(conn: Connection, tree: tlog.Tree) -> list[Problem]:
     for tile, root in conn.execute(sa.select(decision_tiles).order_by(decision_tiles.c.tile)):
         low, high = tile * decision_store.TILE, (tile + 1) * decision_store.TILE
         if high > len(tree) or tree.subtree_root(low, high).hex() != root:
-            problems.append(Problem("tile_mismatch", f"tiles[{tile}]", f"the stored root of leaves {low}…{high - 1}"))
+            problems.append(
+                Problem(ProblemKind.TILE_MISMATCH, f"tiles[{tile}]", f"the stored root of leaves {low}…{high - 1}")
+            )
     tail = decision_store.tail(conn)
     if tail.size == len(tree) and tail.frontier != tree.frontier():
-        problems.append(Problem("frontier_mismatch", f"decisions[{len(tree)}]", "the stored right edge of the tree"))
+        problems.append(
+            Problem(ProblemKind.FRONTIER_MISMATCH, f"decisions[{len(tree)}]", "the stored right edge of the tree")
+        )
     return problems
 
 
@@ -189,23 +195,25 @@ def _check_checkpoints(conn: Connection, tree: tlog.Tree) -> list[Problem]:
         problems += decision_anchor.check_note(conn, row, str(log_origin), where)
         if row.size > len(tree):
             problems.append(
-                Problem("checkpoint_mismatch", where, f"seals {row.size} decisions, the log holds {len(tree)}")
+                Problem(
+                    ProblemKind.CHECKPOINT_MISMATCH, where, f"seals {row.size} decisions, the log holds {len(tree)}"
+                )
             )
             continue
         if tree.root(row.size).hex() != row.root:
             low = previous.size if previous is not None else 0
             detail = f"the decisions at positions {low}…{row.size - 1} no longer hash to the signed root"
-            problems.append(Problem("checkpoint_mismatch", where, detail))
+            problems.append(Problem(ProblemKind.CHECKPOINT_MISMATCH, where, detail))
         if previous is not None and previous.size <= len(tree):
             proof = tree.consistency_proof(previous.size, row.size)
             if not tlog.verify_consistency(
                 previous.size, row.size, bytes.fromhex(previous.root), bytes.fromhex(row.root), proof
             ):
                 detail = f"not consistent with the checkpoint at size {previous.size}"
-                problems.append(Problem("checkpoint_inconsistent", where, detail))
+                problems.append(Problem(ProblemKind.CHECKPOINT_INCONSISTENT, where, detail))
         previous = row
     sealed = rows[-1].size if rows else 0
     if len(tree) > sealed:
         detail = f"{len(tree) - sealed} decision(s) after the last checkpoint are not sealed by any signature"
-        problems.append(Problem("unsealed_tail", f"decisions[{sealed}:{len(tree)}]", detail))
+        problems.append(Problem(ProblemKind.UNSEALED_TAIL, f"decisions[{sealed}:{len(tree)}]", detail))
     return problems

@@ -40,7 +40,6 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from sqlalchemy.engine import Connection
 
 from mlcustody._canonical import utc_now
-from mlcustody.checks import Problem
 from mlcustody.errors import UsageError
 from mlcustody.ledger import kek, keys, tlog
 from mlcustody.ledger.decisions import anchor as decision_anchor
@@ -77,12 +76,6 @@ FLUSH_EVERY = 10_000
 CHECKPOINT_EVERY = 100_000
 CHECKPOINT_SECONDS = 60.0
 _IN_CHUNK = 500
-
-
-@dataclass(frozen=True)
-class VerifyResult:
-    problems: list[Problem]
-    checked: dict[str, int]
 
 
 @dataclass

@@ -9,15 +9,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mlcustody.checks import Problem
+from mlcustody.checks import CheckReport
 from mlcustody.ledger.decisions import anchor as decision_anchor
 from mlcustody.metadata import decision_audit
 from mlcustody.metadata.engine import Database
 
 
-def quick(db: Database, store_dir: Path) -> tuple[list[Problem], dict[str, int]]:
+def quick(db: Database, store_dir: Path) -> CheckReport:
     """Problems and counts (decisions, checkpoints) of the quick check of the decision log."""
     with db.read() as conn:
-        problems, counts = decision_anchor.check(conn, decision_anchor.head_path(store_dir), quick=True)
-        problems += decision_audit.check(conn)
-    return problems, counts
+        found = decision_anchor.check(conn, decision_anchor.head_path(store_dir), quick=True)
+        return CheckReport(found.problems + decision_audit.check(conn), found.checked)

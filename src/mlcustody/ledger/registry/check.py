@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy.engine import Connection
 
 from mlcustody._canonical import digest_json
-from mlcustody.checks import Problem
+from mlcustody.checks import Problem, ProblemKind
 from mlcustody.errors import UsageError
 from mlcustody.ledger.registry import attestation
 from mlcustody.ledger.registry import versions as registry
@@ -36,16 +36,16 @@ def check(conn: Connection, objects: ObjectStore, version: registry.ModelVersion
 
 def _envelope_and_body(
     conn: Connection, objects: ObjectStore, version: registry.ModelVersion, key_check: KeyCheck
-) -> list[tuple[str, str]]:
+) -> list[tuple[ProblemKind, str]]:
     if not objects.exists(version.attestation):
-        return [("attestation_missing", f"envelope object {version.attestation} is not in the store")]
+        return [(ProblemKind.ATTESTATION_MISSING, f"envelope object {version.attestation} is not in the store")]
     damage = objects.check(version.attestation)
     if damage is not None:
-        return [("attestation_modified", f"envelope object: {damage}")]
+        return [(ProblemKind.ATTESTATION_MODIFIED, f"envelope object: {damage}")]
     try:
         opened = attestation.open_envelope(objects.read_bytes(version.attestation))
     except UsageError as exc:
-        return [("attestation_corrupt", exc.message)]
+        return [(ProblemKind.ATTESTATION_CORRUPT, exc.message)]
     model = refs.resolve(conn, version.artifact)
     found = _signatures(conn, version, opened, key_check)
     found += _model_bytes(objects, model, opened.statement)
@@ -56,46 +56,46 @@ def _envelope_and_body(
 
 def _signatures(
     conn: Connection, version: registry.ModelVersion, opened: attestation.Opened, key_check: KeyCheck
-) -> list[tuple[str, str]]:
+) -> list[tuple[ProblemKind, str]]:
     if not any(keyid == version.keyid for keyid, _ in opened.signatures):
-        return [("signature_missing", f"no signature by key {version.keyid[:16]}")]
+        return [(ProblemKind.SIGNATURE_MISSING, f"no signature by key {version.keyid[:16]}")]
     found = []
     for keyid, signature in opened.signatures:
         if keyid == version.keyid:
             reason = key_check(conn, keyid, opened.signed_bytes, signature, version.created_at)
             if reason is not None:
-                found.append(("signature_invalid", reason))
+                found.append((ProblemKind.SIGNATURE_INVALID, reason))
     return found
 
 
 def _model_bytes(
     objects: ObjectStore, model: artifacts.ArtifactVersion, statement: dict[str, Any]
-) -> list[tuple[str, str]]:
+) -> list[tuple[ProblemKind, str]]:
     files = [model.digest]
     if model.kind == "dir":
         files = [entry.digest for entry in manifest.decode(objects.read_bytes(model.digest))]
     for digest in files:
         damage = objects.check(digest) if objects.exists(digest) else f"object {digest} is missing"
         if damage is not None:
-            return [("model_modified", f"{model.ref}: {damage}")]
+            return [(ProblemKind.MODEL_MODIFIED, f"{model.ref}: {damage}")]
     now = {s.name: s.as_dict()["digest"] for s in registry.subjects(objects, model)}
     signed = {s["name"]: s["digest"] for s in statement.get("subject", [])}
     return [
-        ("model_modified", f"{name}: sha256 {_short(now.get(name))}, attested {_short(signed.get(name))}")
+        (ProblemKind.MODEL_MODIFIED, f"{name}: sha256 {_short(now.get(name))}, attested {_short(signed.get(name))}")
         for name in sorted(set(now) | set(signed))
         if now.get(name) != signed.get(name)
     ]
 
 
-def _run(conn: Connection, version: registry.ModelVersion) -> list[tuple[str, str]]:
+def _run(conn: Connection, version: registry.ModelVersion) -> list[tuple[ProblemKind, str]]:
     if version.run_id is None:
         return []
     run = runs.get(conn, version.run_id)
     if run.end is None:
-        return [("run_unsealed", f"run {run.id} has no seal")]
+        return [(ProblemKind.RUN_UNSEALED, f"run {run.id} has no seal")]
     record = runs.canonical_record(conn, run.id, run.end)
     if digest_json(record) != run.end.seal:
-        return [("run_modified", f"run {run.id}: its rows no longer hash to its seal (see `custody verify`)")]
+        return [(ProblemKind.RUN_MODIFIED, f"run {run.id}: its rows no longer hash to its seal (see `custody verify`)")]
     return []
 
 
@@ -105,23 +105,29 @@ def _provenance(
     version: registry.ModelVersion,
     model: artifacts.ArtifactVersion,
     statement: dict[str, Any],
-) -> list[tuple[str, str]]:
+) -> list[tuple[ProblemKind, str]]:
     run = runs.get(conn, version.run_id) if version.run_id else None
     lineage = graph.lineage_digest(conn, model.ref)
     found = []
     if lineage != version.lineage_digest:
-        found.append(("lineage_modified", f"lineage digest is {lineage[:16]}, attested {version.lineage_digest[:16]}"))
+        found.append(
+            (ProblemKind.LINEAGE_MODIFIED, f"lineage digest is {lineage[:16]}, attested {version.lineage_digest[:16]}")
+        )
     signed = statement.get("predicate", {})
     format = _at(signed, "buildDefinition", "internalParameters", "provenanceFormat")
     now = registry.provenance(conn, objects, model, run, lineage, format if isinstance(format, int) else 1)
-    for section, label in (("resolvedDependencies", "dependency"), ("byproducts", "byproduct")):
+    sections = (
+        ("resolvedDependencies", ProblemKind.DEPENDENCY_MODIFIED),
+        ("byproducts", ProblemKind.BYPRODUCT_MODIFIED),
+    )
+    for section, kind in sections:
         before, after = _named(signed, section), _named(now, section)
         for name in sorted(set(before) | set(after)):
             if before.get(name) != after.get(name):
-                found.append((f"{label}_modified", f"{name}: {_describe(before.get(name), after.get(name))}"))
+                found.append((kind, f"{name}: {_describe(before.get(name), after.get(name))}"))
     external = ("externalParameters",)
     if _at(signed, "buildDefinition", *external) != _at(now, "buildDefinition", *external):
-        found.append(("parameters_modified", "the run's parameters differ from those attested"))
+        found.append((ProblemKind.PARAMETERS_MODIFIED, "the run's parameters differ from those attested"))
     return found
 
 

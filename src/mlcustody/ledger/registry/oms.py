@@ -35,7 +35,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from mlcustody._canonical import canonical_json
-from mlcustody.checks import Problem
+from mlcustody.checks import CheckReport, Problem, ProblemKind
 from mlcustody.errors import PathError, UsageError
 from mlcustody.ledger import keys
 from mlcustody.ledger.registry import attestation
@@ -144,65 +144,81 @@ def key_hint(public_pem: str) -> str:
 
 # -- verifying ---------------------------------------------------------------------------------------
 
+# where a problem of the bundle itself (not of a model file) is: the bundle's own JSON paths
+_HINT = "verificationMaterial.publicKey.hint"
+_SIGNATURES = "dsseEnvelope.signatures"
+_PAYLOAD = "dsseEnvelope.payload"
 
-def verify_paths(bundle_path: Path, key_path: Path, model_path: Path) -> list[str]:
+
+def verify_paths(bundle_path: Path, key_path: Path, model_path: Path) -> CheckReport:
     """:func:`verify_bundle` with the bundle and the PEM public key read from files."""
     return verify_bundle(_read(bundle_path, "bundle"), _read(key_path, "public key").decode("utf-8"), model_path)
 
 
-def verify_bundle(bundle_bytes: bytes, public_pem: str, model_path: Path) -> list[str]:
+def verify_bundle(bundle_bytes: bytes, public_pem: str, model_path: Path) -> CheckReport:
     """What does not hold in an OMS key bundle, signed by anyone, for the model at ``model_path``.
 
     The signature must verify with ``public_pem`` (ECDSA P-256/384/521), the statement must be an
     OMS v1.0 statement whose subject digest matches its resources, and every file on disk must be
-    in the manifest with the digest signed, and every file in the manifest on disk. Empty: intact.
+    in the manifest with the digest signed, and every file in the manifest on disk. No problems: intact.
     A bundle that cannot be parsed or a key that cannot be used is a usage error.
     """
+    return CheckReport(_problems(bundle_bytes, public_pem, model_path))
+
+
+def _problems(bundle_bytes: bytes, public_pem: str, model_path: Path) -> list[Problem]:
     public = _load_ec(public_pem)
     if not model_path.exists():
         raise PathError(f"{model_path} does not exist", hint="give the model file or directory the bundle signs")
     envelope, hint = _open(bundle_bytes)
     problems = []
     if hint and hint != hashlib.sha256(_pem_bytes(public)).hexdigest():
-        problems.append("the bundle names another public key (verificationMaterial.publicKey.hint differs)")
+        detail = "the bundle names another public key (verificationMaterial.publicKey.hint differs)"
+        problems.append(Problem(ProblemKind.KEY_MISMATCH, _HINT, detail))
     payload = envelope["payload"]
     signed = attestation.pae(envelope["payloadType"], payload)
     if not any(_verifies(public, sig, signed) for sig in envelope["signatures"]):
-        return [*problems, "the signature does not verify with the given public key"]
+        detail = "the signature does not verify with the given public key"
+        return [*problems, Problem(ProblemKind.SIGNATURE_INVALID, _SIGNATURES, detail)]
     if envelope["payloadType"] != attestation.PAYLOAD_TYPE:
-        return [*problems, f"payloadType is {envelope['payloadType']!r}, not {attestation.PAYLOAD_TYPE}"]
+        detail = f"payloadType is {envelope['payloadType']!r}, not {attestation.PAYLOAD_TYPE}"
+        return [*problems, Problem(ProblemKind.STATEMENT_INVALID, _PAYLOAD, detail)]
     try:
         problems += _check_statement(json.loads(payload), model_path)
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        problems.append(f"the signed statement is malformed: {type(exc).__name__}: {exc}")
+        detail = f"the signed statement is malformed: {type(exc).__name__}: {exc}"
+        problems.append(Problem(ProblemKind.STATEMENT_INVALID, _PAYLOAD, detail))
     return problems
 
 
-def _check_statement(doc: dict[str, Any], model_path: Path) -> list[str]:
+def _check_statement(doc: dict[str, Any], model_path: Path) -> list[Problem]:
     refused = _refuse_statement(doc)
     if refused:
-        return [refused]
+        return [Problem(ProblemKind.STATEMENT_INVALID, _PAYLOAD, refused)]
     items = doc["predicate"]["resources"]
     options = doc["predicate"]["serialization"]
     hash_type = options["hash_type"]
-    problems: list[str] = []
+    problems: list[Problem] = []
     signed = {item["name"]: item["digest"] for item in items}
     for item in items:
         if item.get("algorithm") != hash_type:
-            problems.append(f"{item['name']}: algorithm {item.get('algorithm')!r}, but hash_type is {hash_type}")
+            detail = f"algorithm {item.get('algorithm')!r}, but hash_type is {hash_type}"
+            problems.append(Problem(ProblemKind.ALGORITHM_MISMATCH, item["name"], detail))
     ignore = tuple(options.get("ignore_paths", ())) + GIT_PATHS
     on_disk, symlinks = _files(model_path, ignore, bool(options.get("allow_symlinks")))
-    problems += [f"{name}: a symbolic link, and the signature does not allow them" for name in symlinks]
+    refused_link = "a symbolic link, and the signature does not allow them"
+    problems += [Problem(ProblemKind.SYMLINK_REFUSED, name, refused_link) for name in symlinks]
     digest = _HASHES[hash_type]
     for name in sorted(set(signed) | set(on_disk), key=lambda n: n.split("/")):
         if name not in on_disk:
-            problems.append(f"{name}: missing (signed, but not on disk)")
+            problems.append(Problem(ProblemKind.FILE_MISSING, name, "missing (signed, but not on disk)"))
         elif name not in signed:
-            problems.append(f"{name}: not in the signature (an extra file)")
+            problems.append(Problem(ProblemKind.FILE_UNSIGNED, name, "not in the signature (an extra file)"))
         else:
             now = digest(on_disk[name].read_bytes())
             if now != signed[name]:
-                problems.append(f"{name}: {hash_type} {now[:16]}…, signed {signed[name][:16]}…")
+                detail = f"{hash_type} {now[:16]}…, signed {signed[name][:16]}…"
+                problems.append(Problem(ProblemKind.FILE_MODIFIED, name, detail))
     return problems
 
 

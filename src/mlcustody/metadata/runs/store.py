@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from mlcustody._canonical import canonical_json, digest_json, json_number
-from mlcustody.checks import Problem
+from mlcustody.checks import CheckReport, Problem, ProblemKind
 from mlcustody.errors import AmbiguousRef, UnknownRef, UsageError
 from mlcustody.metadata import audit
 from mlcustody.metadata.runs.values import param_text
@@ -418,8 +418,8 @@ def _series(rows: list[Metric], latest: MetricSummary | None) -> dict[str, Any]:
     }
 
 
-def verify(conn: Connection, objects: ObjectStore) -> tuple[list[Problem], int]:
-    """Rebuild every sealed run's record and compare it with its seal; name what differs."""
+def verify(conn: Connection, objects: ObjectStore) -> CheckReport:
+    """Rebuild every sealed run's record and compare it with its seal; name what differs (counts ``sealed_runs``)."""
     problems: list[Problem] = []
     sealed = 0
     for row in conn.execute(sa.select(run_ends)):
@@ -433,11 +433,11 @@ def verify(conn: Connection, objects: ObjectStore) -> tuple[list[Problem], int]:
             continue
         sealed_record = _read_record(objects, row.seal)
         if sealed_record is None:
-            problems.append(Problem("run_seal_mismatch", where, "rows no longer match the seal"))
+            problems.append(Problem(ProblemKind.RUN_SEAL_MISMATCH, where, "rows no longer match the seal"))
             continue
         for part in _differences(sealed_record, record):
-            problems.append(Problem("run_seal_mismatch", where, part))
-    return problems, sealed
+            problems.append(Problem(ProblemKind.RUN_SEAL_MISMATCH, where, part))
+    return CheckReport(problems, {"sealed_runs": sealed})
 
 
 def _read_record(objects: ObjectStore, digest: str) -> dict[str, Any] | None:
