@@ -50,7 +50,9 @@ if TYPE_CHECKING:  # the record layer pulls in pyarrow, DuckDB and polars: impor
 
     from mlcustody.forensics import attribution_investigation, decision_records
     from mlcustody.ledger import kek, kek_rotate, keys
+    from mlcustody.ledger.bundle import check as bundle_check
     from mlcustody.ledger.bundle import export as bundle
+    from mlcustody.ledger.bundle import reproduce as bundle_reproduce
     from mlcustody.ledger.decisions import log as decisions
     from mlcustody.ledger.decisions import queries as decision_queries
     from mlcustody.ledger.registry import versions as registry
@@ -807,16 +809,16 @@ class Workspace:
             return bundle.export(conn, self.objects, version, Path(os.path.abspath(path)), with_data=with_data)
 
     @staticmethod
-    def verify_bundle(path: Path | str) -> bundle.BundleCheck:
+    def verify_bundle(path: Path | str) -> bundle_check.BundleCheck:
         """Check a bundle offline, with no workspace: members, signature, digests, seal, lineage digest."""
-        from mlcustody.ledger.bundle import export as bundle
+        from mlcustody.ledger.bundle import check as bundle_check
 
-        return bundle.check(Path(path))
+        return bundle_check.check(Path(path))
 
-    def reproduce(self, ref: str, to: Path | str) -> bundle.Reproduction:
+    def reproduce(self, ref: str, to: Path | str) -> bundle_reproduce.Reproduction:
         """Materialise what trained a model version into an empty directory: entry script, params, code
         record and dirty diff, and its input data versions at their workspace-relative paths."""
-        from mlcustody.ledger.bundle import export as bundle
+        from mlcustody.ledger.bundle import reproduce as bundle_reproduce
         from mlcustody.ledger.registry import versions as model_registry
 
         target = Path(os.path.abspath(to))
@@ -824,7 +826,7 @@ class Workspace:
             raise PathError(f"{target} is inside the store", hint="reproduce somewhere else")
         with self.db.read() as conn:
             version = model_registry.get(conn, ref)
-            return bundle.reproduce(conn, self.objects, self.cache, version, target)
+            return bundle_reproduce.reproduce(conn, self.objects, self.cache, version, target)
 
     # -- decisions ---------------------------------------------------------------------------------
 

@@ -32,7 +32,9 @@ if TYPE_CHECKING:  # the CLI imports this module before it knows whether it need
         RunDetails,
         VerifyReport,
     )
-    from mlcustody.ledger.bundle.export import BundleCheck, Exported, Reproduction
+    from mlcustody.ledger.bundle.check import BundleCheck
+    from mlcustody.ledger.bundle.export import Exported
+    from mlcustody.ledger.bundle.reproduce import Reproduction
     from mlcustody.ledger.decisions.queries import Decision, Receipt
     from mlcustody.ledger.keys import KeyChange, KeyInfo
     from mlcustody.ledger.registry.versions import AliasMove, ModelVersion
