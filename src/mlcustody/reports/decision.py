@@ -290,7 +290,7 @@ def _records_section(
     top: int,
     name: Callable[[str], str],
 ) -> dict[str, Any]:
-    from mlcustody.forensics import attribution
+    from mlcustody.forensics import attribution  # lazily: only an explained decision needs NumPy and its methods
 
     with decision_records.quiet_feature_names():
         result = attribution.attribute(found.model, found.rows(), found.labels(), x, top)

@@ -25,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from sqlalchemy.engine import Connection
 
 from mlcustody._canonical import canonical_json
@@ -94,10 +96,16 @@ def _parse(text: str) -> Head | None:
         return None
 
 
+def public_raw(public_pem: str) -> bytes:
+    """The raw Ed25519 public key of the decision log's key, as signed notes name it."""
+    public = load_pem_public_key(public_pem.encode("utf-8"))
+    if not isinstance(public, Ed25519PublicKey):
+        raise UsageError("the decision-log key is not Ed25519", hint="see `custody keys ls`")
+    return public.public_bytes_raw()
+
+
 def check_note(conn: Connection, row: Any, log_origin: str, where: str) -> list[Problem]:
     """What is wrong with the signed note of a checkpoint (``row``: size, root, note, keyid, at)."""
-    from mlcustody.ledger.decisions.log import public_raw
-
     try:
         text = tlog.verify_note(row.note, log_origin, public_raw(keys.get(conn, row.keyid).public_pem))
         body = tlog.parse_checkpoint(text)

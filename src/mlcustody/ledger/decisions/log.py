@@ -35,8 +35,6 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from sqlalchemy.engine import Connection
 
 from mlcustody._canonical import utc_now
@@ -167,16 +165,9 @@ def log_signer(ring: keys.Keyring) -> keys.Signer:
     return signer
 
 
-def public_raw(public_pem: str) -> bytes:
-    public = load_pem_public_key(public_pem.encode("utf-8"))
-    if not isinstance(public, Ed25519PublicKey):
-        raise UsageError("the decision-log key is not Ed25519", hint="see `custody keys ls`")
-    return public.public_bytes_raw()
-
-
 def _sign(signer: keys.Signer, origin: str, body: str) -> str:
     """A signed note over ``body`` (c2sp.org/signed-note, Ed25519), signed through ``keys.Signer``."""
-    kid = tlog.key_id(origin, public_raw(signer.key.public_pem))
+    kid = tlog.key_id(origin, decision_anchor.public_raw(signer.key.public_pem))
     blob = base64.b64encode(kid + signer.sign(body.encode("utf-8"))).decode("ascii")
     return f"{body}\n— {origin} {blob}\n"
 
@@ -187,7 +178,7 @@ def verifier_key(conn: Connection, keyid: str | None = None) -> str:
         keyid = conn.execute(sa.select(checkpoints.c.keyid).order_by(checkpoints.c.size.desc()).limit(1)).scalar()
     if keyid is None:
         raise UsageError("the decision log has no checkpoint yet", hint="close the log to write one")
-    return tlog.format_vkey(origin(conn), public_raw(keys.get(conn, keyid).public_pem))
+    return tlog.format_vkey(origin(conn), decision_anchor.public_raw(keys.get(conn, keyid).public_pem))
 
 
 def origin(conn: Connection) -> str:

@@ -24,6 +24,7 @@ from sqlalchemy.engine import Connection
 
 from mlcustody._canonical import utc_now
 from mlcustody.ledger import kek
+from mlcustody.ledger.decisions import store as decision_store
 from mlcustody.metadata import audit, decision_audit
 from mlcustody.metadata.schema import decision_subjects, store_info
 
@@ -180,8 +181,6 @@ def forget(conn: Connection, subject: str, actor: str, keys: kek.Keyset | None) 
     current = conn.execute(sa.select(decision_subjects).where(decision_subjects.c.id == row)).one()
     if current.key is None:
         return 0, None
-    from mlcustody.ledger.decisions import store as decision_store
-
     count = len(decision_store.subject_positions(conn, row))
     now = utc_now()
     shred = decision_subjects.update().where(decision_subjects.c.id == row)

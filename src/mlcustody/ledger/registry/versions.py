@@ -24,6 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from mlcustody._canonical import utc_now
+from mlcustody.capture.models import detect_format
 from mlcustody.errors import UnknownRef, UsageError
 from mlcustody.ledger.registry import attestation
 from mlcustody.lineage import graph
@@ -281,8 +282,6 @@ def subjects(objects: ObjectStore, model: ArtifactVersion) -> list[attestation.S
 
 def pickles(objects: ObjectStore, model: ArtifactVersion) -> list[str]:
     """The names of the model's files that are pickles (by their bytes or their suffix)."""
-    from mlcustody.capture.models import detect_format
-
     if model.kind == "file":
         files = [((model.path or model.name).rsplit("/", 1)[-1], model.digest)]
     else:
