@@ -25,6 +25,10 @@ in (the CLI's asks on the terminal when standard input is one): this layer never
 In CI, ``CUSTODY_SIGNING_KEY`` may hold a private key PEM (encrypted or not) or the path of one: it then
 signs instead of the workspace's keys, its public half registered on first use under
 the name in ``CUSTODY_SIGNING_KEY_NAME`` (default ``ci``).
+
+Over 400 lines on purpose: the keyring's rules (keyids, validity windows, rotation, revocation) and
+its private halves (encrypted files, passphrases, the CI key) check each other at every step; split,
+each half would import the other.
 """
 
 from __future__ import annotations

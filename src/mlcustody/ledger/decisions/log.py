@@ -14,6 +14,10 @@ checkpoint (c2sp.org/tlog-checkpoint, Ed25519 key ``decision-log`` of ``ledger.k
 every N decisions or T seconds and on ``close``; a receipt for one decision is a c2sp.org/tlog-proof.
 This module writes (``DecisionLog``) and holds the log key; ``decision_queries`` reads,
 ``decision_check.verify`` recomputes every entry, the tree and every checkpoint. See docs/decisions.md.
+
+Over 400 lines on purpose: ``DecisionLog`` is one writer with one buffer, one transaction discipline
+and one checkpoint clock; its batch, store, seal and subject work already live in the sibling
+modules.
 """
 
 from __future__ import annotations
