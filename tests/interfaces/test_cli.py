@@ -17,7 +17,7 @@ from mlcustody.interfaces import shapes
 from mlcustody.interfaces.cli import docs
 from mlcustody.metadata import schema
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_every_command_round_trip_with_json(cli: Cli) -> None:

@@ -14,7 +14,7 @@ from mlcustody import Workspace
 from mlcustody.interfaces.cli.app import click_command
 from mlcustody.interfaces.cli.docs import _commands
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 # -- help and docs -----------------------------------------------------------------------------------

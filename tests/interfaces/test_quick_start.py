@@ -24,7 +24,7 @@ from conftest import write_tree
 
 pytest.importorskip("sklearn")  # train.py fits a scikit-learn model, as the Quick start's user does
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 PASSPHRASE = "quick start passphrase"
 RUN_IDS = ("3f2a9c", "77b0e1")  # the Quick start's example run ids, replaced by the real ones

@@ -13,51 +13,10 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from securesystemslib.signer import SSlibKey
-from tests.conftest import Cli, write_tree
-
-from mlcustody.interfaces.sdk import Workspace
+from tests.conftest import Cli
 
 validation = pytest.importorskip("cyclonedx.validation.json")
 schema = pytest.importorskip("cyclonedx.schema")
-PASSPHRASE = "correct horse battery staple"
-
-
-def _train(root: Path) -> str:
-    from sklearn.linear_model import LogisticRegression
-
-    rows = "\n".join(f"{i},{i % 7},{int(i % 7 > 3)}" for i in range(40))
-    write_tree(root, {"data/train.csv": "id,x,y\n" + rows + "\n", "conf/train.json": '{"C": 0.5}'})
-    ws = Workspace.open(root)
-    try:
-        ws.add([root / "data/train.csv"], type="dataset")
-        ws.add([root / "conf/train.json"], type="config")
-        tags = {
-            "modelcard.task": "classification",
-            "modelcard.approach": "supervised",
-            "modelcard.considerations.useCases": "credit pre-screening",
-        }
-        with ws.start_run("train", params={"C": 0.5, "solver": "lbfgs"}, tags=tags) as run:
-            run.use("data/train.csv")
-            run.use("conf/train.json")
-            run.log_metric("accuracy", 0.9, step=1)
-            run.log_metric("accuracy", 0.95, step=2)
-            run.log_metric("loss", 0.2)
-            x = [[i % 7] for i in range(40)]
-            y = [int(i % 7 > 3) for i in range(40)]
-            run.save_model(LogisticRegression(C=0.5).fit(x, y), root / "model.skops")
-        return run.id
-    finally:
-        ws.close()
-
-
-@pytest.fixture
-def registered(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> tuple[Cli, str]:
-    monkeypatch.setenv("CUSTODY_KEY_PASSPHRASE", PASSPHRASE)
-    cli("init")
-    cli("keys", "generate", "--name", "registry")
-    run_id = _train(cli.cwd)
-    cli("model", "register", "credit", "--run", run_id)
-    return cli, run_id
 
 
 def _strictly_valid(text: str, spec: str) -> None:
@@ -72,8 +31,8 @@ def _pointer(doc: Any, pointer: str) -> Any:
     return doc
 
 
-def test_ml_bom_1_6_is_strictly_valid_and_holds_the_chain(registered: tuple[Cli, str]) -> None:
-    cli, run_id = registered
+def test_ml_bom_1_6_is_strictly_valid_and_holds_the_chain(bom_registered: tuple[Cli, str]) -> None:
+    cli, run_id = bom_registered
     text, _ = cli("export", "cyclonedx", "credit@1")
     _strictly_valid(text, "1.6")
     bom = json.loads(text)
@@ -108,8 +67,8 @@ def test_ml_bom_1_6_is_strictly_valid_and_holds_the_chain(registered: tuple[Cli,
     assert again == text  # the same model version gives the same document
 
 
-def test_ml_bom_1_7_cites_every_model_card_field(registered: tuple[Cli, str]) -> None:
-    cli, run_id = registered
+def test_ml_bom_1_7_cites_every_model_card_field(bom_registered: tuple[Cli, str]) -> None:
+    cli, run_id = bom_registered
     text, _ = cli("export", "cyclonedx", "credit", "--spec", "1.7")
     _strictly_valid(text, "1.7")
     bom = json.loads(text)
@@ -127,8 +86,8 @@ def test_ml_bom_1_7_cites_every_model_card_field(registered: tuple[Cli, str]) ->
         assert citation["attributedTo"] == "attestation:credit@1" and citation["attributedTo"] in refs
 
 
-def test_signed_bom_verifies_with_the_registry_key(registered: tuple[Cli, str], tmp_path: Path) -> None:
-    cli, _ = registered
+def test_signed_bom_verifies_with_the_registry_key(bom_registered: tuple[Cli, str], tmp_path: Path) -> None:
+    cli, _ = bom_registered
     out = tmp_path / "credit.cdx.dsse.json"
     doc = cli.json("export", "cyclonedx", "credit@1", "--spec", "1.7", "--sign", "--out", str(out))
     assert doc["signed"] is True and doc["out"] == str(out) and doc["components"] == 4
@@ -143,16 +102,16 @@ def test_signed_bom_verifies_with_the_registry_key(registered: tuple[Cli, str], 
     _strictly_valid(json.dumps(statement["predicate"]), "1.7")
 
 
-def test_bad_spec_and_unknown_model_are_one_line_errors(registered: tuple[Cli, str], tmp_path: Path) -> None:
-    cli, _ = registered
+def test_bad_spec_and_unknown_model_are_one_line_errors(bom_registered: tuple[Cli, str], tmp_path: Path) -> None:
+    cli, _ = bom_registered
     _, err = cli("export", "cyclonedx", "credit@1", "--spec", "1.4", code=2)
     assert "1.4" in err and len(err.strip().splitlines()) == 1
     _, err = cli("export", "cyclonedx", "nosuch@1", "--out", str(tmp_path / "x.json"), code=2)
     assert "nosuch" in err and not (tmp_path / "x.json").exists()
 
 
-def test_export_model_bundle_still_works_without_the_word_bundle(registered: tuple[Cli, str], tmp_path: Path) -> None:
-    cli, _ = registered
+def test_export_model_bundle_still_works_without_the_word_bundle(bom_registered: tuple[Cli, str], tmp_path: Path) -> None:
+    cli, _ = bom_registered
     for args in (("credit@1",), ("bundle", "credit@1")):
         target = tmp_path / f"{len(args)}.tar.gz"
         assert cli.json("export", *args, "--bundle", str(target))["model"] == "credit@1"

@@ -10,7 +10,6 @@ import json
 
 import pytest
 from tests.conftest import Cli
-from tests.test_export_cyclonedx import registered  # noqa: F401 - the fixture
 
 spdx3 = pytest.importorskip("spdx_python_model.bindings.v3_0_1")
 
@@ -21,8 +20,8 @@ def _read(text: str) -> object:
     return objects
 
 
-def test_spdx_3_document_reads_back_with_the_ai_and_dataset_profiles(registered: tuple[Cli, str]) -> None:  # noqa: F811
-    cli, run_id = registered
+def test_spdx_3_document_reads_back_with_the_ai_and_dataset_profiles(bom_registered: tuple[Cli, str]) -> None:
+    cli, run_id = bom_registered
     text, _ = cli("export", "spdx", "credit@1")
     objects = _read(text)
     assert not objects.missing_ids  # type: ignore[attr-defined]
@@ -46,8 +45,8 @@ def test_spdx_3_document_reads_back_with_the_ai_and_dataset_profiles(registered:
     assert again == text
 
 
-def test_spdx_reader_refuses_a_wrong_value(registered: tuple[Cli, str]) -> None:  # noqa: F811
-    cli, _ = registered
+def test_spdx_reader_refuses_a_wrong_value(bom_registered: tuple[Cli, str]) -> None:
+    cli, _ = bom_registered
     doc = json.loads(cli("export", "spdx", "credit@1")[0])
     [model] = [e for e in doc["@graph"] if e["type"] == "ai_AIPackage"]
     model["software_primaryPurpose"] = "not-a-purpose"  # the oracle must say so
@@ -55,8 +54,8 @@ def test_spdx_reader_refuses_a_wrong_value(registered: tuple[Cli, str]) -> None:
         _read(json.dumps(doc))
 
 
-def test_signed_spdx_and_json_summary(registered: tuple[Cli, str], tmp_path: object) -> None:  # noqa: F811
-    cli, _ = registered
+def test_signed_spdx_and_json_summary(bom_registered: tuple[Cli, str], tmp_path: object) -> None:
+    cli, _ = bom_registered
     out = cli.cwd / "credit.spdx.dsse.json"
     doc = cli.json("export", "spdx", "credit@1", "--sign", "--out", str(out))
     assert doc["format"] == "spdx" and doc["spec"] == "3.0.1" and doc["components"] == 2 and doc["signed"]

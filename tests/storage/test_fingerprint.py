@@ -29,7 +29,7 @@ from mlcustody.errors import UsageError
 from mlcustody.storage.records import fingerprint as fp
 from mlcustody.storage.records import layout, normalise
 
-VECTORS = json.loads((Path(__file__).parent / "fingerprint_vectors.json").read_text(encoding="utf-8"))
+VECTORS = json.loads((Path(__file__).parents[1] / "fingerprint_vectors.json").read_text(encoding="utf-8"))
 
 
 def sql_fingerprints(table: pa.Table, exclude: tuple[str, ...] = ()) -> list[str]:
@@ -134,7 +134,7 @@ def test_vectors(vector: dict[str, Any]) -> None:
 
 
 def test_vectors_are_in_the_specification() -> None:
-    spec = (Path(__file__).parents[1] / "docs" / "record-fingerprint.md").read_text(encoding="utf-8")
+    spec = (Path(__file__).parents[2] / "docs" / "record-fingerprint.md").read_text(encoding="utf-8")
     for vector in VECTORS["vectors"]:
         assert vector["fingerprint"] in spec, vector["name"]
 
