@@ -110,7 +110,9 @@ def test_bad_spec_and_unknown_model_are_one_line_errors(bom_registered: tuple[Cl
     assert "nosuch" in err and not (tmp_path / "x.json").exists()
 
 
-def test_export_model_bundle_still_works_without_the_word_bundle(bom_registered: tuple[Cli, str], tmp_path: Path) -> None:
+def test_export_model_bundle_still_works_without_the_word_bundle(
+    bom_registered: tuple[Cli, str], tmp_path: Path
+) -> None:
     cli, _ = bom_registered
     for args in (("credit@1",), ("bundle", "credit@1")):
         target = tmp_path / f"{len(args)}.tar.gz"
