@@ -1,6 +1,6 @@
 """`custody investigate attribution`: the records that raised and lowered one prediction, with raw lines.
 
-The workspace is the one of tests/test_trace_records.py (raw CSV → prepare run → trainset with record
+The workspace is the one of tests/lineage/test_trace_records.py (raw CSV → prepare run → trainset with record
 lineage → models trained on exactly its rows), plus gradient-boosted and forest models for BoostIn,
 its cache and ``--exact``.
 """
