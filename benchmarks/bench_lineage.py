@@ -57,7 +57,7 @@ from _harness import (
 
 if TYPE_CHECKING:
     from mlcustody import Workspace
-    from mlcustody.lineage.records import RecordNode
+    from mlcustody.lineage.record_trace import RecordNode
 
 T = TypeVar("T")
 

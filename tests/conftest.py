@@ -147,3 +147,45 @@ def registered_cli(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> tuple[Cli, str]
     doc = cli.json("model", "register", "credit", "--run", run_id)
     assert doc["model"]["ref"] == "credit@1" and doc["model"]["run_id"] == run_id
     return cli, run_id
+
+
+# --- A registered model for the BOM exports (CycloneDX, SPDX) -------------------------
+BOM_PASSPHRASE = "correct horse battery staple"
+
+
+def _train_for_boms(root: Path) -> str:
+    from sklearn.linear_model import LogisticRegression
+
+    rows = "\n".join(f"{i},{i % 7},{int(i % 7 > 3)}" for i in range(40))
+    write_tree(root, {"data/train.csv": "id,x,y\n" + rows + "\n", "conf/train.json": '{"C": 0.5}'})
+    ws = Workspace.open(root)
+    try:
+        ws.add([root / "data/train.csv"], type="dataset")
+        ws.add([root / "conf/train.json"], type="config")
+        tags = {
+            "modelcard.task": "classification",
+            "modelcard.approach": "supervised",
+            "modelcard.considerations.useCases": "credit pre-screening",
+        }
+        with ws.start_run("train", params={"C": 0.5, "solver": "lbfgs"}, tags=tags) as run:
+            run.use("data/train.csv")
+            run.use("conf/train.json")
+            run.log_metric("accuracy", 0.9, step=1)
+            run.log_metric("accuracy", 0.95, step=2)
+            run.log_metric("loss", 0.2)
+            x = [[i % 7] for i in range(40)]
+            y = [int(i % 7 > 3) for i in range(40)]
+            run.save_model(LogisticRegression(C=0.5).fit(x, y), root / "model.skops")
+        return run.id
+    finally:
+        ws.close()
+
+
+@pytest.fixture
+def bom_registered(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> tuple[Cli, str]:
+    monkeypatch.setenv("CUSTODY_KEY_PASSPHRASE", BOM_PASSPHRASE)
+    cli("init")
+    cli("keys", "generate", "--name", "registry")
+    run_id = _train_for_boms(cli.cwd)
+    cli("model", "register", "credit", "--run", run_id)
+    return cli, run_id

@@ -28,7 +28,8 @@ from mlcustody._canonical import canonical_json, utc_now
 from mlcustody.capture import context, iolog
 from mlcustody.config import Config
 from mlcustody.errors import PathError, UsageError
-from mlcustody.metadata import artifact_names, run_values
+from mlcustody.metadata import artifact_names
+from mlcustody.metadata.runs import values as run_values
 from mlcustody.storage import snapshot
 from mlcustody.storage.objects import ObjectStore
 from mlcustody.storage.statcache import StatCache

@@ -14,9 +14,10 @@ import threading
 from typing import Any
 
 from mlcustody.errors import UsageError
-from mlcustody.metadata import run_values, runs
 from mlcustody.metadata.engine import Database
-from mlcustody.metadata.runs import IO, Batch, ColumnLink, Metric, RecordLink
+from mlcustody.metadata.runs import store as runs
+from mlcustody.metadata.runs import values as run_values
+from mlcustody.metadata.runs.store import IO, Batch, ColumnLink, Metric, RecordLink
 
 FLUSH_SECONDS = 1.0
 _EARLY_FLUSH_ROWS = 50_000

@@ -34,8 +34,10 @@ from mlcustody._canonical import digest_bytes
 from mlcustody.errors import PathError, UsageError
 from mlcustody.forensics import attribution, decision_records
 from mlcustody.forensics.attribution import boostin
-from mlcustody.ledger import decision_queries, kek, registry
-from mlcustody.metadata import runs
+from mlcustody.ledger import kek
+from mlcustody.ledger.decisions import queries as decision_queries
+from mlcustody.ledger.registry import versions as registry
+from mlcustody.metadata.runs import store as runs
 
 SEED_PARAMS = ("seed", "random_state")  # run params that record the training seed, first found wins
 _REPRODUCED_TOLERANCE = 1e-9

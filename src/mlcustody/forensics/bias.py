@@ -24,7 +24,8 @@ from sqlalchemy.engine import Connection
 from mlcustody.errors import UsageError
 from mlcustody.forensics import inputs
 from mlcustody.forensics.inputs import Cited, CitedModel, Store
-from mlcustody.ledger import decision_queries, kek
+from mlcustody.ledger import kek
+from mlcustody.ledger.decisions import queries as decision_queries
 
 FloatArray = NDArray[np.float64]
 METRICS = ("selection_rate", "tpr", "fpr", "accuracy")

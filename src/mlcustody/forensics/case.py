@@ -17,7 +17,7 @@ from sqlalchemy.engine import Connection
 from mlcustody.forensics import bias, evidence, inputs, slices, suspects
 from mlcustody.forensics.inputs import Cited, CitedModel, Store
 from mlcustody.forensics.sources import SourceShare
-from mlcustody.metadata import runs
+from mlcustody.metadata.runs import store as runs
 
 SIGNIFICANT = 1e-6  # the p-value below which a source is named as over-represented
 

@@ -16,6 +16,10 @@ through record lineage (recorded or inferred links alike), the raw sources and l
   original and the others as its copies, so a source that resells someone else's records shows up.
   With ``by_source``, each source's share of the dataset and of every one-condition slice (numeric
   columns at deciles), Bonferroni over sources × slices.
+
+Over 400 lines on purpose: one investigation whose findings (duplicates, near-duplicates, leakage
+across datasets, source profiles) are all computed over the same loaded ``_Table`` and fingerprints;
+most of the length is its result types.
 """
 
 from __future__ import annotations

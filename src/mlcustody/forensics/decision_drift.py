@@ -18,8 +18,9 @@ from mlcustody.errors import UsageError
 from mlcustody.forensics import drift, inputs
 from mlcustody.forensics.decision_records import _training_set as training_version
 from mlcustody.forensics.inputs import Cited, CitedModel, Dataset, Store
-from mlcustody.ledger import decision_queries, kek
-from mlcustody.ledger.decision_batch import normalise_time
+from mlcustody.ledger import kek
+from mlcustody.ledger.decisions import queries as decision_queries
+from mlcustody.ledger.decisions.batch import normalise_time
 
 
 @dataclass(frozen=True)

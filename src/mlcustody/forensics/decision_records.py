@@ -28,10 +28,13 @@ from sqlalchemy.engine import Connection
 from mlcustody.capture import frames, models
 from mlcustody.errors import UsageError
 from mlcustody.forensics import attribution
-from mlcustody.ledger import decision_queries, kek, registry
-from mlcustody.lineage import records as record_trace
-from mlcustody.metadata import refs, runs
+from mlcustody.ledger import kek
+from mlcustody.ledger.decisions import queries as decision_queries
+from mlcustody.ledger.registry import versions as registry
+from mlcustody.lineage import record_trace
+from mlcustody.metadata import ref_resolution as refs
 from mlcustody.metadata.artifacts import ArtifactVersion
+from mlcustody.metadata.runs import store as runs
 from mlcustody.storage.objects import ObjectStore
 from mlcustody.storage.records import manifest as record_manifest
 from mlcustody.storage.records.table import ID_COLUMN

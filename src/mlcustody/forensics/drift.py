@@ -225,6 +225,6 @@ def investigate(
 
 def evidently_verdicts(pairs: list[tuple[str, NDArray[Any], NDArray[Any]]]) -> Any:
     """``evidently_compat.report`` of the (column, reference, current) triples, nulls dropped as Evidently does."""
-    from mlcustody.forensics import evidently_compat
+    from mlcustody.forensics import evidently_compat  # lazily: only the Evidently-compatible verdicts need it
 
     return evidently_compat.report([(name, _present(a), _present(b)) for name, a, b in pairs])

@@ -21,8 +21,8 @@ from mlcustody.capture import frames, models
 from mlcustody.errors import UsageError
 from mlcustody.forensics.decision_records import Store
 from mlcustody.forensics.decision_records import _load_model as load_safely
-from mlcustody.ledger import registry
-from mlcustody.metadata import refs
+from mlcustody.ledger.registry import versions as registry
+from mlcustody.metadata import ref_resolution as refs
 from mlcustody.metadata.artifacts import ArtifactVersion
 from mlcustody.storage.records.table import ID_COLUMN
 

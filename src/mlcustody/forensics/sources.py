@@ -2,7 +2,7 @@
 lineage to the raw source records (and their ``file:LINE``), and the source mix of a subset against
 the rest — each raw source's share inside and outside, its lift and a one-sided Fisher test.
 
-``lineage.records`` follows one record hop by hop, one look-up per link; an investigation needs all
+``lineage.record_trace`` follows one record hop by hop, one look-up per link; an investigation needs all
 records at once, so this walks whole link tables: for each run that made the version, its
 ``(output_id, input_id)`` pairs are joined to the origins of the input version, recursively, each
 version's origins computed once. A version that no run made is a source: its records are their own
@@ -25,8 +25,8 @@ from numpy.typing import NDArray
 from sqlalchemy.engine import Connection
 
 from mlcustody.errors import UsageError
-from mlcustody.lineage.records import MAX_DEPTH
-from mlcustody.metadata import refs
+from mlcustody.lineage.record_trace import MAX_DEPTH
+from mlcustody.metadata import ref_resolution as refs
 from mlcustody.metadata.schema import record_lineage
 from mlcustody.storage.objects import ObjectStore
 

@@ -7,6 +7,8 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from mlcustody.interfaces.terminal import ask_secret
+
 if TYPE_CHECKING:
     from mlcustody.interfaces.sdk import Workspace
 
@@ -74,13 +76,14 @@ def spdx(ws: Workspace, ref: str, *, sign: bool = False, key: str | None = None)
 
 def _bom(ws: Workspace, ref: str, fmt: str, spec: str, predicate: str, sign: bool, key: str | None, build: Any) -> Bom:
     from mlcustody import __version__
-    from mlcustody.ledger import keys, registry
+    from mlcustody.ledger import keys
+    from mlcustody.ledger.registry import versions as registry
     from mlcustody.reports import signed_statement
 
     with ws.db.read() as conn:
         version = registry.get(conn, ref)
         document = build(conn, version.ref, __version__)
-        signer = keys.signer(conn, ws.config.store_dir, key) if sign else None
+        signer = keys.signer(conn, ws.config.store_dir, key, prompt=ask_secret) if sign else None
     envelope = None
     if signer is not None:
         envelope = signed_statement.signed(document, version, predicate, signer.sign, signer.keyid)

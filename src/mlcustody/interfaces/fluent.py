@@ -17,7 +17,7 @@ from mlcustody.interfaces import tracking
 from mlcustody.interfaces.sdk import Workspace
 
 if TYPE_CHECKING:
-    from mlcustody.ledger import decisions
+    from mlcustody.ledger.decisions import log as decisions
 
 
 def default_workspace(where: Workspace | str | Path | None = None) -> Workspace:

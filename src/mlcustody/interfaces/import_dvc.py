@@ -34,10 +34,11 @@ import sqlalchemy as sa
 from mlcustody.errors import PathError, UsageError
 from mlcustody.interfaces import peers
 from mlcustody.interfaces.import_mlflow import IMPORT_TAG, Unmapped
-from mlcustody.metadata import artifacts, audit, runs
+from mlcustody.metadata import artifacts, audit
+from mlcustody.metadata.runs import store as runs
 from mlcustody.metadata.schema import artifact_versions
 from mlcustody.metadata.schema import runs as runs_table
-from mlcustody.storage import manifest
+from mlcustody.storage import dir_manifest as manifest
 
 if TYPE_CHECKING:
     from mlcustody.interfaces.sdk import Workspace

@@ -37,7 +37,9 @@ import sqlalchemy as sa
 
 from mlcustody.errors import CustodyError, UsageError
 from mlcustody.interfaces import peers
-from mlcustody.metadata import artifacts, audit, runs
+from mlcustody.interfaces.terminal import ask_secret
+from mlcustody.metadata import artifacts, audit
+from mlcustody.metadata.runs import store as runs
 from mlcustody.metadata.schema import model_versions
 from mlcustody.metadata.schema import runs as runs_table
 from mlcustody.storage import snapshot
@@ -364,7 +366,9 @@ def _import_version(
     trust_pickle: bool,
     key: str | None,
 ) -> None:
-    from mlcustody.ledger import attestation, keys, registry
+    from mlcustody.ledger import keys
+    from mlcustody.ledger.registry import attestation
+    from mlcustody.ledger.registry import versions as registry
 
     mlflow = peers.need("mlflow")
     number = int(mv.version)
@@ -396,7 +400,7 @@ def _import_version(
         )
         run_id = mv.run_id if run_known else None
         prepared = registry.prepare(conn, ws.objects, model.name, version, run_id, trust_pickle=trust_pickle)
-        signer = keys.signer(conn, ws.config.store_dir, key)
+        signer = keys.signer(conn, ws.config.store_dir, key, prompt=ask_secret)
         signature = signer.sign(attestation.pae(attestation.PAYLOAD_TYPE, prepared.statement))
         envelope = ws.objects.put_bytes(attestation.envelope(prepared.statement, signer.keyid, signature))
         ws.objects.barrier()
@@ -433,7 +437,7 @@ def _version_meta(client: Any, model: Any, mv: Any) -> dict[str, Any]:
 
 
 def _import_alias(ws: Workspace, name: str, alias: str, version: int, report: MlflowImport) -> None:
-    from mlcustody.ledger import registry
+    from mlcustody.ledger.registry import versions as registry
 
     try:
         with ws.db.write() as conn:

@@ -103,7 +103,7 @@ def decision_drift(ws: Workspace, model: str, **options: Any) -> Investigation:
 
 def _decision_keys(ws: Workspace, conn: Connection) -> Any:
     """The key-encryption keys that unwrap the decision log's data keys, as the workspace finds them."""
-    from mlcustody.ledger import decision_subjects
+    from mlcustody.ledger.decisions import subjects as decision_subjects
 
     return decision_subjects.keyset(conn, ws.config.kek_file)
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlcustody.errors import PathError
-from mlcustody.metadata import runs
+from mlcustody.metadata.runs import store as runs
 
 if TYPE_CHECKING:
     from mlcustody.interfaces.sdk import Workspace

@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 
 from mlcustody.capture import frames
 from mlcustody.errors import UsageError
-from mlcustody.metadata.runs import ColumnLink, RecordLink
+from mlcustody.metadata.runs.store import ColumnLink, RecordLink
 
 if TYPE_CHECKING:
     from mlcustody.interfaces.tracking import Run

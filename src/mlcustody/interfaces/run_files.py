@@ -31,11 +31,13 @@ from mlcustody._canonical import canonical_json
 from mlcustody.capture import filetypes, iolog
 from mlcustody.errors import CustodyError
 from mlcustody.interfaces.run_links import TableLinks
-from mlcustody.metadata import artifact_names, artifacts, audit, refs
+from mlcustody.metadata import artifact_names, artifacts, audit
+from mlcustody.metadata import ref_resolution as refs
 from mlcustody.metadata.artifacts import ArtifactVersion, NewVersion
-from mlcustody.metadata.runs import IO, RecordLink
+from mlcustody.metadata.runs.store import IO, RecordLink
 from mlcustody.metadata.schema import run_io
-from mlcustody.storage import manifest, snapshot
+from mlcustody.storage import dir_manifest as manifest
+from mlcustody.storage import snapshot
 from mlcustody.storage.statcache import StatCache
 
 if TYPE_CHECKING:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from mlcustody.metadata.artifacts import ArtifactVersion
-from mlcustody.metadata.runs import RecordLink
+from mlcustody.metadata.runs.store import RecordLink
 
 if TYPE_CHECKING:
     import pyarrow as pa

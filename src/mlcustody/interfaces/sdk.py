@@ -22,20 +22,26 @@ from mlcustody import config as config_module
 from mlcustody._canonical import canonical_json
 from mlcustody._progress import Progress
 from mlcustody.capture import filetypes, launch
-from mlcustody.checks import Problem
+from mlcustody.checks import CheckReport, Problem
 from mlcustody.config import STORE_DIRNAME, Config
 from mlcustody.errors import PathError, UnknownRef, UsageError, WorkspaceExists
 from mlcustody.interfaces import tracking
-from mlcustody.metadata import artifact_names, artifacts, audit, gc, refs, run_diff, run_query, runs, verify
+from mlcustody.interfaces.terminal import ask_secret
+from mlcustody.metadata import artifact_names, artifacts, audit, gc, verify
+from mlcustody.metadata import ref_resolution as refs
 from mlcustody.metadata.artifacts import ArtifactVersion
 from mlcustody.metadata.engine import Database
+from mlcustody.metadata.runs import diff as run_diff
+from mlcustody.metadata.runs import query as run_query
+from mlcustody.metadata.runs import store as runs
 from mlcustody.metadata.schema import store_info
-from mlcustody.storage import checked_out, links, manifest, snapshot
+from mlcustody.storage import checked_out, links, snapshot
+from mlcustody.storage import dir_manifest as manifest
 from mlcustody.storage.boundary import Boundary
 from mlcustody.storage.checkout import CheckoutResult, checkout
 from mlcustody.storage.diff import TreeDiff, diff_entries
+from mlcustody.storage.dir_manifest import Entry
 from mlcustody.storage.lock import store_lock
-from mlcustody.storage.manifest import Entry
 from mlcustody.storage.objects import ObjectStore
 from mlcustody.storage.statcache import StatCache
 
@@ -43,9 +49,15 @@ if TYPE_CHECKING:  # the record layer pulls in pyarrow, DuckDB and polars: impor
     import pyarrow as pa
 
     from mlcustody.forensics import attribution_investigation, decision_records
-    from mlcustody.ledger import bundle, decision_queries, decisions, kek, kek_rotate, keys, registry
+    from mlcustody.ledger import kek, kek_rotate, keys
+    from mlcustody.ledger.bundle import check as bundle_check
+    from mlcustody.ledger.bundle import export as bundle
+    from mlcustody.ledger.bundle import reproduce as bundle_reproduce
+    from mlcustody.ledger.decisions import log as decisions
+    from mlcustody.ledger.decisions import queries as decision_queries
+    from mlcustody.ledger.registry import versions as registry
     from mlcustody.lineage import graph as lineage_graph
-    from mlcustody.lineage import records as record_trace
+    from mlcustody.lineage import record_trace
     from mlcustody.storage.records import diff as record_diff
     from mlcustody.storage.records import lookup
     from mlcustody.storage.records import manifest as record_manifest
@@ -110,10 +122,7 @@ class ModelDetails:
     run: RunDetails | None
 
 
-@dataclass(frozen=True)
-class VerifyReport:
-    problems: list[Problem]
-    checked: dict[str, int]
+VerifyReport = CheckReport  # the one report every check gives (mlcustody.checks)
 
 
 @dataclass(frozen=True)
@@ -569,7 +578,7 @@ class Workspace:
 
     def trace_record(self, ref: str, ident: str, *, down: bool = False, depth: int = 64) -> record_trace.Trace:
         """Follow a record (id or fingerprint) back to its raw source lines, or down to what it reached."""
-        from mlcustody.lineage import records as trace
+        from mlcustody.lineage import record_trace as trace
 
         with self.db.read() as conn:
             return trace.trace(conn, self.objects, ref, ident, down=down, depth=depth)
@@ -698,8 +707,9 @@ class Workspace:
         """Register the next version of a model: the model a run produced (``run``) or the file at
         ``path``, bound by a signed in-toto/SLSA attestation to its run, data and lineage. A pickle
         is refused unless ``trust_pickle`` (the attestation then names it)."""
-        from mlcustody.ledger import attestation, keys
-        from mlcustody.ledger import registry as model_registry
+        from mlcustody.ledger import keys
+        from mlcustody.ledger.registry import attestation
+        from mlcustody.ledger.registry import versions as model_registry
 
         if run is None and path is None:
             raise UsageError("give a run or a model path", hint="custody model register NAME --run RUN [--path FILE]")
@@ -711,7 +721,7 @@ class Workspace:
             if run is not None and run_id is not None:
                 model = model_registry.model_of_run(conn, run_id, self.relpath(path) if path is not None else None)
             prepared = model_registry.prepare(conn, self.objects, name, model, run_id, trust_pickle=trust_pickle)
-            signer = keys.signer(conn, self.config.store_dir, key)
+            signer = keys.signer(conn, self.config.store_dir, key, prompt=ask_secret)
         signature = signer.sign(attestation.pae(attestation.PAYLOAD_TYPE, prepared.statement))
         envelope = self.objects.put_bytes(attestation.envelope(prepared.statement, signer.keyid, signature))
         self.objects.barrier()
@@ -722,7 +732,7 @@ class Workspace:
 
     def alias_model(self, name: str, alias: str, version: int | None, reason: str) -> registry.AliasMove:
         """Point an alias at a version (None removes it); the move is kept in the alias's history."""
-        from mlcustody.ledger import registry as model_registry
+        from mlcustody.ledger.registry import versions as model_registry
 
         with self.db.write() as conn:
             move, event = model_registry.move_alias(conn, name, alias, version, reason, self.config.actor)
@@ -730,15 +740,15 @@ class Workspace:
         return move
 
     def models(self) -> list[registry.ModelVersion]:
-        from mlcustody.ledger import registry as model_registry
+        from mlcustody.ledger.registry import versions as model_registry
 
         with self.db.read() as conn:
             return model_registry.listing(conn)
 
     def model(self, ref: str) -> ModelDetails:
         """A model version (``NAME@V``, ``NAME:ALIAS``, ``NAME``) with its chain of custody."""
-        from mlcustody.ledger import attestation
-        from mlcustody.ledger import registry as model_registry
+        from mlcustody.ledger.registry import attestation
+        from mlcustody.ledger.registry import versions as model_registry
 
         with self.db.read() as conn:
             version = model_registry.get(conn, ref)
@@ -749,8 +759,9 @@ class Workspace:
 
     def verify_model(self, ref: str) -> tuple[registry.ModelVersion, list[Problem]]:
         """Re-derive every digest the version's attestation names; the problems found (none: intact)."""
-        from mlcustody.ledger import keys, model_check
-        from mlcustody.ledger import registry as model_registry
+        from mlcustody.ledger import keys
+        from mlcustody.ledger.registry import check as model_check
+        from mlcustody.ledger.registry import versions as model_registry
 
         with self.db.read() as conn:
             version = model_registry.get(conn, ref)
@@ -763,8 +774,10 @@ class Workspace:
         by default of the name whose key signed the version, over the per-file sha256 digests the
         version's attestation signed — refused if ``verify_model`` finds those broken. Needs an ECDSA
         P-256 key: OMS verifiers accept no Ed25519."""
-        from mlcustody.ledger import attestation, keys, model_check, oms
-        from mlcustody.ledger import registry as model_registry
+        from mlcustody.ledger import keys
+        from mlcustody.ledger.registry import attestation, oms
+        from mlcustody.ledger.registry import check as model_check
+        from mlcustody.ledger.registry import versions as model_registry
 
         with self.db.read() as conn:
             version = model_registry.get(conn, ref)
@@ -776,51 +789,51 @@ class Workspace:
         return oms.bundle(payload, keys.open_signer(self._keyring(), name))
 
     @staticmethod
-    def verify_oms_bundle(bundle: Path | str, public_key: Path | str, model: Path | str) -> list[str]:
+    def verify_oms_bundle(bundle: Path | str, public_key: Path | str, model: Path | str) -> list[Problem]:
         """Check an OMS ``model.sig`` signed by anyone, with no workspace: the signature with the PEM
         public key in ``public_key``, and every file digest it signs against the model on disk."""
-        from mlcustody.ledger import oms
+        from mlcustody.ledger.registry import oms
 
-        return oms.verify_paths(Path(bundle), Path(public_key), Path(model))
+        return oms.verify_paths(Path(bundle), Path(public_key), Path(model)).problems
 
     # -- provenance bundles ------------------------------------------------------------------------
 
     def export_bundle(self, ref: str, path: Path | str, *, with_data: bool = False) -> bundle.Exported:
         """Write a model version's offline provenance bundle (``FILE.tar.gz``): attestation, public key,
         model, run record, code, environment, dataset and record manifests, lineage; the data if asked."""
-        from mlcustody.ledger import bundle
-        from mlcustody.ledger import registry as model_registry
+        from mlcustody.ledger.bundle import export as bundle
+        from mlcustody.ledger.registry import versions as model_registry
 
         with self.db.read() as conn:
             version = model_registry.get(conn, ref)
             return bundle.export(conn, self.objects, version, Path(os.path.abspath(path)), with_data=with_data)
 
     @staticmethod
-    def verify_bundle(path: Path | str) -> bundle.BundleCheck:
+    def verify_bundle(path: Path | str) -> bundle_check.BundleCheck:
         """Check a bundle offline, with no workspace: members, signature, digests, seal, lineage digest."""
-        from mlcustody.ledger import bundle
+        from mlcustody.ledger.bundle import check as bundle_check
 
-        return bundle.check(Path(path))
+        return bundle_check.check(Path(path))
 
-    def reproduce(self, ref: str, to: Path | str) -> bundle.Reproduction:
+    def reproduce(self, ref: str, to: Path | str) -> bundle_reproduce.Reproduction:
         """Materialise what trained a model version into an empty directory: entry script, params, code
         record and dirty diff, and its input data versions at their workspace-relative paths."""
-        from mlcustody.ledger import bundle
-        from mlcustody.ledger import registry as model_registry
+        from mlcustody.ledger.bundle import reproduce as bundle_reproduce
+        from mlcustody.ledger.registry import versions as model_registry
 
         target = Path(os.path.abspath(to))
         if STORE_DIRNAME in target.parts:
             raise PathError(f"{target} is inside the store", hint="reproduce somewhere else")
         with self.db.read() as conn:
             version = model_registry.get(conn, ref)
-            return bundle.reproduce(conn, self.objects, self.cache, version, target)
+            return bundle_reproduce.reproduce(conn, self.objects, self.cache, version, target)
 
     # -- decisions ---------------------------------------------------------------------------------
 
     def decision_log(self, ref: str, **options: Any) -> decisions.DecisionLog:
         """A log of the decisions a registered model (``NAME@V``, ``NAME:ALIAS``, ``NAME``) makes; close it
-        (or use it as a context manager) to write a signed checkpoint. See ``ledger.decisions``."""
-        from mlcustody.ledger import decisions
+        (or use it as a context manager) to write a signed checkpoint. See ``ledger.decisions.log``."""
+        from mlcustody.ledger.decisions import log as decisions
 
         return decisions.DecisionLog(self._keyring(), ref, **options)
 
@@ -831,7 +844,9 @@ class Workspace:
         With an alias (``NAME:ALIAS``) each decision gets the version the alias pointed at at its time.
         With ``resume``, decisions already logged with the same content are skipped (an interrupted
         import run again), one logged with other content refuses the import."""
-        from mlcustody.ledger import decision_files, decision_queries, decisions
+        from mlcustody.ledger.decisions import files as decision_files
+        from mlcustody.ledger.decisions import log as decisions
+        from mlcustody.ledger.decisions import queries as decision_queries
 
         cols = columns or DecisionColumns()
         found = decision_files.read(Path(path))
@@ -859,7 +874,7 @@ class Workspace:
         self, *, model: str | None = None, subject: str | None = None, since: str | None = None, limit: int = 1000
     ) -> list[decision_queries.Decision]:
         """Logged decisions in log order, by model (``NAME``, ``NAME@V``, ``NAME:ALIAS``), subject id, time."""
-        from mlcustody.ledger import decision_queries
+        from mlcustody.ledger.decisions import queries as decision_queries
 
         with self.db.read() as conn:
             keys = self._decision_keys(conn) if subject is not None else None
@@ -867,14 +882,14 @@ class Workspace:
 
     def decision_receipt(self, decision_id: str) -> decision_queries.Receipt:
         """A c2sp.org/tlog-proof that the decision is in the signed log, to check offline."""
-        from mlcustody.ledger import decision_queries
+        from mlcustody.ledger.decisions import queries as decision_queries
 
         with self.db.read() as conn:
             return decision_queries.receipt(conn, decision_id)
 
     def decision_inputs(self, decision_id: str) -> dict[str, Any] | None:
         """The inputs of a decision, decrypted; None when not kept or crypto-shredded."""
-        from mlcustody.ledger import decision_queries
+        from mlcustody.ledger.decisions import queries as decision_queries
 
         with self.db.read() as conn:
             return decision_queries.read_inputs(
@@ -884,7 +899,7 @@ class Workspace:
     def forget_subject(self, subject: str) -> int:
         """Crypto-shred a data subject's decision inputs (their data key is deleted, audited); the log
         still verifies. Returns the number of payloads made unreadable."""
-        from mlcustody.ledger import decision_subjects
+        from mlcustody.ledger.decisions import subjects as decision_subjects
 
         with self.db.write() as conn:
             count, event = decision_subjects.forget(conn, subject, self.config.actor, self._decision_keys(conn))
@@ -894,24 +909,23 @@ class Workspace:
 
     def seal_decisions(self) -> int | None:
         """Sign a checkpoint over decisions a killed writer left unsealed; the size sealed, else None."""
-        from mlcustody.ledger import decisions
+        from mlcustody.ledger.decisions import log as decisions
 
         return decisions.seal(self._keyring())
 
     def verify_decisions(self) -> VerifyReport:
         """Recompute every decision entry, the Merkle tree and every signed checkpoint."""
-        from mlcustody.ledger import decision_check
+        from mlcustody.ledger.decisions import check as decision_check
 
         with self.db.read() as conn:
-            found = decision_check.verify(conn, self.config.store_dir / "decision-head")
-        return VerifyReport(found.problems, found.checked)
+            return decision_check.verify(conn, self.config.store_dir / "decision-head")
 
     def trace_decision(self, decision_id: str, records: int = 0, label: str | None = None) -> DecisionTrace:
         """Decision → model version (and the aliases serving it) → attestation checked → training run →
         code, config, environment → datasets with their record-manifest digests; with ``records`` also
         the ``records`` training records that most influenced it, traced to their raw source lines
         (``label`` names the training set's label column when it cannot be told)."""
-        from mlcustody.ledger import decision_queries
+        from mlcustody.ledger.decisions import queries as decision_queries
 
         if label is not None and not records:
             raise UsageError("a label column was given without records to attribute", hint="add --records N")
@@ -943,7 +957,7 @@ class Workspace:
 
     def _lineage_origin(self, conn: sa.Connection, ref: str) -> str:
         """A version, a run, or a registered model (``credit@1``, ``credit:production``) as its artifact."""
-        from mlcustody.ledger import registry
+        from mlcustody.ledger.registry import versions as registry
         from mlcustody.lineage import graph
 
         try:
@@ -973,7 +987,9 @@ class Workspace:
     def _keyring(self) -> keys.Keyring:
         from mlcustody.ledger import keys
 
-        return keys.Keyring(self.db, self.config.store_dir, self.witness, self.config.actor, self.config.kek_file)
+        return keys.Keyring(
+            self.db, self.config.store_dir, self.witness, self.config.actor, self.config.kek_file, ask_secret
+        )
 
     def rotate_kek(self) -> kek_rotate.Rotation:
         """Re-wrap the decision log's data keys and subject-HMAC key under a new key-encryption key."""
@@ -983,7 +999,7 @@ class Workspace:
 
     def _decision_keys(self, conn: Any) -> kek.Keyset | None:
         """The key-encryption keys that unwrap the decision log's keys (``ledger.kek``)."""
-        from mlcustody.ledger import decision_subjects
+        from mlcustody.ledger.decisions import subjects as decision_subjects
 
         return decision_subjects.keyset(conn, self.config.kek_file)
 
@@ -1036,11 +1052,11 @@ class Workspace:
     def verify(self, progress: Progress | None = None) -> VerifyReport:
         """Objects, rows, the audit chain and runs; the decision log's anchors, checkpoints and key rows
         (the full re-hash of every decision is ``verify_decisions``)."""
-        from mlcustody.ledger import decision_verify
+        from mlcustody.ledger.decisions import verify as decision_verify
 
-        problems, checked = verify.verify_store(self.db, self.objects, self.witness, progress)
-        found, counted = decision_verify.quick(self.db, self.config.store_dir)
-        return VerifyReport(sorted(set(problems + found)), checked | counted)
+        store = verify.verify_store(self.db, self.objects, self.witness, progress)
+        log = decision_verify.quick(self.db, self.config.store_dir)
+        return CheckReport(sorted(set(store.problems + log.problems)), store.checked | log.checked)
 
     def log(self, *, limit: int | None = None, since: int = 0) -> list[audit.Event]:
         """Audit events, newest first."""

@@ -32,19 +32,21 @@ if TYPE_CHECKING:  # the CLI imports this module before it knows whether it need
         RunDetails,
         VerifyReport,
     )
-    from mlcustody.ledger.bundle import BundleCheck, Exported, Reproduction
-    from mlcustody.ledger.decision_queries import Decision, Receipt
+    from mlcustody.ledger.bundle.check import BundleCheck
+    from mlcustody.ledger.bundle.export import Exported
+    from mlcustody.ledger.bundle.reproduce import Reproduction
+    from mlcustody.ledger.decisions.queries import Decision, Receipt
     from mlcustody.ledger.keys import KeyChange, KeyInfo
-    from mlcustody.ledger.registry import AliasMove, ModelVersion
+    from mlcustody.ledger.registry.versions import AliasMove, ModelVersion
     from mlcustody.lineage.graph import ColumnLineage, Graph, Node
-    from mlcustody.lineage.records import RecordNode, Trace
+    from mlcustody.lineage.record_trace import RecordNode, Trace
     from mlcustody.metadata.artifacts import ArtifactVersion
     from mlcustody.metadata.audit import Event
     from mlcustody.metadata.gc import GcPlan
-    from mlcustody.metadata.runs import IO, Run
+    from mlcustody.metadata.runs.store import IO, Run
     from mlcustody.storage.checkout import CheckoutResult
     from mlcustody.storage.diff import Change, TreeDiff
-    from mlcustody.storage.manifest import Entry
+    from mlcustody.storage.dir_manifest import Entry
 
 ARTIFACT_FIELDS = [
     "ref",
@@ -214,8 +216,9 @@ FIELDS: dict[str, dict[str, str]] = {
     "model_verify_oms": {
         "path": "the model file or directory checked",
         "ok": "true when the OMS bundle's signature verifies with the given key and every signed file matches",
-        "problems": "list of one-line strings, each naming what differs (a file's digest, a missing or extra file, "
-        "the signature, the key hint, the statement)",
+        "problems": "list of {kind, where, detail}: file_modified, file_missing, file_unsigned, symlink_refused, "
+        "algorithm_mismatch (where: the file), signature_invalid, key_mismatch, statement_invalid (where: the bundle's "
+        "JSON path)",
     },
     "run_diff": {
         "a": "run summary",
@@ -1197,3 +1200,9 @@ def report_verify(found: Any) -> dict[str, Any]:
         citations=len(predicate.get("citations") or []),
         problems=found.problems,
     )
+
+
+def model_verify_oms(path: Path, found: Iterable[Problem]) -> dict[str, Any]:
+    """``model verify-oms``: the OMS bundle's problems as objects, like every other check's."""
+    items = problems(found)
+    return document("model_verify_oms", path=str(path), ok=not items, problems=items)

@@ -33,9 +33,11 @@ from mlcustody.capture.redact import Redactor
 from mlcustody.capture.writer import RunWriter
 from mlcustody.errors import CustodyError, UsageError
 from mlcustody.interfaces import run_files, shapes
-from mlcustody.metadata import audit, run_values, runs
+from mlcustody.metadata import audit
 from mlcustody.metadata.artifacts import ArtifactVersion
-from mlcustody.metadata.runs import IO, Metric, RunEnd, RunStart
+from mlcustody.metadata.runs import store as runs
+from mlcustody.metadata.runs import values as run_values
+from mlcustody.metadata.runs.store import IO, Metric, RunEnd, RunStart
 
 if TYPE_CHECKING:
     from mlcustody.interfaces.record_lineage import RecordLineage

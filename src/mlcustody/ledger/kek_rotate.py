@@ -15,7 +15,8 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 
 from mlcustody.errors import UsageError
-from mlcustody.ledger import decision_subjects, kek, keys
+from mlcustody.ledger import kek, keys
+from mlcustody.ledger.decisions import subjects as decision_subjects
 from mlcustody.metadata import audit, decision_audit
 from mlcustody.metadata.schema import decision_subjects as subject_rows
 from mlcustody.metadata.schema import store_info

@@ -20,10 +20,15 @@ the same name at that instant; signatures made before stay valid) or revoked (co
 its signatures is trusted any more, whenever made). ``check`` applies those rules. Each name has at
 most one active key, the one that signs for it.
 
-The passphrase comes from ``CUSTODY_KEY_PASSPHRASE``, else from a prompt when standard input is a
-terminal. In CI, ``CUSTODY_SIGNING_KEY`` may hold a private key PEM (encrypted or not) or the path of
-one: it then signs instead of the workspace's keys, its public half registered on first use under
+The passphrase comes from ``CUSTODY_KEY_PASSPHRASE``, else from the ``Prompt`` the interface passed
+in (the CLI's asks on the terminal when standard input is one): this layer never reads a terminal.
+In CI, ``CUSTODY_SIGNING_KEY`` may hold a private key PEM (encrypted or not) or the path of one: it then
+signs instead of the workspace's keys, its public half registered on first use under
 the name in ``CUSTODY_SIGNING_KEY_NAME`` (default ``ci``).
+
+Over 400 lines on purpose: the keyring's rules (keyids, validity windows, rotation, revocation) and
+its private halves (encrypted files, passphrases, the CI key) check each other at every step; split,
+each half would import the other.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ import getpass
 import hashlib
 import os
 import re
-import sys
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
@@ -58,6 +63,10 @@ LOG_KEY_NAME = "decision-log"  # signs decision-log checkpoints only, never atte
 RESERVED_NAMES = frozenset({LOG_KEY_NAME})
 DEFAULT_TYPE = "ecdsa-p256"
 CI_NAME = "ci"
+
+Prompt = Callable[[str], str | None]
+"""Asks the user for a secret: given the question, what they typed, or None when nobody can be asked
+(the interface passes one in; the CLI's reads the terminal without echo)."""
 # type → (securesystemslib keytype, scheme)
 TYPES: dict[str, tuple[str, str]] = {
     "ecdsa-p256": ("ecdsa", "ecdsa-sha2-nistp256"),
@@ -132,6 +141,7 @@ class Keyring:
     witness: Path
     actor: str
     kek_file: str | None = None
+    prompt: Prompt | None = None
 
 
 class Signer:
@@ -366,7 +376,7 @@ def generate(
     validate(name, type)
     with ring.db.read() as conn:
         _refuse_second_active(conn, name)
-    secret = ask_passphrase(purpose or f"the new key {name}", confirm=True)
+    secret = ask_passphrase(purpose or f"the new key {name}", ring.prompt, confirm=True)
     private = _new_private(type)
     with ring.db.write() as conn:
         _refuse_second_active(conn, name)
@@ -380,7 +390,7 @@ def rotate(ring: Keyring, ref: str) -> KeyChange:
     instant the new one starts, so its earlier signatures stay valid."""
     with ring.db.read() as conn:
         old = _rotatable(conn, ref)
-    secret = ask_passphrase(f"the new key {old.name}", confirm=True)
+    secret = ask_passphrase(f"the new key {old.name}", ring.prompt, confirm=True)
     private = _new_private(old.type)
     with ring.db.write() as conn:
         old = _rotatable(conn, ref)
@@ -500,7 +510,7 @@ def _write_private(store_dir: Path, keyid: str, private: PrivateKey, secret: byt
         os.close(directory)
 
 
-def _unlock(store_dir: Path, key: KeyInfo, secret: bytes | None) -> PrivateKey:
+def _unlock(store_dir: Path, key: KeyInfo, secret: bytes | None, prompt: Prompt | None) -> PrivateKey:
     path = key_path(store_dir, key.keyid)
     try:
         data = path.read_bytes()
@@ -509,7 +519,7 @@ def _unlock(store_dir: Path, key: KeyInfo, secret: bytes | None) -> PrivateKey:
             f"the private half of key {key.label} is not in this workspace",
             hint=f"sign where it was generated, or set {SIGNING_KEY_ENV} to its PEM",
         ) from None
-    private = _decrypt(data, secret or ask_passphrase(f"key {key.name}"), key.label)
+    private = _decrypt(data, secret or ask_passphrase(f"key {key.name}", prompt), key.label)
     if private is None or _keyid(private.public_key()) != key.keyid:
         raise UsageError(f"{path} does not hold the private half of key {key.label}", hint="restore it from a backup")
     return private
@@ -535,20 +545,20 @@ def _decrypt(data: bytes, secret: bytes | None, label: str) -> PrivateKey | None
     return private
 
 
-def ask_passphrase(what: str, *, confirm: bool = False) -> bytes:
-    """``CUSTODY_KEY_PASSPHRASE``, else asked on the terminal (twice with ``confirm``), else a usage error."""
+def ask_passphrase(what: str, prompt: Prompt | None, *, confirm: bool = False) -> bytes:
+    """``CUSTODY_KEY_PASSPHRASE``, else asked through ``prompt`` (twice with ``confirm``), else a usage error."""
     given = os.environ.get(PASSPHRASE_ENV)
     if given:
         return given.encode("utf-8")
-    if sys.stdin is None or not sys.stdin.isatty():  # None: started with standard input closed
+    typed = None if prompt is None else prompt(f"Passphrase for {what}: ")
+    if typed is None:
         raise UsageError(
             f"no passphrase for {what}",
             hint=f"set {PASSPHRASE_ENV} (standard input is not a terminal, so it cannot be asked for)",
         )
-    typed = getpass.getpass(f"Passphrase for {what}: ")
     if not typed:
         raise UsageError(f"empty passphrase for {what}", hint="type a passphrase, or set " + PASSPHRASE_ENV)
-    if confirm and getpass.getpass("Again, to confirm: ") != typed:
+    if confirm and (prompt is None or prompt("Again, to confirm: ") != typed):
         raise UsageError("the passphrases differ", hint="type the same passphrase twice")
     return typed.encode("utf-8")
 
@@ -563,26 +573,27 @@ def signer(
     *,
     actor: str | None = None,
     passphrase: bytes | None = None,
+    prompt: Prompt | None = None,
 ) -> Signer:
     """The signer of the active key of ``name`` (default: the most recent active key), or of the
     key in ``CUSTODY_SIGNING_KEY`` when that is set.
 
     A CI key not registered yet is registered through ``conn`` (audited, by ``actor``): pass a write
     connection, and advance the witness with ``Signer.event`` (or a later event) after commit. A
-    passphrase not given is read from the environment or asked for — inside your transaction, so
+    passphrase not given is read from the environment or asked through ``prompt`` — inside your transaction, so
     ask first with :func:`ask_passphrase` when a terminal may be involved. ``open_signer`` does all that.
     """
-    ci = _ci_key(passphrase)
+    ci = _ci_key(passphrase, prompt)
     if ci is not None:
         return _ci_signer(conn, ci, actor)
     key = _active(conn, name)
-    return Signer(key, _unlock(store_dir, key, passphrase))
+    return Signer(key, _unlock(store_dir, key, passphrase, prompt))
 
 
 def open_signer(ring: Keyring, name: str | None = None) -> Signer:
     """:func:`signer` for a workspace: passphrases are asked outside any transaction, a CI key is
     registered in a transaction of its own and the witness advanced."""
-    ci = _ci_key(None)
+    ci = _ci_key(None, ring.prompt)
     if ci is not None:
         with ring.db.write() as conn:
             found = _ci_signer(conn, ci, ring.actor)
@@ -591,10 +602,10 @@ def open_signer(ring: Keyring, name: str | None = None) -> Signer:
         return found
     with ring.db.read() as conn:
         key = _active(conn, name)
-    return Signer(key, _unlock(ring.store_dir, key, None))
+    return Signer(key, _unlock(ring.store_dir, key, None, ring.prompt))
 
 
-def _ci_key(secret: bytes | None) -> PrivateKey | None:
+def _ci_key(secret: bytes | None, prompt: Prompt | None) -> PrivateKey | None:
     """The private key ``CUSTODY_SIGNING_KEY`` holds (PEM text or a path to one), or None if unset."""
     value = os.environ.get(SIGNING_KEY_ENV, "").strip()
     if not value:
@@ -612,7 +623,7 @@ def _ci_key(secret: bytes | None) -> PrivateKey | None:
     label = f"{_ci_name()} ({SIGNING_KEY_ENV})"
     private = _decrypt(data, None, label)
     if private is None and b"ENCRYPTED" in data:
-        private = _decrypt(data, secret or ask_passphrase(f"key {label}"), label)
+        private = _decrypt(data, secret or ask_passphrase(f"key {label}", prompt), label)
     if private is None:
         raise UsageError(
             f"{SIGNING_KEY_ENV} does not hold a PEM private key",

@@ -32,6 +32,10 @@ whole frontier, so their cost follows the size of the answer, not of the store.
 model's attestation signs. ``digest(n) = BLAKE3-256(JCS({"node": identity(n), "upstream":
 sorted([digest(p) for p in parents(n)])}))`` where the parents are the targets of every edge out of
 ``n`` but ``associated_with`` (a run's seal already binds its actor). See docs/lineage.md.
+
+Over 400 lines on purpose: the walker (one breadth-first pass over runs and versions, batched
+queries), the graph it builds and the lineage digest over that graph share their node and edge types
+and are read together.
 """
 
 from __future__ import annotations
@@ -49,8 +53,9 @@ from sqlalchemy.engine import Connection
 
 from mlcustody._canonical import digest_json
 from mlcustody.errors import UnknownRef, UsageError
-from mlcustody.metadata import refs, runs
+from mlcustody.metadata import ref_resolution as refs
 from mlcustody.metadata.artifacts import ArtifactVersion
+from mlcustody.metadata.runs import store as runs
 from mlcustody.metadata.schema import artifact_versions as av
 from mlcustody.metadata.schema import column_lineage, record_lineage, run_ends, run_io
 from mlcustody.metadata.schema import runs as run_starts

@@ -27,7 +27,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from mlcustody._canonical import ZERO_DIGEST, canonical_json, digest_json, utc_now
-from mlcustody.checks import Problem
+from mlcustody.checks import Problem, ProblemKind
 from mlcustody.metadata import schema
 from mlcustody.metadata.schema import audit_events, audit_head
 
@@ -109,18 +109,20 @@ def verify(conn: Connection, witness: Path | None = None) -> list[Problem]:
     for row in conn.execute(sa.select(audit_events).order_by(audit_events.c.seq)):
         where = f"audit_events[{row.seq}]"
         if row.seq != last_seq + 1:
-            problems.append(Problem("chain_gap", where, f"events {last_seq + 1}…{row.seq - 1} are missing"))
+            problems.append(Problem(ProblemKind.CHAIN_GAP, where, f"events {last_seq + 1}…{row.seq - 1} are missing"))
         try:
             payload = json.loads(row.payload)
         except ValueError:
-            problems.append(Problem("event_corrupt", where, "payload is not JSON"))
+            problems.append(Problem(ProblemKind.EVENT_CORRUPT, where, "payload is not JSON"))
             payload = None
         if payload is not None and canonical_json(payload).decode("utf-8") != row.payload:
-            problems.append(Problem("event_corrupt", where, "payload is not in canonical form"))
+            problems.append(Problem(ProblemKind.EVENT_CORRUPT, where, "payload is not in canonical form"))
         if row.prev_digest != prev:
-            problems.append(Problem("chain_broken", where, "prev_digest does not match the previous event"))
+            problems.append(Problem(ProblemKind.CHAIN_BROKEN, where, "prev_digest does not match the previous event"))
         if event_digest(row.seq, row.time, row.actor, row.action, payload, row.prev_digest) != row.digest:
-            problems.append(Problem("event_modified", where, f"{row.action} event does not hash to its digest"))
+            problems.append(
+                Problem(ProblemKind.EVENT_MODIFIED, where, f"{row.action} event does not hash to its digest")
+            )
         if isinstance(payload, dict) and payload.get("table") in expected:
             table = payload["table"]
             vouched = payload["rows"] if "rows" in payload else [payload.get("row")]
@@ -142,7 +144,9 @@ def _check_head(conn: Connection, last_seq: int, last_digest: str) -> list[Probl
         return []
     if head is None or (head.seq, head.digest) != (last_seq, last_digest):
         found = f"{head.seq}" if head else "nothing"
-        return [Problem("chain_truncated", "audit_head", f"head says event {found}, chain ends at {last_seq}")]
+        return [
+            Problem(ProblemKind.CHAIN_TRUNCATED, "audit_head", f"head says event {found}, chain ends at {last_seq}")
+        ]
     return []
 
 
@@ -154,7 +158,9 @@ def _check_witness(conn: Connection, witness: Path) -> list[Problem]:
     found = conn.execute(sa.select(audit_events.c.digest).where(audit_events.c.seq == seq)).scalar()
     if found != digest:
         what = "is missing" if found is None else "differs"
-        return [Problem("chain_truncated", str(witness.name), f"event {seq} committed by this workspace {what}")]
+        return [
+            Problem(ProblemKind.CHAIN_TRUNCATED, str(witness.name), f"event {seq} committed by this workspace {what}")
+        ]
     return []
 
 
@@ -170,15 +176,17 @@ def _check_rows(conn: Connection, table: sa.Table, expected: dict[tuple[Any, ...
         seen.add(key)
         vouched = expected.get(key)
         if vouched is None:
-            problems.append(Problem("row_unrecorded", where, "row is not in the audit log"))
+            problems.append(Problem(ProblemKind.ROW_UNRECORDED, where, "row is not in the audit log"))
             continue
         changed = [col for col in actual if actual[col] != vouched.get(col)]
         for col in changed:
             problems.append(
-                Problem("row_modified", where, f"{col} is {actual[col]!r}, audit log says {vouched.get(col)!r}")
+                Problem(
+                    ProblemKind.ROW_MODIFIED, where, f"{col} is {actual[col]!r}, audit log says {vouched.get(col)!r}"
+                )
             )
     for key in sorted(expected.keys() - seen, key=repr):
-        problems.append(Problem("row_deleted", f"{table.name}[{', '.join(map(str, key))}]", "row is missing"))
+        problems.append(Problem(ProblemKind.ROW_DELETED, f"{table.name}[{', '.join(map(str, key))}]", "row is missing"))
     return problems
 
 

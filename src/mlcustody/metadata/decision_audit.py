@@ -1,7 +1,7 @@
 """The audit chain's vouching for decision-log rows not written through ``audit.record_row``.
 
 Checkpoints: each one is an event ``decision.checkpoint`` (size, root, keyid), so the log cannot be
-cut back with its checkpoint rows unnoticed (``ledger.decision_anchor`` compares).
+cut back with its checkpoint rows unnoticed (``ledger.decisions.anchor`` compares).
 
 Key rows: the subject-HMAC key and each data key.
 
@@ -34,7 +34,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from mlcustody.checks import Problem
+from mlcustody.checks import Problem, ProblemKind
 from mlcustody.metadata import audit
 from mlcustody.metadata.schema import audit_events, decision_subjects, store_info
 
@@ -134,17 +134,19 @@ def check(conn: Connection) -> list[Problem]:
         gone = [i for i in batch.ids if i not in rows]
         if gone:
             detail = f"{len(gone)} row(s) of audit event {batch.seq} missing, e.g. {gone[0]}"
-            problems.append(Problem("row_deleted", span, detail))
+            problems.append(Problem(ProblemKind.ROW_DELETED, span, detail))
             continue
         lines = (
             (i, rows[i].subject, rows[i].created_at, _row_digest(rows[i], batch, shreds.get(i))) for i in batch.ids
         )
         if _digest(lines) != batch.digest:
             detail = f"a subject, time or data key differs from what audit event {batch.seq} vouches for"
-            problems.append(Problem("row_modified", span, detail))
+            problems.append(Problem(ProblemKind.ROW_MODIFIED, span, detail))
     unrecorded = sorted(rows.keys() - latest.keys())
     for row_id in unrecorded[:_MAX_REPORTED]:
-        problems.append(Problem("row_unrecorded", f"decision_subjects[{row_id}]", "row is not in the audit log"))
+        problems.append(
+            Problem(ProblemKind.ROW_UNRECORDED, f"decision_subjects[{row_id}]", "row is not in the audit log")
+        )
     return problems
 
 
@@ -172,11 +174,15 @@ def _check_shred(row_id: int, row: Any, shred: tuple[int, str, str] | None, batc
     where = f"decision_subjects[{row_id}]"
     if row.key is None:
         if shred is None and (batch is None or row_id not in batch.keyless):
-            return [Problem("shred_unaudited", where, "its data key was destroyed without an audit event")]
+            return [Problem(ProblemKind.SHRED_UNAUDITED, where, "its data key was destroyed without an audit event")]
         if shred is not None and row.shredded_at != shred[2]:
-            return [Problem("row_modified", where, f"shredded_at differs from audit event {shred[0]}")]
+            return [Problem(ProblemKind.ROW_MODIFIED, where, f"shredded_at differs from audit event {shred[0]}")]
     elif shred is not None:
-        return [Problem("shred_undone", where, f"audit event {shred[0]} destroyed its data key, but a key is there")]
+        return [
+            Problem(
+                ProblemKind.SHRED_UNDONE, where, f"audit event {shred[0]} destroyed its data key, but a key is there"
+            )
+        ]
     return []
 
 
@@ -214,9 +220,9 @@ def _check_hmac(conn: Connection, event: tuple[int, str] | None) -> list[Problem
     value = conn.execute(sa.select(store_info.c.value).where(store_info.c.key == SUBJECT_KEY_ROW)).scalar()
     if value is None:
         gone = f"the subject-HMAC key of audit event {event[0]} is gone" if event else ""
-        return [Problem("row_deleted", where, gone)] if event else []
+        return [Problem(ProblemKind.ROW_DELETED, where, gone)] if event else []
     if event is None:
-        return [Problem("row_unrecorded", where, "the subject-HMAC key is not in the audit log")]
+        return [Problem(ProblemKind.ROW_UNRECORDED, where, "the subject-HMAC key is not in the audit log")]
     if key_digest(str(value).encode("utf-8")) != event[1]:
-        return [Problem("row_modified", where, f"the subject-HMAC key differs from audit event {event[0]}")]
+        return [Problem(ProblemKind.ROW_MODIFIED, where, f"the subject-HMAC key differs from audit event {event[0]}")]
     return []

@@ -12,9 +12,10 @@ import shutil
 import time
 from dataclasses import dataclass
 
-from mlcustody.metadata import references, runs
+from mlcustody.metadata import referenced_objects as references
 from mlcustody.metadata.engine import Database
-from mlcustody.storage import manifest
+from mlcustody.metadata.runs import store as runs
+from mlcustody.storage import dir_manifest as manifest
 from mlcustody.storage.objects import ObjectStore
 
 # A temp file this old belongs to a process that died (a live add renames its files in seconds).

@@ -11,7 +11,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from mlcustody.checks import Problem
+from mlcustody.checks import Problem, ProblemKind
 from mlcustody.metadata.schema import run_metric_latest, run_metrics
 
 
@@ -22,6 +22,8 @@ def check(conn: Connection) -> list[Problem]:
     )
     query = sa.select(run_metric_latest.c.run_id, run_metric_latest.c.key).where(~logged.exists())
     return [
-        Problem("metric_summary_mismatch", f"run_metric_latest[{run_id}, {key}]", "no logged value of this metric")
+        Problem(
+            ProblemKind.METRIC_SUMMARY_MISMATCH, f"run_metric_latest[{run_id}, {key}]", "no logged value of this metric"
+        )
         for run_id, key in conn.execute(query.order_by(run_metric_latest.c.run_id, run_metric_latest.c.key))
     ]

@@ -269,7 +269,7 @@ model_aliases = Table(
 )
 
 # The decision log (docs/decisions.md). Decisions are stored in Parquet segments, each one blob written
-# once with the transaction that appends it (``ledger.decision_store``); ``frontier`` is the Merkle
+# once with the transaction that appends it (``ledger.decisions.store``); ``frontier`` is the Merkle
 # tree's right edge after the segment, so an appender resumes without reading the leaves.
 decision_segments = Table(
     "decision_segments",

@@ -20,11 +20,13 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from mlcustody._progress import NoProgress, Progress
-from mlcustody.checks import Problem
-from mlcustody.metadata import artifacts, audit, metric_check, references, runs
+from mlcustody.checks import CheckReport, Problem, ProblemKind
+from mlcustody.metadata import artifacts, audit, metric_check
+from mlcustody.metadata import referenced_objects as references
 from mlcustody.metadata.engine import Database
+from mlcustody.metadata.runs import store as runs
 from mlcustody.metadata.schema import audit_events
-from mlcustody.storage import manifest
+from mlcustody.storage import dir_manifest as manifest
 from mlcustody.storage.hashing import MMAP_THRESHOLD
 from mlcustody.storage.objects import ObjectStore
 
@@ -33,13 +35,13 @@ _WORKERS = min(8, 2 * (os.cpu_count() or 1))
 
 def verify_store(
     db: Database, objects: ObjectStore, witness: Path | None, progress: Progress | None = None
-) -> tuple[list[Problem], dict[str, int]]:
+) -> CheckReport:
     """All problems found, and counts of what was checked."""
     progress = progress or NoProgress()
     with db.read() as conn:
         problems = audit.verify(conn, witness)
-        run_problems, sealed = runs.verify(conn, objects)
-        run_problems += metric_check.check(conn)
+        run_report = runs.verify(conn, objects)
+        run_problems = run_report.problems + metric_check.check(conn)
         run_objects = references.stored_digests(conn, with_artifacts=False)
         versions = artifacts.listing(conn, all_versions=True)
         events = conn.execute(sa.select(sa.func.count()).select_from(audit_events)).scalar_one()
@@ -47,7 +49,7 @@ def verify_store(
     present = {digest: _size(objects, digest) for digest in objects.iter_digests()}
     problems += _check_versions(versions, objects, present)
     problems += [
-        Problem("object_missing", role, f"{digest} is not in the store")
+        Problem(ProblemKind.OBJECT_MISSING, role, f"{digest} is not in the store")
         for digest, role in run_objects
         if digest not in present
     ]
@@ -55,11 +57,11 @@ def verify_store(
     counts = {
         "events": events,
         "artifact_versions": len(versions),
-        "sealed_runs": sealed,
+        "sealed_runs": run_report.checked["sealed_runs"],
         "objects": len(present),
         "bytes": sum(present.values()),
     }
-    return sorted(set(problems)), counts
+    return CheckReport(sorted(set(problems)), counts)
 
 
 def _size(objects: ObjectStore, digest: str) -> int:
@@ -78,22 +80,24 @@ def _check_versions(
         where = f"artifact_versions[{version.ref}]"
         missing = [(d, role) for d, role in version.objects() if d not in present]
         for digest, role in missing:
-            problems.append(Problem("object_missing", where, f"{role} {digest} is not in the store"))
+            problems.append(Problem(ProblemKind.OBJECT_MISSING, where, f"{role} {digest} is not in the store"))
         if version.kind != "dir" or version.digest in checked_manifests or version.digest not in present:
             continue
         checked_manifests.add(version.digest)
         try:
             entries = manifest.decode(objects.read_bytes(version.digest))
         except (ValueError, UnicodeDecodeError) as exc:
-            problems.append(Problem("manifest_corrupt", where, str(exc)))
+            problems.append(Problem(ProblemKind.MANIFEST_CORRUPT, where, str(exc)))
             continue
         for entry in entries:
             size = present.get(entry.digest)
             if size is None:
-                problems.append(Problem("object_missing", f"{where}/{entry.path}", f"object {entry.digest} is missing"))
+                problems.append(
+                    Problem(ProblemKind.OBJECT_MISSING, f"{where}/{entry.path}", f"object {entry.digest} is missing")
+                )
             elif size != entry.size:
                 detail = f"object {entry.digest} has {size} bytes, manifest says {entry.size}"
-                problems.append(Problem("object_corrupt", f"{where}/{entry.path}", detail))
+                problems.append(Problem(ProblemKind.OBJECT_CORRUPT, f"{where}/{entry.path}", detail))
     return problems
 
 
@@ -107,7 +111,7 @@ def _rehash(objects: ObjectStore, present: dict[str, int], progress: Progress) -
         progress.advance(present[digest])
         if issue is None:
             return None
-        return Problem("object_corrupt", f"objects/{digest[:2]}/{digest[2:]}", issue)
+        return Problem(ProblemKind.OBJECT_CORRUPT, f"objects/{digest[:2]}/{digest[2:]}", issue)
 
     with ThreadPoolExecutor(_WORKERS) as pool:
         found = list(pool.map(check, small, chunksize=64))

@@ -18,9 +18,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from mlcustody._canonical import json_number
-from mlcustody.ledger import registry
+from mlcustody.ledger.registry import versions as registry
 from mlcustody.lineage import graph
-from mlcustody.metadata import runs
+from mlcustody.metadata.runs import store as runs
 from mlcustody.metadata.schema import checkpoints, run_io
 from mlcustody.reports import model_facts
 from mlcustody.reports.citations import REVIEW, Citations, blank, fact, section

@@ -26,8 +26,13 @@ from sqlalchemy.engine import Connection
 
 from mlcustody._canonical import canonical_json, digest_bytes
 from mlcustody.errors import CustodyError
-from mlcustody.ledger import decision_queries, decision_subjects, kek, registry, tlog
-from mlcustody.metadata import audit, refs, runs
+from mlcustody.ledger import kek, tlog
+from mlcustody.ledger.decisions import queries as decision_queries
+from mlcustody.ledger.decisions import subjects as decision_subjects
+from mlcustody.ledger.registry import versions as registry
+from mlcustody.metadata import audit
+from mlcustody.metadata import ref_resolution as refs
+from mlcustody.metadata.runs import store as runs
 from mlcustody.metadata.schema import checkpoints
 from mlcustody.storage.objects import ObjectStore
 

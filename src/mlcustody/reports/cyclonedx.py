@@ -26,9 +26,10 @@ from sqlalchemy.engine import Connection
 
 from mlcustody._canonical import canonical_json, json_number
 from mlcustody.errors import UsageError
-from mlcustody.ledger import registry
-from mlcustody.metadata import refs, runs
+from mlcustody.ledger.registry import versions as registry
+from mlcustody.metadata import ref_resolution as refs
 from mlcustody.metadata.artifacts import ArtifactVersion
+from mlcustody.metadata.runs import store as runs
 from mlcustody.storage.objects import ObjectStore
 
 SPECS = ("1.6", "1.7")

@@ -29,8 +29,13 @@ from sqlalchemy.engine import Connection
 
 from mlcustody.errors import UsageError
 from mlcustody.forensics import decision_records
-from mlcustody.ledger import decision_queries, decision_store, decisions, kek, keys, model_check, registry, tlog
-from mlcustody.metadata import refs
+from mlcustody.ledger import kek, keys, tlog
+from mlcustody.ledger.decisions import log as decisions
+from mlcustody.ledger.decisions import queries as decision_queries
+from mlcustody.ledger.decisions import store as decision_store
+from mlcustody.ledger.registry import check as model_check
+from mlcustody.ledger.registry import versions as registry
+from mlcustody.metadata import ref_resolution as refs
 from mlcustody.metadata.schema import checkpoints
 from mlcustody.reports import explain, model_facts
 from mlcustody.reports.citations import (
@@ -285,7 +290,7 @@ def _records_section(
     top: int,
     name: Callable[[str], str],
 ) -> dict[str, Any]:
-    from mlcustody.forensics import attribution
+    from mlcustody.forensics import attribution  # lazily: only an explained decision needs NumPy and its methods
 
     with decision_records.quiet_feature_names():
         result = attribution.attribute(found.model, found.rows(), found.labels(), x, top)

@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
-from mlcustody.ledger import registry
+from mlcustody.ledger.registry import versions as registry
 from mlcustody.reports import model_facts
 from mlcustody.reports.citations import Citations, blank, fact, section
 from mlcustody.storage.objects import ObjectStore

@@ -14,9 +14,13 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from mlcustody.checks import Problem
-from mlcustody.ledger import decision_store, keys, model_check, registry
+from mlcustody.ledger import keys
+from mlcustody.ledger.decisions import store as decision_store
+from mlcustody.ledger.registry import check as model_check
+from mlcustody.ledger.registry import versions as registry
 from mlcustody.lineage import graph
-from mlcustody.metadata import refs, runs
+from mlcustody.metadata import ref_resolution as refs
+from mlcustody.metadata.runs import store as runs
 from mlcustody.metadata.schema import run_io
 from mlcustody.reports.citations import Citations
 from mlcustody.storage.objects import ObjectStore

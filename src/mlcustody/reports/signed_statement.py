@@ -7,7 +7,8 @@ from collections.abc import Callable
 from typing import Any
 
 from mlcustody._canonical import canonical_json
-from mlcustody.ledger import attestation, registry
+from mlcustody.ledger.registry import attestation
+from mlcustody.ledger.registry import versions as registry
 
 
 def signed(

@@ -19,11 +19,15 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from mlcustody._canonical import canonical_json, digest_bytes, utc_now
 from mlcustody.errors import CustodyError, UsageError
-from mlcustody.ledger import attestation, decisions, keys, tlog
+from mlcustody.ledger import keys, tlog
+from mlcustody.ledger.decisions import log as decisions
+from mlcustody.ledger.registry import attestation
+from mlcustody.metadata.schema import checkpoints
 from mlcustody.reports import citations
 from mlcustody.storage.objects import ObjectStore
 
@@ -143,10 +147,6 @@ def verify_in_store(conn: Connection, objects: ObjectStore, found: Checked) -> l
 
 
 def _checkpoint_keyid(conn: Connection, size: int) -> str:
-    import sqlalchemy as sa
-
-    from mlcustody.metadata.schema import checkpoints
-
     keyid = conn.execute(sa.select(checkpoints.c.keyid).where(checkpoints.c.size == size)).scalar()
     if keyid is None:
         raise UsageError(f"the store has no checkpoint of size {size}", hint="verify against the store it came from")

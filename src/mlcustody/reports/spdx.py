@@ -16,9 +16,10 @@ from typing import Any
 from sqlalchemy.engine import Connection
 
 from mlcustody._canonical import canonical_json, json_number
-from mlcustody.ledger import registry
-from mlcustody.metadata import refs, runs
+from mlcustody.ledger.registry import versions as registry
+from mlcustody.metadata import ref_resolution as refs
 from mlcustody.metadata.artifacts import ArtifactVersion
+from mlcustody.metadata.runs import store as runs
 from mlcustody.storage.objects import ObjectStore
 
 CONTEXT = "https://spdx.org/rdf/3.0.1/spdx-context.jsonld"

@@ -16,7 +16,7 @@ from mlcustody._progress import NoProgress, Progress
 from mlcustody.errors import WouldOverwrite
 from mlcustody.storage import links, snapshot
 from mlcustody.storage.diff import diff_entries
-from mlcustody.storage.manifest import Entry
+from mlcustody.storage.dir_manifest import Entry
 from mlcustody.storage.objects import ObjectStore
 from mlcustody.storage.statcache import StatCache, StatKey
 

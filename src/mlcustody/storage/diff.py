@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from mlcustody.storage.manifest import Entry
+from mlcustody.storage.dir_manifest import Entry
 
 
 @dataclass(frozen=True)

@@ -17,10 +17,10 @@ from pathlib import Path
 from mlcustody._canonical import digest_bytes
 from mlcustody._progress import NoProgress, Progress
 from mlcustody.errors import PathError
-from mlcustody.storage import manifest
+from mlcustody.storage import dir_manifest as manifest
 from mlcustody.storage.boundary import Boundary, refuse_special
+from mlcustody.storage.dir_manifest import Entry
 from mlcustody.storage.hashing import MMAP_THRESHOLD, hash_file
-from mlcustody.storage.manifest import Entry
 from mlcustody.storage.objects import ObjectStore
 from mlcustody.storage.statcache import NoStatCache, StatCache, StatKey
 

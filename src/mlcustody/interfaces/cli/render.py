@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from mlcustody.metadata.gc import GcPlan
     from mlcustody.storage.checkout import CheckoutResult
     from mlcustody.storage.diff import TreeDiff
-    from mlcustody.storage.manifest import Entry
+    from mlcustody.storage.dir_manifest import Entry
 
 _SHOWN = 20  # changed files listed per category in human output by default; JSON lists all
 

@@ -9,7 +9,9 @@ from mlcustody.interfaces import shapes
 from mlcustody.interfaces.cli import output
 
 if TYPE_CHECKING:
-    from mlcustody.ledger.bundle import BundleCheck, Exported, Reproduction
+    from mlcustody.ledger.bundle.check import BundleCheck
+    from mlcustody.ledger.bundle.export import Exported
+    from mlcustody.ledger.bundle.reproduce import Reproduction
 
 
 def exported(found: Exported, as_json: bool) -> None:

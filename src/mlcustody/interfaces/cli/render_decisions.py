@@ -12,7 +12,7 @@ from mlcustody.interfaces.cli import output, render_models
 
 if TYPE_CHECKING:
     from mlcustody.interfaces.sdk import DecisionTrace, ImportReport, VerifyReport
-    from mlcustody.ledger.decision_queries import Decision, Receipt
+    from mlcustody.ledger.decisions.queries import Decision, Receipt
     from mlcustody.ledger.kek_rotate import Rotation
 
 

@@ -8,7 +8,7 @@ from mlcustody.interfaces import shapes
 from mlcustody.interfaces.cli import output
 
 if TYPE_CHECKING:
-    from mlcustody.lineage.records import RecordNode, Trace
+    from mlcustody.lineage.record_trace import RecordNode, Trace
 
 
 def trace(found: Trace, down: bool, as_json: bool) -> None:

@@ -11,7 +11,7 @@ from mlcustody.interfaces.cli import output
 if TYPE_CHECKING:
     from mlcustody.checks import Problem
     from mlcustody.interfaces.sdk import ModelDetails
-    from mlcustody.ledger.registry import AliasMove, ModelVersion
+    from mlcustody.ledger.registry.versions import AliasMove, ModelVersion
 
 
 def show(details: ModelDetails, with_envelope: bool, as_json: bool) -> None:
@@ -94,11 +94,11 @@ def oms_bundle(bundle: bytes) -> None:
     output.line(bundle.decode("utf-8"))
 
 
-def oms_verified(path: Path, problems: list[str], as_json: bool) -> None:
+def oms_verified(path: Path, problems: list[Problem], as_json: bool) -> None:
     if as_json:
-        output.emit_json(shapes.document("model_verify_oms", path=str(path), ok=not problems, problems=problems))
+        output.emit_json(shapes.model_verify_oms(path, problems))
         return
     if not problems:
         output.line(f"OK: {path} — the OMS signature holds and every signed file matches.", style="green")
         return
-    output.failures(problems, f" in {path}")
+    output.failures([f"{p.kind}: {p.where}: {p.detail}" for p in problems], f" in {path}")

@@ -9,7 +9,7 @@ from mlcustody.interfaces.cli import output
 
 if TYPE_CHECKING:
     from mlcustody.interfaces.sdk import RunDetails
-    from mlcustody.metadata.runs import IO, Run
+    from mlcustody.metadata.runs.store import IO, Run
 
 _STYLE = {"finished": "green", "failed": "red", "killed": "red", "running": "yellow"}
 _PACKAGES_SHOWN = 8

@@ -95,7 +95,7 @@ def build(
     ``in_memory_bytes`` (default ``IN_MEMORY_BYTES``) they are kept in memory, and the manifest is
     sorted and the statistics computed straight from them. Past it, every batch goes to temporary
     Parquet files and DuckDB sorts the manifest out of core, so memory stays bounded by the budget,
-    not the dataset. Both ways give the same bytes (tests/test_manifest_paths.py compares them).
+    not the dataset. Both ways give the same bytes (tests/storage/test_manifest_paths.py compares them).
     When later records widen a column type, the read starts over with the widened schema.
 
     ``on_records`` is given every record with its id (the value columns, then ``record_id``: what

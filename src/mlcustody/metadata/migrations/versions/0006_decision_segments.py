@@ -111,7 +111,8 @@ def upgrade() -> None:
 
 def _move_into_segments(conn: Any, old_rows: list[Any], number: dict[str, int], ids: dict[str, int]) -> None:
     from mlcustody._canonical import utc_now
-    from mlcustody.ledger import decision_store, tlog
+    from mlcustody.ledger import tlog
+    from mlcustody.ledger.decisions import store as decision_store
 
     subjects = sa.table("decision_subjects", sa.column("id"), sa.column("subject"), sa.column("created_at"))
     for hashed in sorted({r.subject for r in old_rows if r.subject is not None} - set(ids)):

@@ -1,0 +1,1 @@
+"""Evidence bundles: exporting one, checking one offline, reproducing a model from one."""
