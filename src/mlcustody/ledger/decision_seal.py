@@ -111,9 +111,11 @@ def jobs(first: int, model: str, batch: Batch, subject_rows: dict[str, tuple[int
         if start == stop:  # an empty batch
             continue
         part = batch.slice(start, stop).resolved()  # its inputs computed now, while earlier ones are sealed
-        pairs = [subject_rows[s if s is not None else decision_subjects.SHARED] for s in part.subjects]
-        keys = {row: key for row, key in pairs if key is not None}
-        yield Job(first + start, model, part, [row for row, _ in pairs], keys)
+        # each distinct subject looked up once (a segment holds a few hundred, not 4,096)
+        pairs = {s: subject_rows[s if s is not None else decision_subjects.SHARED] for s in set(part.subjects)}
+        keys = {row: key for row, key in pairs.values() if key is not None}
+        rows = {s: row for s, (row, _) in pairs.items()}
+        yield Job(first + start, model, part, [rows[s] for s in part.subjects], keys)
 
 
 def seal_all(pool: Executor | None, work: Iterable[Job]) -> Iterator[tuple[Job, Sealed]]:
