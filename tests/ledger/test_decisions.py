@@ -449,6 +449,10 @@ def test_large_batch_sealed_by_workers(model_ws: Workspace) -> None:
     assert model_ws.verify_decisions().problems == []
     with model_ws.db.read() as conn:
         assert decision_queries.size(conn) == rows + 2
+        # the batch's first segment ends at a tile boundary; the others are whole tiles (their roots by the workers)
+        segments = sa.select(decision_segments.c.first, decision_segments.c.rows).order_by(decision_segments.c.first)
+        cuts = [(s.first, s.rows) for s in conn.execute(segments)]
+        assert cuts[:3] == [(0, 1), (1, decision_store.TILE - 1), (decision_store.TILE, decision_store.TILE)]
         found = decision_queries.get(conn, f"B-{rows - 1}")
         assert found.position == rows and found.output == ((rows - 1) % 3 == 0)
     assert model_ws.decision_inputs(f"B-{rows - 1}") == {"income": float((rows - 1) % 997)}

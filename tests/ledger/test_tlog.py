@@ -364,3 +364,33 @@ def test_tiled_tree_equals_tree(size: int) -> None:
     resumed.append(tlog.leaf_hash(b"next"))
     whole.append(tlog.leaf_hash(b"next"))
     assert resumed.root() == whole.root()
+
+
+@pytest.mark.parametrize("start", [0, 4, 8, 12, 28])
+def test_extend_perfect_equals_extend(start: int) -> None:
+    """A whole tile appended as its root leaves the same stack, root and kept tiles as its leaves."""
+    before = [tlog.leaf_hash(_entry(i)) for i in range(start)]
+    by_leaf, by_root = tlog.Frontier(keep_from=2), tlog.Frontier(keep_from=2)
+    by_leaf.extend(before)
+    by_root.extend(before)
+    for tile in range(5):
+        leaves = [tlog.leaf_hash(_entry(1000 * tile + i)) for i in range(4)]
+        by_leaf.extend(leaves)
+        by_root.extend_perfect(tlog.perfect_root(leaves), 2)
+        assert by_root.stack == by_leaf.stack and by_root.size == by_leaf.size
+    assert by_root.take(2) == by_leaf.take(2)
+    assert by_root.root() == by_leaf.root() == tlog.Tree(by_leaf_leaves(start)).root()
+
+
+def by_leaf_leaves(start: int) -> list[bytes]:
+    leaves = [tlog.leaf_hash(_entry(i)) for i in range(start)]
+    return leaves + [tlog.leaf_hash(_entry(1000 * tile + i)) for tile in range(5) for i in range(4)]
+
+
+def test_extend_perfect_refuses_a_subtree_off_its_boundary() -> None:
+    edge = tlog.Frontier(keep_from=2)
+    edge.append(tlog.leaf_hash(b"one"))
+    with pytest.raises(UsageError):
+        edge.extend_perfect(bytes(32), 2)
+    with pytest.raises(UsageError):
+        tlog.perfect_root([bytes(32)] * 3)

@@ -54,6 +54,16 @@ def node_hash(left: bytes, right: bytes) -> bytes:
     return _sha256(b"\x01" + left + right).digest()
 
 
+def perfect_root(leaves: Sequence[bytes]) -> bytes:
+    """The root of a perfect subtree over ``leaves`` (a power of two of them), level by level."""
+    if not leaves or len(leaves) & (len(leaves) - 1):
+        raise UsageError(f"a perfect subtree has a power of two of leaves, not {len(leaves)}")
+    level = list(leaves)
+    while len(level) > 1:
+        level = [_sha256(b"\x01" + level[i] + level[i + 1]).digest() for i in range(0, len(level), 2)]
+    return level[0]
+
+
 def _split(n: int) -> int:
     """The largest power of two smaller than n (n >= 2)."""
     return 1 << ((n - 1).bit_length() - 1)
@@ -101,6 +111,30 @@ class Frontier:
                         levels.append(bytearray())
                     levels[j] += h
             stack.append(h)
+        self.size = size
+
+    def extend_perfect(self, subtree: bytes, height: int) -> None:
+        """Add the root of a perfect subtree of ``2**height`` leaves (``perfect_root``) where ``extend``
+        would add those leaves one by one: the same stack and kept levels, without hashing the subtree
+        again here. The size must be a multiple of ``2**height`` (the subtree starts at a boundary),
+        and ``height`` at most ``keep_from`` (the levels below it inside the subtree are not kept)."""
+        if self.size & ((1 << height) - 1) or height > self.keep_from:
+            raise UsageError(f"a perfect subtree of height {height} cannot be appended at size {self.size}")
+        stack, levels, keep_from = self.stack, self.levels, self.keep_from
+        h, size = subtree, self.size + (1 << height)
+        completed = size >> height
+        while True:
+            if height >= keep_from:
+                j = height - keep_from
+                if j == len(levels):
+                    levels.append(bytearray())
+                levels[j] += h
+            if completed & 1:
+                break
+            h = _sha256(b"\x01" + stack.pop() + h).digest()
+            height += 1
+            completed >>= 1
+        stack.append(h)
         self.size = size
 
     def root(self) -> bytes:

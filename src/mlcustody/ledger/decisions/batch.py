@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
 from json.encoder import encode_basestring as _quote  # RFC 8785's string escaping, in C
 from typing import TYPE_CHECKING, Any
@@ -37,20 +37,38 @@ class Batch:
     outputs: list[str]  # canonical JSON text
     subjects: list[str | None]
     plaintexts: list[bytes] | None
+    # The inputs as a table, when their fingerprints and plaintexts are still to be computed
+    # (``resolved``): ``record_batch`` defers them so that a large batch's are computed segment by
+    # segment while the worker processes seal the segments before. ``input_digests`` is empty then.
+    inputs: pa.Table | None = None
+    keep_inputs: bool = True
 
     def __len__(self) -> int:
         return len(self.ids)
 
     def without(self, ids: set[str]) -> Batch:
         keep = [i for i, d in enumerate(self.ids) if d not in ids]
-        return self._pick(lambda values: [values[i] for i in keep])
+        return self._pick(lambda values: [values[i] for i in keep], lambda table: table.take(keep))
 
     def slice(self, start: int, stop: int) -> Batch:
-        return self._pick(lambda values: values[start:stop])
+        return self._pick(lambda values: values[start:stop], lambda table: table.slice(start, stop - start))
 
-    def _pick(self, part: Callable[[list[Any]], list[Any]]) -> Batch:
-        columns = {f.name: getattr(self, f.name) for f in fields(self)}
-        picked: dict[str, Any] = {name: None if values is None else part(values) for name, values in columns.items()}
+    def resolved(self) -> Batch:
+        """This batch with the fingerprints and (when kept) plaintexts of its inputs computed."""
+        if self.inputs is None:
+            return self
+        digests, plaintexts = inputs_of(self.inputs, keep=self.keep_inputs)
+        return replace(self, input_digests=digests, plaintexts=plaintexts, inputs=None)
+
+    def _pick(self, part: Callable[[list[Any]], list[Any]], rows: Callable[[pa.Table], pa.Table]) -> Batch:
+        picked: dict[str, Any] = {}
+        for f in fields(self):
+            values = getattr(self, f.name)
+            if f.name == "inputs":
+                values = None if values is None else rows(values)
+            elif isinstance(values, list) and not (f.name == "input_digests" and self.inputs is not None):
+                values = part(values)
+            picked[f.name] = values
         return Batch(**picked)
 
     def check_unique(self) -> None:

@@ -54,7 +54,6 @@ from mlcustody.ledger.decisions.batch import (
     canonical_output,
     check_id,
     ids_column,
-    inputs_of,
     inputs_of_rows,
     list_of,
     normalise_time,
@@ -339,21 +338,23 @@ class DecisionLog:
         subjects: list[str | None] = [None] * table.num_rows
         if subject_col and subject_col in table.column_names and self._pseudonym is not None:
             subjects = pseudonyms(table.column(subject_col), self._pseudonym)
-        digests, plaintexts = inputs_of(table.drop_columns(special), keep=self._keep_inputs)
         batch = Batch(
             ids=rows.ids if rows.ids is not None else ids_column(table, id_col, self.new_id, name),
             times=times,
             versions=self._versions(times, name),
-            input_digests=digests,
+            input_digests=[],
             outputs=texts,
             subjects=subjects,
-            plaintexts=plaintexts,
+            plaintexts=None,
+            inputs=table.drop_columns(special),  # fingerprinted and written segment by segment (``jobs``)
+            keep_inputs=self._keep_inputs,
         )
         with self._lock:
             self._check_open()
             self._flush_pending()
             if resume:
                 batch.check_unique()
+                batch = batch.resolved()
                 with self.db.read() as conn:
                     batch = batch.without(decision_resume.already_logged(conn, batch, self.model.name))
             if len(batch):
@@ -498,7 +499,7 @@ class DecisionLog:
                 work = decision_seal.jobs(frontier.size, self.model.name, batch, subject_rows)
                 stored: Future[None] | None = None
                 for job, sealed in decision_seal.seal_all(pool, work):
-                    frontier.extend(sealed.leaf_list())
+                    sealed.add_to(frontier)
                     tiles = frontier.take(decision_store.TILE_HEIGHT)
                     segment = decision_store.Segment(
                         job.first, sealed.data, job.batch.ids, job.subject_ids, frontier.packed(), tiles

@@ -223,27 +223,34 @@ def subject_positions(conn: Connection, subject: int) -> list[int]:
 
 
 def _insert_many(conn: Connection, table: sa.Table, columns: dict[str, list[Any]]) -> None:
-    """Insert rows given column by column: ``COPY`` on PostgreSQL, else the driver's executemany of a
-    statement compiled once. SQLAlchemy's Core path builds parameters row by row, which costs more
-    than the insert itself."""
+    """Insert rows given column by column, on the driver's own cursor: ``COPY`` on PostgreSQL, else
+    its executemany of a statement compiled once, fed by an iterator of tuples. SQLAlchemy's Core
+    path, and even ``exec_driver_sql``, build and process parameters row by row, which costs more
+    than the insert itself (and holds the GIL the writer's other thread needs)."""
     names = list(columns)
-    if conn.dialect.name == "postgresql":
-        statement = f"COPY {table.name} ({', '.join(names)}) FROM STDIN"
-        cursor: Any = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]  # psycopg's
-        try:
-            with cursor, cursor.copy(statement) as copy:
-                for row in zip(*columns.values(), strict=True):
-                    copy.write_row(row)
-        except conn.dialect.dbapi.IntegrityError as exc:  # type: ignore[union-attr]  # as SQLAlchemy raises it
-            raise sa.exc.IntegrityError(statement, None, exc) from exc
-        return
+    postgres = conn.dialect.name == "postgresql"
     compiled = table.insert().compile(dialect=conn.dialect, column_keys=names)
-    if compiled.positional:
-        conn.exec_driver_sql(str(compiled), list(zip(*(columns[k] for k in compiled.positiontup or []), strict=True)))
-    else:
-        conn.exec_driver_sql(
-            str(compiled), [dict(zip(names, row, strict=True)) for row in zip(*columns.values(), strict=True)]
-        )
+    statement = f"COPY {table.name} ({', '.join(names)}) FROM STDIN" if postgres else str(compiled)
+    cursor: Any = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]  # the driver's
+    try:
+        if postgres:
+            _copy(cursor, statement, columns)
+        elif compiled.positional:
+            cursor.executemany(statement, zip(*(columns[k] for k in compiled.positiontup or []), strict=True))
+        else:  # a named paramstyle: the driver takes mappings
+            cursor.executemany(
+                statement, (dict(zip(names, r, strict=True)) for r in zip(*columns.values(), strict=True))
+            )
+    except conn.dialect.dbapi.IntegrityError as exc:  # type: ignore[union-attr]  # as SQLAlchemy raises it
+        raise sa.exc.IntegrityError(statement, None, exc) from exc
+    finally:
+        cursor.close()
+
+
+def _copy(cursor: Any, statement: str, columns: dict[str, list[Any]]) -> None:
+    with cursor.copy(statement) as copy:
+        for row in zip(*columns.values(), strict=True):
+            copy.write_row(row)
 
 
 # -- reading ---------------------------------------------------------------------------------------------
