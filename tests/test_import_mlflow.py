@@ -170,14 +170,23 @@ def test_metrics_through_the_client_equal_the_sql_read(
     make_workspace: Callable[..., Workspace], store: tuple[str, Any, dict[str, str]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Stores other than SQL ones are read one metric at a time through the client: the same points."""
-    from mlcustody.interfaces import import_mlflow as module
+    from mlcustody.interfaces import mlflow_metrics
 
     _, client, ids = store
-    fast = module._history(client, ids["train"], ["auc", "loss"])
+    with mlflow_metrics.reader(client) as reader:
+        fast = reader.history(ids["train"], ["auc", "loss"])
     monkeypatch.setattr(client._tracking_client.store, "engine", None)
-    slow = module._history(client, ids["train"], ["auc", "loss"])
-    points = [sorted((m.key, m.step, m.timestamp, str(m.value)) for m in found) for found in (fast, slow)]
-    assert points[0] == points[1] and len(fast) == 7 and ("auc", 0, 1_700_000_000_001, "nan") in points[0]
+    with mlflow_metrics.reader(client) as reader:
+        slow = reader.history(ids["train"], ["auc", "loss"])
+    points = [
+        [
+            (s.key, step, stamp, str(value))
+            for s in found
+            for step, stamp, value in zip(s.steps, s.timestamps, s.values, strict=True)
+        ]
+        for found in (fast, slow)
+    ]
+    assert points[0] == points[1] and len(points[0]) == 7 and ("auc", 0, 1_700_000_000_001, "nan") in points[0]
 
 
 def test_second_import_adds_nothing(
@@ -213,14 +222,17 @@ def test_a_wrong_artifact_size_is_named_and_left_out(
     store: tuple[str, Any, dict[str, str]],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    uri, _, ids = store
-    real = mlflow.MlflowClient.list_artifacts
+    from mlflow.store.artifact.local_artifact_repo import LocalArtifactRepository
 
-    def inflated(self: Any, run_id: str, path: str | None = None) -> list[Any]:
-        found = real(self, run_id, path)
+    uri, _, ids = store
+    real = LocalArtifactRepository.list_artifacts
+
+    def inflated(self: Any, path: str | None = None) -> list[Any]:
+        found = real(self, path)
         return [type(f)(f.path, f.is_dir, (f.file_size or 0) + 1) if f.path == "plots/a/roc.txt" else f for f in found]
 
-    monkeypatch.setattr(mlflow.MlflowClient, "list_artifacts", inflated)
+    # the artifact store's listing, which MlflowClient.list_artifacts also goes through
+    monkeypatch.setattr(LocalArtifactRepository, "list_artifacts", inflated)
     ws = make_workspace()
     ws.generate_key()
     report = import_mlflow(ws, uri, experiments=["exp-a"])
