@@ -257,6 +257,15 @@ def test_a_uri_that_names_no_store_changes_nothing(
     assert not (tmp_path / "missing.db").exists() and not (tmp_path / "no-such-store").exists()
 
 
+def test_a_file_that_is_no_mlflow_database_is_bad_input(cli: Cli, tmp_path: Path) -> None:
+    cli("init")
+    events = cli.json("log")["events"]
+    (tmp_path / "garbage.db").write_bytes(b"this is not an SQLite database" * 100)
+    _, err = cli("import", "mlflow", f"sqlite:///{tmp_path / 'garbage.db'}", code=2)
+    assert "MLflow store" in err and len(err.strip().splitlines()) == 1
+    assert cli.json("log")["events"] == events
+
+
 def test_cli_import_mlflow_json(cli: Cli, tmp_path: Path) -> None:
     uri, _, _ = build_store(tmp_path / "mlflow")
     cli("init")

@@ -121,7 +121,10 @@ def _client(uri: str) -> Any:
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # an unreachable server fails at once
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    return mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
+    try:  # a SQL store is opened (and its schema checked) here: a file that is no MLflow database fails
+        return mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
+    except Exception as exc:
+        raise UsageError(f"cannot open the MLflow store {_display(uri)}: {_first_line(exc)}", hint=_URI_HINT) from exc
 
 
 _SCHEMES = ("http", "https", "postgresql", "mysql", "mssql", "databricks")
