@@ -118,6 +118,9 @@ def _client(uri: str) -> Any:
         raise UsageError(f"{_display(uri)} is not an MLflow tracking URI", hint=_URI_HINT)
     if local is not None and not local.exists():
         raise UsageError(f"no MLflow store at {local}", hint=_URI_HINT)
+    if parts.scheme in ("", "file"):
+        # MLflow 3 refuses file stores unless told otherwise; reading one to move it elsewhere is the point
+        os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # an unreachable server fails at once
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -285,7 +288,7 @@ def _read_run(
         report.refuse("run", run_id, f"it is {info.status} in MLflow; import it again once it has ended")
         return None
     try:
-        history = metrics.history(run_id, sorted(run.data.metrics))
+        history = metrics.history(run_id, sorted(run.data.metrics), experiment.experiment_id)
     except Exception as exc:  # a database error, a malformed metric file
         raise UsageError(f"cannot read the MLflow store: {_first_line(exc)}", hint=_URI_HINT) from exc
     tags = dict(run.data.tags) | {
