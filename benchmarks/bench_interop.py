@@ -134,7 +134,8 @@ def _mlflow_export_import(base: Path, uri: str) -> dict[str, Any] | None:
     began = time.perf_counter()
     done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
     if done.returncode:
-        found["peer_import_error"] = (done.stderr.strip().splitlines() or ["no output"])[-1][:300]
+        lines = [line for line in done.stderr.strip().splitlines() if line and not line.startswith(("(", " "))]
+        found["peer_import_error"] = (lines or ["no output"])[-1][:300]
     else:
         found["peer_import_s"] = time.perf_counter() - began
     return found

@@ -25,7 +25,7 @@ def _expected(points: list[tuple[int, int, float]]) -> str:
     return digest_json([[step, stamp, json_number(value)] for step, stamp, value in points])
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(_POINTS)
 def test_series_digest_is_the_canonical_digest(points: list[tuple[int, int, float]]) -> None:
     assert metric_series.series_digest(_series(points)) == _expected(points)
@@ -46,16 +46,7 @@ def test_summary_is_what_merging_point_by_point_keeps() -> None:
     for step, stamp, value in points:
         one = runs.MetricSummary(value, step, stamp, value, value, 1)
         merged = one if merged is None else merged.merge(one)
-    got = metric_series.summarize(_series(points))
-    assert merged is not None
-    assert (got.value, got.step, got.timestamp, got.min, got.max, got.count) == (
-        merged.value,
-        merged.step,
-        merged.timestamp,
-        merged.min,
-        merged.max,
-        merged.count,
-    )
+    assert merged is not None and metric_series.summarize(_series(points)) == merged
 
 
 def test_insert_series_rows_read_back(tmp_path: Path) -> None:

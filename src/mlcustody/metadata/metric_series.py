@@ -17,12 +17,15 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import chain, repeat
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import Connection
 
 from mlcustody._canonical import digest_bytes, digest_json, json_number
 from mlcustody.metadata.schema import run_metric_latest, run_metrics
+
+if TYPE_CHECKING:
+    from mlcustody.metadata.runs import MetricSummary
 
 _SAFE = 2**53  # RFC 8785 refuses integers beyond ±2**53; the generic encoder names the bad value
 _ROW = "[{},{},{!r}]".format
@@ -85,27 +88,19 @@ def _nan_free(values: Sequence[float]) -> Sequence[float]:
     return [v for v in values if not math.isnan(v)] if _has_nan(values) else values
 
 
-@dataclass(frozen=True)
-class Summary:
-    value: float
-    step: int
-    timestamp: int
-    min: float
-    max: float
-    count: int
-
-
-def summarize(series: Series) -> Summary:
+def summarize(series: Series) -> MetricSummary:
     """Latest value, range (NaN ignored unless every value is NaN) and count, as ``run_metric_latest``
     keeps them."""
+    from mlcustody.metadata.runs import MetricSummary  # runs seals with this module: imported late
+
     at = latest_index(series)
     finite = _nan_free(series.values)
     low = min(finite) if finite else math.nan
     high = max(finite) if finite else math.nan
-    return Summary(series.values[at], series.steps[at], series.timestamps[at], low, high, len(series))
+    return MetricSummary(series.values[at], series.steps[at], series.timestamps[at], low, high, len(series))
 
 
-def record_section(series: Sequence[Series], summaries: Sequence[Summary]) -> dict[str, Any]:
+def record_section(series: Sequence[Series], summaries: Sequence[MetricSummary]) -> dict[str, Any]:
     """The ``metrics`` part of the run record for these series (as ``runs.canonical_record`` builds it)."""
     return {
         s.key: {"count": len(s), "digest": series_digest(s), "latest": json_number(summary.value)}
@@ -122,7 +117,7 @@ def _storable(values: Sequence[float]) -> Sequence[float | None]:
     return [None if math.isnan(v) else v for v in values] if _has_nan(values) else values
 
 
-def insert_series(conn: Connection, run_id: str, series: Sequence[Series]) -> list[Summary]:
+def insert_series(conn: Connection, run_id: str, series: Sequence[Series]) -> list[MetricSummary]:
     """Insert every point of a run's series and their summaries, one ``executemany`` a table. For a
     whole history (the run has no metric rows yet), not a batch to merge; each series has points."""
     if not series:
@@ -132,7 +127,7 @@ def insert_series(conn: Connection, run_id: str, series: Sequence[Series]) -> li
     rows = chain.from_iterable(
         zip(repeat(run_id), repeat(s.key), s.steps, s.timestamps, _storable(s.values), strict=False) for s in series
     )
-    cursor = conn.connection.cursor()  # the DB driver's own executemany, in this transaction
+    cursor: Any = conn.connection.cursor()  # the driver's own executemany (it takes any iterable), in this transaction
     try:
         cursor.executemany(sql, rows)
     finally:
