@@ -46,8 +46,9 @@ def _points(client: Any, run_id: str, key: str) -> list[tuple[int, int, str]]:
 
 
 def test_file_store_metrics_are_read_directly_and_equal_the_client(
-    make_workspace: Callable[..., Workspace], tmp_path: Path
+    make_workspace: Callable[..., Workspace], tmp_path: Path, db_url: str | None
 ) -> None:
+    """On both metadata backends: the bulk rows and seal go through each driver's own executemany."""
     uri, client, run_id = _file_store(tmp_path)
     experiment = client.get_run(run_id).info.experiment_id
     with mlflow_metrics.reader(client) as reader:
@@ -57,7 +58,7 @@ def test_file_store_metrics_are_read_directly_and_equal_the_client(
     assert got == {key: _points(client, run_id, key) for key in ("eval/auc", "loss")}
     assert len(got["loss"]) == 5
 
-    ws = make_workspace()
+    ws = make_workspace(db_url=db_url)
     report = import_mlflow(ws, uri)
     assert report.runs == [run_id] and report.imported["metric_points"] == 7
     ours = [(m.key, m.step, m.timestamp, m.value) for m in ws.run(run_id).metric_history]
