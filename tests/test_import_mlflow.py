@@ -277,3 +277,25 @@ def test_cli_import_mlflow_json(cli: Cli, tmp_path: Path) -> None:
     assert again["imported"].get("runs", 0) == 0
     _, err = cli("import", "mlflow", str(tmp_path / "nothing"), code=2)
     assert "no MLflow store" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_step_no_record_can_hold_refuses_only_that_run(
+    make_workspace: Callable[..., Workspace], tmp_path: Path
+) -> None:
+    """MLflow keeps steps as 64-bit integers; a canonical record holds integers up to ±2**53."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        experiment = client.create_experiment("big", artifact_location=(tmp_path / "artifacts").as_uri())
+        fine, huge = (client.create_run(experiment, run_name=name).info.run_id for name in ("fine", "huge"))
+        client.log_metric(fine, "loss", 0.5, step=3, timestamp=1_700_000_000_000)
+        client.log_metric(huge, "loss", 0.5, step=2**60, timestamp=1_700_000_000_000)
+        for run_id in (fine, huge):
+            client.set_terminated(run_id)
+    ws = make_workspace()
+    report = import_mlflow(ws, uri)
+    assert report.runs == [fine]
+    [refused] = [u for u in report.unmapped if u.kind == "run"]
+    assert refused.item == huge and "cannot be sealed" in refused.reason
+    assert not ws.verify().problems

@@ -196,6 +196,8 @@ class _Run:
     end: runs.RunEnd
     batch: runs.Batch
     history: list[metric_series.Series]
+    summaries: list[runs.MetricSummary]
+    section: dict[str, Any]  # the metrics part of the run record, built before any row is written
     stored: snapshot.Snapshot | None
     artifact_uri: str | None
     source_tags: int  # how many tags MLflow had (ours are added)
@@ -259,9 +261,8 @@ def _write_run(ws: Workspace, conn: Any, run: _Run) -> audit.Event:
         io = runs.IO("output", version.name, version.kind, version.digest, version.size, version.ref, "declared")
         run.batch.io[("output", io.path)] = io
     runs.write_batch(conn, run_id, run.batch)
-    summaries = metric_series.insert_series(conn, run_id, run.history)  # a whole history: in bulk
-    section = metric_series.record_section(run.history, summaries)
-    _, event = runs.seal(conn, ws.objects, run_id, run.end, ws.config.actor, section, barrier=False)
+    metric_series.insert_series(conn, run_id, run.history, run.summaries)  # a whole history: in bulk
+    _, event = runs.seal(conn, ws.objects, run_id, run.end, ws.config.actor, run.section, barrier=False)
     return event
 
 
@@ -291,6 +292,12 @@ def _read_run(
         history = metrics.history(run_id, sorted(run.data.metrics), experiment.experiment_id)
     except Exception as exc:  # a database error, a malformed metric file
         raise UsageError(f"cannot read the MLflow store: {_first_line(exc)}", hint=_URI_HINT) from exc
+    summaries = [metric_series.summarize(series) for series in history]
+    try:
+        section = metric_series.record_section(history, summaries)
+    except UsageError as exc:  # a step or timestamp beyond ±2**53, which a canonical record cannot hold
+        report.refuse("run", run_id, f"a metric point cannot be sealed: {exc}")
+        return None
     tags = dict(run.data.tags) | {
         f"{IMPORT_TAG}source": report.source,
         f"{IMPORT_TAG}experiment": f"{experiment.experiment_id} {experiment.name}",
@@ -312,7 +319,7 @@ def _read_run(
     )
     end = runs.RunEnd(_STATUS[info.status], None, "", _time(info.end_time or info.start_time), [], "")
     batch = runs.Batch(params=dict(run.data.params), tags=tags)
-    return _Run(start, end, batch, history, stored, info.artifact_uri, len(run.data.tags))
+    return _Run(start, end, batch, history, summaries, section, stored, info.artifact_uri, len(run.data.tags))
 
 
 def _version(

@@ -117,9 +117,12 @@ def _storable(values: Sequence[float]) -> Sequence[float | None]:
     return [None if math.isnan(v) else v for v in values] if _has_nan(values) else values
 
 
-def insert_series(conn: Connection, run_id: str, series: Sequence[Series]) -> list[MetricSummary]:
-    """Insert every point of a run's series and their summaries, one ``executemany`` a table. For a
-    whole history (the run has no metric rows yet), not a batch to merge; each series has points."""
+def insert_series(
+    conn: Connection, run_id: str, series: Sequence[Series], summaries: Sequence[MetricSummary] | None = None
+) -> Sequence[MetricSummary]:
+    """Insert every point of a run's series and their summaries (``summarize``'s, computed here when not
+    given), one ``executemany`` a table. For a whole history (the run has no metric rows yet), not a
+    batch to merge; each series has points."""
     if not series:
         return []
     columns = "run_id, key, step, timestamp, value"
@@ -132,7 +135,8 @@ def insert_series(conn: Connection, run_id: str, series: Sequence[Series]) -> li
         cursor.executemany(sql, rows)
     finally:
         cursor.close()
-    summaries = [summarize(s) for s in series]
+    if summaries is None:
+        summaries = [summarize(s) for s in series]
     latest_sql = (
         f'INSERT INTO {run_metric_latest.name} (run_id, key, value, step, timestamp, min, max, "count") '
         f"VALUES ({_placeholders(conn, 8)})"
