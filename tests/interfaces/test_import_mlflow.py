@@ -170,14 +170,23 @@ def test_metrics_through_the_client_equal_the_sql_read(
     make_workspace: Callable[..., Workspace], store: tuple[str, Any, dict[str, str]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Stores other than SQL ones are read one metric at a time through the client: the same points."""
-    from mlcustody.interfaces import import_mlflow as module
+    from mlcustody.interfaces import mlflow_metrics
 
     _, client, ids = store
-    fast = module._history(client, ids["train"], ["auc", "loss"])
+    with mlflow_metrics.reader(client) as reader:
+        fast = reader.history(ids["train"], ["auc", "loss"])
     monkeypatch.setattr(client._tracking_client.store, "engine", None)
-    slow = module._history(client, ids["train"], ["auc", "loss"])
-    points = [sorted((m.key, m.step, m.timestamp, str(m.value)) for m in found) for found in (fast, slow)]
-    assert points[0] == points[1] and len(fast) == 7 and ("auc", 0, 1_700_000_000_001, "nan") in points[0]
+    with mlflow_metrics.reader(client) as reader:
+        slow = reader.history(ids["train"], ["auc", "loss"])
+    points = [
+        [
+            (s.key, step, stamp, str(value))
+            for s in found
+            for step, stamp, value in zip(s.steps, s.timestamps, s.values, strict=True)
+        ]
+        for found in (fast, slow)
+    ]
+    assert points[0] == points[1] and len(points[0]) == 7 and ("auc", 0, 1_700_000_000_001, "nan") in points[0]
 
 
 def test_second_import_adds_nothing(
@@ -213,14 +222,17 @@ def test_a_wrong_artifact_size_is_named_and_left_out(
     store: tuple[str, Any, dict[str, str]],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    uri, _, ids = store
-    real = mlflow.MlflowClient.list_artifacts
+    from mlflow.store.artifact.local_artifact_repo import LocalArtifactRepository
 
-    def inflated(self: Any, run_id: str, path: str | None = None) -> list[Any]:
-        found = real(self, run_id, path)
+    uri, _, ids = store
+    real = LocalArtifactRepository.list_artifacts
+
+    def inflated(self: Any, path: str | None = None) -> list[Any]:
+        found = real(self, path)
         return [type(f)(f.path, f.is_dir, (f.file_size or 0) + 1) if f.path == "plots/a/roc.txt" else f for f in found]
 
-    monkeypatch.setattr(mlflow.MlflowClient, "list_artifacts", inflated)
+    # the artifact store's listing, which MlflowClient.list_artifacts also goes through
+    monkeypatch.setattr(LocalArtifactRepository, "list_artifacts", inflated)
     ws = make_workspace()
     ws.generate_key()
     report = import_mlflow(ws, uri, experiments=["exp-a"])
@@ -245,6 +257,15 @@ def test_a_uri_that_names_no_store_changes_nothing(
     assert not (tmp_path / "missing.db").exists() and not (tmp_path / "no-such-store").exists()
 
 
+def test_a_file_that_is_no_mlflow_database_is_bad_input(cli: Cli, tmp_path: Path) -> None:
+    cli("init")
+    events = cli.json("log")["events"]
+    (tmp_path / "garbage.db").write_bytes(b"this is not an SQLite database" * 100)
+    _, err = cli("import", "mlflow", f"sqlite:///{tmp_path / 'garbage.db'}", code=2)
+    assert "MLflow store" in err and len(err.strip().splitlines()) == 1
+    assert cli.json("log")["events"] == events
+
+
 def test_cli_import_mlflow_json(cli: Cli, tmp_path: Path) -> None:
     uri, _, _ = build_store(tmp_path / "mlflow")
     cli("init")
@@ -256,3 +277,25 @@ def test_cli_import_mlflow_json(cli: Cli, tmp_path: Path) -> None:
     assert again["imported"].get("runs", 0) == 0
     _, err = cli("import", "mlflow", str(tmp_path / "nothing"), code=2)
     assert "no MLflow store" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_step_no_record_can_hold_refuses_only_that_run(
+    make_workspace: Callable[..., Workspace], tmp_path: Path
+) -> None:
+    """MLflow keeps steps as 64-bit integers; a canonical record holds integers up to ±2**53."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        experiment = client.create_experiment("big", artifact_location=(tmp_path / "artifacts").as_uri())
+        fine, huge = (client.create_run(experiment, run_name=name).info.run_id for name in ("fine", "huge"))
+        client.log_metric(fine, "loss", 0.5, step=3, timestamp=1_700_000_000_000)
+        client.log_metric(huge, "loss", 0.5, step=2**60, timestamp=1_700_000_000_000)
+        for run_id in (fine, huge):
+            client.set_terminated(run_id)
+    ws = make_workspace()
+    report = import_mlflow(ws, uri)
+    assert report.runs == [fine]
+    [refused] = [u for u in report.unmapped if u.kind == "run"]
+    assert refused.item == huge and "cannot be sealed" in refused.reason
+    assert not ws.verify().problems

@@ -29,6 +29,8 @@ from mlcustody._canonical import canonical_json, digest_json, json_number
 from mlcustody.checks import CheckReport, Problem, ProblemKind
 from mlcustody.errors import AmbiguousRef, UnknownRef, UsageError
 from mlcustody.metadata import audit
+from mlcustody.metadata.runs import metric_series
+from mlcustody.metadata.runs.metric_series import MetricSummary
 from mlcustody.metadata.runs.values import param_text
 from mlcustody.metadata.schema import (
     column_lineage,
@@ -83,27 +85,6 @@ class Metric:
     value: float
     step: int
     timestamp: int  # milliseconds since the epoch, as MLflow keeps them
-
-
-@dataclass(frozen=True)
-class MetricSummary:
-    value: float
-    step: int
-    timestamp: int
-    min: float
-    max: float
-    count: int
-
-    def merge(self, other: MetricSummary) -> MetricSummary:
-        newest = other if (other.step, other.timestamp) >= (self.step, self.timestamp) else self
-        return MetricSummary(
-            newest.value,
-            newest.step,
-            newest.timestamp,
-            _nan_min(self.min, other.min),
-            _nan_max(self.max, other.max),
-            self.count + other.count,
-        )
 
 
 @dataclass(frozen=True)
@@ -269,13 +250,27 @@ def _write_metrics(conn: Connection, run_id: str, metrics: list[Metric]) -> None
     )
 
 
-def seal(conn: Connection, objects: ObjectStore, run_id: str, end: RunEnd, actor: str) -> tuple[RunEnd, audit.Event]:
-    """End a run: store its canonical record as an object, then record the end row with its digest."""
+def seal(
+    conn: Connection,
+    objects: ObjectStore,
+    run_id: str,
+    end: RunEnd,
+    actor: str,
+    metrics: dict[str, Any] | None = None,
+    *,
+    barrier: bool = True,
+) -> tuple[RunEnd, audit.Event]:
+    """End a run: store its canonical record as an object, then record the end row with its digest.
+    ``metrics``: the record's metrics section when the caller built it from the points it has just
+    written (``metric_series.record_section``), so millions of rows are not read back. ``barrier``
+    False: the caller sealing many runs in one transaction flushes the object store once before it
+    commits."""
     if conn.execute(sa.select(run_ends.c.run_id).where(run_ends.c.run_id == run_id)).first():
         raise UsageError(f"run {run_id} has already ended", hint="start a new run")
-    record = canonical_record(conn, run_id, end)
+    record = canonical_record(conn, run_id, end, metrics)
     digest = objects.put_bytes(canonical_json(record))
-    objects.barrier()  # the record is durable before the row that names it commits
+    if barrier:
+        objects.barrier()  # the record is durable before the row that names it commits
     sealed = RunEnd(end.status, end.exit_status, end.error, end.ended_at, end.processes, end.environment, digest)
     row = {"run_id": run_id, **sealed.__dict__}
     row["processes"] = canonical_json(sealed.processes).decode("utf-8")
@@ -386,17 +381,22 @@ def code_objects(code: dict[str, Any]) -> list[str]:
 # -- the canonical record and its check ------------------------------------------------------------
 
 
-def canonical_record(conn: Connection, run_id: str, end: RunEnd) -> dict[str, Any]:
+def canonical_record(
+    conn: Connection, run_id: str, end: RunEnd, metrics: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """The run as one JSON value, built from its rows; its digest is the seal."""
     run = get(conn, run_id)
-    history = metric_history(conn, run_id)
+    if metrics is None:
+        metrics = {
+            key: _series(rows, run.metrics.get(key)) for key, rows in _by_key(metric_history(conn, run_id)).items()
+        }
     return {
         "schema": RECORD_SCHEMA,
         "run": {**run.start.__dict__},
         "end": {k: v for k, v in end.__dict__.items() if k != "seal"},
         "params": run.params,
         "tags": run.tags,
-        "metrics": {key: _series(rows, run.metrics.get(key)) for key, rows in _by_key(history).items()},
+        "metrics": metrics,
         "io": [item.__dict__ for item in run.io],
         "lineage": {
             "records": [link.__dict__ for link in record_links(conn, run_id)],
@@ -416,7 +416,11 @@ def _series(rows: list[Metric], latest: MetricSummary | None) -> dict[str, Any]:
     """One metric in the record: how many values, the digest of all of them, and the latest."""
     return {
         "count": len(rows),
-        "digest": digest_json([[m.step, m.timestamp, json_number(m.value)] for m in rows]),
+        "digest": metric_series.series_digest(
+            metric_series.Series(
+                rows[0].key, [m.step for m in rows], [m.timestamp for m in rows], [m.value for m in rows]
+            )
+        ),
         "latest": json_number(latest.value) if latest else None,
     }
 
@@ -528,14 +532,6 @@ def _readable(value: float | None) -> float:
 
 def _metric_order(m: Metric) -> tuple[str, int, int, bool, float]:
     return (m.key, m.step, m.timestamp, math.isnan(m.value), 0.0 if math.isnan(m.value) else m.value)
-
-
-def _nan_min(a: float, b: float) -> float:
-    return b if math.isnan(a) else a if math.isnan(b) else min(a, b)
-
-
-def _nan_max(a: float, b: float) -> float:
-    return b if math.isnan(a) else a if math.isnan(b) else max(a, b)
 
 
 def _chunks(items: Sequence[str], size: int) -> Iterable[list[str]]:
