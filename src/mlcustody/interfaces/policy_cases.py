@@ -44,7 +44,8 @@ def set_terms(ws: Workspace, ref: str, given: terms.Terms | None) -> terms.Sourc
             )
         given = terms.read_file(found)
     terms.validate(given)
-    consent, counts = None, {}
+    consent: str | None = None
+    counts: dict[str, int] = {}
     if given.consent_column is not None:
         consent, counts = _consent_table(ws, version, given.consent_column)
     with ws.db.write() as conn:
@@ -95,7 +96,9 @@ def _subject(ws: Workspace, ref: str) -> tuple[str, str]:
     return ref, ws.resolve(ref).ref
 
 
-def check_terms(ws: Workspace, ref: str, *, purpose: str | None = None, commercial: bool = False) -> terms_check.TermsCheck:
+def check_terms(
+    ws: Workspace, ref: str, *, purpose: str | None = None, commercial: bool = False
+) -> terms_check.TermsCheck:
     """Every termed version upstream of a model (or dataset) judged for this use (``policy.check``)."""
     if purpose is not None:
         terms.validate(terms.Terms(purposes=(purpose,)))
@@ -131,8 +134,15 @@ class Gate:
         if o is None:
             return None
         _, event = evidence.record_override(
-            conn, o.name, o.alias, o.version, reason=o.reason, findings=o.findings, envelope_digest=o.envelope,
-            keyid=o.keyid, actor=actor,
+            conn,
+            o.name,
+            o.alias,
+            o.version,
+            reason=o.reason,
+            findings=o.findings,
+            envelope_digest=o.envelope,
+            keyid=o.keyid,
+            actor=actor,
         )
         return event
 
@@ -211,8 +221,15 @@ def run_expectations(ws: Workspace, ref: str, suite_file: Path, *, strict: bool 
     ws.objects.barrier()
     with ws.db.write() as conn:
         _, event = evidence.record_expectations(
-            conn, version.name, version.version, suite=suite_digest, result=result_digest, success=result.success,
-            envelope_digest=envelope, keyid=signer.keyid, actor=ws.config.actor,
+            conn,
+            version.name,
+            version.version,
+            suite=suite_digest,
+            result=result_digest,
+            success=result.success,
+            envelope_digest=envelope,
+            keyid=signer.keyid,
+            actor=ws.config.actor,
         )
     audit.advance_witness(ws.witness, event)
     if strict and not result.success:
@@ -244,7 +261,6 @@ def load_frame(ws: Workspace, version: ArtifactVersion) -> pd.DataFrame:
     return pd.read_json(path, lines=suffix == ".jsonl")
 
 
-
 def after_add(ws: Workspace, versions: list[ArtifactVersion], suite_file: Path | None, strict: bool) -> None:
     """What ``add`` does after recording: apply a ``terms.toml`` beside new data, and run the suite
     given (or the one ``[expectations] suites`` names for the artifact)."""
@@ -255,8 +271,9 @@ def after_add(ws: Workspace, versions: list[ArtifactVersion], suite_file: Path |
             set_terms(ws, version.ref, terms.read_file(beside))
         chosen = suite_file or (Path(s) if (s := rules.suite_for(version.name)) else None)
         if chosen is not None:
-            run_expectations(ws, version.ref, ws.root / chosen if not chosen.is_absolute() else chosen,
-                             strict=strict or rules.strict)
+            run_expectations(
+                ws, version.ref, ws.root / chosen if not chosen.is_absolute() else chosen, strict=strict or rules.strict
+            )
 
 
 def check_suite(suite_file: Path | None) -> None:
@@ -276,12 +293,24 @@ def evidence_of(ws: Workspace, version: ArtifactVersion) -> dict[str, Any]:
     for row in rows:
         body = ws.read_json(row["result"])
         results.append(
-            {"seq": row["seq"], "success": bool(row["success"]), "suite": row["suite"], "envelope": row["envelope"],
-             "keyid": row["keyid"], "actor": row["actor"], "at": row["at"], "results": body["results"]}
+            {
+                "seq": row["seq"],
+                "success": bool(row["success"]),
+                "suite": row["suite"],
+                "envelope": row["envelope"],
+                "keyid": row["keyid"],
+                "actor": row["actor"],
+                "at": row["at"],
+                "results": body["results"],
+            }
         )
     shown = None
     if in_force is not None:
-        shown = {**in_force.terms.as_dict(), "seq": in_force.seq, "consent_table": in_force.consent,
-                 "actor": in_force.actor, "at": in_force.at}
+        shown = {
+            **in_force.terms.as_dict(),
+            "seq": in_force.seq,
+            "consent_table": in_force.consent,
+            "actor": in_force.actor,
+            "at": in_force.at,
+        }
     return {"terms": shown, "expectations": results}
-

@@ -845,8 +845,8 @@ class Workspace:
         With ``resume``, decisions already logged with the same content are skipped (an interrupted
         import run again), one logged with other content refuses the import. A declared ``purpose`` the
         model's data does not cover (its consent, its sources' purposes) refuses the import."""
-        from mlcustody.ledger import decision_files, decision_queries, decisions
         from mlcustody.interfaces import policy_cases
+        from mlcustody.ledger import decision_files, decision_queries, decisions
 
         policy_cases.check_purpose(self, ref, purpose)  # a declared purpose the model's data must cover
 

@@ -100,7 +100,9 @@ def check(
                 for ref in members:
                     item = reach.get(ref) or propagation.Reach(ref, "artifact", _count(conn, ref), None)
                     detail = f"share-alike {family} cannot be kept together with {', '.join(others)}"
-                    report.findings.append(judge.finding("share_alike_conflict", item, refs.resolve(conn, ref).path, detail))
+                    report.findings.append(
+                        judge.finding("share_alike_conflict", item, refs.resolve(conn, ref).path, detail)
+                    )
         return report
     finally:
         walk.close()
@@ -125,7 +127,13 @@ class _Judge:
         self.purpose, self.commercial, self.today = purpose, commercial, today
 
     def finding(
-        self, rule: str, reach: propagation.Reach, path: str | None, detail: str, where: str = "", params: list[object] | None = None
+        self,
+        rule: str,
+        reach: propagation.Reach,
+        path: str | None,
+        detail: str,
+        where: str = "",
+        params: list[object] | None = None,
     ) -> Finding:
         if reach.level == "record":
             count = self.walk.count(reach, where, params) if where else reach.records
@@ -133,21 +141,27 @@ class _Judge:
             return Finding(rule, reach.ref, path, count, ids, "record", detail)
         return Finding(rule, reach.ref, path, reach.records, [], "artifact", detail)
 
-    def findings(self, source: terms.SourceTerms, reach: propagation.Reach, path: str | None, added: str) -> list[Finding]:
+    def findings(
+        self, source: terms.SourceTerms, reach: propagation.Reach, path: str | None, added: str
+    ) -> list[Finding]:
         t = source.terms
         found: list[Finding] = []
         info = t.license_info()
         if info is not None and self.commercial and not info.commercial:
             found.append(self.finding("non_commercial", reach, path, f"{info.id} does not allow commercial use"))
         if info is not None and not info.derivatives:
-            found.append(self.finding("no_derivatives", reach, path, f"{info.id} does not allow derivatives such as a model"))
-        if self.purpose is not None and (t.purposes or t.consent in ("consent", "explicit-consent")):
-            if self.purpose not in t.purposes:
-                allowed = ", ".join(t.purposes) or "no purpose"
-                detail = f"purpose {self.purpose!r} is not covered (the data allows {allowed})"
-                found.append(self.finding("purpose_not_covered", reach, path, detail))
+            found.append(
+                self.finding("no_derivatives", reach, path, f"{info.id} does not allow derivatives such as a model")
+            )
+        bounded = t.purposes or t.consent in ("consent", "explicit-consent")
+        if self.purpose is not None and bounded and self.purpose not in t.purposes:
+            allowed = ", ".join(t.purposes) or "no purpose"
+            detail = f"purpose {self.purpose!r} is not covered (the data allows {allowed})"
+            found.append(self.finding("purpose_not_covered", reach, path, detail))
         if t.consent in terms.UNLAWFUL:
-            found.append(self.finding("consent_withdrawn", reach, path, f"the source's basis is {terms.BASES[t.consent]}"))
+            found.append(
+                self.finding("consent_withdrawn", reach, path, f"the source's basis is {terms.BASES[t.consent]}")
+            )
         elif source.consent is not None:
             found.extend(self._record_consent(source, reach, path))
         limit = t.retention_limit(added)
@@ -161,12 +175,17 @@ class _Judge:
         table = str(self.objects.path(source.consent))
         bad = sorted(terms.UNLAWFUL)
         if reach.level == "record" and reach.table is not None:
-            where = f"WHERE record_id IN (SELECT record_id FROM read_parquet(?) WHERE consent IN ({', '.join('?' * len(bad))}))"
+            marks = ", ".join("?" * len(bad))
+            where = f"WHERE record_id IN (SELECT record_id FROM read_parquet(?) WHERE consent IN ({marks}))"
             params: list[object] = [table, *bad]
             count = self.walk.count(reach, where, params)
             if not count:
                 return []
-            return [self.finding("consent_withdrawn", reach, path, "records whose consent is withdrawn or missing", where, params)]
+            return [
+                self.finding(
+                    "consent_withdrawn", reach, path, "records whose consent is withdrawn or missing", where, params
+                )
+            ]
         rows = self.walk.duck.execute(
             f"SELECT record_id FROM read_parquet(?) WHERE consent IN ({', '.join('?' * len(bad))}) ORDER BY 1",
             [table, *bad],

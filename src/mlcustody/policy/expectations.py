@@ -70,8 +70,12 @@ class SuiteResult:
         return all(r.success for r in self.results)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"suite": self.suite, "rows": self.rows, "success": self.success,
-                "results": [r.as_dict() for r in self.results]}
+        return {
+            "suite": self.suite,
+            "rows": self.rows,
+            "success": self.success,
+            "results": [r.as_dict() for r in self.results],
+        }
 
 
 # name → (required arguments, optional arguments)
@@ -84,7 +88,10 @@ SIGNATURES: dict[str, tuple[set[str], set[str]]] = {
     "expect_column_values_to_be_of_type": ({"column", "type_"}, set()),
     "expect_column_values_to_not_be_null": ({"column"}, {"mostly"}),
     "expect_column_values_to_be_null": ({"column"}, {"mostly"}),
-    "expect_column_values_to_be_between": ({"column"}, {"min_value", "max_value", "mostly", "strict_min", "strict_max"}),
+    "expect_column_values_to_be_between": (
+        {"column"},
+        {"min_value", "max_value", "mostly", "strict_min", "strict_max"},
+    ),
     "expect_column_values_to_be_in_set": ({"column", "value_set"}, {"mostly"}),
     "expect_column_values_to_not_be_in_set": ({"column", "value_set"}, {"mostly"}),
     "expect_column_values_to_be_unique": ({"column"}, set()),
@@ -140,7 +147,11 @@ def parse(path: Path) -> Suite:
             import difflib
 
             close = difflib.get_close_matches(name, list(SIGNATURES), n=1)
-            raise fail(key, f"unknown expectation {name!r}", f"did you mean {close[0]}?" if close else "see docs/expectations.md")
+            raise fail(
+                key,
+                f"unknown expectation {name!r}",
+                f"did you mean {close[0]}?" if close else "see docs/expectations.md",
+            )
         kwargs = yaml.safe_load(yaml.serialize(args)) if args is not None else {}
         if not isinstance(kwargs, dict):
             raise fail(args, f"{name} takes a mapping of arguments", _EXAMPLE)
@@ -205,59 +216,83 @@ def _elementwise(e: Expectation, data: pd.DataFrame, other: Callable[[str], pd.D
     mostly = float(k.get("mostly", 1.0))
     success = checked == 0 or (checked - failed) / checked >= mostly
     cases = result.failure_cases
-    sample = cases.head(SAMPLE).to_dict("records") if isinstance(cases, pd.DataFrame) else list(pd.Series(cases).head(SAMPLE))
+    sample = (
+        cases.head(SAMPLE).to_dict("records")
+        if isinstance(cases, pd.DataFrame)
+        else list(pd.Series(cases).head(SAMPLE))
+    )
     return Outcome(e.name, k, success, checked, failed, [_plain(v) if not isinstance(v, dict) else v for v in sample])
 
 
 _TYPES = {
-    "int": "integer", "int64": "integer", "integer": "integer", "float": "floating", "float64": "floating",
-    "str": "string", "string": "string", "object": "string", "bool": "boolean", "boolean": "boolean",
-    "datetime": "datetime64", "datetime64": "datetime64",
+    "int": "integer",
+    "int64": "integer",
+    "integer": "integer",
+    "float": "floating",
+    "float64": "floating",
+    "str": "string",
+    "string": "string",
+    "object": "string",
+    "bool": "boolean",
+    "boolean": "boolean",
+    "datetime": "datetime64",
+    "datetime64": "datetime64",
 }
 
 
 def _check(e: Expectation, data: pd.DataFrame, other: Callable[[str], pd.DataFrame], pa: Any) -> Any:
-    import pandas as pd
-
-    k, name = e.kwargs, e.name
-    if name == "expect_column_values_to_not_be_null":
-        return pa.Check(lambda s: s.notna(), ignore_na=False)
-    if name == "expect_column_values_to_be_null":
-        return pa.Check(lambda s: s.isna(), ignore_na=False)
-    if name == "expect_column_values_to_be_between":
-        return pa.Check(lambda s: _in_range(s, k))
-    if name == "expect_column_values_to_be_in_set":
-        return pa.Check.isin(list(k["value_set"]))
-    if name == "expect_column_values_to_not_be_in_set":
-        return pa.Check.notin(list(k["value_set"]))
-    if name == "expect_column_values_to_be_unique":
-        return pa.Check(lambda s: ~s.duplicated(keep=False))
-    if name == "expect_compound_columns_to_be_unique":
-        columns = list(k["column_list"])
-        return pa.Check(lambda df: ~df.duplicated(subset=columns, keep=False), ignore_na=False)
-    if name == "expect_column_values_to_match_regex":
-        return pa.Check.str_contains(k["regex"])
-    if name == "expect_column_values_to_not_match_regex":
-        pattern = re.compile(k["regex"])
-        return pa.Check(lambda s: ~s.astype(str).str.contains(pattern))
-    if name == "expect_column_value_lengths_to_be_between":
-        return pa.Check.str_length(k.get("min_value"), k.get("max_value"))
-    if name == "expect_column_values_to_be_of_type":
-        wanted = _TYPES.get(str(k["type_"]).lower())
-        if wanted is None:
-            raise UsageError(f"{e.line}: unknown type {k['type_']!r}", hint=f"use one of {', '.join(sorted(_TYPES))}")
-        return pa.Check(lambda s: pd.Series(pd.api.types.infer_dtype(s, skipna=True) == wanted, index=s.index))
-    if name == "expect_column_pair_values_a_to_be_greater_than_b":
-        a, b = k["column_A"], k["column_B"]
-        return pa.Check(lambda df: df[a] >= df[b] if k.get("or_equal") else df[a] > df[b], ignore_na=False)
-    if name == "expect_column_values_to_be_in_version":
+    """The pandera Check of a column-value or row expectation."""
+    k = e.kwargs
+    simple = _SIMPLE.get(e.name)
+    if simple is not None:
+        return simple(k, pa)
+    if e.name == "expect_column_values_to_be_of_type":
+        return _type_check(e, pa)
+    if e.name == "expect_column_values_to_be_in_version":
         ref_frame = other(str(k["ref"]))
         ref_column = k.get("ref_column", k["column"])
         if ref_column not in ref_frame.columns:
             raise UsageError(f"{k['ref']} has no column {ref_column!r}", hint="name it with ref_column")
         allowed = set(ref_frame[ref_column].dropna().tolist())
         return pa.Check(lambda s: s.isin(allowed))
-    raise AssertionError(name)  # pragma: no cover - SIGNATURES and this list are kept together
+    raise AssertionError(e.name)  # pragma: no cover - SIGNATURES and the checks are kept together
+
+
+def _type_check(e: Expectation, pa: Any) -> Any:
+    import pandas as pd
+
+    wanted = _TYPES.get(str(e.kwargs["type_"]).lower())
+    if wanted is None:
+        raise UsageError(
+            f"line {e.line}: unknown type {e.kwargs['type_']!r}", hint=f"use one of {', '.join(sorted(_TYPES))}"
+        )
+    return pa.Check(lambda s: pd.Series(pd.api.types.infer_dtype(s, skipna=True) == wanted, index=s.index))
+
+
+def _pair(k: dict[str, Any]) -> Callable[[pd.DataFrame], pd.Series]:
+    a, b = k["column_A"], k["column_B"]
+    return lambda df: df[a] >= df[b] if k.get("or_equal") else df[a] > df[b]
+
+
+_SIMPLE: dict[str, Callable[[dict[str, Any], Any], Any]] = {
+    "expect_column_values_to_not_be_null": lambda k, pa: pa.Check(lambda s: s.notna(), ignore_na=False),
+    "expect_column_values_to_be_null": lambda k, pa: pa.Check(lambda s: s.isna(), ignore_na=False),
+    "expect_column_values_to_be_between": lambda k, pa: pa.Check(lambda s: _in_range(s, k)),
+    "expect_column_values_to_be_in_set": lambda k, pa: pa.Check.isin(list(k["value_set"])),
+    "expect_column_values_to_not_be_in_set": lambda k, pa: pa.Check.notin(list(k["value_set"])),
+    "expect_column_values_to_be_unique": lambda k, pa: pa.Check(lambda s: ~s.duplicated(keep=False)),
+    "expect_compound_columns_to_be_unique": lambda k, pa: pa.Check(
+        lambda df: ~df.duplicated(subset=list(k["column_list"]), keep=False), ignore_na=False
+    ),
+    "expect_column_values_to_match_regex": lambda k, pa: pa.Check.str_contains(k["regex"]),
+    "expect_column_values_to_not_match_regex": lambda k, pa: pa.Check(
+        lambda s: ~s.astype(str).str.contains(re.compile(k["regex"]))
+    ),
+    "expect_column_value_lengths_to_be_between": lambda k, pa: pa.Check.str_length(
+        k.get("min_value"), k.get("max_value")
+    ),
+    "expect_column_pair_values_a_to_be_greater_than_b": lambda k, pa: pa.Check(_pair(k), ignore_na=False),
+}
 
 
 def _in_range(s: pd.Series, k: dict[str, Any]) -> pd.Series:
@@ -283,7 +318,9 @@ def _query(data: pd.DataFrame, k: dict[str, Any], _: Any) -> tuple[bool, Any]:
         try:
             rows = duck.execute(f"SELECT count(*) FROM ({k['query']})").fetchone()
         except duckdb.Error as exc:
-            raise UsageError(f"expect_query_to_return_no_rows: {exc}", hint="the query reads the table `data`") from None
+            raise UsageError(
+                f"expect_query_to_return_no_rows: {exc}", hint="the query reads the table `data`"
+            ) from None
     count = int(rows[0]) if rows else 0
     return count == 0, {"rows": count}
 
@@ -291,7 +328,10 @@ def _query(data: pd.DataFrame, k: dict[str, Any], _: Any) -> tuple[bool, Any]:
 _TABLE: dict[str, Callable[[pd.DataFrame, dict[str, Any], Any], tuple[bool, Any]]] = {
     "expect_column_to_exist": lambda d, k, _: (k["column"] in d.columns, None),
     "expect_table_columns_to_match_set": _columns_match,
-    "expect_table_columns_to_match_ordered_list": lambda d, k, _: (list(d.columns) == list(k["column_list"]), list(d.columns)),
+    "expect_table_columns_to_match_ordered_list": lambda d, k, _: (
+        list(d.columns) == list(k["column_list"]),
+        list(d.columns),
+    ),
     "expect_table_row_count_to_be_between": lambda d, k, _: (_between(len(d), k), len(d)),
     "expect_table_row_count_to_equal": lambda d, k, _: (len(d) == k["value"], len(d)),
     "expect_query_to_return_no_rows": _query,

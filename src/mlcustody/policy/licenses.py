@@ -34,11 +34,16 @@ def _cc(version: str) -> list[License]:
         License(f"CC-BY-SA-{v}", f"Creative Commons Attribution Share Alike {v}", True, True, f"CC-BY-SA-{v}"),
         License(f"CC-BY-NC-{v}", f"Creative Commons Attribution Non Commercial {v}", False, True, None),
         License(
-            f"CC-BY-NC-SA-{v}", f"Creative Commons Attribution Non Commercial Share Alike {v}", False, True,
+            f"CC-BY-NC-SA-{v}",
+            f"Creative Commons Attribution Non Commercial Share Alike {v}",
+            False,
+            True,
             f"CC-BY-NC-SA-{v}",
         ),
         License(f"CC-BY-ND-{v}", f"Creative Commons Attribution No Derivatives {v}", True, False, None),
-        License(f"CC-BY-NC-ND-{v}", f"Creative Commons Attribution Non Commercial No Derivatives {v}", False, False, None),
+        License(
+            f"CC-BY-NC-ND-{v}", f"Creative Commons Attribution Non Commercial No Derivatives {v}", False, False, None
+        ),
     ]
 
 
@@ -74,13 +79,12 @@ def lookup(license_id: str, custom: dict[str, bool] | None = None) -> License:
         return LICENSES[license_id]
     if license_id.startswith(CUSTOM_PREFIX) and len(license_id) > len(CUSTOM_PREFIX):
         given = custom or {}
-        return License(
-            license_id, license_id, given.get("commercial", False), given.get("derivatives", True), None
-        )
+        return License(license_id, license_id, given.get("commercial", False), given.get("derivatives", True), None)
     folded = {known.lower(): known for known in LICENSES}
     close = difflib.get_close_matches(license_id.lower(), list(folded), n=3, cutoff=0.5)
     hint = f"did you mean {', '.join(folded[c] for c in close)}? " if close else ""
     raise UsageError(
         f"unknown SPDX license id {license_id!r}",
-        hint=hint + "see docs/terms.md for the known ids, or name a custom one LicenseRef-NAME with --commercial/--no-commercial",
+        hint=hint
+        + "see docs/terms.md for the known ids, or name a custom one LicenseRef-NAME with --commercial/--no-commercial",
     )

@@ -58,7 +58,9 @@ class Walk:
             self._reach = self._walk()
         return self._reach
 
-    def ids(self, reach: Reach, where: str = "", params: list[object] | None = None, limit: int | None = None) -> list[str]:
+    def ids(
+        self, reach: Reach, where: str = "", params: list[object] | None = None, limit: int | None = None
+    ) -> list[str]:
         """Reached record ids of a version, optionally filtered (``where`` over column ``record_id``)."""
         if reach.table is None:
             return []
@@ -90,8 +92,8 @@ class Walk:
                     ready.append(input_ref)
         found: dict[str, Reach] = {}
         for ref in self.artifacts():
-            version = refs.resolve(self.conn, ref)
-            total = int(version.records["count"]) if version.records else None
+            found_version = refs.resolve(self.conn, ref)
+            total = int(found_version.records["count"]) if found_version.records else None
             table = self._tables.get(ref)
             if table is None:
                 found[ref] = Reach(ref, "artifact", total, None)

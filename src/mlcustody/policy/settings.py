@@ -40,8 +40,10 @@ def load(config_file: Path) -> Settings:
         raise ConfigError(f"cannot read {config_file}: {exc}") from exc
     terms: dict[str, Any] = data.get("terms", {})
     expect: dict[str, Any] = data.get("expectations", {})
-    for section, value, known in (("terms", terms, {"gated_aliases", "commercial", "purpose"}),
-                                  ("expectations", expect, {"strict", "suites"})):
+    for section, value, known in (
+        ("terms", terms, {"gated_aliases", "commercial", "purpose"}),
+        ("expectations", expect, {"strict", "suites"}),
+    ):
         if not isinstance(value, dict) or set(value) - known:
             raise ConfigError(f"{config_file}: [{section}] knows only {', '.join(sorted(known))}")
     aliases = terms.get("gated_aliases", ["production"])
@@ -49,9 +51,14 @@ def load(config_file: Path) -> Settings:
     if not isinstance(aliases, list) or not all(isinstance(a, str) for a in aliases):
         raise ConfigError(f"{config_file}: [terms] gated_aliases must be a list of alias names")
     if not isinstance(suites, dict) or not all(isinstance(v, str) for v in suites.values()):
-        raise ConfigError(f'{config_file}: [expectations] suites must map name patterns to files, e.g. "raw/*" = "raw.yaml"')
+        raise ConfigError(
+            f'{config_file}: [expectations] suites must map name patterns to files, e.g. "raw/*" = "raw.yaml"'
+        )
     purpose = terms.get("purpose")
     return Settings(
-        tuple(aliases), bool(terms.get("commercial", True)), str(purpose) if purpose else None,
-        bool(expect.get("strict", False)), dict(suites),
+        tuple(aliases),
+        bool(terms.get("commercial", True)),
+        str(purpose) if purpose else None,
+        bool(expect.get("strict", False)),
+        dict(suites),
     )

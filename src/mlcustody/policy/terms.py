@@ -101,7 +101,9 @@ def validate(terms: Terms) -> Terms:
         raise UsageError(f"unknown consent basis {terms.consent!r}", hint=f"use one of {', '.join(BASES)}")
     for purpose in terms.purposes:
         if not _PURPOSE.fullmatch(purpose):
-            raise UsageError(f"purpose {purpose!r} is not valid", hint="use lower-case words joined by -, e.g. credit-scoring")
+            raise UsageError(
+                f"purpose {purpose!r} is not valid", hint="use lower-case words joined by -, e.g. credit-scoring"
+            )
     if terms.retention is not None and not _DAYS.fullmatch(terms.retention):
         try:
             dt.date.fromisoformat(terms.retention)

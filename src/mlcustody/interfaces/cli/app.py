@@ -633,7 +633,8 @@ def model_alias(
     version: Annotated[int, typer.Argument(help="Version the alias points at from now on.")],
     reason: Annotated[str, typer.Option("--reason", help="Why (kept in the alias's history).")] = "",
     override_terms: Annotated[
-        bool, typer.Option("--override-terms", help="Move a gated alias despite the data's terms (signed, with --reason).")
+        bool,
+        typer.Option("--override-terms", help="Move a gated alias despite the data's terms (signed, with --reason)."),
     ] = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -739,7 +740,8 @@ def decisions_import(
         bool, typer.Option("--resume", help="Skip decisions already logged with the same content (a rerun).")
     ] = False,
     purpose: Annotated[
-        str | None, typer.Option("--purpose", help="The purpose the decisions serve; refused if the data does not cover it.")
+        str | None,
+        typer.Option("--purpose", help="The purpose the decisions serve; refused if the data does not cover it."),
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -749,7 +751,8 @@ def decisions_import(
 
     columns = DecisionColumns(id=id_col, time=time_col, subject=subject_col, output=output_col)
     with workspace() as ws:
-        render_decisions.imported(ws.import_decisions(path, model, columns=columns, resume=resume, purpose=purpose), as_json)
+        found = ws.import_decisions(path, model, columns=columns, resume=resume, purpose=purpose)
+        render_decisions.imported(found, as_json)
 
 
 @decisions_app.command("receipt")
@@ -832,10 +835,9 @@ def run(args: list[str]) -> int:
         return 3
 
 
-from mlcustody.interfaces.cli import interop  # noqa: E402 - registered after app exists
+from mlcustody.interfaces.cli import interop, policy  # noqa: E402 - registered after app exists
 from mlcustody.interfaces.cli.investigate import investigate_app  # noqa: E402 - registered after app exists
 from mlcustody.interfaces.cli.report import report_app  # noqa: E402 - registered after app exists
-from mlcustody.interfaces.cli import policy  # noqa: E402 - registered after app exists
 
 investigate_attribution.register(investigate_app)
 app.add_typer(investigate_app, name="investigate")

@@ -24,7 +24,9 @@ def terms_set(
     ] = None,
     commercial: Annotated[
         bool | None,
-        typer.Option("--commercial/--no-commercial", help="Whether a LicenseRef-… custom license allows commercial use."),
+        typer.Option(
+            "--commercial/--no-commercial", help="Whether a LicenseRef-… custom license allows commercial use."
+        ),
     ] = None,
     consent: Annotated[
         str | None, typer.Option("--consent", help="GDPR basis: consent, contract, legitimate-interests, withdrawn, …")

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import shlex
 import dataclasses
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -114,7 +114,7 @@ class ShowDetails:
     files: tuple[Entry, ...] | None = None
     stats: dict[str, dict[str, Any]] | None = None
     found: list[FoundRecord] | None = None
-    policy: dict[str, Any] = dataclasses.field(default_factory=dict)  # terms and expectation results (policy_cases.evidence_of)
+    policy: dict[str, Any] = dataclasses.field(default_factory=dict)  # terms, expectations (policy_cases.evidence_of)
 
 
 def show(version: ArtifactVersion, history: list[ArtifactVersion], details: ShowDetails, as_json: bool) -> None:

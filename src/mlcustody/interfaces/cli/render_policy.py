@@ -17,8 +17,12 @@ def terms_set(done: SourceTerms, as_json: bool) -> None:
         output.emit_json(shapes.terms_set(done))
         return
     t = done.terms
-    parts = [f"license {t.license}" if t.license else "", f"consent {t.consent}" if t.consent else "",
-             f"purposes {', '.join(t.purposes)}" if t.purposes else "", f"retention {t.retention}" if t.retention else ""]
+    parts = [
+        f"license {t.license}" if t.license else "",
+        f"consent {t.consent}" if t.consent else "",
+        f"purposes {', '.join(t.purposes)}" if t.purposes else "",
+        f"retention {t.retention}" if t.retention else "",
+    ]
     output.line(f"{done.ref}: terms #{done.seq} set — " + "; ".join(p for p in parts if p))
     for value, count in sorted(done.counts.items()):
         output.line(f"  {count:>10} records with consent {value}")
@@ -37,8 +41,11 @@ def evidence_lines(found: dict[str, Any]) -> list[str]:
     lines = []
     t = found.get("terms")
     if t is not None:
-        bits = [f"{k} {v if not isinstance(v, list) else ', '.join(v)}" for k, v in t.items()
-                if k in ("license", "consent", "purposes", "retention", "consent_column") and v]
+        bits = [
+            f"{k} {v if not isinstance(v, list) else ', '.join(v)}"
+            for k, v in t.items()
+            if k in ("license", "consent", "purposes", "retention", "consent_column") and v
+        ]
         lines.append(f"{'terms':>11}: " + "; ".join(bits) + f" (set by {t['actor']} at {t['at'][:19]})")
     for item in found.get("expectations", []):
         failed = [r for r in item["results"] if not r["success"]]
@@ -52,7 +59,9 @@ def checked(found: TermsCheck, as_json: bool) -> None:
     if as_json:
         output.emit_json(shapes.terms_check(found))
         return
-    use = ", ".join(x for x in ("commercial" if found.commercial else "", f"purpose {found.purpose}" if found.purpose else "") if x)
+    use = ", ".join(
+        x for x in ("commercial" if found.commercial else "", f"purpose {found.purpose}" if found.purpose else "") if x
+    )
     output.line(f"{found.subject} ({found.artifact}) for {use or 'any use'}: {len(found.sources)} termed source(s)")
     for s in found.sources:
         counted = f"{s.records} records" if s.records is not None else "records not counted"
