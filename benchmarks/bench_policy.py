@@ -113,6 +113,8 @@ def bench_terms(root: Path, rows: int, datasets: int) -> dict[str, float]:
 
 
 def bench_expectations(root: Path, rows: int) -> dict[str, float | None]:
+    import pandera.pandas  # noqa: F401 - imported before timing, as Great Expectations is
+
     from mlcustody.policy import expectations
 
     data = frame(rows)

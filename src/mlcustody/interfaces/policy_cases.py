@@ -179,11 +179,16 @@ def _sign_override(
     listed = [f.as_dict() for f in found.findings]
     findings = ws.store_json(listed)
     predicate = {"model": model.ref, "alias": alias, "reason": reason, "actor": ws.config.actor, "findings": listed}
-    payload = evidence.statement(model.ref, model.digest, evidence.OVERRIDE_TYPE, predicate)
+    envelope, keyid = _sign(ws, evidence.statement(model.ref, model.digest, evidence.OVERRIDE_TYPE, predicate))
+    return Override(name, alias, version, reason, findings, envelope, keyid)
+
+
+def _sign(ws: Workspace, payload: bytes) -> tuple[str, str]:
+    """Sign a statement with the active key and store its DSSE envelope: (envelope digest, keyid)."""
     signer = ws.signer()
     envelope = ws.objects.put_bytes(evidence.envelope(payload, signer.keyid, signer.sign(evidence.pae(payload))))
     ws.objects.barrier()
-    return Override(name, alias, version, reason, findings, envelope, signer.keyid)
+    return envelope, signer.keyid
 
 
 def check_purpose(ws: Workspace, ref: str, purpose: str | None) -> None:
@@ -215,10 +220,7 @@ def run_expectations(ws: Workspace, ref: str, suite_file: Path, *, strict: bool 
     suite_digest = ws.objects.put_bytes(suite_file.read_bytes())
     result_digest = ws.store_json(result.as_dict())
     predicate = {"suite": {"file": suite_file.name, "blake3": suite_digest}, "result": result.as_dict()}
-    payload = evidence.statement(version.ref, version.digest, evidence.EXPECTATIONS_TYPE, predicate)
-    signer = ws.signer()
-    envelope = ws.objects.put_bytes(evidence.envelope(payload, signer.keyid, signer.sign(evidence.pae(payload))))
-    ws.objects.barrier()
+    envelope, keyid = _sign(ws, evidence.statement(version.ref, version.digest, evidence.EXPECTATIONS_TYPE, predicate))
     with ws.db.write() as conn:
         _, event = evidence.record_expectations(
             conn,
@@ -228,7 +230,7 @@ def run_expectations(ws: Workspace, ref: str, suite_file: Path, *, strict: bool 
             result=result_digest,
             success=result.success,
             envelope_digest=envelope,
-            keyid=signer.keyid,
+            keyid=keyid,
             actor=ws.config.actor,
         )
     audit.advance_witness(ws.witness, event)

@@ -44,6 +44,14 @@ def _next_seq(conn: Connection, table: sa.Table, **key: Any) -> int:
     return int(conn.execute(sa.select(sa.func.max(table.c.seq)).where(*where)).scalar() or 0) + 1
 
 
+def _record(
+    conn: Connection, table: sa.Table, key: dict[str, Any], fields: dict[str, Any], actor: str, action: str
+) -> tuple[dict[str, Any], audit.Event]:
+    """Append the next ``seq`` row under ``key`` with who and when (audited)."""
+    row = {**key, "seq": _next_seq(conn, table, **key), **fields, "actor": actor, "at": utc_now()}
+    return row, audit.record_row(conn, table, row, actor=actor, action=action)
+
+
 def record_expectations(
     conn: Connection,
     name: str,
@@ -56,19 +64,9 @@ def record_expectations(
     keyid: str,
     actor: str,
 ) -> tuple[dict[str, Any], audit.Event]:
-    row: dict[str, Any] = {
-        "name": name,
-        "version": version,
-        "seq": _next_seq(conn, expectation_results, name=name, version=version),
-        "suite": suite,
-        "result": result,
-        "success": int(success),
-        "envelope": envelope_digest,
-        "keyid": keyid,
-        "actor": actor,
-        "at": utc_now(),
-    }
-    return row, audit.record_row(conn, expectation_results, row, actor=actor, action="expectations.result")
+    fields = {"suite": suite, "result": result, "success": int(success), "envelope": envelope_digest, "keyid": keyid}
+    key = {"name": name, "version": version}
+    return _record(conn, expectation_results, key, fields, actor, "expectations.result")
 
 
 def expectation_rows(conn: Connection, name: str, version: int) -> list[dict[str, Any]]:
@@ -92,16 +90,5 @@ def record_override(
     keyid: str,
     actor: str,
 ) -> tuple[dict[str, Any], audit.Event]:
-    row: dict[str, Any] = {
-        "name": name,
-        "alias": alias,
-        "seq": _next_seq(conn, terms_overrides, name=name, alias=alias),
-        "version": version,
-        "reason": reason,
-        "findings": findings,
-        "envelope": envelope_digest,
-        "keyid": keyid,
-        "actor": actor,
-        "at": utc_now(),
-    }
-    return row, audit.record_row(conn, terms_overrides, row, actor=actor, action="terms.override")
+    fields = {"version": version, "reason": reason, "findings": findings, "envelope": envelope_digest, "keyid": keyid}
+    return _record(conn, terms_overrides, {"name": name, "alias": alias}, fields, actor, "terms.override")
