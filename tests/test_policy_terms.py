@@ -71,6 +71,13 @@ def test_non_commercial_vendor_taints_a_commercial_model(credit: Cli) -> None:
     row = override["payload"]["row"]
     assert row["reason"] == "licensed by contract 42" and row["actor"] == override["actor"] and row["version"] == 1
     assert json.loads(cli("model", "show", "credit@1", "--json")[0])["aliases"]["production"]
+
+    log = cli.cwd / "predictions.jsonl"
+    plain_pipeline.decisions(cli.cwd, log, count=5)
+    _, err = cli("decisions", "import", str(log), "--model", "credit@1", "--purpose", "credit-scoring", code=2)
+    assert "purpose_not_covered" in err and f"{VENDOR}.csv" in err
+    assert json.loads(cli("decisions", "ls", "--json")[0])["decisions"] == []
+    cli("decisions", "import", str(log), "--model", "credit@1", "--purpose", "research")
     cli("verify")
 
 
