@@ -44,6 +44,7 @@ class Walk:
         self.graph = graph.walk(conn, origin, direction="up")
         self.duck = duckdb.connect()
         self._tables: dict[str, str] = {}
+        self._whole: dict[str, str] = {}  # versions reached with every record: a query of their manifest
         self._reach: dict[str, Reach] | None = None
 
     def close(self) -> None:
@@ -86,7 +87,8 @@ class Walk:
         while ready:
             version = ready.pop()
             for input_ref, links in rows.get(version, []):
-                self._follow(version, input_ref, links, version in full)
+                if self._follow(version, input_ref, links, version in full):
+                    full.add(input_ref)
                 pending[input_ref] -= 1
                 if pending[input_ref] == 0:
                     ready.append(input_ref)
@@ -95,7 +97,9 @@ class Walk:
             found_version = refs.resolve(self.conn, ref)
             total = int(found_version.records["count"]) if found_version.records else None
             table = self._tables.get(ref)
-            if table is None:
+            if ref in self._whole:  # every record reached: its record manifest lists them
+                found[ref] = Reach(ref, "record", total, self._whole[ref])
+            elif table is None:
                 found[ref] = Reach(ref, "artifact", total, None)
             else:
                 counted = self.duck.execute(f"SELECT count(*) FROM {table}").fetchone()
@@ -130,9 +134,19 @@ class Walk:
             frontier = nxt - set(found)
         return found
 
-    def _follow(self, output: str, input_ref: str, links: str, every: bool) -> None:
-        """Add to ``input_ref``'s reached ids the inputs of the links whose output was reached."""
+    def _follow(self, output: str, input_ref: str, links: str, every: bool) -> bool:
+        """Add to ``input_ref``'s reached ids the inputs of the links whose output was reached; True when
+        that is every record of ``input_ref`` (then no table of ids is kept: its manifest is the list)."""
         path = str(self.objects.path(links))
+        if input_ref in self._whole:
+            return True
+        if every and input_ref not in self._tables:
+            version = refs.resolve(self.conn, input_ref)
+            row = self.duck.execute("SELECT count(DISTINCT input_id) FROM read_parquet(?)", [path]).fetchone()
+            if version.records is not None and row is not None and int(row[0]) == int(version.records["count"]):
+                manifest = str(self.objects.path(version.records["manifest"])).replace("'", "''")
+                self._whole[input_ref] = f"(SELECT record_id FROM read_parquet('{manifest}'))"
+                return True
         table = self._table(input_ref)
         if every or output not in self._tables:
             select = "SELECT DISTINCT input_id FROM read_parquet(?)"
@@ -142,6 +156,7 @@ class Walk:
                 "ON l.output_id = r.record_id"
             )
         self.duck.execute(f"INSERT INTO {table} SELECT * FROM ({select}) EXCEPT SELECT record_id FROM {table}", [path])
+        return False
 
     def _table(self, ref: str) -> str:
         if ref not in self._tables:
