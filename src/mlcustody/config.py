@@ -35,6 +35,8 @@ from mlcustody.errors import ConfigError, NotAWorkspace, PathError
 
 STORE_DIRNAME = ".custody"
 CONFIG_FILENAME = "config.toml"
+# [terms] and [expectations] are read and checked by mlcustody.policy (policy.settings)
+_SECTIONS = {"core", "capture", "terms", "expectations"}
 LINK_MODES = ("copy", "hardlink", "symlink", "reflink")
 _KNOWN_KEYS = {"db_url", "link_mode", "actor", "kek_file"}
 # Files under these patterns are hashed but neither stored nor versioned when a run touches them:
@@ -159,9 +161,9 @@ def load(root: Path) -> Config:
         raise ConfigError(f"cannot read {path}: {exc}") from exc
     core, capture = data.get("core", {}), data.get("capture", {})
     sections_ok = isinstance(core, dict) and isinstance(capture, dict)
-    if not sections_ok or set(data) - {"core", "capture"} or set(core) - _KNOWN_KEYS or set(capture) - _CAPTURE_KEYS:
+    if not sections_ok or set(data) - _SECTIONS or set(core) - _KNOWN_KEYS or set(capture) - _CAPTURE_KEYS:
         unknown = sorted(
-            (set(data) - {"core", "capture"})
+            (set(data) - _SECTIONS)
             | (set(core) - _KNOWN_KEYS if isinstance(core, dict) else set())
             | ({f"capture.{k}" for k in set(capture) - _CAPTURE_KEYS} if isinstance(capture, dict) else set())
         )

@@ -730,12 +730,19 @@ class Workspace:
         audit.advance_witness(self.witness, event)
         return version
 
-    def alias_model(self, name: str, alias: str, version: int | None, reason: str) -> registry.AliasMove:
-        """Point an alias at a version (None removes it); the move is kept in the alias's history."""
+    def alias_model(
+        self, name: str, alias: str, version: int | None, reason: str, *, override_terms: bool = False
+    ) -> registry.AliasMove:
+        """Point an alias at a version (None removes it); the move is kept in the alias's history. A gated
+        alias (production) refuses a version whose data's terms its use breaks, unless ``override_terms``:
+        then the reason is signed and recorded with the move (``interfaces.policy_cases``)."""
+        from mlcustody.interfaces import policy_cases
         from mlcustody.ledger.registry import versions as model_registry
 
+        gate = policy_cases.gate_alias(self, name, alias, version, reason if override_terms else None)
         with self.db.write() as conn:
             move, event = model_registry.move_alias(conn, name, alias, version, reason, self.config.actor)
+            event = gate.record(conn, self.config.actor) or event
         audit.advance_witness(self.witness, event)
         return move
 
@@ -838,15 +845,25 @@ class Workspace:
         return decisions.DecisionLog(self._keyring(), ref, **options)
 
     def import_decisions(
-        self, path: Path | str, ref: str, *, columns: DecisionColumns | None = None, resume: bool = False
+        self,
+        path: Path | str,
+        ref: str,
+        *,
+        columns: DecisionColumns | None = None,
+        resume: bool = False,
+        purpose: str | None = None,
     ) -> ImportReport:
         """Import a prediction log (JSON Lines, CSV, Parquet) into the decision log, sealed by a checkpoint.
         With an alias (``NAME:ALIAS``) each decision gets the version the alias pointed at at its time.
         With ``resume``, decisions already logged with the same content are skipped (an interrupted
-        import run again), one logged with other content refuses the import."""
+        import run again), one logged with other content refuses the import. A declared ``purpose`` the
+        model's data does not cover (its consent, its sources' purposes) refuses the import."""
+        from mlcustody.interfaces import policy_cases
         from mlcustody.ledger.decisions import files as decision_files
         from mlcustody.ledger.decisions import log as decisions
         from mlcustody.ledger.decisions import queries as decision_queries
+
+        policy_cases.check_purpose(self, ref, purpose)  # a declared purpose the model's data must cover
 
         cols = columns or DecisionColumns()
         found = decision_files.read(Path(path))

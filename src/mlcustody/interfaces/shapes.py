@@ -1206,3 +1206,66 @@ def model_verify_oms(path: Path, found: Iterable[Problem]) -> dict[str, Any]:
     """``model verify-oms``: the OMS bundle's problems as objects, like every other check's."""
     items = problems(found)
     return document("model_verify_oms", path=str(path), ok=not items, problems=items)
+
+# -- policy: terms, check terms, expectation results (interfaces.policy_cases) -------------------------
+
+FIELDS |= {
+    "terms_set": {
+        "ref": "the version the terms apply to",
+        "seq": "which setting of its terms this is (the newest is in force)",
+        "terms": "{license, commercial, consent, purposes, retention, consent_column, notes}",
+        "consent_table": "digest of the per-record consent table (record_id, consent), or null",
+        "consent_counts": "records per consent value, with --consent-column, else {}",
+        "actor": "who set them",
+        "at": "when (UTC)",
+    },
+    "policy_evidence": {
+        "ref": "the version",
+        "terms": "the terms in force ({license, consent, purposes, retention, …, seq, actor, at}) or null",
+        "expectations": "list of signed suite results {seq, success, suite, envelope, keyid, actor, at, results}",
+    },
+    "terms_check": {
+        "subject": "what was checked (a model version, or an artifact version)",
+        "artifact": "its artifact version",
+        "purpose": "the purpose checked, or null",
+        "commercial": "whether a commercial use was checked",
+        "ok": "true when no finding",
+        "sources": "list of {ref, path, terms, level (record | artifact), records (reaching it)} of termed versions",
+        "findings": "list of {rule, source, path, records, record_ids (up to 100), level, detail}",
+    },
+}
+FIELDS["show"] = {
+    **FIELDS["show"],
+    "terms": "the terms in force on the version (see `custody terms show`), or null",
+    "expectations": "its signed expectation suite results (see `custody terms show`)",
+}
+
+
+def terms_set(done: Any) -> dict[str, Any]:
+    return document(
+        "terms_set",
+        ref=done.ref,
+        seq=done.seq,
+        terms=done.terms.as_dict(),
+        consent_table=done.consent,
+        consent_counts=done.counts,
+        actor=done.actor,
+        at=done.at,
+    )
+
+
+def policy_evidence(ref: str, found: dict[str, Any]) -> dict[str, Any]:
+    return document("policy_evidence", ref=ref, terms=found["terms"], expectations=found["expectations"])
+
+
+def terms_check(found: Any) -> dict[str, Any]:
+    return document(
+        "terms_check",
+        subject=found.subject,
+        artifact=found.artifact,
+        purpose=found.purpose,
+        commercial=found.commercial,
+        ok=not found.findings,
+        sources=[dict(s.__dict__) for s in found.sources],
+        findings=[f.as_dict() for f in found.findings],
+    )

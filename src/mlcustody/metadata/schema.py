@@ -21,7 +21,7 @@ from sqlalchemy import (
 )
 
 # Alembic revision this release's code expects; tests check it is the single head.
-REVISION = "0007"
+REVISION = "0008"
 
 metadata = MetaData(
     naming_convention={
@@ -358,6 +358,64 @@ AUDITED: dict[str, tuple[str, ...]] = {
     "key_events": ("keyid", "event"),
     "model_versions": ("name", "version"),
     "model_aliases": ("name", "alias", "seq"),
+}
+
+
+# -- policy (0008): terms of sources, signed expectation results, signed overrides of the terms gate --
+
+# The terms a version came under (license, consent basis, purposes, retention): each setting is a new
+# ``seq``; the newest is in force, the older ones stay as history. ``terms`` is canonical JSON;
+# ``consent`` the digest of a Parquet object (record_id, consent) when terms are set per record.
+source_terms = Table(
+    "source_terms",
+    metadata,
+    Column("name", String(300), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("seq", Integer, primary_key=True, autoincrement=False),
+    Column("terms", Text, nullable=False),
+    Column("consent", String(64), nullable=True),
+    Column("actor", String(200), nullable=False),
+    Column("at", String(32), nullable=False),
+)
+
+# The result of an expectation suite run on a version: the suite and the result as objects, and the
+# DSSE envelope (an object) that signs the result with the key ``keyid``.
+expectation_results = Table(
+    "expectation_results",
+    metadata,
+    Column("name", String(300), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("seq", Integer, primary_key=True, autoincrement=False),
+    Column("suite", String(64), nullable=False),
+    Column("result", String(64), nullable=False),
+    Column("success", Integer, nullable=False),
+    Column("envelope", String(64), nullable=False),
+    Column("keyid", String(64), nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("at", String(32), nullable=False),
+)
+
+# An alias moved onto a version whose data's terms were violated, on purpose: who, why, the findings
+# overridden (an object) and the DSSE envelope that signs them.
+terms_overrides = Table(
+    "terms_overrides",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("alias", String(100), primary_key=True),
+    Column("seq", Integer, primary_key=True, autoincrement=False),
+    Column("version", Integer, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("findings", String(64), nullable=False),
+    Column("envelope", String(64), nullable=False),
+    Column("keyid", String(64), nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("at", String(32), nullable=False),
+)
+
+AUDITED |= {
+    "source_terms": ("name", "version", "seq"),
+    "expectation_results": ("name", "version", "seq"),
+    "terms_overrides": ("name", "alias", "seq"),
 }
 
 

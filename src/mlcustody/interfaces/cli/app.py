@@ -140,10 +140,17 @@ def add(
     fmt: Annotated[
         str | None, typer.Option("--format", help="Record format: csv, tsv, parquet, jsonl, text (default: suffix).")
     ] = None,
+    expect: Annotated[
+        Path | None, typer.Option("--expect", help="Run this expectation suite (YAML) and keep its signed result.")
+    ] = None,
+    strict: Annotated[bool, typer.Option("--strict", help="With --expect: exit 2 if the suite fails.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Version files or directories: store their bytes and record a new artifact version."""
+    from mlcustody.interfaces import policy_cases
     from mlcustody.interfaces.sdk import RecordSpec
+
+    policy_cases.check_suite(expect)
 
     spec = None
     if records or key or fmt:
@@ -158,6 +165,7 @@ def add(
             records=spec,
             progress=output.progress(not as_json),
         )
+        policy_cases.after_add(ws, [r.version for r in results], expect, strict)  # terms.toml, expectations
         render.add(results, as_json)
 
 
@@ -193,7 +201,9 @@ def show(
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Show one artifact version (its history, files, stats or a record), or one run."""
+    """Show one artifact version (its history, files, stats, terms, expectations or a record), or one run."""
+    from mlcustody.interfaces import policy_cases
+
     with workspace() as ws:
         if ws.is_run(ref):
             render_runs.show(ws.run(ref), as_json)
@@ -206,6 +216,7 @@ def show(
             files=ws.entries(version) if files else None,
             stats=ws.record_manifest(version)["stats"] if stats else None,
             found=found,
+            policy=policy_cases.evidence_of(ws, version),  # terms and signed expectation results
         )
         render.show(version, ws.history(version.name), details, as_json)
 
@@ -621,11 +632,16 @@ def model_alias(
     alias: Annotated[str, typer.Argument(help="Alias, e.g. production or staging.")],
     version: Annotated[int, typer.Argument(help="Version the alias points at from now on.")],
     reason: Annotated[str, typer.Option("--reason", help="Why (kept in the alias's history).")] = "",
+    override_terms: Annotated[
+        bool,
+        typer.Option("--override-terms", help="Move a gated alias despite the data's terms (signed, with --reason)."),
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Point an alias at a version; every move is kept (who, when, from, to, why)."""
+    """Point an alias at a version; every move is kept (who, when, from, to, why). A gated alias
+    (production) refuses a version whose data's terms the use breaks (see `custody check terms`)."""
     with workspace() as ws:
-        render_models.alias(name, ws.alias_model(name, alias, version, reason), as_json)
+        render_models.alias(name, ws.alias_model(name, alias, version, reason, override_terms=override_terms), as_json)
 
 
 @model_app.command("ls")
@@ -723,6 +739,10 @@ def decisions_import(
     resume: Annotated[
         bool, typer.Option("--resume", help="Skip decisions already logged with the same content (a rerun).")
     ] = False,
+    purpose: Annotated[
+        str | None,
+        typer.Option("--purpose", help="The purpose the decisions serve; refused if the data does not cover it."),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Import a prediction log into the decision log (every other column is an input) and seal it
@@ -731,7 +751,8 @@ def decisions_import(
 
     columns = DecisionColumns(id=id_col, time=time_col, subject=subject_col, output=output_col)
     with workspace() as ws:
-        render_decisions.imported(ws.import_decisions(path, model, columns=columns, resume=resume), as_json)
+        found = ws.import_decisions(path, model, columns=columns, resume=resume, purpose=purpose)
+        render_decisions.imported(found, as_json)
 
 
 @decisions_app.command("receipt")
@@ -814,11 +835,12 @@ def run(args: list[str]) -> int:
         return 3
 
 
-from mlcustody.interfaces.cli import interop  # noqa: E402 - registered after app exists
+from mlcustody.interfaces.cli import interop, policy  # noqa: E402 - registered after app exists
 from mlcustody.interfaces.cli.investigate import investigate_app  # noqa: E402 - registered after app exists
 from mlcustody.interfaces.cli.report import report_app  # noqa: E402 - registered after app exists
 
 investigate_attribution.register(investigate_app)
 app.add_typer(investigate_app, name="investigate")
 interop.register(app, export_bundle)
+policy.register(app)
 app.add_typer(report_app, name="report")

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlcustody.interfaces import shapes
-from mlcustody.interfaces.cli import output, render_meta
+from mlcustody.interfaces.cli import output, render_meta, render_policy
 
 if TYPE_CHECKING:
     from mlcustody.interfaces.sdk import (
@@ -113,6 +114,7 @@ class ShowDetails:
     files: tuple[Entry, ...] | None = None
     stats: dict[str, dict[str, Any]] | None = None
     found: list[FoundRecord] | None = None
+    policy: dict[str, Any] = dataclasses.field(default_factory=dict)  # terms, expectations (policy_cases.evidence_of)
 
 
 def show(version: ArtifactVersion, history: list[ArtifactVersion], details: ShowDetails, as_json: bool) -> None:
@@ -125,6 +127,8 @@ def show(version: ArtifactVersion, history: list[ArtifactVersion], details: Show
                 files=[shapes.file(e) for e in details.files] if details.files is not None else None,
                 stats=details.stats,
                 found=[shapes.found_record(f) for f in details.found] if details.found is not None else None,
+                terms=details.policy.get("terms"),
+                expectations=details.policy.get("expectations", []),
             )
         )
         return
@@ -140,6 +144,8 @@ def show(version: ArtifactVersion, history: list[ArtifactVersion], details: Show
     output.line(f"{'history':>11}: " + ", ".join(f"@{v.version} {v.digest[:8]}" for v in history))
     for entry in details.files or ():
         output.line(f"  {entry.digest[:12]} {entry.size:>12} {entry.mode:o} {entry.path}")
+    for text in render_policy.evidence_lines(details.policy):
+        output.line(text)
     if details.stats is not None:
         _stats(details.stats)
 
