@@ -15,7 +15,9 @@ import sqlalchemy as sa
 from _models import PASSPHRASE, train_model
 from _record_pipeline import pipeline
 from mlcustody import Workspace
+from mlcustody.interfaces import policy_cases
 from mlcustody.metadata import schema
+from mlcustody.policy import terms
 
 Tamper = Callable[[sqlite3.Connection], None]
 
@@ -84,6 +86,13 @@ TABLES: dict[str, tuple[Tamper, str, str]] = {
         "row_unrecorded",
         "key_events[",
     ),
+    "source_terms": (_sql("UPDATE source_terms SET actor = 'mallory'"), "row_modified", "source_terms["),
+    "expectation_results": (
+        _sql("UPDATE expectation_results SET success = 1 - success"),
+        "row_modified",
+        "expectation_results[",
+    ),
+    "terms_overrides": (_sql("UPDATE terms_overrides SET reason = 'edited'"), "row_modified", "terms_overrides["),
     "model_versions": (_sql("UPDATE model_versions SET run_id = NULL"), "row_modified", "model_versions[credit"),
     "model_aliases": (
         _sql("INSERT INTO model_aliases VALUES ('credit', 'production', 9, 1, NULL, 'forged', 'mallory', 'x')"),
@@ -156,7 +165,12 @@ def full(make_workspace: Callable[..., Workspace], monkeypatch: pytest.MonkeyPat
     pipeline(ws)
     ws.generate_key("registry")
     ws.register_model("credit", run=train_model(ws.root))
-    ws.alias_model("credit", "production", 1, "first")
+    # terms, a signed expectation result and a terms override: the policy tables' rows
+    policy_cases.set_terms(ws, "data/train@1", terms.Terms(license="CC-BY-NC-4.0", purposes=("credit-scoring",)))
+    suite = ws.root / "suite.yaml"
+    suite.write_text(json.dumps({"expectations": [{"expect_column_values_to_not_be_null": {"column": "id"}}]}))
+    policy_cases.run_expectations(ws, "data/train@1", suite)
+    ws.alias_model("credit", "production", 1, "first", override_terms=True)
     with ws.decision_log("credit@1", flush_every=4, checkpoint_every=4) as log:
         for i in range(10):
             log.record(f"d{i}", {"x": i}, i, subject="alice" if i % 2 else "bob")

@@ -155,6 +155,13 @@ def gate_alias(ws: Workspace, name: str, alias: str, version: int | None, overri
         raise UsageError("--override-terms needs a reason", hint='pass --reason "why this use is allowed"')
     if version is None or alias not in rules.gated_aliases:
         return Gate(False, 0)
+    from mlcustody.ledger.registry import versions as registry
+
+    with ws.db.read() as conn:
+        try:
+            registry.get(conn, f"{name}@{version}")
+        except UnknownRef:
+            return Gate(False, 0)  # no such model: the alias move itself says so, after checking its input
     found = check_terms(ws, f"{name}@{version}", purpose=rules.purpose, commercial=rules.commercial)
     if not found.tainted:
         return Gate(True, 0)
