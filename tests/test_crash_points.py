@@ -40,16 +40,16 @@ import sqlalchemy as sa
 from _cli import Forkserver, Run, clean_env
 from _models import PASSPHRASE, train_model
 from conftest import BACKENDS
-from mlcustody.interfaces.sdk import Workspace
 from mlcustody.ledger import decision_seal, decision_store, decision_subjects, kek
 from mlcustody.ledger.keys import PASSPHRASE_ENV
 from mlcustody.metadata.schema import checkpoints, decision_segments, model_versions, run_ends
 from mlcustody.metadata.schema import decision_subjects as subject_rows
+from mlcustody.workspace.facade import Workspace
 
 TWO_SEGMENTS = decision_store.SEGMENT_ROWS + 4  # decisions that fill two segments of the log
 MODEL = "credit@1"
 # What the commands here import (not polars: it warns when a process that imported it forks).
-PRELOAD = ("mlcustody.interfaces.sdk", "mlcustody.ledger.decisions", "mlcustody.metadata.verify")
+PRELOAD = ("mlcustody.workspace.facade", "mlcustody.ledger.decisions", "mlcustody.metadata.verify")
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from securesystemslib.signer import SSlibKey
 from tests.conftest import Cli, write_tree
 
-from mlcustody.interfaces.sdk import Workspace
+from mlcustody.workspace.facade import Workspace
 
 validation = pytest.importorskip("cyclonedx.validation.json")
 schema = pytest.importorskip("cyclonedx.schema")

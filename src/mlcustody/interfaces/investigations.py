@@ -23,7 +23,7 @@ from mlcustody.metadata.artifacts import ArtifactVersion
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
 
-    from mlcustody.interfaces.sdk import Workspace
+    from mlcustody.workspace.facade import Workspace
 
 REPORT_DIR = "investigations"
 

@@ -29,7 +29,7 @@ from mlcustody.reports import render, signing
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
 
-    from mlcustody.interfaces.sdk import Workspace
+    from mlcustody.workspace.facade import Workspace
 
 REPORT_DIR = "reports"
 _CITES_VERSIONS = ("artifact", "record-manifest")

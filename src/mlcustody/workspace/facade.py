@@ -12,7 +12,6 @@ import os
 import shutil
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +24,6 @@ from mlcustody.capture import filetypes, launch
 from mlcustody.checks import Problem
 from mlcustody.config import STORE_DIRNAME, Config
 from mlcustody.errors import PathError, UnknownRef, UsageError, WorkspaceExists
-from mlcustody.interfaces import tracking
 from mlcustody.metadata import artifact_names, artifacts, audit, gc, refs, run_diff, run_query, runs, verify
 from mlcustody.metadata.artifacts import ArtifactVersion
 from mlcustody.metadata.engine import Database
@@ -38,6 +36,20 @@ from mlcustody.storage.lock import store_lock
 from mlcustody.storage.manifest import Entry
 from mlcustody.storage.objects import ObjectStore
 from mlcustody.storage.statcache import StatCache
+from mlcustody.workspace import tracking
+from mlcustody.workspace.results import (
+    AddResult,
+    ArtifactStatus,
+    DecisionColumns,
+    DecisionTrace,
+    FoundRecord,
+    ImportReport,
+    ModelDetails,
+    RecordDiffReport,
+    RecordSpec,
+    RunDetails,
+    VerifyReport,
+)
 
 if TYPE_CHECKING:  # the record layer pulls in pyarrow, DuckDB and polars: imported when first used
     import pyarrow as pa
@@ -46,102 +58,13 @@ if TYPE_CHECKING:  # the record layer pulls in pyarrow, DuckDB and polars: impor
     from mlcustody.ledger import bundle, decision_queries, decisions, kek, kek_rotate, keys, registry
     from mlcustody.lineage import graph as lineage_graph
     from mlcustody.lineage import records as record_trace
-    from mlcustody.storage.records import diff as record_diff
     from mlcustody.storage.records import lookup
     from mlcustody.storage.records import manifest as record_manifest
-
-
-@dataclass(frozen=True)
-class AddResult:
-    version: ArtifactVersion
-    created: bool  # False when the content equals the latest version, which is returned instead
-
-
-@dataclass(frozen=True)
-class RecordSpec:
-    """Ask ``add`` for a record manifest: optional key columns and format (default: by suffix)."""
-
-    key: tuple[str, ...] | None = None
-    format: str | None = None
 
 
 # Changed records whose old and new values are re-read from the raw bytes to name the changed
 # columns; each read costs ~10 ms, so a complete --json list of 10,000 changes names ids only past this.
 _COLUMN_DETAIL = 100
-
-
-@dataclass(frozen=True)
-class FoundRecord:
-    hit: lookup.Hit
-    record: lookup.Record
-
-
-@dataclass(frozen=True)
-class RecordDiffReport:
-    diff: record_diff.RecordDiff
-    schema: dict[str, Any]
-    stats: dict[str, dict[str, Any]]
-    limit: int | None = None  # the most records listed of each kind (None: all)
-
-
-@dataclass(frozen=True)
-class ArtifactStatus:
-    version: ArtifactVersion  # what the path is compared with: the checked-out version, else the latest
-    state: str  # unchanged | modified | missing
-    changes: TreeDiff | None
-    latest: ArtifactVersion | None = None  # the latest version, when an older one is checked out
-
-
-@dataclass(frozen=True)
-class RunDetails:
-    run: runs.Run
-    code: dict[str, Any]
-    environment: dict[str, Any] | None  # None while running, or for a run found killed
-    metric_history: list[runs.Metric]
-    children: list[str]
-
-
-@dataclass(frozen=True)
-class ModelDetails:
-    version: registry.ModelVersion
-    aliases: dict[str, list[registry.AliasMove]]
-    envelope: bytes
-    statement: dict[str, Any]
-    run: RunDetails | None
-
-
-@dataclass(frozen=True)
-class VerifyReport:
-    problems: list[Problem]
-    checked: dict[str, int]
-
-
-@dataclass(frozen=True)
-class DecisionColumns:
-    """Columns of a prediction log to import; every other column is an input of the decision."""
-
-    id: str = "decision_id"
-    time: str | None = "time"
-    subject: str | None = "subject"
-    output: str = "output"
-
-
-@dataclass(frozen=True)
-class ImportReport:
-    path: str
-    count: int
-    first_position: int
-    versions: list[str]  # model versions the imported decisions were attributed to
-    skipped: int = 0  # with resume: decisions already in the log with the same content
-
-
-@dataclass(frozen=True)
-class DecisionTrace:
-    decision: decision_queries.Decision
-    aliases: list[str]  # aliases of the model that pointed at its version when the decision was made
-    problems: list[Problem]  # what verifying the model version's attestation found (none: intact)
-    model: ModelDetails
-    records: decision_records.DecisionRecords | None = None  # the most influential training records, if asked
 
 
 class Workspace:

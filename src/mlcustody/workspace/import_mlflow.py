@@ -36,14 +36,14 @@ from urllib.parse import urlsplit, urlunsplit
 import sqlalchemy as sa
 
 from mlcustody.errors import CustodyError, UsageError
-from mlcustody.interfaces import peers
 from mlcustody.metadata import artifacts, audit, runs
 from mlcustody.metadata.schema import model_versions
 from mlcustody.metadata.schema import runs as runs_table
 from mlcustody.storage import snapshot
+from mlcustody.workspace import peers
 
 if TYPE_CHECKING:
-    from mlcustody.interfaces.sdk import Workspace
+    from mlcustody.workspace.facade import Workspace
 
 IMPORT_TAG = "custody.import."  # prefix of the tags that say where an imported run came from
 _RUN_ID = re.compile(r"[0-9a-f]{32}")

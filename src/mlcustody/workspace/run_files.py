@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
 
     from mlcustody.config import CapturePolicy
-    from mlcustody.interfaces.sdk import Workspace
+    from mlcustody.workspace.facade import Workspace
 
 _RECORD_SUFFIXES = frozenset({".csv", ".tsv", ".tab", ".parquet", ".pq", ".jsonl", ".ndjson"})
 _LINK_ROW_GROUP = 64 * 1024  # as the SDK's links: tracing one id reads one row group
