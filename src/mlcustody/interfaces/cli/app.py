@@ -283,23 +283,19 @@ def run_command(
     every process started); for other commands declare --in and --out. The command's exit status
     is passed through; with --json its standard output goes to standard error.
     """
-    from mlcustody import config
-    from mlcustody.capture import launch
+    from mlcustody.workspace import command as tracked  # light: the database layer loads once the child runs
 
-    cfg = config.load(config.find_root(State.directory or Path.cwd()))
-    started = launch.start(
-        cfg,
+    status = tracked.run(
+        State.directory,
         command or [],
         name=name,
         inputs=inputs or [],
         outputs=outputs or [],
         params=_params(param or []),
         stdout_to_stderr=as_json,
+        show=lambda ws, result: render_runs.show(ws.run(result.run.id), as_json),
     )
-    with launch.stopped_on_error(started), workspace() as ws:  # the database layer loads while it runs
-        result = ws.finish_command(started)
-        render_runs.show(ws.run(result.run.id), as_json)
-    raise typer.Exit(result.exit_status)
+    raise typer.Exit(status)
 
 
 def _params(items: list[str]) -> dict[str, Any]:
