@@ -272,7 +272,7 @@ def _cli_workspace(
     from sklearn.linear_model import LogisticRegression
 
     from mlcustody import Workspace
-    from mlcustody.interfaces.sdk import RecordSpec
+    from mlcustody.workspace.results import RecordSpec
 
     features, labels = data["features"], data["labels"]
     names = [f"f{i}" for i in range(features.shape[1])]

@@ -167,7 +167,7 @@ def model_workspace(root: Path, db_url: str | None = None) -> Workspace:
     from sklearn.linear_model import LogisticRegression
 
     from mlcustody import Workspace
-    from mlcustody.interfaces.sdk import RecordSpec
+    from mlcustody.workspace.results import RecordSpec
 
     drop_tree(root)
     data = root / "data" / "train.csv"

@@ -43,7 +43,7 @@ CASES = ("mlflow", "dvc")
 
 
 def _workspace(where: Path) -> Any:
-    from mlcustody.interfaces.sdk import Workspace
+    from mlcustody.workspace.facade import Workspace
 
     where.mkdir(parents=True)
     return Workspace.init(where)
@@ -83,7 +83,7 @@ def build_mlflow(root: Path, runs: int, metrics: int, steps: int) -> str:
 
 
 def case_mlflow(base: Path, args: Any) -> tuple[list[list[str]], dict[str, Any]]:
-    from mlcustody.interfaces.import_mlflow import import_mlflow
+    from mlcustody.workspace.import_mlflow import import_mlflow
 
     began = time.perf_counter()
     uri = build_mlflow(base / "mlflow-store", args.runs, args.metrics, args.steps)
@@ -171,7 +171,7 @@ def build_dvc(repo: Path, commits: int, files: int) -> int:
 
 
 def case_dvc(base: Path, args: Any) -> tuple[list[list[str]], dict[str, Any]]:
-    from mlcustody.interfaces.import_dvc import import_dvc
+    from mlcustody.workspace.import_dvc import import_dvc
 
     repo = base / "dvc-repo"
     began = time.perf_counter()

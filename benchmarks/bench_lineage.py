@@ -345,7 +345,7 @@ def raw_workspace(base: Path, data: Path, names: Sequence[str]) -> tuple[Workspa
     """A fresh workspace holding copies of the raw files, added with record manifests (timed, but not
     part of any comparison: a user versions raw data once, not per pipeline run)."""
     from mlcustody import Workspace
-    from mlcustody.interfaces.sdk import RecordSpec
+    from mlcustody.workspace.results import RecordSpec
 
     drop_tree(base)
     base.mkdir(parents=True)
@@ -401,8 +401,9 @@ class Stopwatch:
 def breakdown_targets() -> list[tuple[str, Any, str]]:
     """The functions whose time the capture-overhead breakdown reports (labels: see BREAKDOWN)."""
     from mlcustody.capture import frames
-    from mlcustody.interfaces import record_lineage, tracking
-    from mlcustody.interfaces.sdk import Workspace
+    from mlcustody.workspace import run_lineage as record_lineage
+    from mlcustody.workspace import tracking
+    from mlcustody.workspace.facade import Workspace
 
     return [
         ("start", tracking, "start_run"),
@@ -676,7 +677,7 @@ def case_trace_down(
     ws: Workspace, refs: dict[str, str], data: Path, custody: Path | None, args: argparse.Namespace, res: Results
 ) -> None:
     """10 datasets derived one from another, starting at raw/events; trace an event down through all."""
-    from mlcustody.interfaces.sdk import RecordSpec
+    from mlcustody.workspace.results import RecordSpec
 
     started = time.perf_counter()
     ws.add([ws.root / RAW["raw/events"]], records=RecordSpec(key=(RAW_KEYS["raw/events"],)))

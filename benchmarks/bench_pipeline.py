@@ -2,7 +2,7 @@
 
     python benchmarks/bench_pipeline.py [--rows N] [--repeat N] [--workdir DIR] [--keep] [--json FILE]
 
-The pipeline is the one the demo and the continuity tests run (``mlcustody.interfaces.plain_pipeline``):
+The pipeline is the one the demo and the continuity tests run (``mlcustody.workspace.plain_pipeline``):
 three raw CSV sources of ``--rows`` rows in all (default 1,000,002) → ``ingest.py`` → ``clean.py`` →
 ``features.py`` → ``train.py``, pandas and scikit-learn scripts that never import mlcustody. Each side
 runs the four stages as whole processes in its own fresh copy (setup untimed):
@@ -51,7 +51,7 @@ from _harness import (
     source_revision,
     tool_version,
 )
-from mlcustody.interfaces import plain_pipeline
+from mlcustody.workspace import plain_pipeline
 
 TARGET_OVERHEAD = 0.50
 CONTENTION_WARNING = 0.25

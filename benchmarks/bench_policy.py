@@ -69,8 +69,8 @@ def frame(rows: int, seed: int = 7) -> pd.DataFrame:
 
 def bench_terms(root: Path, rows: int, datasets: int) -> dict[str, float]:
     from mlcustody import Workspace
-    from mlcustody.interfaces import policy_cases
     from mlcustody.policy.terms import Terms
+    from mlcustody.workspace import policy_cases
 
     os.environ["CUSTODY_KEY_PASSPHRASE"] = PASSPHRASE
     root.mkdir()
@@ -80,7 +80,7 @@ def bench_terms(root: Path, rows: int, datasets: int) -> dict[str, float]:
     consent = pa.array(np.where(np.arange(rows) % 1000 == 0, "withdrawn", "consent"))
     first = root / "d0.parquet"
     pq.write_table(pa.table({"id": ids, "consent": consent}), first)
-    from mlcustody.interfaces.sdk import RecordSpec
+    from mlcustody.workspace.results import RecordSpec
 
     previous = ws.add([first], name="d0", type="dataset", records=RecordSpec(key=("id",), format="parquet"))[0].version
     policy_cases.set_terms(ws, previous.ref, Terms(license="CC-BY-NC-4.0", consent_column="consent"))

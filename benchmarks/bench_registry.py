@@ -204,7 +204,7 @@ def trained_workspace(root: Path, rows: int, make_model: Callable[[], Any], fit_
     The run reads the dataset through ``run.use`` so the dataset version is an input of the run, and
     hence a dependency the attestation names (with its record manifest) and verify re-hashes."""
     from mlcustody import Workspace
-    from mlcustody.interfaces.sdk import RecordSpec
+    from mlcustody.workspace.results import RecordSpec
 
     drop_tree(root)
     data = root / "data" / "train.parquet"

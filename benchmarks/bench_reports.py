@@ -54,7 +54,7 @@ def build(root: Path, decisions: int, versions: int, records: int) -> Workspace:
     from sklearn.linear_model import LogisticRegression
 
     from mlcustody import Workspace
-    from mlcustody.interfaces.sdk import RecordSpec
+    from mlcustody.workspace.results import RecordSpec
 
     drop_tree(root)
     root.mkdir(parents=True)

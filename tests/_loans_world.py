@@ -14,7 +14,7 @@ import polars as pl
 
 from conftest import write_tree
 from mlcustody import Workspace, save_model
-from mlcustody.interfaces.sdk import RecordSpec
+from mlcustody.workspace.results import RecordSpec
 
 LOANS = 60
 CREDIT_INPUTS = {"income_k": 41.5, "debt_ratio": 0.35}

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from conftest import write_tree
 from mlcustody import Workspace
-from mlcustody.interfaces.sdk import RecordSpec
+from mlcustody.workspace.results import RecordSpec
 
 PASSPHRASE = "correct horse battery staple"
 

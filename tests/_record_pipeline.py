@@ -8,7 +8,7 @@ import polars as pl
 
 from conftest import write_tree
 from mlcustody import Workspace, lineage
-from mlcustody.interfaces.sdk import RecordSpec
+from mlcustody.workspace.results import RecordSpec
 
 LOANS = 30
 CUSTOMERS = 8

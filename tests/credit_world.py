@@ -12,8 +12,8 @@ from _models import PASSPHRASE
 from conftest import Cli
 from mlcustody import Workspace
 from mlcustody.interfaces import demo_investigate as world
-from mlcustody.interfaces import fluent
-from mlcustody.interfaces.sdk import RecordSpec
+from mlcustody.workspace import fluent
+from mlcustody.workspace.results import RecordSpec
 
 
 def build(cli: Cli, monkeypatch: pytest.MonkeyPatch, **sizes: int) -> world.Planted:

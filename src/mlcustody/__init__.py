@@ -27,7 +27,9 @@ from mlcustody.errors import (
 )
 
 if TYPE_CHECKING:
-    from mlcustody.interfaces.fluent import (
+    from mlcustody.storage.records.fingerprint import fingerprint
+    from mlcustody.workspace.facade import Workspace
+    from mlcustody.workspace.fluent import (
         active_run,
         decision_log,
         load_model,
@@ -39,16 +41,14 @@ if TYPE_CHECKING:
         set_tags,
         start_run,
     )
-    from mlcustody.interfaces.sdk import Workspace
-    from mlcustody.interfaces.tracking import Run
-    from mlcustody.storage.records.fingerprint import fingerprint
+    from mlcustody.workspace.tracking import Run
 
 # Exports imported on first use: the database layer (SQLAlchemy) and the record layer (pyarrow,
 # DuckDB, polars) cost a third of a second to import, which `custody run` must not pay before it
 # starts the user's command, nor `custody --help` at all.
 _LAZY = {
-    "Workspace": "mlcustody.interfaces.sdk",
-    "Run": "mlcustody.interfaces.tracking",
+    "Workspace": "mlcustody.workspace.facade",
+    "Run": "mlcustody.workspace.tracking",
     "fingerprint": "mlcustody.storage.records.fingerprint",
     **dict.fromkeys(
         [
@@ -63,7 +63,7 @@ _LAZY = {
             "set_tags",
             "start_run",
         ],
-        "mlcustody.interfaces.fluent",
+        "mlcustody.workspace.fluent",
     ),
 }
 

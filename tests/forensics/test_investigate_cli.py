@@ -64,7 +64,7 @@ def test_drift_between_two_versions(credit: Cli) -> None:
         frame = pl.read_parquet(credit.cwd / "credit-train.parquet")
         shifted = frame.with_columns(pl.col("income_k") * 1.2).drop([c for c in frame.columns if c.startswith("_")])
         shifted.write_csv(credit.cwd / "later.csv")
-        from mlcustody.interfaces.sdk import RecordSpec
+        from mlcustody.workspace.results import RecordSpec
 
         ws.add([credit.cwd / "later.csv"], records=RecordSpec(key=("loan_id",)))
     finally:
@@ -118,7 +118,7 @@ def test_a_group_without_positives_gets_tpr_zero_and_a_warning(credit: Cli) -> N
             pl.when(pl.col("group") == "B").then(0).otherwise(pl.col("approved")).alias("approved")
         )
         frame.write_csv(credit.cwd / "nob.csv")
-        from mlcustody.interfaces.sdk import RecordSpec
+        from mlcustody.workspace.results import RecordSpec
 
         ws.add([credit.cwd / "nob.csv"], records=RecordSpec(key=("loan_id",)))
     finally:

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from conftest import Cli
-from mlcustody.interfaces import plain_pipeline
+from mlcustody.workspace import plain_pipeline
 
 PASSPHRASE = "continuity test passphrase"
 
@@ -123,8 +123,8 @@ def test_a_file_that_changes_while_hashed_is_read_again_once_then_unstable(
 ) -> None:
     """The file grows while `custody run` hashes it: the first ``moves`` hashes see it move. Once, and
     the second reading is kept (the digest of what is there now); always, and it is recorded unstable."""
-    from mlcustody.interfaces import run_files
     from mlcustody.storage.hashing import hash_file
+    from mlcustody.workspace import run_files
 
     (cli.cwd / "job.py").write_text("from pathlib import Path\nPath('out.txt').write_text('first')\n")
     cli("init")

@@ -16,9 +16,9 @@ import yaml
 from tests.conftest import Cli, write_tree
 
 from mlcustody.errors import UsageError
-from mlcustody.interfaces.import_dvc import import_dvc
-from mlcustody.interfaces.sdk import Workspace
 from mlcustody.storage import snapshot
+from mlcustody.workspace.facade import Workspace
+from mlcustody.workspace.import_dvc import import_dvc
 
 DVC = Path(sys.executable).parent / "dvc"
 pytestmark = pytest.mark.skipif(not DVC.exists() or shutil.which("git") is None, reason="needs dvc and git")

@@ -13,9 +13,9 @@ import pytest
 from tests.conftest import Cli, write_tree
 
 from mlcustody.errors import UsageError
-from mlcustody.interfaces.import_mlflow import import_mlflow
-from mlcustody.interfaces.sdk import Workspace
 from mlcustody.storage import dir_manifest as manifest
+from mlcustody.workspace.facade import Workspace
+from mlcustody.workspace.import_mlflow import import_mlflow
 
 mlflow = pytest.importorskip("mlflow")
 blake3 = pytest.importorskip("blake3")
@@ -170,7 +170,7 @@ def test_metrics_through_the_client_equal_the_sql_read(
     make_workspace: Callable[..., Workspace], store: tuple[str, Any, dict[str, str]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Stores other than SQL ones are read one metric at a time through the client: the same points."""
-    from mlcustody.interfaces import mlflow_metrics
+    from mlcustody.workspace import mlflow_metrics
 
     _, client, ids = store
     with mlflow_metrics.reader(client) as reader:

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from mlcustody.interfaces import mlflow_metrics
-from mlcustody.interfaces.import_mlflow import import_mlflow
-from mlcustody.interfaces.sdk import Workspace
+from mlcustody.workspace import mlflow_metrics
+from mlcustody.workspace.facade import Workspace
+from mlcustody.workspace.import_mlflow import import_mlflow
 
 mlflow = pytest.importorskip("mlflow")
 

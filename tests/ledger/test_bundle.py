@@ -250,7 +250,7 @@ def test_a_directory_dataset_is_checked_file_by_file_with_data(cli: Cli, elsewhe
 
     from conftest import write_tree
     from mlcustody import Workspace
-    from mlcustody.interfaces.sdk import RecordSpec
+    from mlcustody.workspace.results import RecordSpec
 
     cli.monkeypatch.setenv("CUSTODY_KEY_PASSPHRASE", PASSPHRASE)
     cli("init")

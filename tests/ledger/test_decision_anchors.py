@@ -9,6 +9,7 @@ import sqlalchemy as sa
 
 from conftest import Cli
 from mlcustody import Workspace
+from mlcustody.workspace import decisions as decision_cases
 
 _ROLLBACK = (
     "DELETE FROM decision_segments WHERE first >= 8",
@@ -82,7 +83,7 @@ def _subject_row(ws: Workspace, name: str = "alice") -> int:
     from mlcustody.ledger.decisions import subjects as decision_subjects
 
     with ws.db.read() as conn:
-        found = decision_subjects.row_of(conn, name, ws._decision_keys(conn))
+        found = decision_subjects.row_of(conn, name, decision_cases.decision_keys(ws, conn))
     assert found is not None
     return found
 

@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 import pytest
 from tests.conftest import Cli, write_tree
 
-from mlcustody.interfaces.sdk import Workspace
+from mlcustody.workspace.facade import Workspace
 
 event_v2 = pytest.importorskip("openlineage.client.event_v2")
 jsonschema = pytest.importorskip("jsonschema")

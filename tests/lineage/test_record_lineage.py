@@ -11,8 +11,8 @@ from _record_pipeline import CUSTOMERS, LOANS, pipeline, raw_sources
 from conftest import Cli, write_tree
 from mlcustody import Workspace, lineage
 from mlcustody.errors import UsageError
-from mlcustody.interfaces.sdk import RecordSpec
 from mlcustody.metadata.schema import column_lineage
+from mlcustody.workspace.results import RecordSpec
 
 
 def test_a_training_sample_is_traced_to_its_raw_lines(workspace: Workspace) -> None:

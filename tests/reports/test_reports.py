@@ -19,7 +19,7 @@ import pytest
 
 from conftest import Cli, write_tree
 from mlcustody import Workspace, load_model
-from mlcustody.interfaces.sdk import RecordSpec
+from mlcustody.workspace.results import RecordSpec
 
 PASSPHRASE = "report passphrase"
 INPUTS = {"income_k": 41.5, "debt_ratio": 0.35}

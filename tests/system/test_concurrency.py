@@ -26,8 +26,8 @@ from typing import Any
 import pytest
 
 from _cli import Forkserver, Run, assert_history, finish, ok, start
-from mlcustody.interfaces.sdk import Workspace
 from mlcustody.metadata import artifacts
+from mlcustody.workspace.facade import Workspace
 
 pytestmark = pytest.mark.slow
 

@@ -40,7 +40,6 @@ import sqlalchemy as sa
 from _cli import Forkserver, Run, clean_env
 from _models import PASSPHRASE, train_model
 from conftest import BACKENDS
-from mlcustody.interfaces.sdk import Workspace
 from mlcustody.ledger import kek
 from mlcustody.ledger.decisions import seal as decision_seal
 from mlcustody.ledger.decisions import store as decision_store
@@ -48,11 +47,12 @@ from mlcustody.ledger.decisions import subjects as decision_subjects
 from mlcustody.ledger.keys import PASSPHRASE_ENV
 from mlcustody.metadata.schema import checkpoints, decision_segments, model_versions, run_ends
 from mlcustody.metadata.schema import decision_subjects as subject_rows
+from mlcustody.workspace.facade import Workspace
 
 TWO_SEGMENTS = decision_store.SEGMENT_ROWS + 4  # decisions that fill two segments of the log
 MODEL = "credit@1"
 # What the commands here import (not polars: it warns when a process that imported it forks).
-PRELOAD = ("mlcustody.interfaces.sdk", "mlcustody.ledger.decisions.log", "mlcustody.metadata.verify")
+PRELOAD = ("mlcustody.workspace.facade", "mlcustody.ledger.decisions.log", "mlcustody.metadata.verify")
 
 
 @dataclass(frozen=True)

@@ -37,9 +37,9 @@ import pytest
 
 from _cli import Forkserver, Run, assert_history, clean_env, finish, ok, ok_json, run, start
 from conftest import BACKENDS
-from mlcustody.interfaces.sdk import Workspace
 from mlcustody.metadata import artifacts, audit
 from mlcustody.storage import snapshot
+from mlcustody.workspace.facade import Workspace
 
 SEED = 20_240_917
 KILLS_PER_INPUT = 10  # two kinds of input: 20 SIGKILLs in all
@@ -299,7 +299,7 @@ import os
 import sys
 from pathlib import Path
 
-from mlcustody.interfaces.sdk import Workspace
+from mlcustody.workspace.facade import Workspace
 from mlcustody.metadata import audit
 from mlcustody.storage import objects
 

@@ -15,9 +15,9 @@ import sqlalchemy as sa
 from _models import PASSPHRASE, train_model
 from _record_pipeline import pipeline
 from mlcustody import Workspace
-from mlcustody.interfaces import policy_cases
 from mlcustody.metadata import schema
 from mlcustody.policy import terms
+from mlcustody.workspace import policy_cases
 
 Tamper = Callable[[sqlite3.Connection], None]
 

@@ -184,7 +184,7 @@ def chapter(step: Step, where: Path) -> None:
 
 def _training_run(where: Path) -> str:
     """The id of the run the training script opened, read from the workspace (not from CLI output)."""
-    from mlcustody.interfaces.sdk import Workspace
+    from mlcustody.workspace.facade import Workspace
 
     ws = Workspace.open(where)
     try:

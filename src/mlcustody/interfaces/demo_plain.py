@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from mlcustody.interfaces import plain_pipeline
+from mlcustody.workspace import plain_pipeline
 
 Step = Callable[..., str]
 

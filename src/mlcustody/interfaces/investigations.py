@@ -19,11 +19,12 @@ from mlcustody._canonical import canonical_json, digest_bytes
 from mlcustody.interfaces import shapes
 from mlcustody.metadata import artifacts
 from mlcustody.metadata.artifacts import ArtifactVersion
+from mlcustody.workspace import decisions as decision_cases
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
 
-    from mlcustody.interfaces.sdk import Workspace
+    from mlcustody.workspace.facade import Workspace
 
 REPORT_DIR = "investigations"
 
@@ -43,7 +44,7 @@ def bias(ws: Workspace, model: str, **options: Any) -> Investigation:
     from mlcustody.forensics import bias as measure
 
     def compute(conn: Connection) -> Any:
-        keys = _decision_keys(ws, conn) if options.get("from_decisions") else None
+        keys = decision_cases.decision_keys(ws, conn) if options.get("from_decisions") else None
         return measure.investigate(conn, ws, model, keys=keys, **options)
 
     return _run(ws, "bias", model, compute)
@@ -96,16 +97,9 @@ def decision_drift(ws: Workspace, model: str, **options: Any) -> Investigation:
     from mlcustody.forensics import decision_drift as measure
 
     def compute(conn: Connection) -> Any:
-        return measure.investigate(conn, ws, model, keys=_decision_keys(ws, conn), **options)
+        return measure.investigate(conn, ws, model, keys=decision_cases.decision_keys(ws, conn), **options)
 
     return _run(ws, "decision-drift", model, compute)
-
-
-def _decision_keys(ws: Workspace, conn: Connection) -> Any:
-    """The key-encryption keys that unwrap the decision log's data keys, as the workspace finds them."""
-    from mlcustody.ledger.decisions import subjects as decision_subjects
-
-    return decision_subjects.keyset(conn, ws.config.kek_file)
 
 
 def _run(ws: Workspace, kind: str, subject: str, compute: Callable[[Connection], Any]) -> Investigation:

@@ -25,11 +25,13 @@ from mlcustody.interfaces.investigations import _slug as slug
 from mlcustody.metadata import artifacts
 from mlcustody.metadata.artifacts import ArtifactVersion
 from mlcustody.reports import render, signing
+from mlcustody.workspace import decisions as decision_cases
+from mlcustody.workspace import keys as key_cases
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
 
-    from mlcustody.interfaces.sdk import Workspace
+    from mlcustody.workspace.facade import Workspace
 
 REPORT_DIR = "reports"
 _CITES_VERSIONS = ("artifact", "record-manifest")
@@ -63,7 +65,9 @@ def decision(
     from mlcustody.reports import decision as report
 
     def build(conn: Connection) -> dict[str, Any]:
-        return report.build(conn, ws, decision_id, keyset=ws._decision_keys(conn), top=top, received=received)
+        return report.build(
+            conn, ws, decision_id, keyset=decision_cases.decision_keys(ws, conn), top=top, received=received
+        )
 
     return publish(ws, build, fmt, out)
 
@@ -86,13 +90,13 @@ def erasure(
 
     def erase() -> None:
         with ws.db.write() as conn:
-            keyset = ws._decision_keys(conn)
+            keyset = decision_cases.decision_keys(ws, conn)
             found = report.find(conn, ws, subject, records, keyset, key)
             events = report.execute(conn, subject, found, ws.config.actor, keyset)
         audit.advance_witness(ws.witness, events[-1])
 
     def build(conn: Connection) -> dict[str, Any]:
-        return report.build(conn, ws, subject, records, ws._decision_keys(conn), key, received)
+        return report.build(conn, ws, subject, records, decision_cases.decision_keys(ws, conn), key, received)
 
     return publish(ws, build, fmt, out, act=erase if execute else None, private=[subject, *records])
 
@@ -117,7 +121,11 @@ def hold(ws: Workspace, subject: str | None, reason: str, *, release: bool) -> A
     from mlcustody.reports import erasure as report
 
     with ws.db.write() as conn:
-        scope = report.ALL if subject is None else report.subject_tag(conn, subject, ws._decision_keys(conn))[0]
+        scope = (
+            report.ALL
+            if subject is None
+            else report.subject_tag(conn, subject, decision_cases.decision_keys(ws, conn))[0]
+        )
         event = report.place_hold(conn, scope, reason, ws.config.actor, release=release)
     audit.advance_witness(ws.witness, event)
     return event
@@ -217,7 +225,7 @@ def _redacted_argv(private: list[str], instead: str) -> Iterator[None]:
 def _sign(ws: Workspace, name: str, data: bytes, body: dict[str, Any], fmt: str) -> bytes:
     from mlcustody.ledger import keys
 
-    return signing.sign(keys.open_signer(ws._keyring()), name, data, body, fmt)
+    return signing.sign(keys.open_signer(key_cases.keyring(ws)), name, data, body, fmt)
 
 
 def _check_writable(out: Path) -> None:

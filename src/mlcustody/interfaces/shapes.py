@@ -14,8 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlcustody._canonical import json_number
-
-CAPTURE_TAG = "custody.capture"  # the tag `custody run` writes its capture report to (interfaces.run_files)
+from mlcustody.workspace.results import CAPTURE_TAG
 
 if TYPE_CHECKING:  # the CLI imports this module before it knows whether it needs the database layer
     from mlcustody.capture.redact import Redaction
@@ -23,15 +22,6 @@ if TYPE_CHECKING:  # the CLI imports this module before it knows whether it need
     from mlcustody.errors import CustodyError
     from mlcustody.forensics.attribution_investigation import Investigation
     from mlcustody.forensics.decision_records import DecisionRecords, InfluentialRecord
-    from mlcustody.interfaces.sdk import (
-        DecisionTrace,
-        FoundRecord,
-        ImportReport,
-        ModelDetails,
-        RecordDiffReport,
-        RunDetails,
-        VerifyReport,
-    )
     from mlcustody.ledger.bundle.check import BundleCheck
     from mlcustody.ledger.bundle.export import Exported
     from mlcustody.ledger.bundle.reproduce import Reproduction
@@ -47,6 +37,15 @@ if TYPE_CHECKING:  # the CLI imports this module before it knows whether it need
     from mlcustody.storage.checkout import CheckoutResult
     from mlcustody.storage.diff import Change, TreeDiff
     from mlcustody.storage.dir_manifest import Entry
+    from mlcustody.workspace.results import (
+        DecisionTrace,
+        FoundRecord,
+        ImportReport,
+        ModelDetails,
+        RecordDiffReport,
+        RunDetails,
+        VerifyReport,
+    )
 
 ARTIFACT_FIELDS = [
     "ref",
@@ -1207,7 +1206,8 @@ def model_verify_oms(path: Path, found: Iterable[Problem]) -> dict[str, Any]:
     items = problems(found)
     return document("model_verify_oms", path=str(path), ok=not items, problems=items)
 
-# -- policy: terms, check terms, expectation results (interfaces.policy_cases) -------------------------
+
+# -- policy: terms, check terms, expectation results (workspace.policy_cases) -------------------------
 
 FIELDS |= {
     "terms_set": {

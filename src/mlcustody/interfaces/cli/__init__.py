@@ -1,1 +1,1 @@
-"""The `custody` command line: a thin shell over ``interfaces.sdk.Workspace``."""
+"""The `custody` command line: a thin shell over ``workspace.Workspace``."""

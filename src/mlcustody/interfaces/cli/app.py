@@ -33,7 +33,7 @@ from mlcustody.interfaces.cli import (
 )
 
 if TYPE_CHECKING:  # the database layer is imported by the commands that use it (see `run`)
-    from mlcustody.interfaces.sdk import Workspace
+    from mlcustody.workspace.facade import Workspace
 
 app = typer.Typer(
     name="custody",
@@ -74,7 +74,7 @@ def _global(
 
 @contextmanager
 def workspace() -> Iterator[Workspace]:
-    from mlcustody.interfaces.sdk import Workspace
+    from mlcustody.workspace.facade import Workspace
 
     ws = Workspace.open(State.directory)
     try:
@@ -103,7 +103,7 @@ def init(
     as_json: JsonOpt = False,
 ) -> None:
     """Create a workspace store (.custody/) in the current directory or --dir."""
-    from mlcustody.interfaces.sdk import Workspace
+    from mlcustody.workspace.facade import Workspace
 
     db_url = db or os.environ.get("CUSTODY_DB_URL") or None
     with Workspace.init(State.directory or Path.cwd(), db_url=db_url, link_mode=link) as ws:
@@ -114,7 +114,7 @@ def init(
 def migrate(as_json: JsonOpt = False) -> None:
     """Upgrade the metadata database to this release's schema."""
     from mlcustody import config
-    from mlcustody.interfaces.sdk import Workspace
+    from mlcustody.workspace.facade import Workspace
 
     root = config.find_root(State.directory or Path.cwd())
     with Workspace(config.load(root)) as ws:
@@ -147,8 +147,8 @@ def add(
     as_json: JsonOpt = False,
 ) -> None:
     """Version files or directories: store their bytes and record a new artifact version."""
-    from mlcustody.interfaces import policy_cases
-    from mlcustody.interfaces.sdk import RecordSpec
+    from mlcustody.workspace import policy_cases
+    from mlcustody.workspace.results import RecordSpec
 
     policy_cases.check_suite(expect)
 
@@ -202,7 +202,7 @@ def show(
     as_json: JsonOpt = False,
 ) -> None:
     """Show one artifact version (its history, files, stats, terms, expectations or a record), or one run."""
-    from mlcustody.interfaces import policy_cases
+    from mlcustody.workspace import policy_cases
 
     with workspace() as ws:
         if ws.is_run(ref):
@@ -294,23 +294,19 @@ def run_command(
     every process started); for other commands declare --in and --out. The command's exit status
     is passed through; with --json its standard output goes to standard error.
     """
-    from mlcustody import config
-    from mlcustody.capture import launch
+    from mlcustody.workspace import command as tracked  # light: the database layer loads once the child runs
 
-    cfg = config.load(config.find_root(State.directory or Path.cwd()))
-    started = launch.start(
-        cfg,
+    status = tracked.run(
+        State.directory,
         command or [],
         name=name,
         inputs=inputs or [],
         outputs=outputs or [],
         params=_params(param or []),
         stdout_to_stderr=as_json,
+        show=lambda ws, result: render_runs.show(ws.run(result.run.id), as_json),
     )
-    with launch.stopped_on_error(started), workspace() as ws:  # the database layer loads while it runs
-        result = ws.finish_command(started)
-        render_runs.show(ws.run(result.run.id), as_json)
-    raise typer.Exit(result.exit_status)
+    raise typer.Exit(status)
 
 
 def _params(items: list[str]) -> dict[str, Any]:
@@ -405,7 +401,7 @@ def verify(
         report_cli.verify(report_file, offline=not config.is_workspace(State.directory or Path.cwd()), as_json=as_json)
         return
     if bundle is not None:
-        from mlcustody.interfaces.sdk import Workspace
+        from mlcustody.workspace.facade import Workspace
 
         found = Workspace.verify_bundle(bundle)
         render_bundles.verified(found, as_json)
@@ -697,7 +693,7 @@ def model_verify_oms(
 ) -> None:
     """Check an OpenSSF model-signing bundle signed by anyone against the files on disk; no workspace
     needed. Exit 1 on any mismatch."""
-    from mlcustody.interfaces.sdk import Workspace
+    from mlcustody.workspace.facade import Workspace
 
     problems = Workspace.verify_oms_bundle(bundle, key, path)
     render_models.oms_verified(path, problems, as_json)
@@ -747,7 +743,7 @@ def decisions_import(
 ) -> None:
     """Import a prediction log into the decision log (every other column is an input) and seal it
     with a signed checkpoint; a malformed line is refused with its file:line."""
-    from mlcustody.interfaces.sdk import DecisionColumns
+    from mlcustody.workspace.results import DecisionColumns
 
     columns = DecisionColumns(id=id_col, time=time_col, subject=subject_col, output=output_col)
     with workspace() as ws:

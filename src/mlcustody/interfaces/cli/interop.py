@@ -20,10 +20,10 @@ from mlcustody.interfaces import shapes
 from mlcustody.interfaces.cli import output
 
 if TYPE_CHECKING:
-    from mlcustody.interfaces.boms import Bom
-    from mlcustody.interfaces.import_dvc import DvcImport
-    from mlcustody.interfaces.import_mlflow import MlflowImport
-    from mlcustody.interfaces.sdk import Workspace
+    from mlcustody.workspace.boms import Bom
+    from mlcustody.workspace.facade import Workspace
+    from mlcustody.workspace.import_dvc import DvcImport
+    from mlcustody.workspace.import_mlflow import MlflowImport
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document (see docs/cli.md).")]
 KeyOpt = Annotated[str | None, typer.Option("--key", help="Signing key name (default: the active key).")]
@@ -73,7 +73,7 @@ def import_mlflow(
 ) -> None:
     """Import experiments, runs (params, every metric point, tags, artifacts) and registered model versions
     with their numbers, stages and aliases. A second import adds nothing; what cannot be mapped is listed."""
-    from mlcustody.interfaces.import_mlflow import import_mlflow as run_import
+    from mlcustody.workspace.import_mlflow import import_mlflow as run_import
 
     with _workspace() as ws:
         report = run_import(ws, uri, experiments=experiments or (), trust_pickle=trust_pickle, key=key)
@@ -112,7 +112,7 @@ def export_cyclonedx(
 ) -> None:
     """A CycloneDX ML-BOM of a model version: model card (params, datasets, metrics, considerations),
     the data it was trained on, the training run as formulation, hashes in SHA-256 and BLAKE3."""
-    from mlcustody.interfaces import boms
+    from mlcustody.workspace import boms
 
     with _workspace() as ws:
         bom = boms.cyclonedx(ws, ref, spec=spec, sign=sign, key=key)
@@ -151,7 +151,7 @@ def export_openlineage(
 ) -> None:
     """Send runs as OpenLineage RunEvents (START, then COMPLETE, FAIL or ABORT) whose datasets carry our
     digests as their version; without --url or --out, print them one per line."""
-    from mlcustody.interfaces.lineage_events import emit_openlineage
+    from mlcustody.workspace.lineage_events import emit_openlineage
 
     with _workspace() as ws:
         emitted = emit_openlineage(ws, refs or (), url=url, out=out, namespace=namespace, api_key=api_key)
@@ -172,7 +172,7 @@ def import_dvc(
 ) -> None:
     """Import a DVC repository's git history: each content of every `.dvc` out and `dvc.lock` dep/out as
     a version (MD5 checked, re-hashed to BLAKE3), each changed stage of each commit as a sealed run."""
-    from mlcustody.interfaces.import_dvc import import_dvc as run_import
+    from mlcustody.workspace.import_dvc import import_dvc as run_import
 
     with _workspace() as ws:
         report = run_import(ws, path)
@@ -189,7 +189,7 @@ def export_spdx(
 ) -> None:
     """An SPDX 3.0.1 document (JSON-LD) of a model version with the AI and Dataset profiles: the model with
     its hyperparameters and metrics, the datasets it was trained on, hashes in SHA-256 and BLAKE3."""
-    from mlcustody.interfaces import boms
+    from mlcustody.workspace import boms
 
     with _workspace() as ws:
         bom = boms.spdx(ws, ref, sign=sign, key=key)

@@ -13,7 +13,7 @@ import typer
 from mlcustody.interfaces.cli import render_investigate
 
 if TYPE_CHECKING:
-    from mlcustody.interfaces.sdk import Workspace
+    from mlcustody.workspace.facade import Workspace
 
 investigate_app = typer.Typer(
     help="Forensics: bias, drift, suspect slices, contamination, label issues, and the whole case, "

@@ -1,5 +1,5 @@
 """``custody terms`` and ``custody check terms``: the license, consent, purposes and retention data came
-under, and whether a model's use meets them. Each command parses, calls ``interfaces.policy_cases`` and
+under, and whether a model's use meets them. Each command parses, calls ``workspace.policy_cases`` and
 renders (``render_policy``)."""
 
 from __future__ import annotations
@@ -44,9 +44,9 @@ def terms_set(
     as_json: JsonOpt = False,
 ) -> None:
     """Set the terms of a version (audited). With no option, read the terms.toml beside its data."""
-    from mlcustody.interfaces import policy_cases
     from mlcustody.interfaces.cli.app import workspace
     from mlcustody.policy.terms import Terms
+    from mlcustody.workspace import policy_cases
 
     given = None
     if any(v is not None for v in (license, commercial, consent, purpose, retention, consent_column)) or notes:
@@ -61,8 +61,8 @@ def terms_show(
     as_json: JsonOpt = False,
 ) -> None:
     """The terms in force on a version, and its signed expectation results."""
-    from mlcustody.interfaces import policy_cases
     from mlcustody.interfaces.cli.app import workspace
+    from mlcustody.workspace import policy_cases
 
     with workspace() as ws:
         version = ws.resolve(ref)
@@ -78,8 +78,8 @@ def check_terms(
 ) -> None:
     """Whether the terms of every source upstream allow this use; exit 1 naming each source, rule and
     the records responsible."""
-    from mlcustody.interfaces import policy_cases
     from mlcustody.interfaces.cli.app import _fail_if, workspace
+    from mlcustody.workspace import policy_cases
 
     with workspace() as ws:
         found = policy_cases.check_terms(ws, ref, purpose=purpose, commercial=commercial)

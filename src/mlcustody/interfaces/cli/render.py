@@ -12,20 +12,20 @@ from mlcustody.interfaces import shapes
 from mlcustody.interfaces.cli import output, render_meta, render_policy
 
 if TYPE_CHECKING:
-    from mlcustody.interfaces.sdk import (
-        AddResult,
-        ArtifactStatus,
-        FoundRecord,
-        RecordDiffReport,
-        VerifyReport,
-        Workspace,
-    )
     from mlcustody.metadata.artifacts import ArtifactVersion
     from mlcustody.metadata.audit import Event
     from mlcustody.metadata.gc import GcPlan
     from mlcustody.storage.checkout import CheckoutResult
     from mlcustody.storage.diff import TreeDiff
     from mlcustody.storage.dir_manifest import Entry
+    from mlcustody.workspace.facade import Workspace
+    from mlcustody.workspace.results import (
+        AddResult,
+        ArtifactStatus,
+        FoundRecord,
+        RecordDiffReport,
+        VerifyReport,
+    )
 
 _SHOWN = 20  # changed files listed per category in human output by default; JSON lists all
 

@@ -11,9 +11,9 @@ from mlcustody.interfaces import shapes
 from mlcustody.interfaces.cli import output, render_models
 
 if TYPE_CHECKING:
-    from mlcustody.interfaces.sdk import DecisionTrace, ImportReport, VerifyReport
     from mlcustody.ledger.decisions.queries import Decision, Receipt
     from mlcustody.ledger.kek_rotate import Rotation
+    from mlcustody.workspace.results import DecisionTrace, ImportReport, VerifyReport
 
 
 def listing(found: list[Decision], as_json: bool, *, filtered: bool = False) -> None:

@@ -10,8 +10,8 @@ from mlcustody.interfaces.cli import output
 
 if TYPE_CHECKING:
     from mlcustody.checks import Problem
-    from mlcustody.interfaces.sdk import ModelDetails
     from mlcustody.ledger.registry.versions import AliasMove, ModelVersion
+    from mlcustody.workspace.results import ModelDetails
 
 
 def show(details: ModelDetails, with_envelope: bool, as_json: bool) -> None:

@@ -6,10 +6,11 @@ from typing import TYPE_CHECKING, Any
 
 from mlcustody.interfaces import shapes
 from mlcustody.interfaces.cli import output
+from mlcustody.workspace.results import CAPTURE_TAG
 
 if TYPE_CHECKING:
-    from mlcustody.interfaces.sdk import RunDetails
     from mlcustody.metadata.runs.store import IO, Run
+    from mlcustody.workspace.results import RunDetails
 
 _STYLE = {"finished": "green", "failed": "red", "killed": "red", "running": "yellow"}
 _PACKAGES_SHOWN = 8
@@ -37,7 +38,7 @@ def show(details: RunDetails, as_json: bool) -> None:
     output.line(f"  environment: {_environment(details.environment)}")
     _mapping("params", details.run.params)
     _mapping("metrics", {k: f"{m.value:.6g} (step {m.step}, {m.count} values)" for k, m in details.run.metrics.items()})
-    _mapping("tags", {k: v for k, v in details.run.tags.items() if k != shapes.CAPTURE_TAG})
+    _mapping("tags", {k: v for k, v in details.run.tags.items() if k != CAPTURE_TAG})
     _files("inputs", details.run.files("input"))
     _files("outputs", details.run.files("output"))
     _capture(shapes.capture_report(details.run))

@@ -17,7 +17,7 @@ from mlcustody.interfaces.cli import output
 
 if TYPE_CHECKING:
     from mlcustody.interfaces.report_files import Published, Verified
-    from mlcustody.interfaces.sdk import Workspace
+    from mlcustody.workspace.facade import Workspace
 
 report_app = typer.Typer(
     help="Compliance reports (right to explanation, erasure, AI Act Annex IV, model inventory): every field "

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlcustody.capture import models
-from mlcustody.interfaces import tracking
-from mlcustody.interfaces.sdk import Workspace
+from mlcustody.workspace import tracking
+from mlcustody.workspace.facade import Workspace
 
 if TYPE_CHECKING:
     from mlcustody.ledger.decisions import log as decisions

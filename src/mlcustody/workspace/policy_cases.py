@@ -20,8 +20,8 @@ if TYPE_CHECKING:
     import pandas as pd
     from sqlalchemy.engine import Connection
 
-    from mlcustody.interfaces.sdk import Workspace
     from mlcustody.policy.expectations import SuiteResult
+    from mlcustody.workspace.facade import Workspace
 
 
 def config(ws: Workspace) -> settings.Settings:

@@ -22,10 +22,11 @@ import pyarrow.parquet as pq
 from mlcustody.capture import frames
 from mlcustody.errors import UsageError
 from mlcustody.metadata.runs.store import ColumnLink, RecordLink
+from mlcustody.workspace.results import RecordSpec
 
 if TYPE_CHECKING:
-    from mlcustody.interfaces.tracking import Run
     from mlcustody.metadata.artifacts import ArtifactVersion
+    from mlcustody.workspace.tracking import Run
 
 _LINK_ROW_GROUP = 64 * 1024  # small row groups: tracing one id reads one group
 
@@ -65,7 +66,6 @@ class RecordLineage:
     def write(
         self, frame: Any, *, name: str, path: str | Path | None, key: Sequence[str] | None, message: str
     ) -> ArtifactVersion:
-        from mlcustody.interfaces.sdk import RecordSpec
         from mlcustody.storage.records import fingerprint as fp
 
         ws = self.run.workspace

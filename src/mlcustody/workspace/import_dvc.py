@@ -32,16 +32,16 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from mlcustody.errors import PathError, UsageError
-from mlcustody.interfaces import peers
-from mlcustody.interfaces.import_mlflow import IMPORT_TAG, Unmapped
 from mlcustody.metadata import artifacts, audit
 from mlcustody.metadata.runs import store as runs
 from mlcustody.metadata.schema import artifact_versions
 from mlcustody.metadata.schema import runs as runs_table
 from mlcustody.storage import dir_manifest as manifest
+from mlcustody.workspace import peers
+from mlcustody.workspace.import_mlflow import IMPORT_TAG, Unmapped
 
 if TYPE_CHECKING:
-    from mlcustody.interfaces.sdk import Workspace
+    from mlcustody.workspace.facade import Workspace
 
 _NS = uuid.UUID("2b0d7c8e-3f43-4c56-9a0e-6e1d5b1c8f27")  # run ids of imported stages
 _MODE = manifest.normal_mode(0o100644)

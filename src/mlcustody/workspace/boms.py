@@ -7,10 +7,10 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from mlcustody.interfaces.terminal import ask_secret
+from mlcustody.workspace.terminal import ask_secret
 
 if TYPE_CHECKING:
-    from mlcustody.interfaces.sdk import Workspace
+    from mlcustody.workspace.facade import Workspace
 
 
 @dataclass(frozen=True)

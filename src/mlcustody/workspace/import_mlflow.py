@@ -36,17 +36,17 @@ from urllib.parse import urlsplit, urlunsplit
 import sqlalchemy as sa
 
 from mlcustody.errors import CustodyError, UsageError
-from mlcustody.interfaces import mlflow_metrics, peers
-from mlcustody.interfaces.terminal import ask_secret
 from mlcustody.metadata import artifacts, audit
 from mlcustody.metadata.runs import metric_series
 from mlcustody.metadata.runs import store as runs
 from mlcustody.metadata.schema import model_versions
 from mlcustody.metadata.schema import runs as runs_table
 from mlcustody.storage import snapshot
+from mlcustody.workspace import mlflow_metrics, peers
+from mlcustody.workspace.terminal import ask_secret
 
 if TYPE_CHECKING:
-    from mlcustody.interfaces.sdk import Workspace
+    from mlcustody.workspace.facade import Workspace
 
 IMPORT_TAG = "custody.import."  # prefix of the tags that say where an imported run came from
 _RUN_ID = re.compile(r"[0-9a-f]{32}")

@@ -32,16 +32,17 @@ from mlcustody.capture.launch import Launch
 from mlcustody.capture.redact import Redactor
 from mlcustody.capture.writer import RunWriter
 from mlcustody.errors import CustodyError, UsageError
-from mlcustody.interfaces import run_files, shapes
 from mlcustody.metadata import audit
 from mlcustody.metadata.artifacts import ArtifactVersion
 from mlcustody.metadata.runs import store as runs
 from mlcustody.metadata.runs import values as run_values
 from mlcustody.metadata.runs.store import IO, Metric, RunEnd, RunStart
+from mlcustody.workspace import run_files
+from mlcustody.workspace.results import CAPTURE_TAG, RecordSpec
 
 if TYPE_CHECKING:
-    from mlcustody.interfaces.record_lineage import RecordLineage
-    from mlcustody.interfaces.sdk import Workspace
+    from mlcustody.workspace.facade import Workspace
+    from mlcustody.workspace.run_lineage import RecordLineage
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -88,7 +89,7 @@ class Run:
     def _lineage(self) -> RecordLineage:
         """The run's record and column lineage; created on first use (it needs polars)."""
         if self._records is None:
-            from mlcustody.interfaces.record_lineage import RecordLineage
+            from mlcustody.workspace.run_lineage import RecordLineage  # lazy: it imports polars
 
             self._records = RecordLineage(self)
         return self._records
@@ -163,8 +164,6 @@ class Run:
         if candidate.exists() and candidate.is_relative_to(ws.root):
             version = ws.current_version(candidate, records=records)
             if version is None:
-                from mlcustody.interfaces.sdk import RecordSpec
-
                 spec = RecordSpec(key=tuple(key) if key else None) if records else None
                 version = ws.add([candidate], name=name, type=type, records=spec)[0].version
             target = candidate
@@ -338,7 +337,7 @@ def finish_command(ws: Workspace, launch: Launch) -> CommandResult:
     writer.lineage(versioned.links, [])
     report = versioned.report()
     if report is not None:
-        writer.tag(shapes.CAPTURE_TAG, report)
+        writer.tag(CAPTURE_TAG, report)
     writer.close()
     interpreter = captured.interpreters[0] if captured.interpreters else None
     environment = ws.store_json(

@@ -12,7 +12,6 @@ import os
 import shutil
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,8 +24,6 @@ from mlcustody.capture import filetypes, launch
 from mlcustody.checks import CheckReport, Problem
 from mlcustody.config import STORE_DIRNAME, Config
 from mlcustody.errors import PathError, UnknownRef, UsageError, WorkspaceExists
-from mlcustody.interfaces import tracking
-from mlcustody.interfaces.terminal import ask_secret
 from mlcustody.metadata import artifact_names, artifacts, audit, gc, verify
 from mlcustody.metadata import ref_resolution as refs
 from mlcustody.metadata.artifacts import ArtifactVersion
@@ -44,12 +41,31 @@ from mlcustody.storage.dir_manifest import Entry
 from mlcustody.storage.lock import store_lock
 from mlcustody.storage.objects import ObjectStore
 from mlcustody.storage.statcache import StatCache
+from mlcustody.workspace import bundles as bundle_cases
+from mlcustody.workspace import decisions as decision_cases
+from mlcustody.workspace import graph as graph_cases
+from mlcustody.workspace import keys as key_cases
+from mlcustody.workspace import models as model_cases
+from mlcustody.workspace import tracking
+from mlcustody.workspace.results import (
+    AddResult,
+    ArtifactStatus,
+    DecisionColumns,
+    DecisionTrace,
+    FoundRecord,
+    ImportReport,
+    ModelDetails,
+    RecordDiffReport,
+    RecordSpec,
+    RunDetails,
+    VerifyReport,
+)
 
 if TYPE_CHECKING:  # the record layer pulls in pyarrow, DuckDB and polars: imported when first used
     import pyarrow as pa
 
-    from mlcustody.forensics import attribution_investigation, decision_records
-    from mlcustody.ledger import kek, kek_rotate, keys
+    from mlcustody.forensics import attribution_investigation
+    from mlcustody.ledger import kek_rotate, keys
     from mlcustody.ledger.bundle import check as bundle_check
     from mlcustody.ledger.bundle import export as bundle
     from mlcustody.ledger.bundle import reproduce as bundle_reproduce
@@ -58,99 +74,13 @@ if TYPE_CHECKING:  # the record layer pulls in pyarrow, DuckDB and polars: impor
     from mlcustody.ledger.registry import versions as registry
     from mlcustody.lineage import graph as lineage_graph
     from mlcustody.lineage import record_trace
-    from mlcustody.storage.records import diff as record_diff
     from mlcustody.storage.records import lookup
     from mlcustody.storage.records import manifest as record_manifest
-
-
-@dataclass(frozen=True)
-class AddResult:
-    version: ArtifactVersion
-    created: bool  # False when the content equals the latest version, which is returned instead
-
-
-@dataclass(frozen=True)
-class RecordSpec:
-    """Ask ``add`` for a record manifest: optional key columns and format (default: by suffix)."""
-
-    key: tuple[str, ...] | None = None
-    format: str | None = None
 
 
 # Changed records whose old and new values are re-read from the raw bytes to name the changed
 # columns; each read costs ~10 ms, so a complete --json list of 10,000 changes names ids only past this.
 _COLUMN_DETAIL = 100
-
-
-@dataclass(frozen=True)
-class FoundRecord:
-    hit: lookup.Hit
-    record: lookup.Record
-
-
-@dataclass(frozen=True)
-class RecordDiffReport:
-    diff: record_diff.RecordDiff
-    schema: dict[str, Any]
-    stats: dict[str, dict[str, Any]]
-    limit: int | None = None  # the most records listed of each kind (None: all)
-
-
-@dataclass(frozen=True)
-class ArtifactStatus:
-    version: ArtifactVersion  # what the path is compared with: the checked-out version, else the latest
-    state: str  # unchanged | modified | missing
-    changes: TreeDiff | None
-    latest: ArtifactVersion | None = None  # the latest version, when an older one is checked out
-
-
-@dataclass(frozen=True)
-class RunDetails:
-    run: runs.Run
-    code: dict[str, Any]
-    environment: dict[str, Any] | None  # None while running, or for a run found killed
-    metric_history: list[runs.Metric]
-    children: list[str]
-
-
-@dataclass(frozen=True)
-class ModelDetails:
-    version: registry.ModelVersion
-    aliases: dict[str, list[registry.AliasMove]]
-    envelope: bytes
-    statement: dict[str, Any]
-    run: RunDetails | None
-
-
-VerifyReport = CheckReport  # the one report every check gives (mlcustody.checks)
-
-
-@dataclass(frozen=True)
-class DecisionColumns:
-    """Columns of a prediction log to import; every other column is an input of the decision."""
-
-    id: str = "decision_id"
-    time: str | None = "time"
-    subject: str | None = "subject"
-    output: str = "output"
-
-
-@dataclass(frozen=True)
-class ImportReport:
-    path: str
-    count: int
-    first_position: int
-    versions: list[str]  # model versions the imported decisions were attributed to
-    skipped: int = 0  # with resume: decisions already in the log with the same content
-
-
-@dataclass(frozen=True)
-class DecisionTrace:
-    decision: decision_queries.Decision
-    aliases: list[str]  # aliases of the model that pointed at its version when the decision was made
-    problems: list[Problem]  # what verifying the model version's attestation found (none: intact)
-    model: ModelDetails
-    records: decision_records.DecisionRecords | None = None  # the most influential training records, if asked
 
 
 class Workspace:
@@ -707,72 +637,26 @@ class Workspace:
         """Register the next version of a model: the model a run produced (``run``) or the file at
         ``path``, bound by a signed in-toto/SLSA attestation to its run, data and lineage. A pickle
         is refused unless ``trust_pickle`` (the attestation then names it)."""
-        from mlcustody.ledger import keys
-        from mlcustody.ledger.registry import attestation
-        from mlcustody.ledger.registry import versions as model_registry
-
-        if run is None and path is None:
-            raise UsageError("give a run or a model path", hint="custody model register NAME --run RUN [--path FILE]")
-        model_registry.validate_name(name)
-        if path is not None and run is None:
-            model = self.current_version(Path(path)) or self.add([Path(path)], type="model")[0].version
-        with self.db.read() as conn:
-            run_id: str | None = model.meta.get("run") if run is None else runs.resolve(conn, run)
-            if run is not None and run_id is not None:
-                model = model_registry.model_of_run(conn, run_id, self.relpath(path) if path is not None else None)
-            prepared = model_registry.prepare(conn, self.objects, name, model, run_id, trust_pickle=trust_pickle)
-            signer = keys.signer(conn, self.config.store_dir, key, prompt=ask_secret)
-        signature = signer.sign(attestation.pae(attestation.PAYLOAD_TYPE, prepared.statement))
-        envelope = self.objects.put_bytes(attestation.envelope(prepared.statement, signer.keyid, signature))
-        self.objects.barrier()
-        with self.db.write() as conn:
-            version, event = model_registry.record(conn, prepared, envelope, signer.keyid, self.config.actor)
-        audit.advance_witness(self.witness, event)
-        return version
+        return model_cases.register_model(self, name, run=run, path=path, key=key, trust_pickle=trust_pickle)
 
     def alias_model(
         self, name: str, alias: str, version: int | None, reason: str, *, override_terms: bool = False
     ) -> registry.AliasMove:
         """Point an alias at a version (None removes it); the move is kept in the alias's history. A gated
         alias (production) refuses a version whose data's terms its use breaks, unless ``override_terms``:
-        then the reason is signed and recorded with the move (``interfaces.policy_cases``)."""
-        from mlcustody.interfaces import policy_cases
-        from mlcustody.ledger.registry import versions as model_registry
-
-        gate = policy_cases.gate_alias(self, name, alias, version, reason if override_terms else None)
-        with self.db.write() as conn:
-            move, event = model_registry.move_alias(conn, name, alias, version, reason, self.config.actor)
-            event = gate.record(conn, self.config.actor) or event
-        audit.advance_witness(self.witness, event)
-        return move
+        then the reason is signed and recorded with the move (``workspace.policy_cases``)."""
+        return model_cases.alias_model(self, name, alias, version, reason, override_terms=override_terms)
 
     def models(self) -> list[registry.ModelVersion]:
-        from mlcustody.ledger.registry import versions as model_registry
-
-        with self.db.read() as conn:
-            return model_registry.listing(conn)
+        return model_cases.models(self)
 
     def model(self, ref: str) -> ModelDetails:
         """A model version (``NAME@V``, ``NAME:ALIAS``, ``NAME``) with its chain of custody."""
-        from mlcustody.ledger.registry import attestation
-        from mlcustody.ledger.registry import versions as model_registry
-
-        with self.db.read() as conn:
-            version = model_registry.get(conn, ref)
-            aliases = model_registry.aliases(conn, version.name)
-        envelope = self.objects.read_bytes(version.attestation)
-        details = self.run(version.run_id) if version.run_id else None
-        return ModelDetails(version, aliases, envelope, attestation.open_envelope(envelope).statement, details)
+        return model_cases.model(self, ref)
 
     def verify_model(self, ref: str) -> tuple[registry.ModelVersion, list[Problem]]:
         """Re-derive every digest the version's attestation names; the problems found (none: intact)."""
-        from mlcustody.ledger import keys
-        from mlcustody.ledger.registry import check as model_check
-        from mlcustody.ledger.registry import versions as model_registry
-
-        with self.db.read() as conn:
-            version = model_registry.get(conn, ref)
-            return version, model_check.check(conn, self.objects, version, keys.check)
+        return model_cases.verify_model(self, ref)
 
     def model_oms_bundle(self, ref: str, *, key: str | None = None) -> bytes:
         """An OpenSSF model-signing (OMS) bundle for a model version, to save as ``model.sig`` beside it.
@@ -781,68 +665,37 @@ class Workspace:
         by default of the name whose key signed the version, over the per-file sha256 digests the
         version's attestation signed — refused if ``verify_model`` finds those broken. Needs an ECDSA
         P-256 key: OMS verifiers accept no Ed25519."""
-        from mlcustody.ledger import keys
-        from mlcustody.ledger.registry import attestation, oms
-        from mlcustody.ledger.registry import check as model_check
-        from mlcustody.ledger.registry import versions as model_registry
-
-        with self.db.read() as conn:
-            version = model_registry.get(conn, ref)
-            problems = model_check.check(conn, self.objects, version, keys.check)
-            model = refs.resolve(conn, version.artifact)
-            name = key or keys.get(conn, version.keyid).name
-        attested = attestation.open_envelope(self.objects.read_bytes(version.attestation)).statement
-        payload = oms.registered_statement(model, attested, problems)
-        return oms.bundle(payload, keys.open_signer(self._keyring(), name))
+        return model_cases.model_oms_bundle(self, ref, key=key)
 
     @staticmethod
     def verify_oms_bundle(bundle: Path | str, public_key: Path | str, model: Path | str) -> list[Problem]:
         """Check an OMS ``model.sig`` signed by anyone, with no workspace: the signature with the PEM
         public key in ``public_key``, and every file digest it signs against the model on disk."""
-        from mlcustody.ledger.registry import oms
-
-        return oms.verify_paths(Path(bundle), Path(public_key), Path(model)).problems
+        return model_cases.verify_oms_bundle(bundle, public_key, model)
 
     # -- provenance bundles ------------------------------------------------------------------------
 
     def export_bundle(self, ref: str, path: Path | str, *, with_data: bool = False) -> bundle.Exported:
         """Write a model version's offline provenance bundle (``FILE.tar.gz``): attestation, public key,
         model, run record, code, environment, dataset and record manifests, lineage; the data if asked."""
-        from mlcustody.ledger.bundle import export as bundle
-        from mlcustody.ledger.registry import versions as model_registry
-
-        with self.db.read() as conn:
-            version = model_registry.get(conn, ref)
-            return bundle.export(conn, self.objects, version, Path(os.path.abspath(path)), with_data=with_data)
+        return bundle_cases.export_bundle(self, ref, path, with_data=with_data)
 
     @staticmethod
     def verify_bundle(path: Path | str) -> bundle_check.BundleCheck:
         """Check a bundle offline, with no workspace: members, signature, digests, seal, lineage digest."""
-        from mlcustody.ledger.bundle import check as bundle_check
-
-        return bundle_check.check(Path(path))
+        return bundle_cases.verify_bundle(path)
 
     def reproduce(self, ref: str, to: Path | str) -> bundle_reproduce.Reproduction:
         """Materialise what trained a model version into an empty directory: entry script, params, code
         record and dirty diff, and its input data versions at their workspace-relative paths."""
-        from mlcustody.ledger.bundle import reproduce as bundle_reproduce
-        from mlcustody.ledger.registry import versions as model_registry
-
-        target = Path(os.path.abspath(to))
-        if STORE_DIRNAME in target.parts:
-            raise PathError(f"{target} is inside the store", hint="reproduce somewhere else")
-        with self.db.read() as conn:
-            version = model_registry.get(conn, ref)
-            return bundle_reproduce.reproduce(conn, self.objects, self.cache, version, target)
+        return bundle_cases.reproduce(self, ref, to)
 
     # -- decisions ---------------------------------------------------------------------------------
 
     def decision_log(self, ref: str, **options: Any) -> decisions.DecisionLog:
         """A log of the decisions a registered model (``NAME@V``, ``NAME:ALIAS``, ``NAME``) makes; close it
-        (or use it as a context manager) to write a signed checkpoint. See ``ledger.decisions.log``."""
-        from mlcustody.ledger.decisions import log as decisions
-
-        return decisions.DecisionLog(self._keyring(), ref, **options)
+        (or use it as a context manager) to write a signed checkpoint. See ``ledger.decisions``."""
+        return decision_cases.decision_log(self, ref, **options)
 
     def import_decisions(
         self,
@@ -858,213 +711,91 @@ class Workspace:
         With ``resume``, decisions already logged with the same content are skipped (an interrupted
         import run again), one logged with other content refuses the import. A declared ``purpose`` the
         model's data does not cover (its consent, its sources' purposes) refuses the import."""
-        from mlcustody.interfaces import policy_cases
-        from mlcustody.ledger.decisions import files as decision_files
-        from mlcustody.ledger.decisions import log as decisions
-        from mlcustody.ledger.decisions import queries as decision_queries
-
-        policy_cases.check_purpose(self, ref, purpose)  # a declared purpose the model's data must cover
-
-        cols = columns or DecisionColumns()
-        found = decision_files.read(Path(path))
-        checked = decisions.check_rows(
-            found.table, id_col=cols.id, output_col=cols.output, time_col=cols.time, where=found.where
-        )
-        with self.db.read() as conn:
-            start = decision_queries.size(conn)
-        with decisions.DecisionLog(self._keyring(), ref, checkpoint_seconds=float("inf")) as log:
-            count = log.record_batch(
-                found.table,
-                id_col=cols.id,
-                output_col=cols.output,
-                time_col=cols.time,
-                subject_col=cols.subject,
-                where=found.where,
-                resume=resume,
-                checked=checked,
-            )
-        with self.db.read() as conn:
-            versions = decision_queries.versions_from(conn, start)
-        return ImportReport(str(found.path), count, start, versions, found.table.num_rows - count)
+        return decision_cases.import_decisions(self, path, ref, columns=columns, resume=resume, purpose=purpose)
 
     def list_decisions(
         self, *, model: str | None = None, subject: str | None = None, since: str | None = None, limit: int = 1000
     ) -> list[decision_queries.Decision]:
         """Logged decisions in log order, by model (``NAME``, ``NAME@V``, ``NAME:ALIAS``), subject id, time."""
-        from mlcustody.ledger.decisions import queries as decision_queries
-
-        with self.db.read() as conn:
-            keys = self._decision_keys(conn) if subject is not None else None
-            return decision_queries.listing(conn, model=model, subject=subject, since=since, limit=limit, keys=keys)
+        return decision_cases.list_decisions(self, model=model, subject=subject, since=since, limit=limit)
 
     def decision_receipt(self, decision_id: str) -> decision_queries.Receipt:
         """A c2sp.org/tlog-proof that the decision is in the signed log, to check offline."""
-        from mlcustody.ledger.decisions import queries as decision_queries
-
-        with self.db.read() as conn:
-            return decision_queries.receipt(conn, decision_id)
+        return decision_cases.decision_receipt(self, decision_id)
 
     def decision_inputs(self, decision_id: str) -> dict[str, Any] | None:
         """The inputs of a decision, decrypted; None when not kept or crypto-shredded."""
-        from mlcustody.ledger.decisions import queries as decision_queries
-
-        with self.db.read() as conn:
-            return decision_queries.read_inputs(
-                conn, decision_queries.get(conn, decision_id), self._decision_keys(conn)
-            )
+        return decision_cases.decision_inputs(self, decision_id)
 
     def forget_subject(self, subject: str) -> int:
         """Crypto-shred a data subject's decision inputs (their data key is deleted, audited); the log
         still verifies. Returns the number of payloads made unreadable."""
-        from mlcustody.ledger.decisions import subjects as decision_subjects
-
-        with self.db.write() as conn:
-            count, event = decision_subjects.forget(conn, subject, self.config.actor, self._decision_keys(conn))
-        if event is not None:
-            audit.advance_witness(self.witness, event)
-        return count
+        return decision_cases.forget_subject(self, subject)
 
     def seal_decisions(self) -> int | None:
         """Sign a checkpoint over decisions a killed writer left unsealed; the size sealed, else None."""
-        from mlcustody.ledger.decisions import log as decisions
-
-        return decisions.seal(self._keyring())
+        return decision_cases.seal_decisions(self)
 
     def verify_decisions(self) -> VerifyReport:
         """Recompute every decision entry, the Merkle tree and every signed checkpoint."""
-        from mlcustody.ledger.decisions import check as decision_check
-
-        with self.db.read() as conn:
-            return decision_check.verify(conn, self.config.store_dir / "decision-head")
+        return decision_cases.verify_decisions(self)
 
     def trace_decision(self, decision_id: str, records: int = 0, label: str | None = None) -> DecisionTrace:
         """Decision → model version (and the aliases serving it) → attestation checked → training run →
         code, config, environment → datasets with their record-manifest digests; with ``records`` also
         the ``records`` training records that most influenced it, traced to their raw source lines
         (``label`` names the training set's label column when it cannot be told)."""
-        from mlcustody.ledger.decisions import queries as decision_queries
-
-        if label is not None and not records:
-            raise UsageError("a label column was given without records to attribute", hint="add --records N")
-        with self.db.read() as conn:
-            decision = decision_queries.get(conn, decision_id)
-            aliases = decision_queries.aliases_at(conn, decision)
-        _, problems = self.verify_model(decision.ref)
-        found = self._decision_records(decision, records, label) if records else None
-        return DecisionTrace(decision, aliases, problems, self.model(decision.ref), found)
-
-    def _decision_records(
-        self, decision: decision_queries.Decision, top: int, label: str | None
-    ) -> decision_records.DecisionRecords:
-        from mlcustody.forensics import decision_records
-
-        with self.db.read() as conn:
-            keys = self._decision_keys(conn)
-            return decision_records.influential(conn, self, decision, top=top, label=label, keys=keys)
+        return decision_cases.trace_decision(self, decision_id, records, label)
 
     # -- lineage graph -----------------------------------------------------------------------------
 
     def lineage(self, ref: str, *, direction: str = "up", depth: int | None = None) -> lineage_graph.Graph:
         """The runs, versions, files and agents upstream (``up``), downstream (``down``) or on both sides
         of a version or run, within ``depth`` entity→run / run→entity steps (None: all)."""
-        from mlcustody.lineage import graph
-
-        with self.db.read() as conn:
-            return graph.walk(conn, self._lineage_origin(conn, ref), direction=direction, depth=depth)
-
-    def _lineage_origin(self, conn: sa.Connection, ref: str) -> str:
-        """A version, a run, or a registered model (``credit@1``, ``credit:production``) as its artifact."""
-        from mlcustody.ledger.registry import versions as registry
-        from mlcustody.lineage import graph
-
-        try:
-            return graph.resolve(conn, ref)
-        except UnknownRef as missing:
-            try:
-                return registry.get(conn, ref).artifact
-            except UnknownRef:
-                raise missing from None
+        return graph_cases.lineage(self, ref, direction=direction, depth=depth)
 
     def lineage_digest(self, ref: str) -> str:
         """The Merkle digest of everything upstream of a version or run (what an attestation signs)."""
-        from mlcustody.lineage import graph
-
-        with self.db.read() as conn:
-            return graph.lineage_digest(conn, self._lineage_origin(conn, ref))
+        return graph_cases.lineage_digest(self, ref)
 
     def column_lineage(self, ref: str, column: str, *, depth: int | None = None) -> lineage_graph.ColumnLineage:
         """The input columns one column of a version was computed from, back to its source columns."""
-        from mlcustody.lineage import graph
-
-        with self.db.read() as conn:
-            return graph.columns(conn, self._lineage_origin(conn, ref), column, depth=depth)
+        return graph_cases.column_lineage(self, ref, column, depth=depth)
 
     # -- keys ----------------------------------------------------------------------------------------
 
-    def _keyring(self) -> keys.Keyring:
-        from mlcustody.ledger import keys
-
-        return keys.Keyring(
-            self.db, self.config.store_dir, self.witness, self.config.actor, self.config.kek_file, ask_secret
-        )
-
     def rotate_kek(self) -> kek_rotate.Rotation:
         """Re-wrap the decision log's data keys and subject-HMAC key under a new key-encryption key."""
-        from mlcustody.ledger import kek_rotate
-
-        return kek_rotate.rotate(self._keyring())
-
-    def _decision_keys(self, conn: Any) -> kek.Keyset | None:
-        """The key-encryption keys that unwrap the decision log's keys (``ledger.kek``)."""
-        from mlcustody.ledger.decisions import subjects as decision_subjects
-
-        return decision_subjects.keyset(conn, self.config.kek_file)
+        return key_cases.rotate_kek(self)
 
     def generate_key(self, name: str | None = None, type: str | None = None) -> keys.KeyChange:
         """Make a signing key pair (default name ``default``, type ``ecdsa-p256``; see ``ledger.keys``)."""
-        from mlcustody.ledger import keys
-
-        return keys.generate(self._keyring(), name or keys.DEFAULT_NAME, type or keys.DEFAULT_TYPE)
+        return key_cases.generate_key(self, name, type)
 
     def list_keys(self) -> list[keys.KeyInfo]:
         """Every registered signing key with its status and validity, oldest first."""
-        from mlcustody.ledger import keys
-
-        with self.db.read() as conn:
-            return keys.listing(conn)
+        return key_cases.list_keys(self)
 
     def key(self, ref: str | None = None) -> keys.KeyInfo:
         """The key a name (its active key, else its newest), a keyid or a keyid prefix names; by default
         the active key that signs attestations."""
-        from mlcustody.ledger import keys
-
-        with self.db.read() as conn:
-            return keys.get(conn, ref)
+        return key_cases.key(self, ref)
 
     def rotate_key(self, ref: str) -> keys.KeyChange:
         """Replace a name's active key by a new one; the old one is retired, its signatures stay valid."""
-        from mlcustody.ledger import keys
-
-        return keys.rotate(self._keyring(), ref)
+        return key_cases.rotate_key(self, ref)
 
     def revoke_key(self, ref: str, reason: str) -> keys.KeyChange:
         """Revoke a key: none of its signatures is trusted any more."""
-        from mlcustody.ledger import keys
-
-        return keys.revoke(self._keyring(), ref, reason)
+        return key_cases.revoke_key(self, ref, reason)
 
     def signer(self, name: str | None = None) -> keys.Signer:
         """The signer of a name's active key (default: the newest active key, or CUSTODY_SIGNING_KEY)."""
-        from mlcustody.ledger import keys
-
-        return keys.open_signer(self._keyring(), name)
+        return key_cases.signer(self, name)
 
     def check_signature(self, keyid: str, data: bytes, signature: bytes, signed_at: str) -> str | None:
         """None when the signature verifies and the key was valid at ``signed_at``, else why not."""
-        from mlcustody.ledger import keys
-
-        with self.db.read() as conn:
-            return keys.check(conn, keyid, data, signature, signed_at)
+        return key_cases.check_signature(self, keyid, data, signature, signed_at)
 
     def verify(self, progress: Progress | None = None) -> VerifyReport:
         """Objects, rows, the audit chain and runs; the decision log's anchors, checkpoints and key rows
@@ -1096,7 +827,9 @@ class Workspace:
 
         with self.db.read() as conn:
             cache = self.config.store_dir / "cache" / "attribution"
-            return attribution_investigation.investigate(conn, self, query, cache, self._decision_keys(conn))
+            return attribution_investigation.investigate(
+                conn, self, query, cache, decision_cases.decision_keys(self, conn)
+            )
 
 
 def _record_files(rel: str, entries: tuple[Entry, ...], fmt: str | None) -> tuple[str, list[Entry]]:

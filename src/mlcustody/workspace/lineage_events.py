@@ -13,7 +13,7 @@ from mlcustody.errors import PathError
 from mlcustody.metadata.runs import store as runs
 
 if TYPE_CHECKING:
-    from mlcustody.interfaces.sdk import Workspace
+    from mlcustody.workspace.facade import Workspace
 
 NAMESPACE = "mlcustody"
 

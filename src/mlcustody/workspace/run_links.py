@@ -23,9 +23,9 @@ from mlcustody.metadata.runs.store import RecordLink
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from mlcustody.interfaces.run_files import Versioned
-    from mlcustody.interfaces.sdk import Workspace
     from mlcustody.lineage import inference
+    from mlcustody.workspace.facade import Workspace
+    from mlcustody.workspace.run_files import Versioned
 
 _LINK_ROW_GROUP = 64 * 1024  # as the SDK's links: tracing one id reads one row group
 

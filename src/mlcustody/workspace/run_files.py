@@ -30,7 +30,6 @@ import sqlalchemy as sa
 from mlcustody._canonical import canonical_json
 from mlcustody.capture import filetypes, iolog
 from mlcustody.errors import CustodyError
-from mlcustody.interfaces.run_links import TableLinks
 from mlcustody.metadata import artifact_names, artifacts, audit
 from mlcustody.metadata import ref_resolution as refs
 from mlcustody.metadata.artifacts import ArtifactVersion, NewVersion
@@ -39,13 +38,14 @@ from mlcustody.metadata.schema import run_io
 from mlcustody.storage import dir_manifest as manifest
 from mlcustody.storage import snapshot
 from mlcustody.storage.statcache import StatCache
+from mlcustody.workspace.run_links import TableLinks
 
 if TYPE_CHECKING:
     import pyarrow as pa
     from sqlalchemy.engine import Connection
 
     from mlcustody.config import CapturePolicy
-    from mlcustody.interfaces.sdk import Workspace
+    from mlcustody.workspace.facade import Workspace
 
 _RECORD_SUFFIXES = frozenset({".csv", ".tsv", ".tab", ".parquet", ".pq", ".jsonl", ".ndjson"})
 
