@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from conftest import Cli
-from mlcustody.interfaces import plain_pipeline
+from mlcustody.workspace import plain_pipeline
 
 PASSPHRASE = "policy test passphrase"
 VENDOR = "raw/broker_feed"
