@@ -113,9 +113,11 @@ def version_files(ws: Workspace, run_id: str, seen: Sequence[Seen], head: HeadSt
     kept = _hash_all(ws, files, done)
     ws.objects.barrier()
     links = TableLinks(ws)
+    # Links only go to output tables: a run that wrote none resolves none of its (maybe 1,000) inputs.
+    writes_tables = bool(_tables([f.seen.rel for f in kept if f.seen.role == "output"]))
     with ws.db.read() as conn:
         _link_known(ws, conn, kept)
-        for item in kept:  # inputs already versioned with records: linked from those records
+        for item in kept if writes_tables else []:  # inputs already versioned with records: linked from those
             known_version = _version(conn, item) if item.seen.role == "input" else None
             if known_version is not None and known_version.records is not None:
                 links.add_input(item.seen.rel, head.records.get((item.seen.rel, item.digest or "")), known_version)
@@ -244,8 +246,10 @@ class Prefetch:
         for rel, digest, size in fresh:
             given = functools.partial(self.head.records.__setitem__, (rel, digest))
             self.head.manifests[(rel, digest)] = _manifest(self._ws, rel, digest, size, given)
+        if not known:
+            return  # no query on the polls that read no versioned table
         with self._ws.db.read() as conn:
-            versions = artifacts.at_paths(conn, [rel for rel, _, _ in known]) if known else {}
+            versions = artifacts.at_paths(conn, [rel for rel, _, _ in known])
         for rel, digest, _ in known:
             version = next((v for v in versions.get(rel, []) if v.digest == digest and v.records), None)
             if version is not None:
