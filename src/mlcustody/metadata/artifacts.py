@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
@@ -71,6 +71,38 @@ class ArtifactVersion:
             message=m["message"],
             created_at=m["created_at"],
         )
+
+
+class Stored(Protocol):
+    """What stored bytes are as a version (a ``storage.snapshot.Snapshot``, say)."""
+
+    @property
+    def kind(self) -> str: ...
+    @property
+    def digest(self) -> str: ...
+    @property
+    def size(self) -> int: ...
+    @property
+    def file_count(self) -> int: ...
+
+
+def insert_stored(
+    conn: Connection, stored: Stored, *, name: str, type: str | None, path: str | None, actor: str, **more: Any
+) -> tuple[ArtifactVersion, audit.Event]:
+    """``insert`` of stored bytes: kind, digest, size and file count from ``stored``; ``more``: message,
+    meta, tags."""
+    return insert(
+        conn,
+        name=name,
+        type=type,
+        kind=stored.kind,
+        path=path,
+        digest=stored.digest,
+        size=stored.size,
+        file_count=stored.file_count,
+        actor=actor,
+        **more,
+    )
 
 
 def insert(

@@ -329,15 +329,12 @@ class Workspace:
                 return AddResult(latest, created=False)
             if type is None and latest is None and snap.kind == "file":  # typed by content, as a run's files
                 type = filetypes.artifact_type(self.root / rel)
-            version, event = artifacts.insert(
+            version, event = artifacts.insert_stored(
                 conn,
+                snap,
                 name=name,
                 type=type,
-                kind=snap.kind,
                 path=rel,
-                digest=snap.digest,
-                size=snap.size,
-                file_count=snap.file_count,
                 actor=self.config.actor,
                 message=message,
                 tags=tags,

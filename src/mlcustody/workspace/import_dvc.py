@@ -217,15 +217,12 @@ class _Importer:
         content = self._content(md5, name, commit)
         meta = {"dvc": {"md5": md5, "commit": commit, "path": name}}
         with self.ws.db.write() as conn:
-            version, event = artifacts.insert(
+            version, event = artifacts.insert_stored(
                 conn,
+                content,
                 name=name,
                 type=type,
-                kind=content.kind,
                 path=None,  # not a path of this workspace: the DVC repository's
-                digest=content.digest,
-                size=content.size,
-                file_count=content.file_count,
                 actor=self.ws.config.actor,
                 message=f"imported from DVC at {commit[:12]}",
                 meta=meta,

@@ -329,18 +329,8 @@ def _version(
     ws: Workspace, conn: Any, name: str, type: str, stored: snapshot.Snapshot, message: str, meta: dict[str, Any]
 ) -> artifacts.ArtifactVersion:
     """Record stored bytes as the next version of ``name`` (not a workspace path: ``path`` is None)."""
-    version, _ = artifacts.insert(
-        conn,
-        name=name,
-        type=type,
-        kind=stored.kind,
-        path=None,
-        digest=stored.digest,
-        size=stored.size,
-        file_count=stored.file_count,
-        actor=ws.config.actor,
-        message=message,
-        meta=meta,
+    version, _ = artifacts.insert_stored(
+        conn, stored, name=name, type=type, path=None, actor=ws.config.actor, message=message, meta=meta
     )
     return version
 
